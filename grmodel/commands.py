@@ -1,0 +1,98 @@
+"""Core commands: ``train``, ``predict``, ``evaluate`` and ``main`` (the README's main job)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("train", help="train a model on a processed dataset")
+    p.add_argument("--data", required=True, help="processed dataset directory")
+    p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--model", default=None, help="model name (default: the config's, gr)")
+    p.add_argument("--config", default=None, help="JSON or YAML config file")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-3")
+    p.set_defaults(handler=_train)
+
+    p = subparsers.add_parser("predict", help="score a Parquet file with a trained model")
+    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument("--input", required=True, help="Parquet file with the feature columns")
+    p.add_argument("--output", required=True, help="Parquet file to write (adds 'prediction')")
+    p.add_argument("--batch-size", type=int, default=4096)
+    p.set_defaults(handler=_predict)
+
+    p = subparsers.add_parser("evaluate", help="score model directories on the test split")
+    p.add_argument("--data", required=True, help="processed dataset directory")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
+    p.add_argument("--out", default=None, help="write the metrics JSON here")
+    p.set_defaults(handler=_evaluate)
+
+    p = subparsers.add_parser(
+        "main", help="the main job: generate data, ingest, train, evaluate, print the table"
+    )
+    p.add_argument("--workdir", default="runs/main", help="where data, models and reports go")
+    p.add_argument("--preset", default="default", help="generator preset (tiny, default, full)")
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides for training")
+    p.set_defaults(handler=_main)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from grmodel.config import load_config
+    from grmodel.train import train_model
+
+    overrides = [f"data.processed_dir={args.data}", *args.overrides]
+    if args.model:
+        overrides.append(f"model_name={args.model}")
+    config = load_config(args.config, overrides)
+    result = train_model(config, args.out)
+    print(
+        f"{config.model_name}: best epoch {result.best_epoch}, valid MAE "
+        f"{result.best_valid['mae']:.4f}, XAUC {result.best_valid['xauc']:.4f}; "
+        f"{result.samples_per_second:.0f} samples/s; model in {result.model_dir}"
+    )
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from grmodel.checkpoint import load_checkpoint
+    from grmodel.predict import predict_frame
+
+    model, _ = load_checkpoint(args.model)
+    source = Path(args.input)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: input file not found")
+    frame = pd.read_parquet(source)
+    model.schema.arrays(frame, str(source))  # fail early, naming the missing column
+    frame["prediction"] = predict_frame(model, frame, batch_size=args.batch_size, progress=True)
+    output = Path(args.output)
+    tmp = output.with_name(f".{output.name}.tmp")
+    frame.to_parquet(tmp, index=False)
+    tmp.replace(output)  # never a half-written output file
+    print(f"wrote {len(frame)} predictions to {args.output}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from grmodel.evaluate import evaluate_models, format_table
+
+    model_dirs = dict(item.split("=", 1) for item in args.model)
+    results = evaluate_models(args.data, model_dirs)
+    print(format_table(results))
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    from grmodel.main_job import run_main_job
+
+    run_main_job(Path(args.workdir), preset=args.preset, seed=args.seed, overrides=args.overrides)
+    return 0

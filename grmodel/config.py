@@ -1,0 +1,255 @@
+"""One config object per concern, serialised with every artifact.
+
+Every config is a frozen-free dataclass that round-trips through plain JSON/YAML dicts, so a
+checkpoint, a report or an MLflow run can be rebuilt from its record. Command lines change a
+config with ``section.key=value`` overrides (``train.lr=1e-3``, ``model.n_layers=2``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+VocabKind = Literal["dynamic_quantile", "manual", "binary"]
+TFSchedule = Literal["none", "inverse_sigmoid", "linear", "exponential", "fixed"]
+MixupMode = Literal["window", "full", "none"]
+
+
+class ConfigError(ValueError):
+    """A config value or override that cannot be applied (names the key and the rule)."""
+
+
+@dataclass
+class DataConfig:
+    """Where the processed dataset is and which column is the label."""
+
+    processed_dir: str = ""
+    label_column: str = "label"
+    # Row caps for quick runs; None means every row.
+    max_train_rows: int | None = None
+    max_eval_rows: int | None = None
+
+
+@dataclass
+class VocabConfig:
+    """Vocabulary construction (method.md, Algorithm 1 and the Table 3 alternatives)."""
+
+    kind: VocabKind = "dynamic_quantile"
+    # Labels are multiplied by this and truncated to integers before tokenisation.
+    label_scale: float = 1000.0
+    q_start: float = 0.9999
+    q_end: float = 0.9
+    decay: float = 0.99
+    eps: float = 1e-6
+    # Safety cap on Algorithm 1's loop (it normally stops far earlier).
+    max_iterations: int = 10_000
+
+
+@dataclass
+class ModelConfig:
+    """GR model sizes (method.md, Model). Every size is a value here."""
+
+    emb_dim: int = 128
+    encoder_hidden: int = 256
+    d_model: int = 128
+    n_heads: int = 8
+    ffn_dim: int = 256
+    n_layers: int = 3
+    dropout: float = 0.1
+    init_range: float = 0.08
+    # Tokens kept around the argmax by the windowed soft-argmax (loss and prediction).
+    window_size: int = 20
+    # Maximum decode steps (tokens before <eos>); None = derived from the training labels.
+    max_decode_len: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, loss weights and CLEM (method.md, Loss and CLEM)."""
+
+    epochs: int = 20
+    batch_size: int = 512
+    lr: float = 5e-4
+    embedding_weight_decay: float = 1e-4
+    seed: int = 2024
+    lambda_ce: float = 10.0
+    lambda_huber: float = 1.0
+    huber_delta: float = 1.0
+    # CLEM: teacher-forcing probability schedule over the global step, and mixup mode.
+    tf_schedule: TFSchedule = "inverse_sigmoid"
+    tf_p0: float = 1.0
+    # inverse sigmoid: p = p0 * w / (w + exp(step / w)); None = auto, p crosses p0/2 mid-run.
+    tf_omega: float | None = None
+    # linear: p = p0 - k*step (None = auto, reaches 0 at the last step);
+    # exponential: p = p0 * k**step (None = auto, reaches 1% of p0 at the last step).
+    tf_k: float | None = None
+    tf_fixed_p: float = 0.5
+    mixup: MixupMode = "window"
+    mixup_window: int = 20
+    # Validation-based model selection and early stopping.
+    patience: int = 3
+    select_metric: Literal["mae", "xauc"] = "mae"
+    device: str = "auto"  # auto | cpu | cuda
+    amp_bf16: bool = True  # used only on CUDA
+    num_threads: int | None = None
+    progress: bool = True
+    max_steps: int | None = None  # cap on optimiser steps (smoke runs, benchmarks)
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation protocol (baselines.md, Evaluation protocol)."""
+
+    batch_size: int = 4096
+    xauc: Literal["reference", "tie_aware"] = "reference"
+    interval_width: float = 2.0
+    n_intervals: int = 10
+    histogram_bins: int = 50
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs; serialised into its checkpoint."""
+
+    model_name: str = "gr"
+    data: DataConfig = field(default_factory=DataConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Options of non-GR model heads (baselines), by name; recorded with results.
+    head: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
+        return _build(cls, raw, "")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    def with_overrides(self, overrides: list[str]) -> RunConfig:
+        raw = self.to_dict()
+        for item in overrides:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ConfigError(f"override {item!r}: expected section.key=value")
+            _set_path(raw, key.strip(), _parse_scalar(value.strip()), item)
+        return RunConfig.from_dict(raw)
+
+
+# The paper's Table 4 rows, as overrides of the default (full CLEM) configuration.
+CLEM_ABLATIONS: dict[str, list[str]] = {
+    "full": [],
+    "no_clem": ["train.tf_schedule=none", "train.mixup=none"],
+    "em_teacher_forcing": ["train.tf_schedule=fixed", "train.tf_fixed_p=1.0"],
+    "cl_without_em": ["train.mixup=none"],
+    "linear": ["train.tf_schedule=linear"],
+    "exponential": ["train.tf_schedule=exponential"],
+    "fixed_p_0.5": ["train.tf_schedule=fixed", "train.tf_fixed_p=0.5"],
+    "fixed_p_0": ["train.tf_schedule=fixed", "train.tf_fixed_p=0.0"],
+}
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a JSON or YAML config file (or the defaults) and apply ``key=value`` overrides."""
+    cfg = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text()
+        if path.suffix in {".yaml", ".yml"}:
+            import yaml
+
+            raw = yaml.safe_load(text) or {}
+        else:
+            raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {path}: top level must be a mapping")
+        cfg = RunConfig.from_dict(raw)
+    return cfg.with_overrides(overrides or [])
+
+
+def _parse_scalar(text: str) -> Any:
+    lowered = text.lower()
+    if lowered in {"none", "null"}:
+        return None
+    if lowered in {"true", "false"}:
+        return lowered == "true"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _set_path(raw: dict[str, Any], key: str, value: Any, item: str) -> None:
+    parts = key.split(".")
+    node: Any = raw
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"override {item!r}: unknown section {part!r}")
+        node = node[part]
+    leaf = parts[-1]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override {item!r}: {key!r} is not a section")
+    # The free-form head options accept new keys; typed sections do not.
+    if leaf not in node and parts[0] != "head":
+        raise ConfigError(f"override {item!r}: unknown key {key!r}")
+    node[leaf] = value
+
+
+def _build(cls: type, raw: dict[str, Any], prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config section {prefix or '<root>'!r} must be a mapping")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(raw) - names
+    if unknown:
+        raise ConfigError(f"config section {prefix or '<root>'!r}: unknown keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        path = f"{prefix}.{name}" if prefix else name
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value, path)
+        else:
+            kwargs[name] = _coerce(hint, value, path)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        allowed = typing.get_args(hint)
+        if value is None and "none" in allowed:  # `key=none` reads as null before coercion
+            value = "none"
+        if value not in allowed:
+            raise ConfigError(f"config {path}={value!r}: must be one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, path)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is int and isinstance(value, float) and value.is_integer():
+        return int(value)
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if origin is dict and isinstance(value, dict):
+        return dict(value)
+    raise ConfigError(f"config {path}={value!r}: expected {getattr(hint, '__name__', hint)}")

@@ -1,0 +1,53 @@
+"""What every model in the zoo provides, so one trainer, one evaluator and one server fit all.
+
+A model is an ``nn.Module`` plus *label state*: whatever it derives from the training labels
+before training (GR's vocabulary, CREAD's thresholds, TPM's leaves, D2Q's quantile tables).
+The label state is plain JSON, saved in the checkpoint next to the weights, so a model is
+rebuilt from its record without unpickling anything.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from grmodel.config import RunConfig
+from grmodel.features import FeatureSchema
+
+Batch = dict[str, torch.Tensor]
+
+
+class WatchTimeModel(nn.Module):
+    """Base class: subclasses set ``name`` and implement the methods below."""
+
+    name: ClassVar[str]
+
+    def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
+        super().__init__()
+        self.schema = schema
+        self.config = config
+        self.label_state = label_state
+
+    @classmethod
+    def fit_label_state(cls, train_labels: np.ndarray, config: RunConfig) -> dict[str, Any]:
+        """Derive the JSON label state from the training labels (never valid or test)."""
+        return {}
+
+    def targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-row training targets beyond the raw label (e.g. GR's token sequences)."""
+        return {}
+
+    def loss(self, batch: Batch, step: int, total_steps: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss on one batch; ``step`` counts optimiser steps over the whole run."""
+        raise NotImplementedError
+
+    def predict(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Predicted label, shape [B], in label units (never negative)."""
+        raise NotImplementedError
+
+    def embedding_parameters(self) -> list[nn.Parameter]:
+        """Parameters that get the embedding weight decay (the paper decays tables only)."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Embedding)]

@@ -1,0 +1,298 @@
+"""Generative Regression: watch time as a generated sequence of time-slot tokens.
+
+The encoder pools the user and item field embeddings and maps them through an FFN to one
+memory vector ``h``. A post-LN transformer decoder with no positional encoding (as the
+authors') generates tokens from ``<sos>``; the prediction is the sum over the emitted steps of
+the windowed soft-argmax value (method.md). Two implementation facts keep it fast:
+
+* With a single memory vector the cross-attention softmax runs over one key and is always 1,
+  so each block's cross-attention output is ``W_o W_v h``: exact, computed once per row.
+* Decoding keeps a key/value cache per layer, drops rows from the batch as they emit
+  ``<eos>``, and stops when none is left.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grmodel.codec import LabelCodec
+from grmodel.config import RunConfig
+from grmodel.features import FeatureSchema
+from grmodel.models.base import Batch, WatchTimeModel
+from grmodel.models.embedding import FieldEmbedding, mlp
+from grmodel.vocab import EOS, PAD, SOS, Vocabulary, build_vocabulary
+
+
+def window_mask(logits: torch.Tensor, window: int) -> torch.Tensor:
+    """Boolean mask of the ``window`` token ids centred on each argmax (shifted inside range)."""
+    vocab = logits.shape[-1]
+    width = min(window, vocab)
+    start = (logits.argmax(dim=-1, keepdim=True) - window // 2).clamp(0, vocab - width)
+    ids = torch.arange(vocab, device=logits.device)
+    return (ids >= start) & (ids < start + width)
+
+
+def windowed_soft_argmax(
+    logits: torch.Tensor, token_values: torch.Tensor, window: int
+) -> torch.Tensor:
+    """Σ over the window around the argmax of softmax(logits)_k · value_k (scaled units)."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    return (probs * window_mask(logits, window) * token_values).sum(dim=-1)
+
+
+def teacher_forcing_probability(step: int, total_steps: int, cfg: Any) -> float:
+    """The probability of feeding the ground-truth token at ``step`` (CLEM, method.md)."""
+    schedule, p0, total = cfg.tf_schedule, cfg.tf_p0, max(total_steps, 1)
+    if schedule == "none":
+        return 1.0
+    if schedule == "fixed":
+        return cfg.tf_fixed_p
+    if schedule == "linear":
+        k = cfg.tf_k if cfg.tf_k is not None else p0 / total
+        return max(0.0, p0 - k * step)
+    if schedule == "exponential":
+        k = cfg.tf_k if cfg.tf_k is not None else 0.01 ** (1.0 / total)
+        return p0 * k**step
+    # inverse sigmoid p0 * w / (w + e^(step/w)) == p0 * sigmoid(ln w - step/w): no overflow.
+    omega = cfg.tf_omega if cfg.tf_omega is not None else _omega_for_midpoint(total / 2)
+    x = math.log(omega) - step / omega
+    return p0 / (1.0 + math.exp(-x)) if x >= 0 else p0 * math.exp(x) / (1.0 + math.exp(x))
+
+
+def _omega_for_midpoint(half_steps: float) -> float:
+    """ω with ω·ln ω = half_steps, so the inverse sigmoid crosses p0/2 at that step."""
+    lo, hi = 1.0 + 1e-9, max(half_steps, 3.0)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid * math.log(mid) < half_steps else (lo, mid)
+    return max(lo, 1.0 + 1e-6)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with an optional preallocated key/value cache."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+        batch, steps, d_model = x.shape
+        q, k, v = (
+            t.view(batch, steps, self.n_heads, -1).transpose(1, 2)
+            for t in self.qkv(x).split(d_model, dim=-1)
+        )
+        if cache is None:
+            drop = self.dropout if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+        else:  # one new step attends to every cached step, itself included
+            k, v = cache.append(layer, k, v)
+            y = F.scaled_dot_product_attention(q, k, v)
+        return self.out(y.transpose(1, 2).reshape(batch, steps, d_model))
+
+
+class DecoderBlock(nn.Module):
+    """Post-LN block: causal self-attention, cross-attention to one vector, FFN."""
+
+    def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.self_attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.cross_value = nn.Linear(d_model, d_model)
+        self.cross_out = nn.Linear(d_model, d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
+        )
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
+        self.drop = nn.Dropout(dropout)
+
+    def cross(self, memory: torch.Tensor) -> torch.Tensor:
+        """Cross-attention output for every step: softmax over a single key is 1."""
+        return self.cross_out(self.cross_value(memory)).unsqueeze(1)  # [B, 1, D]
+
+    def forward(
+        self, x: torch.Tensor, cross: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+    ) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.self_attn(x, cache, layer)))
+        x = self.norm2(x + self.drop(cross))
+        return self.norm3(x + self.drop(self.ffn(x)))
+
+
+class KVCache:
+    """Per-layer key/value tensors preallocated for the longest decode."""
+
+    def __init__(self, layers: int, batch: int, heads: int, steps: int, head_dim: int, like: torch.Tensor):
+        shape = (layers, batch, heads, steps, head_dim)
+        self.keys = like.new_empty(shape)
+        self.values = like.new_empty(shape)
+        self.length = 0
+
+    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        end = self.length + k.shape[2]
+        self.keys[layer, :, :, self.length : end] = k
+        self.values[layer, :, :, self.length : end] = v
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
+
+    def advance(self, steps: int = 1) -> None:
+        self.length += steps
+
+    def keep_rows(self, rows: torch.Tensor) -> None:
+        self.keys = self.keys[:, rows]
+        self.values = self.values[:, rows]
+
+
+class GRModel(WatchTimeModel):
+    name = "gr"
+
+    @classmethod
+    def fit_label_state(cls, train_labels: np.ndarray, config: RunConfig) -> dict[str, Any]:
+        vocab = build_vocabulary(train_labels, config.vocab)
+        codec = LabelCodec(vocab)
+        max_len = config.model.max_decode_len or codec.max_decode_len(train_labels)
+        return {
+            "vocab": vocab.to_dict(),
+            "max_decode_len": int(max_len),
+            "length_stats": codec.length_stats(train_labels),
+        }
+
+    def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
+        super().__init__(schema, config, label_state)
+        mc = config.model
+        self.vocab = Vocabulary.from_dict(label_state["vocab"])
+        self.codec = LabelCodec(self.vocab)
+        self.max_decode_len = int(label_state["max_decode_len"])
+        self.window = mc.window_size
+        self.mixup = config.train.mixup
+        self.embedding = FieldEmbedding(schema, mc.emb_dim)
+        self.encoder = mlp(self.embedding.out_dim, mc.encoder_hidden, mc.d_model, mc.dropout)
+        self.token_embedding = nn.Embedding(self.vocab.size, mc.d_model)
+        self.blocks = nn.ModuleList(
+            DecoderBlock(mc.d_model, mc.n_heads, mc.ffn_dim, mc.dropout) for _ in range(mc.n_layers)
+        )
+        self.head = nn.Linear(mc.d_model, self.vocab.size)
+        values = torch.as_tensor(self.vocab.token_values(), dtype=torch.float32)
+        self.register_buffer("token_values", values, persistent=False)
+        self._init_weights(mc.init_range)
+
+    def _init_weights(self, bound: float) -> None:
+        # The paper's uniform(-0.08, 0.08) for weight matrices and tables; LayerNorm keeps its
+        # identity init and biases start at zero (uniform LN gains would shrink every block).
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.uniform_(module.weight, -bound, bound)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+
+    # -- training -----------------------------------------------------------------------
+    def targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
+        return {"tokens": self.codec.encode(labels, max_len=self.max_decode_len).sequences}
+
+    def encode(self, ids: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        """Memory vector h per row, turned into each block's cross-attention output."""
+        memory = self.encoder(self.embedding(ids, mask))
+        return [block.cross(memory) for block in self.blocks]
+
+    def decode(self, inputs: torch.Tensor, cross: list[torch.Tensor]) -> torch.Tensor:
+        """Logits for every step of a whole input-embedding sequence (causal)."""
+        x = inputs
+        for block, c in zip(self.blocks, cross):
+            x = block(x, c)
+        return self.head(x)
+
+    def next_input(self, logits: torch.Tensor) -> torch.Tensor:
+        """The embedding fed back for a predicted step: mixture or argmax token."""
+        weight = self.token_embedding.weight
+        if self.mixup == "none":
+            return F.embedding(logits.argmax(dim=-1), weight)
+        if self.mixup == "full":
+            return torch.softmax(logits.float(), dim=-1).to(weight.dtype) @ weight
+        masked = logits.float().masked_fill(~window_mask(logits, self.window), float("-inf"))
+        return torch.softmax(masked, dim=-1).to(weight.dtype) @ weight
+
+    def loss(self, batch: Batch, step: int, total_steps: int) -> tuple[torch.Tensor, dict[str, float]]:
+        tc = self.config.train
+        tokens = batch["tokens"]
+        inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        cross = self.encode(batch["ids"], batch["mask"])
+        teacher = self.token_embedding(inputs)
+        p_truth = teacher_forcing_probability(step, total_steps, tc)
+        if p_truth >= 1.0:
+            logits = self.decode(teacher, cross)
+        else:
+            # Pass 1 (teacher forced) proposes each step's input; pass 2 trains on a mix of
+            # ground truth and those proposals. Gradients reach the token table through the
+            # mixture, not through pass 1's probabilities.
+            with torch.no_grad():
+                proposals = self.decode(teacher, cross)[:, :-1]
+            fed_back = self.next_input(proposals)
+            use_truth = torch.rand(fed_back.shape[:2], device=tokens.device) < p_truth
+            mixed = torch.where(use_truth.unsqueeze(-1), teacher[:, 1:], fed_back)
+            logits = self.decode(torch.cat([teacher[:, :1], mixed], dim=1), cross)
+        ce = F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD
+        )
+        step_values = windowed_soft_argmax(logits, self.token_values, self.window)
+        y_hat = (step_values * (targets != PAD)).sum(dim=1) / self.vocab.label_scale
+        huber = F.huber_loss(y_hat, batch["label"].float(), delta=tc.huber_delta)
+        loss = tc.lambda_ce * ce + tc.lambda_huber * huber
+        return loss, {"ce": ce.item(), "huber": huber.item(), "p_truth": p_truth}
+
+    # -- inference ----------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.generate(ids, mask, use_cache=True)
+
+    @torch.no_grad()
+    def generate(
+        self, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool = True
+    ) -> torch.Tensor:
+        """Greedy decoding; returns the windowed soft-argmax sum per row in label units.
+
+        Rows leave the batch once they emit ``<eos>`` (the value of that step is counted,
+        as in training); decoding stops when no row is left or after max_decode_len + 1 steps.
+        ``use_cache=False`` re-runs the decoder on the whole prefix each step (the reference
+        behaviour, kept for tests and the speed comparison).
+        """
+        cross = self.encode(ids, mask)
+        batch = ids.shape[0]
+        total = torch.zeros(batch, device=ids.device)
+        rows = torch.arange(batch, device=ids.device)  # original index of each live row
+        x = self.token_embedding.weight[SOS].expand(batch, 1, -1)
+        steps = self.max_decode_len + 1
+        cache, prefix = None, [x]
+        if use_cache:
+            first = self.blocks[0].self_attn
+            head_dim = x.shape[-1] // first.n_heads
+            cache = KVCache(len(self.blocks), batch, first.n_heads, steps, head_dim, x)
+        for _ in range(steps):
+            if cache is not None:
+                h = x
+                for layer, (block, c) in enumerate(zip(self.blocks, cross)):
+                    h = block(h, c, cache, layer)
+                cache.advance()
+                logits = self.head(h)[:, -1]
+            else:
+                logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
+            total[rows] += windowed_soft_argmax(logits, self.token_values, self.window)
+            live = logits.argmax(dim=-1) != EOS
+            if not live.any():
+                break
+            x = self.next_input(logits).unsqueeze(1)
+            if not live.all():
+                rows, x, cross = rows[live], x[live], [c[live] for c in cross]
+                if cache is not None:
+                    cache.keep_rows(live)
+                else:
+                    prefix = [p[live] for p in prefix]
+            if cache is None:
+                prefix.append(x)
+        return total / self.vocab.label_scale

@@ -1,0 +1,119 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from grmodel.config import CLEM_ABLATIONS, RunConfig, TrainConfig
+from grmodel.features import FeatureSchema, read_manifest, read_split
+from grmodel.models.gr import (
+    GRModel,
+    teacher_forcing_probability,
+    window_mask,
+    windowed_soft_argmax,
+)
+
+SMALL = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=32", "model.n_heads=4",
+         "model.ffn_dim=64", "model.n_layers=2"]
+
+
+def make_model(dataset, overrides=()) -> tuple[GRModel, dict]:
+    manifest = read_manifest(dataset)
+    schema = FeatureSchema.from_dict(manifest["features"])
+    frame = read_split(dataset, "train")
+    config = RunConfig().with_overrides([*SMALL, *overrides])
+    labels = frame["label"].to_numpy()
+    model = GRModel(schema, config, GRModel.fit_label_state(labels, config))
+    ids, mask = schema.arrays(frame)
+    batch = {
+        "ids": torch.as_tensor(ids[:64]),
+        "mask": torch.as_tensor(mask[:64]),
+        "label": torch.as_tensor(labels[:64], dtype=torch.float32),
+        "tokens": torch.as_tensor(model.targets(labels[:64])["tokens"]),
+    }
+    return model, batch
+
+
+def test_window_mask_is_centred_and_shifted_inside_the_vocabulary():
+    logits = torch.full((3, 10), -5.0)
+    logits[0, 5] = logits[1, 0] = logits[2, 9] = 5.0
+    mask = window_mask(logits, 4)
+    assert mask.sum(dim=-1).tolist() == [4, 4, 4]
+    assert mask[0].nonzero().flatten().tolist() == [3, 4, 5, 6]
+    assert mask[1].nonzero().flatten().tolist() == [0, 1, 2, 3]
+    assert mask[2].nonzero().flatten().tolist() == [6, 7, 8, 9]
+    assert window_mask(logits, 50).all()  # window wider than the vocabulary keeps it all
+
+
+def test_windowed_soft_argmax_is_the_windowed_expectation():
+    logits = torch.tensor([[0.0, 1.0, 3.0, 1.0, 0.0]])
+    values = torch.tensor([0.0, 10.0, 20.0, 30.0, 40.0])
+    probs = torch.softmax(logits, -1)[0]
+    expected = sum(probs[k] * values[k] for k in (1, 2, 3))
+    assert windowed_soft_argmax(logits, values, 3).item() == pytest.approx(expected.item())
+
+
+@pytest.mark.parametrize("schedule", ["inverse_sigmoid", "linear", "exponential"])
+def test_teacher_forcing_decays_over_the_whole_run(schedule):
+    cfg = TrainConfig(tf_schedule=schedule)
+    ps = [teacher_forcing_probability(s, 1000, cfg) for s in range(0, 1001, 50)]
+    assert ps[0] == pytest.approx(1.0, abs=0.02)
+    assert all(a >= b for a, b in zip(ps, ps[1:]))
+    assert ps[-1] < 0.05
+
+
+def test_inverse_sigmoid_crosses_half_mid_run_and_never_overflows():
+    cfg = TrainConfig(tf_schedule="inverse_sigmoid")
+    assert teacher_forcing_probability(5000, 10_000, cfg) == pytest.approx(0.5, abs=1e-3)
+    fixed = TrainConfig(tf_schedule="inverse_sigmoid", tf_omega=5.0)
+    assert teacher_forcing_probability(10**9, 10, fixed) == 0.0
+    w = 50.0
+    assert teacher_forcing_probability(120, 10, TrainConfig(tf_omega=w)) == pytest.approx(
+        w / (w + math.exp(120 / w))
+    )
+
+
+def test_fixed_and_none_schedules():
+    assert teacher_forcing_probability(7, 10, TrainConfig(tf_schedule="fixed", tf_fixed_p=0.3)) == 0.3
+    assert teacher_forcing_probability(7, 10, TrainConfig(tf_schedule="none")) == 1.0
+
+
+@pytest.mark.parametrize("ablation", sorted(CLEM_ABLATIONS))
+def test_every_table4_row_is_a_config_that_trains(planted_dataset, ablation):
+    torch.manual_seed(0)
+    model, batch = make_model(planted_dataset, CLEM_ABLATIONS[ablation])
+    loss, parts = model.loss(batch, step=10, total_steps=100)
+    assert torch.isfinite(loss)
+    loss.backward()
+    assert model.token_embedding.weight.grad is not None
+    assert {"ce", "huber", "p_truth"} <= parts.keys()
+
+
+@pytest.mark.parametrize("mixup", ["window", "full", "none"])
+def test_cached_and_uncached_decoding_agree(planted_dataset, mixup):
+    torch.manual_seed(0)
+    model, batch = make_model(planted_dataset, [f"train.mixup={mixup}"])
+    model.eval()
+    # An untrained model emits <eos> at random steps: raise the odds of varied lengths.
+    cached = model.generate(batch["ids"], batch["mask"], use_cache=True)
+    uncached = model.generate(batch["ids"], batch["mask"], use_cache=False)
+    assert torch.allclose(cached, uncached, atol=1e-5, rtol=1e-5)
+    assert (cached >= 0).all()
+
+
+def test_rows_stop_at_eos_and_decoding_is_capped(planted_dataset):
+    model, batch = make_model(planted_dataset)
+    model.eval()
+    with torch.no_grad():
+        model.head.bias.fill_(0.0)
+        model.head.weight.zero_()
+        model.head.bias[2] = 100.0  # <eos> always wins: one step per row, value ≈ 0
+    assert torch.allclose(model.predict(batch["ids"], batch["mask"]), torch.zeros(64), atol=1e-3)
+    with torch.no_grad():
+        model.head.bias[2] = -100.0
+        model.head.bias[3] = 100.0  # the largest token always wins: capped at max length + 1
+    top = model.vocab.token_values()[3] / model.vocab.label_scale
+    expected = top * (model.max_decode_len + 1)
+    np.testing.assert_allclose(model.predict(batch["ids"], batch["mask"]).numpy(), expected, rtol=1e-4)
