@@ -10,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from grmodel.features import FORMAT, FeatureSchema, FieldSpec
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+# One intra-op thread: small test models gain nothing from more, and OpenMP threads slow down
+# by orders of magnitude when CI or other processes load the cores.
+torch.set_num_threads(1)
 
 
 def write_planted_dataset(root: Path, n_rows: int = 6000, seed: int = 0) -> Path:

@@ -253,9 +253,12 @@ class GRModel(WatchTimeModel):
 
     @torch.no_grad()
     def generate(
-        self, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool = True
-    ) -> torch.Tensor:
+        self, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool = True, return_tokens: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding; returns the windowed soft-argmax sum per row in label units.
+
+        With ``return_tokens`` also returns the argmax token ids per step (``<pad>`` after a
+        row's ``<eos>``), shape [B, max_decode_len + 1], which the codec decodes.
 
         Rows leave the batch once they emit ``<eos>`` (the value of that step is counted,
         as in training); decoding stops when no row is left or after max_decode_len + 1 steps.
@@ -268,12 +271,13 @@ class GRModel(WatchTimeModel):
         rows = torch.arange(batch, device=ids.device)  # original index of each live row
         x = self.token_embedding.weight[SOS].expand(batch, 1, -1)
         steps = self.max_decode_len + 1
+        tokens = torch.full((batch, steps), PAD, dtype=torch.long, device=ids.device)
         cache, prefix = None, [x]
         if use_cache:
             first = self.blocks[0].self_attn
             head_dim = x.shape[-1] // first.n_heads
             cache = KVCache(len(self.blocks), batch, first.n_heads, steps, head_dim, x)
-        for _ in range(steps):
+        for step in range(steps):
             if cache is not None:
                 h = x
                 for layer, (block, c) in enumerate(zip(self.blocks, cross)):
@@ -283,7 +287,9 @@ class GRModel(WatchTimeModel):
             else:
                 logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
             total[rows] += windowed_soft_argmax(logits, self.token_values, self.window)
-            live = logits.argmax(dim=-1) != EOS
+            chosen = logits.argmax(dim=-1)
+            tokens[rows, step] = chosen
+            live = chosen != EOS
             if not live.any():
                 break
             x = self.next_input(logits).unsqueeze(1)
@@ -295,4 +301,5 @@ class GRModel(WatchTimeModel):
                     prefix = [p[live] for p in prefix]
             if cache is None:
                 prefix.append(x)
-        return total / self.vocab.label_scale
+        prediction = total / self.vocab.label_scale
+        return (prediction, tokens) if return_tokens else prediction

@@ -117,3 +117,21 @@ def test_rows_stop_at_eos_and_decoding_is_capped(planted_dataset):
     top = model.vocab.token_values()[3] / model.vocab.label_scale
     expected = top * (model.max_decode_len + 1)
     np.testing.assert_allclose(model.predict(batch["ids"], batch["mask"]).numpy(), expected, rtol=1e-4)
+
+
+def test_codec_vocabulary_and_decoder_values_line_up(planted_dataset):
+    """Logits that pick the codec's tokens step by step sum back to the label exactly.
+
+    Ties token ids (codec) to token values (vocabulary) to the value the decoder adds per step
+    (windowed soft-argmax): a shifted id or value anywhere breaks the equality.
+    """
+    model, _ = make_model(planted_dataset)
+    labels = np.array([0.0, 0.001, 1.5, 7.25, 33.333, 180.0])
+    sequences = model.codec.encode(labels).sequences[:, 1:]  # drop <sos>: tokens, <eos>, <pad>
+    logits = torch.full((*sequences.shape, model.vocab.size), -100.0)
+    logits.scatter_(-1, torch.as_tensor(sequences).unsqueeze(-1), 100.0)
+    steps = windowed_soft_argmax(logits, model.token_values, model.window)
+    emitted = torch.as_tensor(sequences != 0)
+    restored = (steps * emitted).sum(dim=1).double() / model.vocab.label_scale
+    np.testing.assert_allclose(restored.numpy(), labels, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(model.codec.decode(sequences), labels, rtol=1e-3, atol=1e-3)

@@ -1,0 +1,123 @@
+"""GR training and prediction speed at the paper's sizes, on CPU threads or one GPU.
+
+Prints training samples/s with CLEM + embedding mixup (batch 512, d_model 128, 3 layers) and
+prediction rows/s at batch 4096 with mixup decoding, with and without the key/value cache,
+measured in the same run, plus peak memory. Targets (issue #2, 2 CPU threads): training
+≥ 1,000 samples/s; prediction ≥ 3,000 rows/s and ≥ 3× the uncached decoder.
+
+    python bench/bench_gr.py --threads 2
+    python bench/bench_gr.py --device cuda --train-batches 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+import torch
+
+from grmodel.config import RunConfig
+from grmodel.features import FeatureSchema, FieldSpec
+from grmodel.models.gr import GRModel
+from grmodel.predict import autocast, resolve_device
+from grmodel.train import make_optimizer
+
+
+def kuairec_like(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feature ids shaped like the KuaiRec features and watch times (s) with its tail."""
+    schema = bench_schema()
+    ids = np.stack([rng.integers(2, f.cardinality, n) for f in schema.fields], axis=1)
+    mask = np.ones(ids.shape, dtype=np.float32)
+    seconds = np.exp(rng.normal(np.log(7.0), 0.9, n))
+    seconds[rng.random(n) < 0.02] = 0.0
+    seconds[rng.random(n) < 0.01] *= 20
+    return ids, mask, np.round(seconds, 3)
+
+
+def bench_schema() -> FeatureSchema:
+    user = [FieldSpec("user_id", "user", 7178)] + [
+        FieldSpec(f"onehot_feat{i}", "user", c + 2)
+        for i, c in enumerate([2, 8, 30, 1076, 12, 10, 3, 47, 340, 7, 5, 3, 2, 2, 2, 2, 2, 2])
+    ]
+    item = [FieldSpec("video_id", "item", 10730), FieldSpec("item_duration_bucket", "item", 52)] + [
+        FieldSpec(f"item_tag_{i}", "item", 33, table="item_tag") for i in range(4)
+    ]
+    return FeatureSchema(tuple(user + item))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--train-batches", type=int, default=30)
+    parser.add_argument("--predict-rows", type=int, default=16384)
+    parser.add_argument("--mixup", default="window", choices=["window", "full", "none"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    rng = np.random.default_rng(0)
+    config = RunConfig().with_overrides([f"train.mixup={args.mixup}"])
+    ids, mask, labels = kuairec_like(512 * args.train_batches, rng)
+    model = GRModel(bench_schema(), config, GRModel.fit_label_state(labels, config)).to(device)
+    tokens = torch.as_tensor(model.targets(labels)["tokens"])
+    lengths = model.label_state["length_stats"]
+    print(f"device {device}, threads {args.threads}; vocabulary {model.vocab.size} tokens, "
+          f"max decode length {model.max_decode_len}, mean length {lengths['mean']:.2f}")
+
+    optimizer = make_optimizer(model, config)
+    model.train()
+    total = args.train_batches
+    timed = 0.0
+    for b in range(total):
+        rows = slice(b * 512, (b + 1) * 512)
+        batch = {
+            "ids": torch.as_tensor(ids[rows], device=device),
+            "mask": torch.as_tensor(mask[rows], device=device),
+            "label": torch.as_tensor(labels[rows], dtype=torch.float32, device=device),
+            "tokens": tokens[rows].to(device),
+        }
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        # Mid-run step: p ≈ 0.5, so both CLEM passes and the mixture run.
+        with autocast(device):
+            loss, _ = model.loss(batch, step=total // 2, total_steps=total)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if b >= 3:  # warm-up batches excluded
+            timed += time.perf_counter() - t0
+    train_sps = 512 * (total - 3) / timed
+    print(f"training (CLEM + {args.mixup} mixup, batch 512): {train_sps:,.0f} samples/s; "
+          f"peak RSS {peak_rss_mb():,.0f} MB")
+
+    model.eval()
+    pids, pmask, _ = kuairec_like(args.predict_rows, rng)
+    rates = {}
+    for use_cache in (True, False):
+        t0 = time.perf_counter()
+        for start in range(0, len(pids), 4096):
+            i = torch.as_tensor(pids[start : start + 4096], device=device)
+            m = torch.as_tensor(pmask[start : start + 4096], device=device)
+            with autocast(device):
+                model.generate(i, m, use_cache=use_cache)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        rates[use_cache] = len(pids) / (time.perf_counter() - t0)
+    print(f"prediction (batch 4096, {args.mixup} mixup): cached {rates[True]:,.0f} rows/s, "
+          f"uncached {rates[False]:,.0f} rows/s, speed-up {rates[True] / rates[False]:.2f}x; "
+          f"peak RSS {peak_rss_mb():,.0f} MB")
+    if device.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

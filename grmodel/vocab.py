@@ -1,0 +1,285 @@
+"""Token vocabularies for Generative Regression: dynamic quantile (Algorithm 1), manual, binary.
+
+A vocabulary is a strictly descending list of positive integer token values in *scaled* label
+units (labels are multiplied by ``label_scale`` and truncated, e.g. seconds -> milliseconds).
+Token ids 0, 1, 2 are the specials ``<pad>``, ``<sos>``, ``<eos>`` (value 0); id ``i >= 3``
+stands for ``values[i - 3]``. Every vocabulary built here contains the value 1, so every
+scaled integer label is an exact sum of tokens (see ``_complete``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grmodel.config import VocabConfig
+
+PAD, SOS, EOS = 0, 1, 2
+N_SPECIAL = 3
+VOCAB_KINDS = ("dynamic_quantile", "manual", "binary")
+FORMAT_VERSION = 1
+# Scaled labels must stay exactly representable in float64 (and far from int64 overflow).
+MAX_SCALED_LABEL = 2**52
+# Relative slack of the truncation in ``scale``: 1.001 s * 1000 is 1000.9999999999999 in
+# float64 and must still become 1001 ms, while real fractions of a unit are truncated.
+_SCALE_REL_TOL = 1e-12
+
+
+class VocabularyError(ValueError):
+    """A vocabulary that cannot be built, loaded or applied (names the rule that failed)."""
+
+
+@dataclass(eq=False)  # holds arrays: compare fields explicitly
+class Vocabulary:
+    """Token values (scaled units, strictly descending) plus how they were made."""
+
+    values: np.ndarray
+    kind: str
+    label_scale: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in VOCAB_KINDS:
+            raise VocabularyError(f"vocabulary kind {self.kind!r}: must be one of {VOCAB_KINDS}")
+        if not (math.isfinite(self.label_scale) and self.label_scale > 0):
+            raise VocabularyError(f"label_scale={self.label_scale}: must be finite and > 0")
+        values = np.asarray(self.values)
+        if values.ndim != 1 or values.size == 0:
+            raise VocabularyError("vocabulary values: need a non-empty 1-D list")
+        if not np.issubdtype(values.dtype, np.number) or not np.all(np.isfinite(values)):
+            raise VocabularyError("vocabulary values: must be finite numbers")
+        if np.any(values != np.floor(values)) or values.min() < 1:
+            raise VocabularyError("vocabulary values: must be positive integers (scaled units)")
+        if np.any(np.diff(values) >= 0):
+            raise VocabularyError("vocabulary values: must be strictly descending")
+        self.values = values.astype(np.int64)
+        self.label_scale = float(self.label_scale)
+
+    @property
+    def size(self) -> int:
+        """Number of token ids, specials included."""
+        return len(self.values) + N_SPECIAL
+
+    def token_values(self) -> np.ndarray:
+        """Value of every token id in scaled units (float64, specials are 0)."""
+        return np.concatenate([np.zeros(N_SPECIAL), self.values.astype(np.float64)])
+
+    def scale(self, labels: np.ndarray) -> np.ndarray:
+        """Labels in original units -> int64 scaled units (see ``scale_labels``)."""
+        return scale_labels(labels, self.label_scale)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": FORMAT_VERSION,
+            "kind": self.kind,
+            "label_scale": self.label_scale,
+            "values": [int(v) for v in self.values],
+            "params": self.params,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Vocabulary:
+        if not isinstance(raw, dict):
+            raise VocabularyError("vocabulary record must be a mapping")
+        missing = {"kind", "label_scale", "values"} - set(raw)
+        if missing:
+            raise VocabularyError(f"vocabulary record: missing keys {sorted(missing)}")
+        version = raw.get("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise VocabularyError(f"vocabulary format_version {version}: expected {FORMAT_VERSION}")
+        return cls(
+            values=np.asarray(raw["values"]),
+            kind=raw["kind"],
+            label_scale=raw["label_scale"],
+            params=dict(raw.get("params", {})),
+        )
+
+    def save(self, path: str | Path) -> None:
+        """Write JSON atomically (temp file in the same directory, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self.to_dict(), handle, indent=2)
+                handle.write("\n")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> Vocabulary:
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise VocabularyError(f"vocabulary file {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise VocabularyError(f"vocabulary file {path}: invalid JSON ({exc})") from None
+        try:
+            return cls.from_dict(raw)
+        except VocabularyError as exc:
+            raise VocabularyError(f"vocabulary file {path}: {exc}") from None
+
+
+def scale_labels(labels: np.ndarray, label_scale: float) -> np.ndarray:
+    """``floor(label * label_scale)`` as int64, for finite non-negative labels."""
+    labels = np.asarray(labels, dtype=np.float64)
+    bad = ~np.isfinite(labels)
+    if bad.any():
+        raise VocabularyError(f"labels must be finite: found {int(bad.sum())} NaN/inf values")
+    if labels.size and labels.min() < 0:
+        raise VocabularyError(
+            f"labels must be non-negative: found {int((labels < 0).sum())} negative values "
+            f"(min {labels.min():g})"
+        )
+    scaled = labels * label_scale
+    if scaled.size and scaled.max() >= MAX_SCALED_LABEL:
+        raise VocabularyError(
+            f"labels must scale below 2**52 (label_scale={label_scale:g}): "
+            f"max label {labels.max():g}"
+        )
+    return np.floor(scaled * (1.0 + _SCALE_REL_TOL)).astype(np.int64)
+
+
+def build_vocabulary(train_labels: np.ndarray, config: VocabConfig) -> Vocabulary:
+    """Build the vocabulary named by ``config.kind`` from training labels (original units)."""
+    _check_config(config)
+    labels = np.asarray(train_labels, dtype=np.float64).ravel()
+    if labels.size == 0:
+        raise VocabularyError("training labels are empty: need at least one label")
+    scaled = scale_labels(labels, config.label_scale)
+    max_scaled = int(scaled.max())
+    if max_scaled == 0:
+        raise VocabularyError(
+            f"all {labels.size} training labels scale to 0 (label_scale={config.label_scale:g}): "
+            "need at least one positive scaled label"
+        )
+    params: dict[str, Any] = {
+        "config": dataclasses.asdict(config),
+        "n_train_labels": int(labels.size),
+        "max_train_label": float(labels.max()),
+        "max_train_label_scaled": max_scaled,
+    }
+    if config.kind == "dynamic_quantile":
+        tokens, info = _dynamic_quantile_tokens(scaled, config)
+        if not tokens:
+            raise VocabularyError(
+                f"dynamic quantile vocabulary: the q_start={config.q_start} quantile of the "
+                f"training labels is 0 (more than {1 - config.q_start:.4%} of them scale to 0); "
+                "lower q_start or use kind=manual/binary"
+            )
+        values, params["appended_unit_token"] = _complete(tokens)
+        params.update(info)
+    elif config.kind == "manual":
+        values = _grid_until_past(max_scaled, (1, 3, 5), 10)
+    else:
+        values = _grid_until_past(max_scaled, (1,), 2)
+    return Vocabulary(
+        values=np.asarray(values), kind=config.kind, label_scale=config.label_scale, params=params
+    )
+
+
+def _check_config(config: VocabConfig) -> None:
+    rules = [
+        (config.kind in VOCAB_KINDS, f"kind={config.kind!r}: must be one of {VOCAB_KINDS}"),
+        (
+            math.isfinite(config.label_scale) and config.label_scale > 0,
+            f"label_scale={config.label_scale}: must be finite and > 0",
+        ),
+        (
+            0 < config.q_end <= config.q_start <= 1,
+            f"q_start={config.q_start}, q_end={config.q_end}: need 0 < q_end <= q_start <= 1",
+        ),
+        (0 < config.decay <= 1, f"decay={config.decay}: must be in (0, 1]"),
+        (config.eps >= 0, f"eps={config.eps}: must be >= 0"),
+        (config.max_iterations >= 1, f"max_iterations={config.max_iterations}: must be >= 1"),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise VocabularyError(f"vocab config {message}")
+
+
+def _dynamic_quantile_tokens(
+    scaled: np.ndarray, config: VocabConfig
+) -> tuple[list[int], dict[str, Any]]:
+    """Algorithm 1 of the paper, exactly, on the distinct label values weighted by their counts.
+
+    Every copy of a label value has the same residual throughout, so the algorithm runs on the
+    distinct values: the quantile becomes a weighted quantile and each iteration costs O(distinct
+    values) instead of O(labels). The quantile is the inverted-CDF one (the ``ceil(n*q)``-th
+    smallest residual, ``np.quantile(..., method="inverted_cdf")``): a real residual, so tokens
+    stay integers.
+    """
+    label, weight = np.unique(scaled, return_counts=True)  # ascending
+    residual = label.copy()
+    # Zero labels have zero residuals; dividing those by 1 keeps them out of max(R / Y).
+    denominator = np.maximum(label, 1)
+    n = scaled.size
+    q, err, tokens = config.q_start, math.inf, []
+    stop_reason = "error_below_eps"
+    while err > config.eps:
+        if len(tokens) == config.max_iterations:
+            stop_reason = "max_iterations"
+            break
+        rank = min(max(math.ceil(n * q) - 1, 0), n - 1)
+        o = int(residual[np.searchsorted(np.cumsum(weight), rank + 1)])
+        if o == 0:
+            stop_reason = "zero_quantile"
+            break
+        tokens.append(o)
+        # Residuals are kept sorted: the ones >= o drop by o, giving two sorted runs that a
+        # stable (merge-based) sort joins in linear time.
+        cut = np.searchsorted(residual, o)
+        residual[cut:] -= o
+        order = np.argsort(residual, kind="stable")
+        residual, weight, denominator = residual[order], weight[order], denominator[order]
+        err = float(np.max(residual / denominator))
+        q = max(q * config.decay, config.q_end)
+    info = {
+        "n_iterations": len(tokens),
+        "stop_reason": stop_reason,
+        "max_relative_residual": err if math.isfinite(err) else None,
+        "n_distinct_train_labels": int(residual.size),
+    }
+    return tokens, info
+
+
+def _complete(tokens: list[int]) -> tuple[list[int], bool]:
+    """Deduplicate, sort descending and make sure the value 1 is a token.
+
+    Algorithm 1 stops when the q_end-quantile of the residuals reaches 0, which can leave up to
+    (1 - q_end) of the labels with a residual, and its smallest token need not be 1 (e.g. when
+    every training label is a multiple of 1000). With 1 in the vocabulary, greedy encoding
+    reproduces every scaled integer label exactly, including labels never seen in training;
+    without it a label below the smallest token could not be represented at all. Greedy
+    encoding only uses the unit token for what the larger tokens leave over.
+    """
+    values = sorted(set(tokens), reverse=True)
+    appended = values[-1] != 1
+    if appended:
+        values.append(1)
+    return values, appended
+
+
+def _grid_until_past(max_scaled: int, mantissas: tuple[int, ...], base: int) -> list[int]:
+    """``mantissas * base**k`` for k = 0, 1, ... up to the first value above the max, descending.
+
+    Manual is (1, 3, 5) x 10**k and binary is 1 x 2**k (method.md, Table 3 alternatives).
+    """
+    values: list[int] = []
+    power = 1
+    while not values or values[-1] <= max_scaled:
+        values.extend(m * power for m in mantissas)
+        power *= base
+    first_past = next(i for i, v in enumerate(values) if v > max_scaled)
+    return values[: first_past + 1][::-1]
