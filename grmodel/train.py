@@ -66,9 +66,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def build_model(config: RunConfig, schema: FeatureSchema, train_labels: np.ndarray) -> WatchTimeModel:
+def build_model(config: RunConfig, schema: FeatureSchema, train: SplitArrays) -> WatchTimeModel:
     cls = model_class(config.model_name)
-    return cls(schema, config, cls.fit_label_state(train_labels, config))
+    return cls(schema, config, cls.fit_label_state(train.label, config, train.ids, schema))
 
 
 def make_optimizer(model: WatchTimeModel, config: RunConfig) -> torch.optim.Optimizer:
@@ -121,8 +121,8 @@ def fit(
         torch.set_num_threads(tc.num_threads)
     seed_everything(tc.seed)
     device = resolve_device(tc.device)
-    model = build_model(config, schema, train.label).to(device)
-    extra = {k: torch.from_numpy(v) for k, v in model.targets(train.label).items()}
+    model = build_model(config, schema, train).to(device)
+    extra = {k: torch.from_numpy(_compact(v)) for k, v in model.targets(train.label).items()}
     optimizer = make_optimizer(model, config)
 
     out_dir = Path(out_dir)
@@ -159,7 +159,7 @@ def fit(
                 "mask": _to(mask_all[rows], device, pin),
                 "label": _to(label_all[rows], device, pin),
             }
-            batch.update({k: _to(v[rows].long(), device, pin) for k, v in extra.items()})
+            batch.update({k: _to(_widen(v[rows]), device, pin) for k, v in extra.items()})
             with autocast(device, tc.amp_bf16):
                 loss, parts = model.loss(batch, step, total_steps)
             if not torch.isfinite(loss):
@@ -224,6 +224,18 @@ def fit(
         train_seconds=busy,
         samples_per_second=seen / max(busy, 1e-9),
     )
+
+
+def _compact(array: np.ndarray) -> np.ndarray:
+    """Store integer targets (token ids, classes) as int32: half the memory of int64."""
+    if np.issubdtype(array.dtype, np.integer) and array.size and abs(array).max() < 2**31:
+        return array.astype(np.int32)
+    return array
+
+
+def _widen(t: torch.Tensor) -> torch.Tensor:
+    """Targets are stored compactly; losses and lookups want int64 or float32."""
+    return t.long() if not t.is_floating_point() else t.float()
 
 
 def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:

@@ -32,8 +32,18 @@ class WatchTimeModel(nn.Module):
         self.label_state = label_state
 
     @classmethod
-    def fit_label_state(cls, train_labels: np.ndarray, config: RunConfig) -> dict[str, Any]:
-        """Derive the JSON label state from the training labels (never valid or test)."""
+    def fit_label_state(
+        cls,
+        train_labels: np.ndarray,
+        config: RunConfig,
+        train_ids: np.ndarray | None = None,
+        schema: FeatureSchema | None = None,
+    ) -> dict[str, Any]:
+        """Derive the JSON label state from the training split (never valid or test).
+
+        ``train_ids`` [N, F] (in ``schema`` order) serve models whose state also depends on
+        features: D2Q's duration-group quantile tables, TPM's per-duration leaves.
+        """
         return {}
 
     def targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:

@@ -154,7 +154,13 @@ class GRModel(WatchTimeModel):
     name = "gr"
 
     @classmethod
-    def fit_label_state(cls, train_labels: np.ndarray, config: RunConfig) -> dict[str, Any]:
+    def fit_label_state(
+        cls,
+        train_labels: np.ndarray,
+        config: RunConfig,
+        train_ids: np.ndarray | None = None,
+        schema: FeatureSchema | None = None,
+    ) -> dict[str, Any]:
         vocab = build_vocabulary(train_labels, config.vocab)
         codec = LabelCodec(vocab)
         max_len = config.model.max_decode_len or codec.max_decode_len(train_labels)
