@@ -1,4 +1,4 @@
-"""The ``grmodel`` command line.
+"""grmodel: train, evaluate and ship Generative Regression (GR) watch-time models.
 
 Each command group lives beside the logic it drives and registers itself here through a
 ``register(subparsers)`` function; this module only assembles them. Heavy imports happen
@@ -17,6 +17,8 @@ from grmodel import __version__
 # Modules that define a ``register(subparsers)`` function, in the order --help lists them.
 COMMAND_MODULES = (
     "grmodel.commands",
+    "grmodel.data.commands",
+    "grmodel.versioning_commands",
 )
 
 

@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 # Short enough for the main job on 2 CPU cores; the paper's 20 epochs stay the library default.
 MAIN_JOB_OVERRIDES = ["train.epochs=4", "train.patience=2"]
-MAIN_JOB_MODELS = ("gr",)
+MAIN_JOB_MODELS = ("gr", "cread", "tpm")
 
 
 def run_main_job(
