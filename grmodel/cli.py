@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "grmodel.commands",
     "grmodel.data.commands",
     "grmodel.versioning_commands",
+    "grmodel.experiment_commands",
 )
 
 

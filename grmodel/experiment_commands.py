@@ -1,0 +1,64 @@
+"""``grmodel experiment table1 | table3 | table4``: the paper's tables and figures on our data."""
+
+from __future__ import annotations
+
+import argparse
+
+from grmodel.experiments.specs import EXPERIMENTS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    experiment = subparsers.add_parser(
+        "experiment",
+        help="train, evaluate and report one of the paper's tables (Markdown, JSON, figures)",
+        description="Every (row, seed) trains into OUT/runs/ROW/seedK (finished identical runs are"
+        " reused), then all are scored on the test split and OUT/report.md, OUT/report.json and"
+        " OUT/figures/*.png are written.",
+    )
+    # One sub-command per table, so that overrides may follow the options.
+    names = experiment.add_subparsers(dest="experiment", required=True, metavar="NAME")
+    for name, spec in EXPERIMENTS.items():
+        _add_experiment(names.add_parser(name, help=spec.title, description=spec.title), name)
+
+
+def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="processed dataset directory")
+    data.add_argument("--generate", metavar="PRESET",
+                      help="generate and ingest this synth preset (tiny, default, full) into OUT/data")
+    p.add_argument("--data-seed", type=int, default=2024, help="seed of --generate (default 2024)")
+    p.add_argument("--out", required=True, help="experiment directory (runs, reports, figures)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="training seeds per row, counting up from train.seed (default 1)")
+    p.add_argument("--rows", "--models", dest="rows", default=None,
+                   help=f"comma-separated rows to run, default all: {', '.join(EXPERIMENTS[name].row_names)}")
+    p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
+    p.add_argument("--figure-rows", type=int, default=20_000,
+                   help="test rows sampled for the distribution and generated-token figures")
+    p.add_argument("overrides", nargs="*", metavar="[ROW_OR_MODEL:]KEY=VALUE",
+                   help="config overrides for every row (train.epochs=4), one model"
+                   " (tpm:head.tpm_w_var=0.1) or one row (manual:train.lr=1e-3)")
+    p.set_defaults(handler=_experiment)
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from grmodel.config import load_config
+    from grmodel.experiments.report import results_table
+    from grmodel.experiments.runner import run_experiment
+
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    report = run_experiment(
+        args.experiment,
+        args.out,
+        args.data,
+        generate=args.generate,
+        data_seed=args.data_seed,
+        seeds=args.seeds,
+        rows=rows,
+        base_config=load_config(args.config),
+        overrides=args.overrides,
+        figure_rows=args.figure_rows,
+    )
+    print(results_table(report))
+    print(f"\nreport: {args.out}/report.md ({report['wall_seconds']:.1f} s)")
+    return 0

@@ -1,0 +1,288 @@
+"""Turn an experiment's runs into its summary, its Markdown report and its JSON record.
+
+Every number in the Markdown comes from the runs recorded beside it in ``report.json``; the
+paper's figures appear only in their own table, labelled as the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grmodel.config import RunConfig
+
+HEADLINE = ("mae", "xauc", "xauc_tie_aware")
+
+# The paper's numbers (method.md, "Paper's results"): MAE / XAUC on KuaiRec. Our rows map onto
+# the paper's methods by name; CWM has no model in the zoo.
+PAPER_ANCHORS: dict[str, dict[str, Any]] = {
+    "table1": {
+        "caption": "the paper's Table 1, KuaiRec",
+        "columns": ["watch time", "watch ratio"],
+        "rows": {
+            "vr": ("VR", [(7.634, 0.534), (0.385, 0.691)]),
+            "wlr": ("WLR", [(6.047, 0.545), (0.375, 0.698)]),
+            "d2q": ("D2Q", [(5.426, 0.565), (0.371, 0.712)]),
+            "cwm": ("CWM", [(3.452, 0.580), (0.368, 0.725)]),
+            "tpm": ("TPM", [(3.456, 0.571), (0.361, 0.734)]),
+            "cread": ("CREAD", [(3.307, 0.594), (0.369, 0.738)]),
+            "gr": ("GR", [(3.196, 0.614), (0.333, 0.753)]),
+        },
+    },
+    "table3": {
+        "caption": "the paper's Table 3, KuaiRec watch time",
+        "columns": ["watch time"],
+        "rows": {
+            "manual": ("manual", [(3.281, 0.604)]),
+            "binary": ("binary", [(3.268, 0.605)]),
+            "dynamic_quantile": ("dynamic quantile", [(3.196, 0.614)]),
+        },
+    },
+    "table4": {
+        "caption": "the paper's Table 4, KuaiRec watch time",
+        "columns": ["watch time"],
+        "rows": {
+            "full": ("GR (full CLEM)", [(3.196, 0.614)]),
+            "no_clem": ("w/o CLEM", [(3.416, 0.584)]),
+            "em_teacher_forcing": ("EM with teacher forcing", [(3.241, 0.604)]),
+            "cl_without_em": ("CL w/o EM", [(3.359, 0.588)]),
+            "linear": ("linear decay", [(3.205, 0.613)]),
+            "exponential": ("exponential decay", [(3.211, 0.613)]),
+            "fixed_p_0.5": ("p = 0.5", [(3.208, 0.612)]),
+            "fixed_p_0": ("p = 0", [(3.283, 0.593)]),
+        },
+    },
+}
+
+
+# -- aggregation ----------------------------------------------------------------------------
+def mean_std(values: list[float]) -> dict[str, float | None]:
+    """Mean and sample standard deviation (ddof 1; None for a single value)."""
+    array = np.asarray(values, dtype=np.float64)
+    std = float(array.std(ddof=1)) if array.size > 1 else None
+    return {"mean": float(array.mean()), "std": std}
+
+
+def summarize_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean ± std over the seeds of one row, for the headline metrics and the interval MAEs."""
+    summary: dict[str, Any] = {"model_name": runs[0]["model_name"], "seeds": [r["seed"] for r in runs]}
+    for metric in HEADLINE:
+        values = [r["test"][metric] for r in runs]
+        summary[metric] = {**mean_std(values), "per_seed": values}
+    intervals = []
+    for k, first in enumerate(runs[0]["test"]["intervals"]):
+        values = [r["test"]["intervals"][k]["mae"] for r in runs]
+        stats = mean_std(values) if None not in values else {"mean": None, "std": None}
+        intervals.append({"lo": first["lo"], "hi": first["hi"], "count": first["count"],
+                          "mae_mean": stats["mean"], "mae_std": stats["std"]})
+    summary["intervals"] = intervals
+    summary["wall_seconds"] = mean_std([r["wall_seconds"] for r in runs])
+    summary["samples_per_second"] = mean_std([r["samples_per_second"] for r in runs])
+    return summary
+
+
+def summarize_constant(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A row that does not depend on the seed (train median, oracle)."""
+    summary: dict[str, Any] = {"model_name": None, "seeds": None}
+    for metric in HEADLINE:
+        summary[metric] = {"mean": metrics[metric], "std": None, "per_seed": None}
+    summary["intervals"] = [{"lo": i["lo"], "hi": i["hi"], "count": i["count"], "mae_mean": i["mae"],
+                             "mae_std": None} for i in metrics["intervals"]]
+    return summary
+
+
+def compare_rows(runs: list[dict[str, Any]], reference: str) -> dict[str, dict[str, Any]]:
+    """Each row against the reference row, seed by seed (seeds are shared by every row)."""
+    by_row: dict[str, dict[int, dict[str, Any]]] = {}
+    for r in runs:
+        by_row.setdefault(r["row"], {})[r["seed"]] = r["test"]
+    if reference not in by_row:
+        return {}
+    ref = by_row[reference]
+    result = {}
+    for row, per_seed in by_row.items():
+        if row == reference:
+            continue
+        seeds = sorted(set(per_seed) & set(ref))
+        result[row] = {
+            "seeds": seeds,
+            "mae_diff_mean": float(np.mean([per_seed[s]["mae"] - ref[s]["mae"] for s in seeds])),
+            "xauc_diff_mean": float(np.mean([per_seed[s]["xauc"] - ref[s]["xauc"] for s in seeds])),
+            "reference_lower_mae": sum(ref[s]["mae"] < per_seed[s]["mae"] for s in seeds),
+            "reference_higher_xauc": sum(ref[s]["xauc"] > per_seed[s]["xauc"] for s in seeds),
+        }
+    return result
+
+
+def config_changes(config: dict[str, Any]) -> dict[str, Any]:
+    """A run config's values that differ from the library defaults (dataset and seed aside)."""
+    default = _flatten(RunConfig(model_name=config["model_name"]).to_dict())
+    ours = _flatten(config)
+    skip = {"data.processed_dir", "train.seed"}
+    return {k: v for k, v in ours.items() if k not in skip and default.get(k, object()) != v}
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+# -- Markdown -------------------------------------------------------------------------------
+def _num(value: float | None, digits: int = 4) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _pm(stats: dict[str, Any]) -> str:
+    if stats["std"] is None:
+        return _num(stats["mean"])
+    return f"{_num(stats['mean'])} ± {_num(stats['std'])}"
+
+
+def results_table(report: dict[str, Any]) -> str:
+    """Our results: one line per row, mean ± std over seeds and the per-seed values."""
+    lines = [
+        "| row | model | MAE ↓ | XAUC ↑ | XAUC tie-aware ↑ | per seed: MAE / XAUC |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for name, s in report["summary"].items():
+        if s["seeds"] is None:
+            per_seed = "does not depend on the seed"
+        else:
+            per_seed = ", ".join(
+                f"{seed}: {_num(m)} / {_num(x)}"
+                for seed, m, x in zip(s["seeds"], s["mae"]["per_seed"], s["xauc"]["per_seed"])
+            )
+        lines.append(f"| {name} | {s['model_name'] or '–'} | {_pm(s['mae'])} | {_pm(s['xauc'])} |"
+                     f" {_pm(s['xauc_tie_aware'])} | {per_seed} |")
+    return "\n".join(lines)
+
+
+def _comparison_table(report: dict[str, Any]) -> str:
+    ref = report["reference_row"]
+    lines = [
+        f"| row | MAE − {ref}'s (mean over seeds) | XAUC − {ref}'s | seeds where {ref} has the"
+        f" lower MAE | seeds where {ref} has the higher XAUC |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row, c in report["comparisons"].items():
+        n = len(c["seeds"])
+        lines.append(f"| {row} | {c['mae_diff_mean']:+.4f} | {c['xauc_diff_mean']:+.4f} |"
+                     f" {c['reference_lower_mae']}/{n} | {c['reference_higher_xauc']}/{n} |")
+    return "\n".join(lines)
+
+
+def _runs_table(report: dict[str, Any]) -> str:
+    lines = [
+        "| row | seed | best epoch / epochs run | valid MAE | valid XAUC | wall s | train samples/s"
+        " | resumed | model dir |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in report["runs"]:
+        lines.append(
+            f"| {r['row']} | {r['seed']} | {r['best_epoch']} / {len(r['history'])} |"
+            f" {_num(r['best_valid']['mae'])} | {_num(r['best_valid']['xauc'])} |"
+            f" {r['wall_seconds']:.1f} | {r['samples_per_second']:.0f} |"
+            f" {'yes' if r['resumed'] else 'no'} | `{r['model_dir']}` |"
+        )
+    return "\n".join(lines)
+
+
+def _config_lines(report: dict[str, Any]) -> list[str]:
+    """Changes shared by every row once, then each row's own."""
+    changes = [row["config_changes"] for row in report["rows"].values()]
+    shared = {k: v for k, v in changes[0].items() if all(c.get(k, object()) == v for c in changes)}
+
+    def listing(items: dict[str, Any]) -> str:
+        return ", ".join(f"`{k}={json.dumps(v)}`" for k, v in items.items()) or "none"
+
+    lines = [f"- every row: {listing(shared)}"]
+    for (name, row), change in zip(report["rows"].items(), changes):
+        own = {k: v for k, v in change.items() if k not in shared}
+        lines.append(f"- **{name}** ({row['model_name']}): {listing(own)}")
+    return lines
+
+
+def _paper_table(experiment: str) -> str:
+    anchors = PAPER_ANCHORS[experiment]
+    header = " | ".join(f"MAE / XAUC ({c})" for c in anchors["columns"])
+    lines = [f"| method | {header} |", "|---|" + "---:|" * len(anchors["columns"])]
+    for label, cells in anchors["rows"].values():
+        lines.append(f"| {label} | " + " | ".join(f"{m:.3f} / {x:.3f}" for m, x in cells) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    data, machine = report["dataset"], report["machine"]
+    label = data.get("label") or {}
+    seeds = ", ".join(str(s) for s in report["seeds"])
+    resumed = sum(r["resumed"] for r in report["runs"])
+    parts = [
+        f"# {report['title']}",
+        "",
+        f"Experiment `{report['experiment']}`, written by grmodel {report['grmodel_version']} on"
+        f" {report['created']}.",
+        "",
+        f"- Dataset: `{data['path']}` (fingerprint `{data['fingerprint'][:16]}`; label"
+        f" {label.get('mode', '?')} in {label.get('unit', '?')}; test rows {data['test_rows']}).",
+        f"- Seeds: {seeds} (std over seeds with ddof 1; one seed gives no std). XAUC:"
+        f" {report['eval_config']['xauc']} variant; tie-aware beside it.",
+        f"- Machine: {machine['cpu_count']} CPU cores, torch {machine['torch']}, {machine['platform']};"
+        f" this invocation took {report['wall_seconds']:.1f} s; training took"
+        f" {report['train_wall_seconds']:.1f} s in all ({resumed} of {len(report['runs'])} runs reused"
+        " from an earlier invocation, their times as recorded then).",
+        "",
+        "## Results (ours, test split)",
+        "",
+        results_table(report),
+        "",
+        "The *train median* row predicts the training split's median for every row; the *oracle"
+        " (median)* row, present for generated data, predicts each row's true conditional median"
+        " (the MAE floor).",
+    ]
+    if report["comparisons"]:
+        parts += ["", f"## Compared with {report['reference_row']}", "", _comparison_table(report)]
+    parts += ["", "## Runs", "", _runs_table(report), "",
+              "## Configurations (differences from the library defaults; full configs in report.json)",
+              "", *_config_lines(report)]
+    parts += ["", "## Figures", ""]
+    parts += [f"![{name}](figures/{name})" for name in report["figures"]]
+    parts += ["", f"## The paper's numbers ({PAPER_ANCHORS[report['experiment']]['caption']}; not"
+              " ours, not this dataset)", "", _paper_table(report["experiment"]), ""]
+    return "\n".join(parts)
+
+
+# -- files ----------------------------------------------------------------------------------
+def jsonable(value: Any) -> Any:
+    """NaN and infinities become null, so report.json is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+    """``report.json`` and ``report.md`` in ``out_dir``, each written atomically."""
+    json_path, md_path = out_dir / "report.json", out_dir / "report.md"
+    write_text_atomic(json_path, json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(md_path, render_markdown(report))
+    return json_path, md_path

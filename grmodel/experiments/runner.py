@@ -1,0 +1,343 @@
+"""Run an experiment: train every (row, seed), evaluate all on one test split, write the reports.
+
+Layout of ``out_dir``::
+
+    data/raw, data/processed   only with ``generate=PRESET`` (generated and ingested once)
+    runs/<row>/seed<k>/        one model directory per run, with ``run.json`` (its record)
+    report.json, report.md     everything, and the readable summary
+    figures/*.png              see grmodel/experiments/figures.py
+
+A run is skipped when its directory already holds a finished model (``run.json`` is written
+only after the trainer has published the model) trained with the same config on the same data
+(same fingerprint), so an interrupted experiment resumes where it stopped. Evaluation and the
+reports are always redone from the kept models.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from grmodel import __version__
+from grmodel.checkpoint import WEIGHTS_FILE, load_checkpoint
+from grmodel.config import ConfigError, RunConfig
+from grmodel.evaluate import ORACLE, TRAIN_MEDIAN, evaluate_models
+from grmodel.experiments.figures import render_figures
+from grmodel.experiments.report import (
+    compare_rows,
+    config_changes,
+    jsonable,
+    summarize_constant,
+    summarize_row,
+    write_reports,
+    write_text_atomic,
+)
+from grmodel.experiments.specs import Experiment, Overrides, base_seed, experiment_spec, row_config
+from grmodel.features import SPLITS, label_array, read_manifest, read_split
+from grmodel.models import WatchTimeModel
+from grmodel.models.gr import GRModel
+from grmodel.predict import predict_arrays
+from grmodel.train import train_model
+from grmodel.vocab import N_SPECIAL
+
+log = logging.getLogger(__name__)
+
+RUN_RECORD = "run.json"
+# Config keys that cannot change a run's result: a run that differs only in these is resumed.
+RESULT_NEUTRAL = {"train": ("progress", "num_threads"), "eval": None}
+# Test rows drawn (seeded) for the distribution and generated-token figures.
+FIGURE_ROWS = 20_000
+DISTRIBUTION_BINS = 40
+
+
+def run_experiment(
+    name: str,
+    out_dir: str | Path,
+    processed_dir: str | Path | None = None,
+    *,
+    generate: str | None = None,
+    data_seed: int = 2024,
+    seeds: int = 1,
+    rows: list[str] | None = None,
+    base_config: RunConfig | None = None,
+    overrides: list[str] | None = None,
+    figure_rows: int = FIGURE_ROWS,
+) -> dict[str, Any]:
+    """Run experiment ``name`` (table1 | table3 | table4) and write its reports into ``out_dir``.
+
+    The data is ``processed_dir``, or with ``generate`` the named synth preset, generated and
+    ingested into ``out_dir/data`` (``data_seed`` seeds both). ``seeds`` runs per row start at
+    the config's ``train.seed``; ``rows`` picks rows; ``overrides`` are ``[SCOPE:]key=value``
+    items (grmodel/experiments/specs.py). Returns the report record (also ``report.json``).
+    """
+    started = time.perf_counter()
+    experiment = experiment_spec(name, rows)
+    base = base_config or RunConfig()
+    scoped = Overrides.parse(list(overrides or []), experiment)
+    if seeds < 1:
+        raise ConfigError(f"seeds={seeds}: must be >= 1")
+    if figure_rows < 1:
+        raise ConfigError(f"figure_rows={figure_rows}: must be >= 1")
+    if (processed_dir is None) == (generate is None):
+        raise ConfigError("give exactly one of a processed dataset directory and a preset to generate")
+    out = Path(out_dir)
+    data_dir = Path(processed_dir) if processed_dir is not None else prepare_generated(
+        out / "data", generate, data_seed)
+    manifest = read_manifest(data_dir)
+    fingerprint = dataset_fingerprint(data_dir)
+
+    first_seed = base_seed(base, scoped)
+    seed_list = [first_seed + k for k in range(seeds)]
+    # Every config is built before any training, so a bad override fails at once.
+    plan = [(row, seed, row_config(base, row, scoped, str(data_dir), seed))
+            for row in experiment.rows for seed in seed_list]
+    common = base.with_overrides(list(scoped.common))
+
+    out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    for k, (row, seed, config) in enumerate(plan, 1):
+        model_dir = out / "runs" / row.name / f"seed{seed}"
+        log.info("[%d/%d] %s (%s), seed %d", k, len(plan), row.name, row.model_name, seed)
+        record = train_or_resume(config, model_dir, fingerprint)
+        runs.append({"row": row.name, "model_name": row.model_name, "seed": seed,
+                     "model_dir": str(model_dir.relative_to(out)), **record})
+
+    log.info("evaluating %d runs on the test split", len(runs))
+    keys = {f"{r['row']}/seed{r['seed']}": out / r["model_dir"] for r in runs}
+    results = evaluate_models(data_dir, keys, common.eval, label_column=common.data.label_column)
+    for r, key in zip(runs, keys):
+        r["test"] = results[key]
+
+    summary = {row.name: summarize_row([r for r in runs if r["row"] == row.name])
+               for row in experiment.rows}
+    for constant in (TRAIN_MEDIAN, ORACLE):
+        if constant in results:
+            summary[constant] = summarize_constant(results[constant])
+    report = {
+        "experiment": experiment.name,
+        "title": experiment.title,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "grmodel_version": __version__,
+        "machine": {"cpu_count": os.cpu_count(), "torch": torch.__version__,
+                    "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
+        "dataset": {
+            "path": str(data_dir),
+            "fingerprint": fingerprint,
+            "label": manifest.get("label"),
+            "test_rows": results[TRAIN_MEDIAN]["n"],
+            "generated": {"preset": generate, "seed": data_seed} if generate else None,
+            "manifest": manifest,
+        },
+        "seeds": seed_list,
+        "reference_row": experiment.reference,
+        "eval_config": dataclasses.asdict(common.eval),
+        "overrides": {"common": list(scoped.common), "scoped": {k: list(v) for k, v in scoped.scoped}},
+        "rows": _row_records(experiment, scoped, plan),
+        "runs": runs,
+        "summary": summary,
+        "comparisons": compare_rows(runs, experiment.reference),
+        "reference_results": {k: results[k] for k in (TRAIN_MEDIAN, ORACLE) if k in results},
+        "figure_data": figure_data(runs, results, out, data_dir, common, figure_rows),
+        "train_wall_seconds": sum(r["wall_seconds"] for r in runs),
+    }
+    report["figures"] = render_figures(report, out / "figures")
+    report["wall_seconds"] = time.perf_counter() - started
+    json_path, md_path = write_reports(report, out)
+    log.info("wrote %s and %s (%.1f s)", md_path, json_path, report["wall_seconds"])
+    return report
+
+
+def _row_records(experiment: Experiment, overrides: Overrides,
+                 plan: list[tuple[Any, int, RunConfig]]) -> dict[str, Any]:
+    first = {}
+    for row, _, config in plan:
+        first.setdefault(row.name, config.to_dict())
+    return {
+        row.name: {"model_name": row.model_name, "defining_overrides": list(row.overrides),
+                   "overrides": overrides.row_items(row), "config_changes": config_changes(first[row.name]),
+                   "config": first[row.name]}
+        for row in experiment.rows
+    }
+
+
+# -- data ---------------------------------------------------------------------------------
+def prepare_generated(data_dir: Path, preset: str, seed: int) -> Path:
+    """Generate and ingest the synth ``preset`` under ``data_dir`` unless already there."""
+    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
+    from grmodel.data.synth import SYNTH_FILE, SynthConfig, generate_kuairec
+
+    raw, processed = data_dir / "raw", data_dir / "processed"
+    synth, ingest = SynthConfig.preset(preset, seed=seed), IngestConfig(seed=seed)
+    if raw.exists():
+        _check_same(raw / SYNTH_FILE, json.loads((raw / SYNTH_FILE).read_text())["config"], synth)
+    else:
+        log.info("generating the %s preset (seed %d) into %s", preset, seed, raw)
+        generate_kuairec(raw, synth)
+    if processed.exists():
+        _check_same(processed / "manifest.json", read_manifest(processed)["options"], ingest)
+    else:
+        log.info("ingesting %s into %s", raw, processed)
+        ingest_kuairec(raw, processed, ingest)
+    return processed
+
+
+def _check_same(path: Path, recorded: dict[str, Any], wanted: Any) -> None:
+    if recorded != json.loads(json.dumps(dataclasses.asdict(wanted))):
+        raise ConfigError(f"{path}: the data there was made with other settings than"
+                          f" {type(wanted).__name__} {dataclasses.asdict(wanted)}; use another --out"
+                          f" or remove {path.parent.parent}")
+
+
+def dataset_fingerprint(processed_dir: Path) -> str:
+    """sha256 over the manifest and the three split files."""
+    from grmodel.data.io import sha256_file
+
+    digest = hashlib.sha256()
+    for name in ("manifest.json", *(f"{split}.parquet" for split in SPLITS)):
+        digest.update(f"{name}:{sha256_file(processed_dir / name)}\n".encode())
+    return digest.hexdigest()
+
+
+# -- training -----------------------------------------------------------------------------
+def _result_identity(config: dict[str, Any]) -> dict[str, Any]:
+    """The config without the keys that cannot change a run's result."""
+    kept = json.loads(json.dumps(RunConfig.from_dict(config).to_dict()))
+    for section, keys in RESULT_NEUTRAL.items():
+        if keys is None:
+            kept.pop(section, None)
+        else:
+            for key in keys:
+                kept[section].pop(key, None)
+    return kept
+
+
+def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[str, Any] | None:
+    """The record of a finished run of ``config`` on this data in ``model_dir``, else None."""
+    path = model_dir / RUN_RECORD
+    if not (path.is_file() and (model_dir / WEIGHTS_FILE).is_file()):
+        return None
+    try:
+        record = json.loads(path.read_text())
+        same = (record["dataset_fingerprint"] == fingerprint
+                and _result_identity(record["config"]) == _result_identity(config.to_dict()))
+    except (ValueError, KeyError, TypeError):  # unreadable, or written by another config version
+        same = False
+    if not same:
+        log.info("%s was trained with another config or dataset: training again", model_dir)
+        return None
+    return record
+
+
+def train_or_resume(config: RunConfig, model_dir: Path, fingerprint: str) -> dict[str, Any]:
+    """Train ``config`` into ``model_dir`` (or reuse a finished identical run); its record."""
+    record = finished_run(model_dir, config, fingerprint)
+    if record is not None:
+        log.info("reusing the finished run in %s", model_dir)
+        return {**record, "resumed": True}
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = train_model(config, model_dir)
+    record = {
+        "config": config.to_dict(),
+        "dataset_fingerprint": fingerprint,
+        "wall_seconds": time.perf_counter() - start,
+        "train_seconds": result.train_seconds,
+        "samples_per_second": result.samples_per_second,
+        "best_epoch": result.best_epoch,
+        "best_valid": result.best_valid,
+        "history": result.history,
+    }
+    write_text_atomic(model_dir / RUN_RECORD, json.dumps(jsonable(record), indent=2))
+    return {**record, "resumed": False}
+
+
+# -- figure data --------------------------------------------------------------------------
+def figure_data(runs: list[dict[str, Any]], results: dict[str, dict[str, Any]], out: Path,
+                data_dir: Path, common: RunConfig, figure_rows: int) -> dict[str, Any]:
+    """Histograms (Fig. 5b-d) and token counts (Fig. 4) from each row's first seed.
+
+    Histograms use a seeded sample of at most ``figure_rows`` test rows on shared bins from 0
+    to the sample's label p99 (larger values land in the last bin); the means and variances
+    shown beside them are those of the whole test split.
+    """
+    label_column = common.data.label_column
+    test = read_split(data_dir, "test")
+    if len(test) > figure_rows:
+        rows = np.sort(np.random.default_rng(0).choice(len(test), figure_rows, replace=False))
+        test = test.iloc[rows].reset_index(drop=True)
+    y = label_array(test, label_column)
+    top = float(np.quantile(y, 0.99))
+    edges = np.linspace(0.0, top if top > 0 else max(float(y.max()), 1.0), DISTRIBUTION_BINS + 1)
+
+    def histogram(values: np.ndarray) -> list[int]:
+        return np.histogram(np.clip(values, 0.0, edges[-1]), bins=edges)[0].tolist()
+
+    def entry(values: np.ndarray, metrics: dict[str, Any], seed: int | None) -> dict[str, Any]:
+        dist = metrics["distribution"]
+        return {"seed": seed, "rows": len(y), "edges": edges.tolist(), "true": histogram(y),
+                "pred": histogram(values), "true_mean": dist["true"]["mean"],
+                "true_var": dist["true"]["var"], "pred_mean": dist["pred"]["mean"],
+                "pred_var": dist["pred"]["var"]}
+
+    distributions, tokens = {}, {}
+    train_labels = None
+    for r in runs:
+        if r["row"] in distributions:
+            continue  # first seed only
+        model, _ = load_checkpoint(out / r["model_dir"])
+        ids, mask = model.schema.arrays(test)
+        pred, generated = sample_predictions(model, ids, mask, common.eval.batch_size)
+        distributions[r["row"]] = entry(pred, r["test"], r["seed"])
+        if isinstance(model, GRModel):
+            if train_labels is None:
+                frame = read_split(data_dir, "train", common.data.max_train_rows)
+                train_labels = label_array(frame, label_column)
+            tokens[r["row"]] = token_frequency(model, train_labels, generated)
+    if ORACLE in results and "oracle_median" in test.columns:
+        distributions[ORACLE] = entry(test["oracle_median"].to_numpy(np.float64), results[ORACLE], None)
+    return {"distributions": distributions, "token_frequency": tokens,
+            "sample_rows": len(y), "histogram_top": float(edges[-1])}
+
+
+def sample_predictions(model: WatchTimeModel, ids: np.ndarray, mask: np.ndarray, batch_size: int
+                       ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predictions, and for GR the generated token ids of the same decoding pass."""
+    if not isinstance(model, GRModel):
+        return predict_arrays(model, ids, mask, batch_size=batch_size), None
+    preds, tokens = [], []
+    for start in range(0, len(ids), batch_size):
+        pred, chosen = model.generate(torch.as_tensor(ids[start:start + batch_size]),
+                                      torch.as_tensor(mask[start:start + batch_size]),
+                                      return_tokens=True)
+        preds.append(pred.double().numpy())
+        tokens.append(chosen.numpy())
+    return np.concatenate(preds), np.concatenate(tokens)
+
+
+def token_frequency(model: GRModel, train_labels: np.ndarray, generated: np.ndarray | None
+                    ) -> dict[str, Any]:
+    """Count of each value token in the training label encodings and in generated sequences."""
+    size = model.vocab.size
+    encoded, _ = model.codec.token_sequences(train_labels)
+    record = {
+        "vocab_kind": model.vocab.kind,
+        "values": model.vocab.values.tolist(),
+        "train": np.bincount(encoded.ravel(), minlength=size)[N_SPECIAL:].tolist(),
+        "generated": None,
+        "generated_rows": 0,
+    }
+    if generated is not None:
+        record["generated"] = np.bincount(generated.ravel(), minlength=size)[N_SPECIAL:].tolist()
+        record["generated_rows"] = len(generated)
+    return record
