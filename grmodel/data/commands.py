@@ -1,0 +1,136 @@
+"""``grmodel data synth | ingest | tabular``: the datasets layer on the command line.
+
+Every option of a config is reachable: the common ones as flags, any other with
+``--set field=value`` (repeatable; values parse as JSON when they can, so ``--set
+user_fields='["user_active_degree"]'`` or ``--set dedupe=true`` work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import typing
+from typing import Any
+
+from grmodel.data.io import DataSpecError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="generate, ingest or build datasets")
+    commands = data.add_subparsers(dest="data_command", required=True)
+
+    p = commands.add_parser("synth", help="write KuaiRec-shaped raw files with an oracle")
+    p.add_argument("out", help="raw directory to write (replaced atomically)")
+    p.add_argument("--preset", default="default", choices=("tiny", "default", "full"))
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--side-dir", default=None,
+                   help="folder with the real user_features.csv and item_categories.csv")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any SynthConfig field")
+    p.set_defaults(handler=_synth)
+
+    p = commands.add_parser("ingest", help="KuaiRec 2.0 raw files -> processed dataset")
+    p.add_argument("raw", help="directory with big_matrix.csv, small_matrix.csv, ...")
+    p.add_argument("out", help="processed directory to write (replaced atomically)")
+    p.add_argument("--label-mode", choices=("watch_time", "watch_ratio", "norm_ratio"))
+    p.add_argument("--split", choices=("authors", "random", "chronological"))
+    p.add_argument("--valid-mode", choices=("random", "last"))
+    p.add_argument("--dedupe", action="store_true", default=None,
+                   help="drop exact duplicate rows")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any IngestConfig field")
+    p.set_defaults(handler=_ingest)
+
+    p = commands.add_parser("tabular", help="a YAML dataset spec -> processed dataset")
+    p.add_argument("spec", help="dataset spec (YAML); see grmodel/data/tabular.py")
+    p.add_argument("out", help="processed directory to write (replaced atomically)")
+    p.set_defaults(handler=_tabular)
+
+    from grmodel.versioning_commands import add_version_commands
+
+    add_version_commands(commands)  # data version | snapshot | ensure
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from grmodel.data.synth import SynthConfig, generate_kuairec
+
+    overrides = _parse_overrides(SynthConfig, args.set)
+    for name, value in (("seed", args.seed), ("side_dir", args.side_dir)):
+        if value is not None:
+            overrides[name] = value
+    summary = generate_kuairec(args.out, SynthConfig.preset(args.preset, **overrides))
+    print(json.dumps({"out": args.out, "rows": summary["rows"],
+                      "watch_ratio": summary["watch_ratio"]}, indent=2))
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
+
+    overrides = _parse_overrides(IngestConfig, args.set)
+    flags = {"label_mode": args.label_mode, "split": args.split, "valid_mode": args.valid_mode,
+             "dedupe": args.dedupe, "seed": args.seed}
+    overrides.update({k: v for k, v in flags.items() if v is not None})
+    manifest = ingest_kuairec(args.raw, args.out, IngestConfig(**overrides))
+    _print_summary(args.out, manifest)
+    return 0
+
+
+def _tabular(args: argparse.Namespace) -> int:
+    from grmodel.data.tabular import build_tabular
+
+    _print_summary(args.out, build_tabular(args.spec, args.out))
+    return 0
+
+
+def _print_summary(out: str, manifest: dict[str, Any]) -> None:
+    print(json.dumps({"out": out, "rows": manifest["splits"]["rows"],
+                      "label": {k: manifest["label"][k] for k in ("mode", "unit")},
+                      "fields": len(manifest["features"]["fields"]),
+                      "oracle": manifest["oracle"]["present"]}, indent=2))
+
+
+def _parse_overrides(config_type: type, items: list[str]) -> dict[str, Any]:
+    """``field=value`` strings -> a dict of typed values for ``config_type``'s fields."""
+    hints = typing.get_type_hints(config_type)
+    names = {f.name for f in dataclasses.fields(config_type)}
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in names:
+            raise DataSpecError(f"--set {item!r}: expected FIELD=VALUE with FIELD one of"
+                                f" {sorted(names)}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        out[key] = _coerce(key, hints[key], value)
+    return out
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Check a parsed value against a field's annotation (int, float, bool, str, tuples of
+    str, literals, optionals)."""
+    args = typing.get_args(hint)
+    if type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        args = typing.get_args(hint)
+    origin = typing.get_origin(hint)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if (origin is typing.Literal and value in args
+            or hint is int and number and isinstance(value, int)
+            or hint is bool and isinstance(value, bool)):
+        return value
+    if hint is float and number:
+        return float(value)
+    if hint is str and not isinstance(value, list | dict):
+        return str(value)
+    if origin is tuple and isinstance(value, list | str):
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(str(v).strip() for v in items)
+    raise DataSpecError(f"--set {key}={value!r}: expected {getattr(hint, '__name__', hint)}")
