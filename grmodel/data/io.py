@@ -1,0 +1,162 @@
+"""File helpers for the data layer: checked CSV reading, atomic output directories, hashing.
+
+Every reader failure becomes a :class:`RawDataError` whose message names the file, the column
+and the rule that failed, so a bad input never surfaces as a deep pandas or Arrow traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from grmodel.features import DatasetError
+
+ColumnKind = Literal["int", "float", "str", "auto"]
+ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "str": pa.string()}
+
+
+class RawDataError(DatasetError):
+    """A bad input file: the message names the file, the column and the rule that failed."""
+
+
+class DataSpecError(ValueError):
+    """A generator config, ingest option or dataset spec that cannot be used."""
+
+
+@contextlib.contextmanager
+def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir`` whole.
+
+    On any failure the temporary directory is removed, so ``out_dir`` is either the complete
+    new output, or whatever was there before.
+    """
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the output is an ordinary directory
+    try:
+        yield tmp
+        if out.exists():
+            # A directory cannot be renamed over a non-empty one: move the old one aside first.
+            old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            try:
+                os.replace(tmp, out)
+            except BaseException:
+                os.replace(old / out.name, out)
+                raise
+            finally:
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def sha256_file(path: str | Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
+
+
+def read_header(path: Path) -> list[str]:
+    """The column names on a CSV file's first line (fails on a missing or empty file)."""
+    if not path.is_file():
+        raise RawDataError(f"{path}: file not found (rule: required input file)")
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        first = handle.readline()
+    if not first.strip():
+        raise RawDataError(f"{path}: empty file (rule: a CSV starts with a header line)")
+    return [name.strip().strip('"') for name in first.rstrip("\r\n").split(",")]
+
+
+def read_csv(
+    path: Path,
+    columns: dict[str, ColumnKind],
+    optional: tuple[str, ...] = (),
+    null_strings: bool = False,
+) -> pa.Table:
+    """Read the named columns of a CSV with explicit types; check names, types and emptiness.
+
+    ``int`` columns are parsed as float64 and checked to hold whole numbers, because a column
+    with missing values is often written by pandas as ``3.0``; the caller casts them once
+    nulls are handled. ``auto`` columns keep Arrow's type inference (e.g. datetimes). Columns
+    in ``optional`` may be absent from the file. Empty strings become nulls only with
+    ``null_strings``.
+    """
+    header = read_header(path)
+    missing = [c for c in columns if c not in header and c not in optional]
+    if missing:
+        raise RawDataError(
+            f"{path}: missing column(s) {missing} (rule: required columns; found {header})"
+        )
+    wanted = [c for c in columns if c in header]
+    arrow_types = {c: ARROW_TYPES[columns[c]] for c in wanted if columns[c] in ARROW_TYPES}
+    try:
+        table = pcsv.read_csv(
+            path,
+            read_options=pcsv.ReadOptions(block_size=16 << 20),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=wanted,
+                column_types=arrow_types,
+                strings_can_be_null=null_strings,
+                quoted_strings_can_be_null=null_strings,
+            ),
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise RawDataError(_explain_arrow_error(path, header, exc)) from None
+    if table.num_rows == 0:
+        raise RawDataError(f"{path}: no data rows (rule: a non-empty table)")
+    for name in wanted:
+        if columns[name] == "int":
+            check_whole_numbers(path, name, table.column(name).to_numpy(zero_copy_only=False))
+    return table
+
+
+def _explain_arrow_error(path: Path, header: list[str], exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0]
+    match = re.search(r"column #(\d+)", text)
+    if match and int(match.group(1)) < len(header):
+        column = header[int(match.group(1))]
+        return f"{path}: column {column!r}: {text} (rule: values of the declared type)"
+    if "Expected" in text and "columns" in text:
+        return f"{path}: {text} (rule: every row has the header's columns; truncated file?)"
+    return f"{path}: {text} (rule: a well-formed CSV)"
+
+
+def check_whole_numbers(path: Path, column: str, values: np.ndarray) -> None:
+    bad = values != np.floor(values)  # NaN compares unequal: settled below, on failure only
+    if bad.any():
+        bad &= ~np.isnan(values)
+        check_rule(path, column, bad, "integer", values)
+
+
+def check_rule(path: Path, column: str, bad: np.ndarray, rule: str, values: np.ndarray) -> None:
+    """Raise naming the file, the column and ``rule`` when any entry of ``bad`` is true."""
+    if bad.any():
+        example = values[np.flatnonzero(bad)[0]]
+        raise RawDataError(
+            f"{path}: column {column!r} has {int(bad.sum())} value(s) such as {example!r}"
+            f" (rule: {rule})"
+        )
+
+
+def column_array(table: pa.Table, name: str) -> np.ndarray:
+    """A float64 or string column as a numpy array (nulls become NaN / None)."""
+    return table.column(name).to_numpy(zero_copy_only=False)

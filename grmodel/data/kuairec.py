@@ -1,0 +1,555 @@
+"""KuaiRec 2.0 ingest: the raw CSV files -> the processed-dataset contract (features.py).
+
+Columnar throughout: the matrices are read with pyarrow.csv under explicit types, encoders are
+fitted per *entity* (user, video) over the entities that occur in training rows, and each
+row's ids are gathered from those small tables while the split files are written in chunks.
+What the ingest did and why is recorded in the manifest (see ``ingest_kuairec``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow.compute as pc
+
+from grmodel.data import splits
+from grmodel.data.io import (
+    DataSpecError,
+    RawDataError,
+    check_rule,
+    column_array,
+    read_csv,
+    read_header,
+    sha256_file,
+)
+from grmodel.data.tabular import (
+    EncodedField,
+    bucket_field,
+    categorical_field,
+    label_stats,
+    split_rows_summary,
+    vocabulary,
+    write_processed,
+)
+from grmodel.features import LABEL_COLUMN, OOV_ID
+
+log = logging.getLogger(__name__)
+
+BIG, SMALL = "big_matrix.csv", "small_matrix.csv"
+USER_FILE, ITEM_FILE = "user_features.csv", "item_categories.csv"
+DAILY_FILE = "item_daily_features.csv"
+ORACLE_FILE, SYNTH_FILE = "oracle.csv", "synth.json"  # written by grmodel.data.synth
+MATRIX_COLUMNS: dict[str, Any] = {
+    "user_id": "int", "video_id": "int", "play_duration": "int", "video_duration": "int",
+    "timestamp": "float", "watch_ratio": "float",
+}
+ORACLE_COLUMNS: dict[str, Any] = {
+    "user_id": "int", "video_id": "int", "oracle_median_ratio": "float",
+    "oracle_mean_ratio": "float",
+}
+USER_STRING_FIELDS = ("user_active_degree", "follow_user_num_range", "fans_user_num_range",
+                      "friend_user_num_range", "register_days_range")
+# The GR authors' user fields, then the extra profile fields method.md allows.
+AUTHORS_USER_FIELDS = ("user_active_degree", *(f"onehot_feat{k}" for k in range(18)))
+DEFAULT_USER_FIELDS = (*AUTHORS_USER_FIELDS, "is_lowactive_period", "is_live_streamer",
+                       "is_video_author", "follow_user_num_range", "fans_user_num_range",
+                       "friend_user_num_range", "register_days_range")
+# Static per-video columns of item_daily_features.csv (its daily counters would leak the
+# future, so none of them is used).
+DEFAULT_DAILY_FIELDS = ("author_id", "video_type", "upload_type", "music_id")
+MAX_TAGS = 4  # item_tag_0 .. item_tag_3
+TAG_LITERAL = r"^\[\s*(\d+\s*(,\s*\d+\s*)*)?\]$"
+
+LabelMode = Literal["watch_time", "watch_ratio", "norm_ratio"]
+SplitKind = Literal["authors", "random", "chronological"]
+LABEL_UNITS = {"watch_time": "s", "watch_ratio": "ratio", "norm_ratio": "normalised ratio"}
+
+
+@dataclass
+class IngestConfig:
+    """Every option of the KuaiRec ingest; the manifest records it under ``options``."""
+
+    label_mode: LabelMode = "watch_time"
+    # authors: big matrix -> train + valid, small matrix -> test (the GR paper's protocol);
+    # random: 80/10/10 over both matrices; chronological: 80/10/10 by timestamp.
+    split: SplitKind = "authors"
+    valid_mode: Literal["random", "last"] = "random"  # authors: how valid leaves the big matrix
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1  # random / chronological
+    seed: int = 2024
+    dedupe: bool = False  # drop exact duplicate rows within each matrix
+    user_fields: tuple[str, ...] = DEFAULT_USER_FIELDS
+    daily_fields: tuple[str, ...] = DEFAULT_DAILY_FIELDS  # used when item_daily_features.csv is there
+    duration_buckets: int = 20
+    unknown_as_missing: bool = True  # user_active_degree "UNKNOWN" -> id 0 (missing)
+    chunk_rows: int = 1_000_000
+
+    def validate(self) -> None:
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            if getattr(self, name) not in allowed:
+                raise DataSpecError(f"IngestConfig.{name}={getattr(self, name)!r}: expected one"
+                                    f" of {list(allowed)}")
+
+        choice("label_mode", tuple(LABEL_UNITS))
+        choice("split", ("authors", "random", "chronological"))
+        choice("valid_mode", ("random", "last"))
+        splits.check_fractions(self.valid_fraction,
+                               0.0 if self.split == "authors" else self.test_fraction)
+        unknown = sorted(set(self.user_fields) - set(DEFAULT_USER_FIELDS))
+        if unknown:
+            raise DataSpecError(f"IngestConfig.user_fields: unknown field(s) {unknown}; known:"
+                                f" {list(DEFAULT_USER_FIELDS)}")
+        if self.duration_buckets < 2:
+            raise DataSpecError("IngestConfig.duration_buckets must be >= 2")
+        if self.chunk_rows < 1:
+            raise DataSpecError("IngestConfig.chunk_rows must be >= 1")
+
+
+# ---------------------------------------------------------------------------------- readers
+
+
+def read_user_features(path: Path, fields: tuple[str, ...]) -> pd.DataFrame:
+    """user_id plus the named profile fields: strings stay strings, numbers are float64 with
+    NaN for gaps (integer-valued, checked)."""
+    kinds = {"user_id": "int", **{f: "str" if f in USER_STRING_FIELDS else "int"
+                                  for f in fields}}
+    table = read_csv(path, kinds)
+    frame = pd.DataFrame({name: column_array(table, name) for name in kinds})
+    user = frame["user_id"].to_numpy()
+    check_rule(path, "user_id", ~np.isfinite(user) | (user < 0), "non-negative integer id", user)
+    frame["user_id"] = user.astype(np.int64)
+    dup = frame["user_id"].duplicated().to_numpy()
+    check_rule(path, "user_id", dup, "one row per user", user)
+    return frame
+
+
+def read_item_tags(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(video ids, tags [n, 4] with -1 where a video has fewer tags), parsing the ``feat``
+    list literals such as ``"[27, 9]"`` with a pattern, never ``eval``."""
+    table = read_csv(path, {"video_id": "int", "feat": "str"})
+    video = column_array(table, "video_id")
+    check_rule(path, "video_id", ~np.isfinite(video) | (video < 0), "non-negative integer id",
+               video)
+    check_rule(path, "video_id", pd.Series(video).duplicated().to_numpy(), "one row per video",
+               video)
+    feat = table.column("feat")
+    ok = pc.fill_null(pc.match_substring_regex(feat, TAG_LITERAL), False).to_numpy(
+        zero_copy_only=False)
+    check_rule(path, "feat", ~ok, "a list literal of integer tags such as [27, 9]",
+               feat.to_numpy(zero_copy_only=False))
+    inner = pc.replace_substring_regex(feat, r"[\[\]\s]", "")
+    parts = pc.split_pattern(inner, ",")
+    counts = np.where(pc.equal(inner, "").to_numpy(zero_copy_only=False), 0,
+                      pc.list_value_length(parts).to_numpy(zero_copy_only=False))
+    check_rule(path, "feat", counts > MAX_TAGS, f"at most {MAX_TAGS} tags per video",
+               feat.to_numpy(zero_copy_only=False))
+    flat = pc.list_flatten(parts).to_numpy(zero_copy_only=False)
+    flat = flat[flat != ""].astype(np.int64)
+    tags = np.full((len(video), MAX_TAGS), -1, dtype=np.int64)
+    row = np.repeat(np.arange(len(video)), counts)
+    slot = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
+    tags[row, slot] = flat
+    return video.astype(np.int64), tags
+
+
+def read_item_daily(path: Path, fields: tuple[str, ...]) -> pd.DataFrame:
+    """One row per video: the static ``fields`` as of the video's earliest date."""
+    table = read_csv(path, {"video_id": "int", "date": "float",
+                            **dict.fromkeys(fields, "str")}, null_strings=True)
+    frame = table.to_pandas()
+    video = frame["video_id"].to_numpy()
+    check_rule(path, "video_id", ~np.isfinite(video) | (video < 0), "non-negative integer id",
+               video)
+    frame["video_id"] = video.astype(np.int64)
+    frame = frame.sort_values(["video_id", "date"], kind="stable")
+    return frame.drop_duplicates("video_id").reset_index(drop=True)
+
+
+def read_matrix(path: Path) -> dict[str, np.ndarray]:
+    """An interaction matrix as float64 numpy columns, checked against the row rules.
+
+    Integer columns stay float64 (checked whole): exact-duplicate detection and the seconds
+    conversions need no cast, and ids are cast once where they are written.
+    """
+    table = read_csv(path, MATRIX_COLUMNS)
+    out = {}
+    for name in MATRIX_COLUMNS:
+        out[name] = column_array(table, name)
+        table = table.drop_columns([name])  # frees each column's Arrow buffers as it goes
+    for name in ("user_id", "video_id"):
+        values = out[name]
+        check_rule(path, name, ~np.isfinite(values) | (values < 0),
+                   "non-negative integer id, never missing", values)
+    for name in ("play_duration", "watch_ratio"):
+        values = out[name]
+        check_rule(path, name, ~np.isfinite(values) | (values < 0),
+                   "non-negative, never missing", values)
+    duration = out["video_duration"]
+    check_rule(path, "video_duration", ~np.isfinite(duration) | (duration <= 0),
+               "positive milliseconds, never missing", duration)
+    check_rule(path, "timestamp", np.isinf(out["timestamp"]), "finite seconds or missing",
+               out["timestamp"])
+    return out
+
+
+def exact_duplicates(matrix: dict[str, np.ndarray]) -> np.ndarray:
+    """True for every row equal in all columns to an earlier row (the first copy stays False).
+
+    Rows are sorted by a 64-bit hash of their values (packed with the row number into one
+    integer, which sorts far faster than an argsort), and each row is compared, column by
+    column, with its neighbour of the same hash. A hash group that holds two different rows
+    (a collision) is settled by a full comparison, so the result is exact.
+    """
+    columns = [np.ascontiguousarray(matrix[name], dtype=np.float64).view(np.uint64)
+               for name in MATRIX_COLUMNS]
+    n = len(columns[0])
+    digest = np.zeros(n, dtype=np.uint64)
+    for bits in columns:
+        digest ^= bits
+        digest *= np.uint64(0x9E3779B97F4A7C15)
+        digest ^= digest >> np.uint64(29)
+    row_bits = np.uint64(max(1, (n - 1).bit_length()))
+    packed = (digest >> row_bits << row_bits) | np.arange(n, dtype=np.uint64)
+    packed.sort()
+    order = (packed & ((np.uint64(1) << row_bits) - np.uint64(1))).astype(np.int64)
+    prefix = packed >> row_bits
+    del packed, digest
+    same = np.flatnonzero(prefix[1:] == prefix[:-1])
+    earlier, later = order[same], order[same + 1]
+    equal = np.ones(len(same), dtype=bool)
+    for bits in columns:
+        equal &= bits[earlier] == bits[later]
+    duplicate = np.zeros(n, dtype=bool)
+    duplicate[later[equal]] = True
+    if not equal.all():
+        rows = np.sort(order[np.isin(prefix, prefix[same[~equal]])])
+        subset = pd.DataFrame({i: bits[rows] for i, bits in enumerate(columns)})
+        duplicate[rows] = subset.duplicated().to_numpy()
+    return duplicate
+
+
+def factorize_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 position of each row's id among the sorted distinct ids, those ids as int64).
+
+    Whole-number ids up to a few times the row count use a lookup table (linear time);
+    sparser ids fall back to a sort.
+    """
+    ids = ids.astype(np.int64)
+    if len(ids) and ids.max() < max(4 * len(ids), 1 << 20):
+        present = np.zeros(int(ids.max()) + 1, dtype=bool)
+        present[ids] = True
+        position = np.cumsum(present, dtype=np.int64) - 1
+        return position[ids].astype(np.int32), np.flatnonzero(present)
+    values, inverse = np.unique(ids, return_inverse=True)
+    return inverse.astype(np.int32), values
+
+
+# ----------------------------------------------------------------------------------- ingest
+
+
+def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
+                   config: IngestConfig | None = None) -> dict[str, Any]:
+    """Read a KuaiRec 2.0 directory, write a processed dataset to ``out_dir``, return its
+    manifest (also written as ``out_dir/manifest.json``).
+
+    Manifest keys beyond the contract's: ``dataset``, ``options`` (this config), ``sources``
+    (per file: sha256, bytes), ``raw`` (per matrix: rows, exact duplicates, dropped,
+    missing timestamps), ``label`` (mode, unit, train-only statistics, leak flag),
+    ``splits`` (protocol, rows and OOV rows per split, what happened to rows without a
+    time), ``side_coverage``, ``oracle`` and, for generated data, ``generator``.
+    """
+    config = config or IngestConfig()
+    config.validate()
+    raw = Path(raw_dir)
+    if not raw.is_dir():
+        raise RawDataError(f"{raw}: not a directory (rule: ingest reads a KuaiRec directory)")
+    for name in (BIG, SMALL, USER_FILE, ITEM_FILE):
+        read_header(raw / name)  # fail on a missing or empty file before any heavy work
+    optional = [name for name in (DAILY_FILE, ORACLE_FILE, SYNTH_FILE) if (raw / name).is_file()]
+    present = [BIG, SMALL, USER_FILE, ITEM_FILE, *optional]
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # Hashing overlaps the parsing (hashlib releases the GIL).
+        digests = {name: pool.submit(sha256_file, raw / name) for name in present}
+        users = read_user_features(raw / USER_FILE, tuple(config.user_fields))
+        item_ids, item_tags = read_item_tags(raw / ITEM_FILE)
+        daily = (read_item_daily(raw / DAILY_FILE, tuple(config.daily_fields))
+                 if DAILY_FILE in optional and config.daily_fields else None)
+        rows, raw_summary = _read_interactions(raw, config.dedupe)
+        sources = {name: {"sha256": digests[name].result(), "bytes": (raw / name).stat().st_size}
+                   for name in present}
+    log.info("read %d interactions from %s", len(rows["user_id"]), raw)
+
+    codes = _split_codes(rows, config)
+    train = codes == splits.TRAIN
+    user_index, user_values = factorize_ids(rows["user_id"])
+    item_index, item_values = factorize_ids(rows["video_id"])
+    user_train = np.bincount(user_index[train], minlength=len(user_values)) > 0
+    item_train = np.bincount(item_index[train], minlength=len(item_values)) > 0
+
+    fields = [categorical_field("user_id", "user", user_values, user_train, user_index,
+                                optional=False)]
+    fields += _user_fields(users, user_values, user_train, user_index, config)
+    fields.append(categorical_field("item_id", "item", item_values, item_train, item_index,
+                                    optional=False))
+    fields += _tag_fields(item_ids, item_tags, item_values, item_train, item_index)
+    fields.append(_duration_field(rows, train, item_index, item_values, item_train, config))
+    if daily is not None:
+        fields += _daily_fields(daily, config.daily_fields, item_values, item_train, item_index)
+
+    label, label_info = _label(rows, item_index, train, config.label_mode)
+    user_raw = rows["user_id"].astype(np.int64)
+    item_raw = rows["video_id"].astype(np.int64)
+
+    def columns(part: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            LABEL_COLUMN: label[part],
+            "watch_ratio": rows["watch_ratio"][part],
+            "watch_time_s": rows["play_duration"][part] / 1000.0,
+            "duration_s": rows["video_duration"][part] / 1000.0,
+            "timestamp": rows["timestamp"][part],
+            "user_id_raw": user_raw[part],
+            "item_id_raw": item_raw[part],
+        }
+
+    ordered_by = rows["timestamp"] if config.split == "chronological" else None
+    split_rows = splits.rows_by_split(codes, ordered_by)
+    oracle, oracle_info = _oracle(raw, optional, config.label_mode, user_raw, item_raw, rows,
+                                  split_rows["test"])
+    manifest = {
+        "dataset": "kuairec",
+        "options": dataclasses.asdict(config),
+        "sources": sources,
+        "raw": raw_summary,
+        "label": label_info,
+        "splits": _split_manifest(config, codes, split_rows, rows["timestamp"], fields),
+        "side_coverage": {
+            "users_without_features": int((~np.isin(user_values, users["user_id"])).sum()),
+            "videos_without_categories": int((~np.isin(item_values, item_ids)).sum()),
+            "item_daily_features": DAILY_FILE in optional and bool(config.daily_fields),
+        },
+        "oracle": oracle_info,
+        "generator": _generator(raw, optional),
+    }
+    result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
+                             config.chunk_rows)
+    log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
+    return result
+
+
+def _read_interactions(raw: Path, dedupe: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Both matrices as one set of columns (big first) plus ``is_small``; duplicates counted
+    per matrix and dropped when asked."""
+    parts, summary = [], {}
+    for name in (BIG, SMALL):
+        matrix = read_matrix(raw / name)
+        duplicate = exact_duplicates(matrix)
+        summary[name.removesuffix(".csv")] = {
+            "rows": int(len(duplicate)),
+            "exact_duplicate_rows": int(duplicate.sum()),
+            "dropped_duplicate_rows": int(duplicate.sum()) if dedupe else 0,
+            "nan_timestamp_rows": int(np.isnan(matrix["timestamp"]).sum()),
+            "users": int(len(factorize_ids(matrix["user_id"])[1])),
+            "videos": int(len(factorize_ids(matrix["video_id"])[1])),
+        }
+        if dedupe and duplicate.any():
+            matrix = {k: v[~duplicate] for k, v in matrix.items()}
+        parts.append(matrix)
+    rows = {name: np.concatenate([p[name] for p in parts]) for name in MATRIX_COLUMNS}
+    rows["is_small"] = np.repeat([False, True], [len(p["user_id"]) for p in parts])
+    return rows, summary
+
+
+def _split_codes(rows: dict[str, np.ndarray], config: IngestConfig) -> np.ndarray:
+    if config.split == "authors":
+        return splits.holdout_split(rows["is_small"], rows["timestamp"], config.valid_fraction,
+                                    config.valid_mode, config.seed)
+    if config.split == "random":
+        return splits.random_split(len(rows["user_id"]), config.valid_fraction,
+                                   config.test_fraction, config.seed)
+    return splits.chronological_split(rows["timestamp"], config.valid_fraction,
+                                      config.test_fraction)
+
+
+def _lookup(values: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """values[position], missing (None / NaN) where position is -1."""
+    out = values[np.maximum(position, 0)]
+    if out.dtype.kind in "fc":
+        out = np.where(position >= 0, out, np.nan)
+    else:
+        out = out.astype(object)
+        out[position < 0] = None
+    return out
+
+
+def _user_fields(users: pd.DataFrame, user_values: np.ndarray, user_train: np.ndarray,
+                 user_index: np.ndarray, config: IngestConfig) -> list[EncodedField]:
+    position = pd.Index(users["user_id"]).get_indexer(user_values)
+    fields = []
+    for name in config.user_fields:
+        values = _lookup(users[name].to_numpy(), position)
+        if name == "user_active_degree" and config.unknown_as_missing:
+            values[values == "UNKNOWN"] = None
+        fields.append(categorical_field(name, "user", values, user_train, user_index))
+    return fields
+
+
+def _tag_fields(item_ids: np.ndarray, item_tags: np.ndarray, item_values: np.ndarray,
+                item_train: np.ndarray, item_index: np.ndarray) -> list[EncodedField]:
+    """item_tag_0..3: one vocabulary (the tags of training videos) and one embedding table."""
+    position = pd.Index(item_ids).get_indexer(item_values)
+    tags = np.where(position[:, None] >= 0, item_tags[np.maximum(position, 0)], -1)
+    tags = np.where(tags >= 0, tags, np.nan)
+    vocab = vocabulary(tags[item_train].ravel(), np.ones(int(item_train.sum()) * MAX_TAGS, bool))
+    return [categorical_field(f"item_tag_{k}", "item", tags[:, k], item_train, item_index,
+                              table="item_tag", vocab=vocab) for k in range(MAX_TAGS)]
+
+
+def _duration_field(rows: dict[str, np.ndarray], train: np.ndarray, item_index: np.ndarray,
+                    item_values: np.ndarray, item_train: np.ndarray, config: IngestConfig
+                    ) -> EncodedField:
+    """Each video's mean duration (s) over its training rows -- over all its rows when it
+    has none (a video's length is known when it is served) -- in quantile buckets fitted on
+    the training videos."""
+    n = len(item_values)
+    seconds = rows["video_duration"] / 1000.0
+    train_sum = np.bincount(item_index[train], seconds[train], minlength=n)
+    train_count = np.bincount(item_index[train], minlength=n)
+    all_sum = np.bincount(item_index, seconds, minlength=n)
+    all_count = np.bincount(item_index, minlength=n)
+    mean = np.where(train_count > 0, train_sum / np.maximum(train_count, 1),
+                    all_sum / np.maximum(all_count, 1))
+    return bucket_field("item_duration_bucket", "item", mean, item_train,
+                        config.duration_buckets, item_index, optional=False)
+
+
+def _daily_fields(daily: pd.DataFrame, names: tuple[str, ...], item_values: np.ndarray,
+                  item_train: np.ndarray, item_index: np.ndarray) -> list[EncodedField]:
+    position = pd.Index(daily["video_id"]).get_indexer(item_values)
+    return [categorical_field(f"item_{name}", "item", _lookup(daily[name].to_numpy(), position),
+                              item_train, item_index) for name in names]
+
+
+def _label(rows: dict[str, np.ndarray], item_index: np.ndarray, train: np.ndarray,
+           mode: str) -> tuple[np.ndarray, dict[str, Any]]:
+    info: dict[str, Any] = {"mode": mode, "unit": LABEL_UNITS[mode], "column": LABEL_COLUMN}
+    if mode == "watch_time":
+        label = rows["play_duration"] / 1000.0
+        info["definition"] = "play_duration / 1000 (seconds)"
+    elif mode == "watch_ratio":
+        label = rows["watch_ratio"]
+        info["definition"] = "watch_ratio = play_duration / video_duration"
+    else:
+        # The GR authors' label: per-video min-max over BOTH matrices, test rows included.
+        ratio = rows["watch_ratio"]
+        grouped = pd.Series(ratio).groupby(item_index).agg(["min", "max"])
+        low = grouped["min"].to_numpy()[item_index]
+        span = grouped["max"].to_numpy()[item_index] - low
+        label = np.where(span > 0, (ratio - low) / np.where(span > 0, span, 1.0), 0.0)
+        info["definition"] = ("(watch_ratio - min) / (max - min) per video over both matrices;"
+                              " 0 where a video's max equals its min")
+        info["leaks_test_statistics"] = True
+    info.setdefault("leaks_test_statistics", False)
+    info["train_stats"] = label_stats(label[train])
+    return label, info
+
+
+def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[str, np.ndarray],
+                    timestamps: np.ndarray, fields: list[EncodedField]) -> dict[str, Any]:
+    untimed = np.isnan(timestamps)
+    if config.split == "authors":
+        valid = (f"a seeded random {config.valid_fraction:g} of big-matrix rows"
+                 if config.valid_mode == "random" else
+                 f"the newest {config.valid_fraction:g} of big-matrix rows by timestamp")
+        protocol = f"big matrix -> train + valid ({valid}); small matrix -> test"
+        nan_policy = ("kept in their split" if config.valid_mode == "random" else
+                      "kept: big-matrix rows without a timestamp stay in train")
+    elif config.split == "random":
+        protocol = (f"seeded random {1 - config.valid_fraction - config.test_fraction:g} /"
+                    f" {config.valid_fraction:g} / {config.test_fraction:g} of both matrices")
+        nan_policy = "kept in their split"
+    else:
+        protocol = (f"oldest {1 - config.valid_fraction - config.test_fraction:g} train, next"
+                    f" {config.valid_fraction:g} valid, newest {config.test_fraction:g} test,"
+                    " over both matrices; each split sorted by timestamp")
+        nan_policy = "dropped: rows without a timestamp cannot be placed in time"
+    by_name = {f.spec.name: f for f in fields}
+    per_split = {}
+    for name, rows in split_rows.items():
+        per_split[name] = {
+            "rows": int(len(rows)),
+            "oov_user_rows": int((by_name["user_id"].rows(rows) == OOV_ID).sum()),
+            "oov_item_rows": int((by_name["item_id"].rows(rows) == OOV_ID).sum()),
+            "nan_timestamp_rows": int(untimed[rows].sum()),
+        }
+    return {
+        "kind": config.split,
+        "protocol": protocol,
+        "seed": config.seed,
+        "rows": split_rows_summary(split_rows),
+        "per_split": per_split,
+        "dropped_rows": int((codes == splits.DROPPED).sum()),
+        "nan_timestamp_rows": {"total": int(untimed.sum()), "policy": nan_policy},
+    }
+
+
+def _oracle(raw: Path, optional: list[str], mode: str, user_raw: np.ndarray,
+            item_raw: np.ndarray, rows: dict[str, np.ndarray], test_rows: np.ndarray
+            ) -> tuple[Any, dict[str, Any]]:
+    """A function adding oracle_median / oracle_mean (label units) to test rows, and the
+    manifest entry; (None, reason) when there is no oracle or the label mode has none."""
+    if ORACLE_FILE not in optional:
+        return None, {"present": False, "reason": f"no {ORACLE_FILE} (real data)"}
+    if mode == "norm_ratio":
+        return None, {"present": False, "reason": "norm_ratio depends on every row of a video,"
+                      " so no per-row oracle is defined; omitted"}
+    path = raw / ORACLE_FILE
+    table = read_csv(path, ORACLE_COLUMNS)
+    o_user, o_item = column_array(table, "user_id"), column_array(table, "video_id")
+    median = column_array(table, "oracle_median_ratio")
+    mean = column_array(table, "oracle_mean_ratio")
+    for name, values in (("oracle_median_ratio", median), ("oracle_mean_ratio", mean)):
+        check_rule(path, name, ~np.isfinite(values) | (values < 0), "non-negative, finite",
+                   values)
+    width = int(max(o_item.max(), item_raw.max())) + 1
+    keys = o_user.astype(np.int64) * width + o_item.astype(np.int64)
+    if not (keys[1:] > keys[:-1]).all():  # generated files are sorted and unique already
+        order = np.argsort(keys, kind="stable")
+        keys, median, mean = keys[order], median[order], mean[order]
+    wanted = user_raw[test_rows] * width + item_raw[test_rows]
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    found = keys[at] == wanted
+    if not found.all():
+        raise RawDataError(f"{path}: no oracle row for {int((~found).sum())} test rows (rule:"
+                           " the oracle covers every (user_id, video_id) of the test split)")
+    position = np.full(len(user_raw), -1, dtype=np.int64)
+    position[test_rows] = at
+    scale_by_duration = mode == "watch_time"
+
+    def oracle_columns(part: np.ndarray) -> dict[str, np.ndarray]:
+        at = position[part]
+        scale = rows["video_duration"][part] / 1000.0 if scale_by_duration else 1.0
+        return {"oracle_median": median[at] * scale, "oracle_mean": mean[at] * scale}
+
+    unit = "seconds (ratio x video_duration)" if scale_by_duration else "ratio"
+    return oracle_columns, {"present": True, "source": ORACLE_FILE, "unit": unit,
+                            "columns": ["oracle_median", "oracle_mean"]}
+
+
+def _generator(raw: Path, optional: list[str]) -> dict[str, Any] | None:
+    if SYNTH_FILE not in optional:
+        return None
+    import json
+
+    try:
+        record = json.loads((raw / SYNTH_FILE).read_text())
+    except json.JSONDecodeError as exc:
+        raise RawDataError(f"{raw / SYNTH_FILE}: not valid JSON ({exc})") from None
+    return {"config": record.get("config"), "sha256": record.get("sha256")}

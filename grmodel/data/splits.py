@@ -1,0 +1,108 @@
+"""Train / valid / test assignment of rows, as an int8 code per row.
+
+Random splits draw exact numbers of held-out rows with a seeded generator; time-based ones
+cut the rows' time order by fractions. Rows that cannot be placed are ``DROPPED``.
+``rows_by_split`` turns the codes into the row indices each split file is written from.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grmodel.data.io import DataSpecError
+
+TRAIN, VALID, TEST, DROPPED = 0, 1, 2, -1
+SPLIT_CODES = {"train": TRAIN, "valid": VALID, "test": TEST}
+
+
+def check_fractions(valid_fraction: float, test_fraction: float) -> None:
+    if not (0 < valid_fraction < 1 and 0 <= test_fraction < 1
+            and valid_fraction + test_fraction < 1):
+        raise DataSpecError(
+            f"split fractions valid={valid_fraction}, test={test_fraction}: need 0 < valid,"
+            " 0 <= test and valid + test < 1"
+        )
+
+
+def cut(order: np.ndarray, n_rows: int, valid_fraction: float, test_fraction: float
+        ) -> np.ndarray:
+    """Codes for ``n_rows`` rows: ``order``'s first part train, then valid, then test."""
+    n = len(order)
+    n_test = round(n * test_fraction)
+    n_valid = round(n * valid_fraction)
+    codes = np.full(n_rows, DROPPED, dtype=np.int8)
+    codes[order[: n - n_valid - n_test]] = TRAIN
+    codes[order[n - n_valid - n_test: n - n_test]] = VALID
+    codes[order[n - n_test:]] = TEST
+    return codes
+
+
+def _draw(candidates: np.ndarray, n_rows: int, valid_fraction: float, test_fraction: float,
+          seed: int) -> np.ndarray:
+    """Exactly round(fraction * n) random candidates valid and test, the others train."""
+    n = len(candidates)
+    n_valid, n_test = round(n * valid_fraction), round(n * test_fraction)
+    # Drawing the held-out rows only is several times faster than permuting every row.
+    picked = candidates[np.random.default_rng(seed).choice(n, n_valid + n_test, replace=False)]
+    codes = np.full(n_rows, DROPPED, dtype=np.int8)
+    codes[candidates] = TRAIN
+    codes[picked[:n_valid]] = VALID
+    codes[picked[n_valid:]] = TEST
+    return codes
+
+
+def random_split(n_rows: int, valid_fraction: float, test_fraction: float, seed: int
+                 ) -> np.ndarray:
+    """Exact fractions of seeded random rows."""
+    check_fractions(valid_fraction, test_fraction)
+    return _draw(np.arange(n_rows), n_rows, valid_fraction, test_fraction, seed)
+
+
+def time_order(timestamps: np.ndarray) -> np.ndarray:
+    """Indices of the rows with a timestamp, oldest first (ties keep row order)."""
+    timed = np.flatnonzero(np.isfinite(timestamps))
+    return timed[np.argsort(timestamps[timed], kind="stable")]
+
+
+def chronological_split(timestamps: np.ndarray, valid_fraction: float, test_fraction: float
+                        ) -> np.ndarray:
+    """Oldest rows train, then valid, then the newest test; rows without a time are dropped."""
+    check_fractions(valid_fraction, test_fraction)
+    return cut(time_order(timestamps), len(timestamps), valid_fraction, test_fraction)
+
+
+def holdout_split(is_test: np.ndarray, timestamps: np.ndarray, valid_fraction: float,
+                  valid_mode: str, seed: int) -> np.ndarray:
+    """Rows flagged ``is_test`` are the test split; valid is carved from the others.
+
+    ``valid_mode="random"``: a seeded random ``valid_fraction`` of them; ``"last"``: the
+    newest ``valid_fraction`` of those with a timestamp (rows without a time stay in train).
+    """
+    check_fractions(valid_fraction, 0.0)
+    rest = np.flatnonzero(~is_test)
+    if valid_mode == "random":
+        codes = _draw(rest, len(is_test), valid_fraction, 0.0, seed)
+    elif valid_mode == "last":
+        timed = time_order(np.where(is_test, np.nan, timestamps))
+        untimed = np.setdiff1d(rest, timed, assume_unique=True)
+        n_valid = min(round(len(rest) * valid_fraction), len(timed))
+        codes = np.full(len(is_test), DROPPED, dtype=np.int8)
+        codes[untimed] = TRAIN
+        codes[timed[: len(timed) - n_valid]] = TRAIN
+        codes[timed[len(timed) - n_valid:]] = VALID
+    else:
+        raise DataSpecError(f"valid_mode {valid_mode!r}: expected 'random' or 'last'")
+    codes[is_test] = TEST
+    return codes
+
+
+def rows_by_split(codes: np.ndarray, timestamps: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
+    """Row indices per split, in row order, or in time order when ``timestamps`` is given."""
+    out = {}
+    for name, code in SPLIT_CODES.items():
+        rows = np.flatnonzero(codes == code)
+        if timestamps is not None:
+            rows = rows[np.argsort(timestamps[rows], kind="stable")]
+        out[name] = rows
+    return out

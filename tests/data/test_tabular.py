@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from grmodel.data.io import DataSpecError, RawDataError
+from grmodel.data.tabular import (
+    TabularSpec,
+    bucketise,
+    build_tabular,
+    encode,
+    quantile_edges,
+    vocabulary,
+)
+from grmodel.features import FeatureSchema, label_array, read_manifest, read_split
+
+
+def _ltv_table(n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """A lifetime-value-like table: heavy-tailed non-negative label driven by the fields."""
+    rng = np.random.default_rng(seed)
+    country = rng.choice(["fr", "de", "us", "br", None], n, p=[0.2, 0.2, 0.3, 0.25, 0.05])
+    channel = rng.choice(["ads", "organic", "referral"], n)
+    age = rng.normal(35, 10, n)
+    age[rng.random(n) < 0.02] = np.nan
+    effect = pd.Series(country).map({"fr": 0.2, "de": 0.1, "us": 0.5, "br": -0.3}).fillna(0)
+    ltv = np.exp(effect.to_numpy() + rng.normal(0, 1, n)) * (rng.random(n) > 0.3)
+    return pd.DataFrame({
+        "customer_id": np.arange(n) % 900,
+        "country": country,
+        "channel": channel,
+        "age": age,
+        "first_category": rng.choice([f"cat{i}" for i in range(12)], n),
+        "price": rng.lognormal(3, 1, n),
+        "signup": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 10**7, n), "s"),
+        "ltv_90d": ltv,
+    })
+
+
+def _spec(tmp_path: Path, source: str, **changes) -> Path:
+    spec = {
+        "name": "ltv",
+        "source": source,
+        "label": "ltv_90d",
+        "user": {"categorical": ["customer_id", "country", "channel"], "numeric": {"age": 8}},
+        "item": {"categorical": ["first_category"], "numeric": {"price": 10}},
+        "timestamp": "signup",
+        "split": {"kind": "random", "valid_fraction": 0.1, "test_fraction": 0.2, "seed": 3},
+    }
+    spec.update(changes)
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def test_parquet_spec_builds_the_processed_contract(tmp_path: Path) -> None:
+    _ltv_table().to_parquet(tmp_path / "ltv.parquet")
+    manifest = build_tabular(_spec(tmp_path, "ltv.parquet"), tmp_path / "out")
+    assert manifest == read_manifest(tmp_path / "out")
+    schema = FeatureSchema.from_dict(manifest["features"])
+    assert schema.names == ["customer_id", "country", "channel", "age", "first_category", "price"]
+    assert [f.side for f in schema.fields] == ["user"] * 4 + ["item"] * 2
+    rows = manifest["splits"]["rows"]
+    assert rows == {"train": 2100, "valid": 300, "test": 600}
+    for split in ("train", "valid", "test"):
+        frame = read_split(tmp_path / "out", split)
+        schema.arrays(frame, split)
+        label_array(frame)
+        assert frame.duration_s.isna().all() and frame.timestamp.notna().all()
+        np.testing.assert_array_equal(frame.country_mask, frame.country != 0)
+    assert manifest["duration_available"] is False
+    assert manifest["encoders"]["age"]["buckets"] == 8
+    assert manifest["label"]["train_stats"]["count"] == 2100
+    test = read_split(tmp_path / "out", "test")
+    assert ((test.age == 0) == test.age_mask.eq(0)).all() and (test.age == 0).any()
+
+
+def test_csv_spec_with_a_chronological_split(tmp_path: Path) -> None:
+    table = _ltv_table()
+    table.to_csv(tmp_path / "ltv.csv", index=False)
+    spec = _spec(tmp_path, "ltv.csv", split={"kind": "chronological", "valid_fraction": 0.1,
+                                             "test_fraction": 0.1})
+    manifest = build_tabular(spec, tmp_path / "out")
+    frames = {s: read_split(tmp_path / "out", s) for s in ("train", "valid", "test")}
+    assert frames["train"].timestamp.max() <= frames["valid"].timestamp.min()
+    assert frames["valid"].timestamp.max() <= frames["test"].timestamp.min()
+    # Countries missing in the CSV (empty fields) are id 0, unseen customers id 1.
+    everything = pd.concat(frames.values())
+    assert (everything.country == 0).sum() == table.country.isna().sum()
+    seen = set(frames["train"].user_id_raw)
+    test = frames["test"]
+    unseen = ~test.user_id_raw.isin(seen)
+    assert (test.customer_id[unseen] == 1).all() and (test.customer_id[~unseen] >= 2).all()
+    assert manifest["splits"]["kind"] == "chronological"
+
+
+def test_split_column(tmp_path: Path) -> None:
+    table = _ltv_table(600)
+    table["fold"] = np.where(np.arange(600) < 400, "train", np.where(np.arange(600) < 500,
+                                                                      "valid", "test"))
+    table.to_parquet(tmp_path / "ltv.parquet")
+    spec = _spec(tmp_path, "ltv.parquet", split={"kind": "column", "column": "fold"})
+    assert build_tabular(spec, tmp_path / "out")["splits"]["rows"] == {
+        "train": 400, "valid": 100, "test": 100}
+    table.loc[5, "fold"] = "holdout"
+    table.to_parquet(tmp_path / "ltv.parquet")
+    with pytest.raises(RawDataError, match=r"'fold'.*holdout.*one of train, valid, test"):
+        build_tabular(spec, tmp_path / "out2")
+
+
+def test_bad_label_and_missing_column_fail_cleanly(tmp_path: Path) -> None:
+    table = _ltv_table(300)
+    table.loc[7, "ltv_90d"] = -1.0
+    table.to_parquet(tmp_path / "ltv.parquet")
+    with pytest.raises(RawDataError, match=r"ltv.parquet: column 'ltv_90d'.*non-negative"):
+        build_tabular(_spec(tmp_path, "ltv.parquet"), tmp_path / "out")
+    table.drop(columns=["price"]).to_parquet(tmp_path / "ltv.parquet")
+    with pytest.raises(RawDataError, match=r"missing column\(s\) \['price'\]"):
+        build_tabular(_spec(tmp_path, "ltv.parquet"), tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ltv.parquet", "spec.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"colour": "red"}, "unknown key"),
+        ({"user": {"categorical": []}}, "user needs at least one field"),
+        ({"item": {"numeric": {"price": 1}}}, "bucket count"),
+        ({"split": {"kind": "chronological"}, "timestamp": None}, "needs 'timestamp'"),
+        ({"split": {"kind": "random", "valid_fraction": 0.6, "test_fraction": 0.5}},
+         "fractions"),
+        ({"item": {"categorical": ["label"]}}, "reserved"),
+        ({"label": None}, "'label' is required"),
+    ],
+)
+def test_bad_specs_are_refused(tmp_path: Path, changes: dict, message: str) -> None:
+    with pytest.raises(DataSpecError, match=message):
+        TabularSpec.from_yaml(_spec(tmp_path, "x.parquet", **changes))
+
+
+def test_vocabulary_is_fitted_on_the_fitting_rows_only() -> None:
+    values = np.array(["b", "a", None, "c", "a", "z"], dtype=object)
+    fit = np.array([True, True, True, False, True, False])
+    vocab = vocabulary(values, fit)
+    assert list(vocab) == ["a", "b"]
+    np.testing.assert_array_equal(encode(values, vocab), [3, 2, 0, 1, 2, 1])
+
+
+def test_quantile_buckets() -> None:
+    edges = quantile_edges(np.arange(100, dtype=float), 4)
+    np.testing.assert_allclose(edges, [24.75, 49.5, 74.25])
+    ids = bucketise(np.array([np.nan, -5.0, 24.75, 50.0, 1e9]), edges)
+    np.testing.assert_array_equal(ids, [0, 2, 3, 4, 5])
+    assert len(quantile_edges(np.ones(50), 10)) == 1  # ties collapse to one edge
