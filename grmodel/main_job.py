@@ -1,8 +1,9 @@
-"""The README's main job: generated KuaiRec-shaped data → ingest → train → evaluate → table.
+"""The README's main job: versioned KuaiRec-shaped data → ingest → train → evaluate → table.
 
-Until the Kubeflow pipeline lands this runs the stages in-process; every stage writes its
-output atomically under ``workdir`` and is skipped when that output already exists for the
-same settings, so a rerun resumes where the last one stopped.
+The default dataset is the one ``data.dvc`` records: pulled from the DVC remote, or else
+regenerated from the generator settings recorded there and verified against its hash. Other
+presets or seeds are generated under ``workdir``. Until the Kubeflow pipeline lands the stages
+run in-process; each writes its output atomically.
 """
 
 from __future__ import annotations
@@ -20,8 +21,25 @@ MAIN_JOB_OVERRIDES = ["train.epochs=4", "train.patience=2"]
 MAIN_JOB_MODELS = ("gr", "cread", "tpm")
 
 
+def _recorded_default(repo: Path, preset: str, seed: int) -> dict | None:
+    """The generator settings data.dvc records, when they are the ones asked for."""
+    if not (repo / "data.dvc").is_file():
+        return None
+    from grmodel.versioning import read_version
+
+    generator = read_version(repo).generator or {}
+    config = generator.get("config", {})
+    if config.get("preset_name") == preset and config.get("seed") == seed:
+        return config
+    return None
+
+
 def run_main_job(
-    workdir: Path, preset: str = "default", seed: int = 2024, overrides: list[str] | None = None
+    workdir: Path,
+    preset: str = "default",
+    seed: int = 2024,
+    overrides: list[str] | None = None,
+    repo: Path = Path("."),
 ) -> dict:
     from grmodel.data.kuairec import IngestConfig, ingest_kuairec
     from grmodel.data.synth import SynthConfig, generate_kuairec
@@ -29,11 +47,20 @@ def run_main_job(
     from grmodel.train import train_model
 
     workdir.mkdir(parents=True, exist_ok=True)
-    raw_dir, processed_dir = workdir / "raw", workdir / "processed"
-    synth_config = SynthConfig.preset(preset, seed=seed)
-    if not raw_dir.exists():
-        log.info("[1/4] generating %s KuaiRec-shaped data into %s", preset, raw_dir)
-        generate_kuairec(raw_dir, synth_config)
+    recorded = _recorded_default(repo, preset, seed)
+    if recorded is not None:
+        from grmodel.versioning import ensure_data, require_version
+
+        how = ensure_data(repo)
+        version = require_version(repo)
+        log.info("[1/4] data version %s (%s) in %s", version, how, repo / "data")
+        raw_dir = repo / "data"
+        processed_dir = workdir / f"processed-{version.removesuffix('.dir')[:12]}"
+    else:
+        raw_dir, processed_dir = workdir / f"raw-{preset}-{seed}", workdir / f"processed-{preset}-{seed}"
+        if not raw_dir.exists():
+            log.info("[1/4] generating %s KuaiRec-shaped data into %s", preset, raw_dir)
+            generate_kuairec(raw_dir, SynthConfig.preset(preset, seed=seed))
     if not processed_dir.exists():
         log.info("[2/4] ingesting %s", raw_dir)
         ingest_kuairec(raw_dir, processed_dir, IngestConfig(seed=seed))
