@@ -18,6 +18,7 @@ from grmodel import __version__
 COMMAND_MODULES = (
     "grmodel.commands",
     "grmodel.data.commands",
+    "grmodel.validation.commands",
     "grmodel.versioning_commands",
     "grmodel.experiment_commands",
 )

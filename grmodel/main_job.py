@@ -61,9 +61,14 @@ def run_main_job(
         if not raw_dir.exists():
             log.info("[1/4] generating %s KuaiRec-shaped data into %s", preset, raw_dir)
             generate_kuairec(raw_dir, SynthConfig.preset(preset, seed=seed))
+    # Validation is the gate: a failing suite raises before anything downstream is written.
+    from grmodel.validation import validate_processed, validate_raw_kuairec
+
+    log.info("[2/4] validating %s, then ingesting it", raw_dir)
+    validate_raw_kuairec(raw_dir).gate(workdir / "validation" / "raw")
     if not processed_dir.exists():
-        log.info("[2/4] ingesting %s", raw_dir)
         ingest_kuairec(raw_dir, processed_dir, IngestConfig(seed=seed))
+    validate_processed(processed_dir).gate(workdir / "validation" / "processed")
 
     model_dirs = {}
     for name in MAIN_JOB_MODELS:
