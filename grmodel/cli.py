@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "grmodel.validation.commands",
     "grmodel.versioning_commands",
     "grmodel.experiment_commands",
+    "grmodel.registry_commands",
 )
 
 

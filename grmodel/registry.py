@@ -1,0 +1,478 @@
+"""The MLflow model registry: pyfunc models, versions, aliases and the promotion gate.
+
+**The model.** Any model of the zoo is logged as an MLflow pyfunc model whose loader is this
+module (``loader_module="grmodel.registry"``), so nothing is pickled. The model holds a code
+reference (that loader module, and ``grmodel==<version>`` among its pinned pip requirements),
+an input signature naming the feature columns, and ``data/checkpoint/``: the weights
+(``model.pt``, a state_dict read with ``weights_only=True``), ``checkpoint.json`` and, as JSON,
+the config, the vocabulary (the model's label state) and the feature encoders (the processed
+dataset's manifest). ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` call
+:func:`_load_pyfunc`; predict takes a DataFrame of feature ids and returns watch time. Serve it
+where grmodel is installed (the project's image):
+``mlflow models serve -m models:/NAME@champion --env-manager local``.
+
+**Versions and aliases.** :func:`register_model` makes a run's model a new version with the
+alias ``challenger`` (once per run: registering the same run again returns the same version).
+:func:`gate` evaluates the challenger and the current ``champion`` on the same test split and
+moves ``champion`` only when the challenger passes every check of a :class:`PromotionPolicy`.
+MLflow keeps no history of alias moves, so each decision is written to its challenger version's
+tags (and, inside a run, as that run's promotion log artifact); :func:`history` reads them back.
+Concurrent gates on one registered model are not serialised: run one gate at a time per name.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib.metadata import version as installed_version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from grmodel import __version__
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
+
+    from grmodel.config import EvalConfig
+    from grmodel.models import WatchTimeModel
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+DATA_DIR = "checkpoint"  # the pyfunc data directory: data/checkpoint/ in the MLflow model
+DEFAULT_BATCH_SIZE = 4096
+# Distributions pinned in every logged model besides grmodel (this environment's versions).
+PINNED_REQUIREMENTS = ("torch", "numpy", "pandas", "mlflow")
+# Model version tags.
+SOURCE_RUN_TAG = "source_run_id"
+VERDICT_TAG = "gate.verdict"
+DECIDED_AT_TAG = "gate.decided_at"
+DECISION_TAG = "gate.decision"
+PROMOTED, REJECTED = "promoted", "rejected"
+# Run tags copied onto a version so it names its code and data (see grmodel.tracking).
+LINEAGE_TAGS = ("git_commit", "grmodel_version", "data_version", "pipeline_run_id")
+
+
+# --- the pyfunc model -------------------------------------------------------------------------
+
+
+class WatchTimePyfunc:
+    """What MLflow's loader returns: a checkpoint that scores DataFrames in batches."""
+
+    def __init__(self, model: WatchTimeModel):
+        self.model = model
+
+    def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
+        from grmodel.predict import predict_frame
+
+        batch_size = int((params or {}).get("batch_size", DEFAULT_BATCH_SIZE))
+        return predict_frame(self.model, model_input, batch_size=batch_size)
+
+
+def _load_pyfunc(data_path: str) -> WatchTimePyfunc:
+    """MLflow's entry point for ``loader_module="grmodel.registry"``."""
+    from grmodel.checkpoint import load_checkpoint
+    from grmodel.predict import resolve_device
+
+    model, _ = load_checkpoint(data_path, resolve_device("auto"))
+    return WatchTimePyfunc(model)
+
+
+def pip_requirements() -> list[str]:
+    """``grmodel==0.1.0``, ``torch==2.13.0``, ...: exact versions, local build tags (+cpu) dropped."""
+    pins = [f"{name}=={installed_version(name).split('+')[0]}" for name in PINNED_REQUIREMENTS]
+    return [f"grmodel=={__version__}", *pins]
+
+
+def log_model(
+    model_dir: str | Path, processed_dir: str | Path | None = None, name: str | None = None
+) -> ModelInfo:
+    """Log a trained model directory into the active run as a pyfunc model named ``name``
+    (default: the model's name, e.g. ``gr``). With ``processed_dir`` its manifest is logged as
+    the feature encoders and five test rows as the input example."""
+    import mlflow
+
+    from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
+    from grmodel.features import read_manifest, read_split
+
+    if mlflow.active_run() is None:
+        raise RuntimeError("registry.log_model: no active MLflow run (use tracking.stage_run)")
+    model_dir = Path(model_dir)
+    model, meta = load_checkpoint(model_dir)  # refuse to log what cannot be loaded back
+    encoders = read_manifest(processed_dir) if processed_dir else {"features": meta["features"]}
+    example = read_split(processed_dir, "test", 5)[model.schema.names] if processed_dir else None
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / DATA_DIR
+        data.mkdir()
+        for file_name in (WEIGHTS_FILE, META_FILE):
+            shutil.copy2(model_dir / file_name, data / file_name)
+        for file_name, payload in (("config.json", meta["config"]),
+                                   ("vocabulary.json", meta["label_state"]),
+                                   ("feature_encoders.json", encoders)):
+            (data / file_name).write_text(json.dumps(payload, indent=2, sort_keys=True))
+        return mlflow.pyfunc.log_model(
+            name=name or meta["model_name"],
+            loader_module=__name__,
+            data_path=str(data),
+            pip_requirements=pip_requirements(),
+            signature=_signature(model.schema.names),
+            input_example=example,
+            metadata={"grmodel_model": meta["model_name"], "grmodel_version": __version__,
+                      "checkpoint_format": meta["format"]},
+        )
+
+
+def _signature(feature_names: list[str]):
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("long", name) for name in feature_names]),
+        outputs=Schema([TensorSpec(np.dtype(np.float64), (-1,), "watch_time")]),
+        params=ParamSchema([ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE)]),
+    )
+
+
+def resolve_model_uri(
+    uri_or_dir: str | Path, tracking_uri: str | None = None, dst_dir: str | Path | None = None
+) -> Path:
+    """The local checkpoint directory for a model directory, a local MLflow model, or an MLflow
+    URI (``models:/NAME@champion``, ``models:/NAME/3``, ``runs:/RUN/gr``), downloading the latter
+    into ``dst_dir`` (default: a temporary directory removed when the process exits)."""
+    from grmodel.checkpoint import WEIGHTS_FILE, CheckpointError
+
+    text = str(uri_or_dir)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", text) is None:  # a local path, not a URI
+        path = Path(text)
+        return _checkpoint_dir(path) if not (path / WEIGHTS_FILE).is_file() and (
+            path / "MLmodel").is_file() else path
+    import mlflow
+
+    from grmodel.tracking import connect
+
+    connect(tracking_uri)
+    if dst_dir is None:
+        dst_dir = tempfile.mkdtemp(prefix="grmodel-model-")
+        atexit.register(shutil.rmtree, dst_dir, ignore_errors=True)
+    try:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=text, dst_path=str(dst_dir))
+    except mlflow.exceptions.MlflowException as exc:
+        raise CheckpointError(f"{text}: cannot download the model ({exc.message})") from None
+    return _checkpoint_dir(Path(local))
+
+
+def _checkpoint_dir(mlflow_model_dir: Path) -> Path:
+    """``data/checkpoint`` of a grmodel pyfunc model, checked via its MLmodel file."""
+    import yaml
+
+    from grmodel.checkpoint import CheckpointError
+
+    mlmodel = mlflow_model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        raise CheckpointError(f"{mlmodel}: not found (rule: an MLflow model has an MLmodel file)")
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {})
+    if flavor.get("loader_module") != __name__ or not flavor.get("data"):
+        raise CheckpointError(f"{mlmodel}: not a grmodel model (rule: loader_module {__name__})")
+    return mlflow_model_dir / flavor["data"]
+
+
+# --- registration -----------------------------------------------------------------------------
+
+
+def register_model(
+    name: str, run_id: str, artifact: str = "gr", tracking_uri: str | None = None
+) -> ModelVersion:
+    """Make run ``run_id``'s logged model ``artifact`` a version of ``name``, alias ``challenger``.
+
+    Idempotent per run: when ``name`` already has a version from this run, that version is
+    returned (and, if no gate has judged it yet, given the ``challenger`` alias again).
+    """
+    from mlflow.exceptions import MlflowException
+
+    from grmodel.tracking import connect, sql_string
+
+    client = connect(tracking_uri)
+    existing = client.search_model_versions(f"name = {sql_string(name)} and run_id = {sql_string(run_id)}")
+    if existing:
+        version = min(existing, key=lambda v: int(v.version))
+    else:
+        run = client.get_run(run_id)
+        logged = client.search_logged_models(
+            [run.info.experiment_id],
+            f"source_run_id = {sql_string(run_id)} AND name = {sql_string(artifact)}",
+        )
+        if not logged:
+            raise ValueError(f"run {run_id}: no logged model named {artifact!r}"
+                             " (rule: log it with registry.log_model inside that run)")
+        model = max(logged, key=lambda m: m.creation_timestamp)
+        try:
+            client.create_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+        tags = {k: run.data.tags[k] for k in LINEAGE_TAGS if k in run.data.tags} | {SOURCE_RUN_TAG: run_id}
+        version = client.create_model_version(name, f"models:/{model.model_id}", run_id=run_id,
+                                              tags=tags, model_id=model.model_id)
+    if VERDICT_TAG not in (version.tags or {}):
+        client.set_registered_model_alias(name, CHALLENGER, version.version)
+    return version
+
+
+def alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str | None:
+    """The version an alias points to, or None when ``name`` has no such alias."""
+    from grmodel.tracking import connect
+
+    return _alias_version(connect(tracking_uri), name, alias)
+
+
+def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    with _not_found_is_value_error(client):
+        version = client.get_registered_model(name).aliases.get(alias)
+    return None if version is None else str(version)  # REST gives str, sqlite int
+
+
+@contextmanager
+def _not_found_is_value_error(client: MlflowClient) -> Iterator[None]:
+    """A missing model or version is a user error: one line naming it, no MLflow traceback."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            raise ValueError(f"{client.tracking_uri}: {exc.message}") from None
+        raise
+
+
+def model_uri(name: str, alias_or_version: str | int) -> str:
+    ref = str(alias_or_version)
+    return f"models:/{name}/{ref}" if ref.isdigit() else f"models:/{name}@{ref}"
+
+
+def evaluate_registered(
+    name: str,
+    alias_or_version: str | int,
+    processed_dir: str | Path,
+    tracking_uri: str | None = None,
+    config: EvalConfig | None = None,
+) -> dict[str, Any]:
+    """Metrics of a registered version (by alias or number) on ``processed_dir``'s test split."""
+    from grmodel.evaluate import evaluate_models
+
+    label = str(alias_or_version)
+    model_dir = resolve_model_uri(model_uri(name, alias_or_version), tracking_uri)
+    return evaluate_models(processed_dir, {label: model_dir}, config)[label]
+
+
+# --- the promotion gate -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PromotionPolicy:
+    """When a challenger may replace the champion (thresholds are recorded with each decision).
+
+    Against the champion: MAE lower by at least ``min_mae_rel_improvement`` (relative) and XAUC
+    not lower by more than ``max_xauc_drop``. Against each baseline of this run named in
+    ``require_beats_baselines``: MAE lower, and XAUC within the same tolerance. With no
+    champion yet only the baseline checks apply.
+    """
+
+    min_mae_rel_improvement: float = 0.01
+    max_xauc_drop: float = 0.005
+    require_beats_baselines: tuple[str, ...] = ("cread", "tpm")
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_mae_rel_improvement < 1.0:
+            raise ValueError(f"min_mae_rel_improvement={self.min_mae_rel_improvement}: must be in [0, 1)")
+        if self.max_xauc_drop < 0.0:
+            raise ValueError(f"max_xauc_drop={self.max_xauc_drop}: must be >= 0")
+        object.__setattr__(self, "require_beats_baselines", tuple(self.require_beats_baselines))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "require_beats_baselines": list(self.require_beats_baselines)}
+
+
+def decide(
+    policy: PromotionPolicy,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    baselines: dict[str, dict[str, float]],
+) -> list[dict[str, Any]]:
+    """The checks of ``policy`` (each ``{"check", "passed", "detail"}``); promote iff all pass.
+
+    Metrics are dicts with ``mae`` and ``xauc`` measured on the same test data.
+    """
+    checks = []
+    if champion is not None:
+        checks += _compare(challenger, champion, "champion", policy.min_mae_rel_improvement,
+                           policy.max_xauc_drop)
+    for name in policy.require_beats_baselines:
+        if name in baselines:
+            checks += _compare(challenger, baselines[name], name, 0.0, policy.max_xauc_drop)
+        else:
+            checks.append({"check": f"mae < {name}", "passed": False,
+                           "detail": f"baseline {name!r} was not evaluated in this run"})
+    return checks
+
+
+def _compare(new: dict[str, float], ref: dict[str, float], ref_name: str, min_rel: float,
+             max_drop: float) -> list[dict[str, Any]]:
+    gain = (ref["mae"] - new["mae"]) / ref["mae"] if ref["mae"] > 0 else 0.0
+    drop = ref["xauc"] - new["xauc"]
+    return [
+        {"check": f"mae < {ref_name}", "passed": bool(new["mae"] < ref["mae"] and gain >= min_rel),
+         "detail": f"MAE {new['mae']:.4f} vs {ref['mae']:.4f}: {gain:+.2%} (needs >= {min_rel:.2%})"},
+        {"check": f"xauc ~ {ref_name}", "passed": bool(drop <= max_drop),
+         "detail": f"XAUC {new['xauc']:.4f} vs {ref['xauc']:.4f}: drop {drop:+.4f} (max {max_drop:.4f})"},
+    ]
+
+
+@dataclass
+class Decision:
+    """One gate decision: what was compared, on which data, under which policy, and why."""
+
+    model: str
+    challenger_version: str
+    champion_version: str | None  # the champion when the gate ran (None: there was none)
+    verdict: str  # PROMOTED or REJECTED
+    checks: list[dict[str, Any]]
+    metrics: dict[str, dict[str, float]]  # "challenger", "champion" and baselines: mae, xauc, n
+    policy: dict[str, Any]
+    data_version: str
+    decided_at: str  # ISO 8601, UTC
+    run_id: str | None = None  # the MLflow run that ran the gate, if any
+
+    @property
+    def promoted(self) -> bool:
+        return self.verdict == PROMOTED
+
+    @property
+    def champion_after(self) -> str | None:
+        return self.challenger_version if self.promoted else self.champion_version
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Decision:
+        return cls(**json.loads(text))
+
+
+def gate(
+    name: str,
+    version: str | int,
+    processed_dir: str | Path,
+    *,
+    baselines: dict[str, dict[str, Any]] | None = None,
+    policy: PromotionPolicy | None = None,
+    tracking_uri: str | None = None,
+    eval_config: EvalConfig | None = None,
+) -> Decision:
+    """Judge version ``version`` of ``name`` and move ``champion`` to it if it passes.
+
+    The challenger and the current champion are both evaluated here on ``processed_dir``'s test
+    split (the new run's data); ``baselines`` are this run's baseline metrics on that split
+    (e.g. ``evaluate_models`` rows for ``cread`` and ``tpm``). The decision is recorded on the
+    version's tags before the alias moves; judging a version again returns its recorded
+    decision (and completes a promotion that was interrupted before the alias moved).
+    """
+    import mlflow
+
+    from grmodel.evaluate import evaluate_models
+    from grmodel.tracking import DATA_VERSION, connect
+
+    client = connect(tracking_uri)
+    version = str(version)
+    with _not_found_is_value_error(client):
+        model_version = client.get_model_version(name, version)
+    if model_version.tags.get(VERDICT_TAG) in (PROMOTED, REJECTED):
+        decision = Decision.from_json(model_version.tags[DECISION_TAG])
+        if decision.promoted and _alias_version(client, name, CHAMPION) == decision.champion_version:
+            client.set_registered_model_alias(name, CHAMPION, version)
+        return decision
+
+    policy = policy or PromotionPolicy()
+    champion = _alias_version(client, name, CHAMPION)
+    model_dirs = {"challenger": resolve_model_uri(model_uri(name, version))}
+    if champion is not None:
+        model_dirs["champion"] = resolve_model_uri(model_uri(name, champion))
+    results = evaluate_models(processed_dir, model_dirs, eval_config)
+    required = {b: _headline(baselines[b]) for b in policy.require_beats_baselines if b in (baselines or {})}
+    metrics = {k: _headline(results[k]) for k in model_dirs} | required
+    checks = decide(policy, metrics["challenger"], metrics.get("champion"), required)
+    active = mlflow.active_run()
+    decision = Decision(
+        model=name,
+        challenger_version=version,
+        champion_version=champion,
+        verdict=PROMOTED if all(c["passed"] for c in checks) else REJECTED,
+        checks=checks,
+        metrics=metrics,
+        policy=policy.to_dict(),
+        data_version=model_version.tags.get(DATA_VERSION, "unknown"),
+        decided_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        run_id=active.info.run_id if active else None,
+    )
+    # Record first, then move the alias: an interruption leaves a record, never a silent move.
+    client.set_model_version_tag(name, version, DECISION_TAG, decision.to_json())
+    client.set_model_version_tag(name, version, DECIDED_AT_TAG, decision.decided_at)
+    client.set_model_version_tag(name, version, VERDICT_TAG, decision.verdict)
+    if decision.promoted:
+        client.set_registered_model_alias(name, CHAMPION, version)
+    if active is not None:  # this run's promotion log: the decision and the history so far
+        mlflow.log_dict(json.loads(decision.to_json()), "promotion/decision.json")
+        log = [json.loads(d.to_json()) for d in history(name)]
+        mlflow.log_dict({"model": name, "decisions": log}, "promotion/promotion_log.json")
+    return decision
+
+
+def _headline(row: dict[str, Any]) -> dict[str, float]:
+    return {"mae": float(row["mae"]), "xauc": float(row["xauc"]), "n": int(row.get("n", 0))}
+
+
+def history(name: str, tracking_uri: str | None = None) -> list[Decision]:
+    """Every gate decision on ``name``, oldest first."""
+    from grmodel.tracking import connect, sql_string
+
+    client = connect(tracking_uri)
+    versions = client.search_model_versions(f"name = {sql_string(name)}")
+    decisions = [Decision.from_json(v.tags[DECISION_TAG]) for v in versions if DECISION_TAG in v.tags]
+    return sorted(decisions, key=lambda d: (d.decided_at, int(d.challenger_version)))
+
+
+def format_history(decisions: list[Decision]) -> str:
+    """A Markdown table: when, which version, the verdict, the champion before and after, why."""
+    lines = [
+        "| decided (UTC) | version | verdict | champion before → after | challenger MAE / XAUC"
+        " | champion MAE / XAUC | data | failed checks |",
+        "|---|---:|---|---|---|---|---|---|",
+    ]
+    for d in decisions:
+        failed = "; ".join(f"{c['check']}: {c['detail']}" for c in d.checks if not c["passed"])
+        champ = d.metrics.get("champion")
+        lines.append(
+            f"| {d.decided_at} | {d.challenger_version} | {d.verdict} | "
+            f"{_v(d.champion_version)} → {_v(d.champion_after)} | {_mx(d.metrics['challenger'])} | "
+            f"{_mx(champ) if champ else '-'} | {d.data_version} | {failed or '-'} |"
+        )
+    return "\n".join(lines)
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version else "none"
+
+
+def _mx(metrics: dict[str, float]) -> str:
+    return f"{metrics['mae']:.4f} / {metrics['xauc']:.4f}"

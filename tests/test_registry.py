@@ -1,0 +1,299 @@
+"""track → register → gate → promote → load by alias → predict, against a real ``mlflow server``
+on loopback (sqlite backend, artifacts proxied over HTTP) and against a sqlite file store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import grmodel
+from grmodel import registry, registry_commands, tracking
+from grmodel.checkpoint import load_checkpoint
+from grmodel.config import RunConfig
+from grmodel.evaluate import TRAIN_MEDIAN, evaluate_models
+from grmodel.features import read_split
+from grmodel.predict import predict_frame
+from grmodel.train import train_model
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+NAME = "gr-watch-time"
+FAST = ["model.emb_dim=32", "model.encoder_hidden=64", "model.d_model=32", "model.n_heads=4",
+        "model.ffn_dim=64", "model.n_layers=2", "model.dropout=0.0", "train.batch_size=128",
+        "train.lr=2e-3", "train.progress=false", "train.num_threads=1"]
+# The tiny planted dataset beats its training median easily; "weak" stops after 3 steps.
+GOOD, WEAK = ["train.epochs=3", "train.patience=3"], ["train.epochs=1", "train.max_steps=3"]
+# No champion yet and no baseline required: the first run is promoted by policy.
+FIRST_POLICY = registry.PromotionPolicy(require_beats_baselines=())
+POLICY = registry.PromotionPolicy(min_mae_rel_improvement=0.01, max_xauc_drop=0.01,
+                                  require_beats_baselines=(TRAIN_MEDIAN,))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(args: list[str], log: Path, **env: str) -> subprocess.Popen:
+    # MLflow launches uvicorn by name: the venv's bin directory must be on PATH.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    env = {**os.environ, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true", **env}
+    with log.open("w") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+
+
+def _wait_http(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"{url}: not up after {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory):
+    """Started first (``trained`` asks for it): its start-up overlaps the training and the
+    file-store flow, which run before the HTTP flow."""
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = _free_port()
+    log = root / "server.log"
+    proc = _start([sys.executable, "-m", "mlflow", "server",
+                   "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                   "--artifacts-destination", str(root / "artifacts"),
+                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], log,
+                  MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job workers
+    yield proc, f"http://127.0.0.1:{port}", log
+    _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def trained(server_process, planted_dataset, tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry-models")
+    base = RunConfig().with_overrides([f"data.processed_dir={planted_dataset}", *FAST])
+    return {name: train_model(base.with_overrides(extra), root / name)
+            for name, extra in (("good", GOOD), ("weak", WEAK))}
+
+
+@pytest.fixture(scope="module")
+def server_uri(server_process):
+    proc, uri, log = server_process
+    _wait_http(proc, f"{uri}/health", log)
+    return uri
+
+
+def run_pipeline(uri, artifact_root, pipeline_run_id, result, data, policy):
+    """One pipeline run as the Kubeflow pipeline does it: train stage logs the model, evaluate
+    stage measures the baselines, register stage registers and gates."""
+    with tracking.pipeline_run(uri, pipeline_run_id=pipeline_run_id, data_version="0123abcd.dir",
+                               artifact_root=artifact_root, configs={"policy": policy}) as parent:
+        with tracking.stage_run(uri, parent, "train_gr") as train_run:
+            tracking.log_training(result)
+            registry.log_model(result.model_dir, data)
+        with tracking.stage_run(uri, parent, "evaluate"):
+            baselines = evaluate_models(data, {})
+            tracking.log_results(baselines)
+        with tracking.stage_run(uri, parent, "register"):
+            version = registry.register_model(NAME, train_run, tracking_uri=uri)
+            decision = registry.gate(NAME, version.version, data, baselines=baselines,
+                                     policy=policy, tracking_uri=uri)
+    return {"run_id": train_run, "parent": parent, "version": str(version.version), "decision": decision}
+
+
+def _flow(uri, artifact_root, trained, data):
+    runs = [
+        run_pipeline(uri, artifact_root, "pipeline-a", trained["weak"], data, FIRST_POLICY),
+        run_pipeline(uri, artifact_root, "pipeline-b", trained["good"], data, POLICY),
+        run_pipeline(uri, artifact_root, "pipeline-c", trained["weak"], data, POLICY),
+    ]
+    return {"uri": uri, "runs": runs, "data": data, "trained": trained}
+
+
+@pytest.fixture(scope="module")
+def http_flow(server_uri, trained, planted_dataset):
+    return _flow(server_uri, None, trained, planted_dataset)
+
+
+@pytest.fixture(scope="module")
+def sqlite_flow(tmp_path_factory, trained, planted_dataset):
+    root = tmp_path_factory.mktemp("mlflow-sqlite")
+    return _flow(f"sqlite:///{root / 'mlflow.db'}", root / "artifacts", trained, planted_dataset)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "http"])
+def flow(request):
+    return request.getfixturevalue(f"{request.param}_flow")
+
+
+def test_champion_moves_only_to_a_better_challenger(flow):
+    a, b, c = (r["decision"] for r in flow["runs"])
+    assert [r["version"] for r in flow["runs"]] == ["1", "2", "3"]
+    # a: no champion yet, no baseline required → promoted.
+    assert a.promoted and a.champion_version is None and a.checks == []
+    # b: beats the weak champion by the margin and the training median → champion moves.
+    assert b.promoted and b.champion_version == "1"
+    assert {c_["check"] for c_ in b.checks} == {"mae < champion", "xauc ~ champion",
+                                               f"mae < {TRAIN_MEDIAN}", f"xauc ~ {TRAIN_MEDIAN}"}
+    # c: the weak model again is worse than the champion → rejected, champion stays.
+    assert not c.promoted and c.champion_version == "2" and c.champion_after == "2"
+    assert not next(x for x in c.checks if x["check"] == "mae < champion")["passed"]
+    assert c.metrics["champion"]["mae"] == pytest.approx(b.metrics["challenger"]["mae"])
+    assert c.policy == POLICY.to_dict() and c.data_version == "0123abcd.dir"
+    assert registry.alias_version(NAME, registry.CHAMPION, flow["uri"]) == "2"
+    assert registry.alias_version(NAME, registry.CHALLENGER, flow["uri"]) == "3"
+
+
+def test_history_says_which_version_was_champion_when_and_why(flow):
+    decisions = registry.history(NAME, flow["uri"])
+    assert [(d.challenger_version, d.verdict, d.champion_after) for d in decisions] == [
+        ("1", "promoted", "1"), ("2", "promoted", "2"), ("3", "rejected", "2")]
+    client = tracking.connect(flow["uri"])
+    tags = client.get_model_version(NAME, "3").tags
+    assert tags[registry.VERDICT_TAG] == "rejected"
+    assert tags["pipeline_run_id"] == "pipeline-c" and tags["data_version"] == "0123abcd.dir"
+    assert tags[registry.SOURCE_RUN_TAG] == flow["runs"][2]["run_id"]
+    # The gate run holds the promotion log up to its decision.
+    gate_run = registry.Decision.from_json(tags[registry.DECISION_TAG]).run_id
+    log = tracking.connect(flow["uri"]).download_artifacts(gate_run, "promotion/promotion_log.json")
+    assert [d["challenger_version"] for d in json.loads(Path(log).read_text())["decisions"]] == [
+        "1", "2", "3"]
+
+
+def test_registration_and_gate_are_idempotent(flow):
+    uri, last = flow["uri"], flow["runs"][2]
+    again = registry.register_model(NAME, last["run_id"], tracking_uri=uri)
+    assert str(again.version) == last["version"]
+    client = tracking.connect(uri)
+    assert len(client.search_model_versions(f"name = '{NAME}' and run_id = '{last['run_id']}'")) == 1
+    decision = registry.gate(NAME, again.version, flow["data"], policy=POLICY, tracking_uri=uri)
+    assert decision.to_json() == last["decision"].to_json()
+    assert registry.alias_version(NAME, registry.CHAMPION, uri) == "2"
+
+
+def test_load_champion_by_alias_and_predict(flow):
+    data, good = flow["data"], flow["trained"]["good"]
+    test = read_split(data, "test")
+    expected = predict_frame(load_checkpoint(good.model_dir)[0], test)
+    import mlflow
+
+    tracking.connect(flow["uri"])
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    features = test[pyfunc.metadata.get_input_schema().input_names()]
+    np.testing.assert_allclose(pyfunc.predict(features, params={"batch_size": 64}), expected, rtol=1e-6)
+    # The CLI path (`grmodel predict --model models:/NAME@champion`): URI → checkpoint dir.
+    model, meta = load_checkpoint(registry.resolve_model_uri(f"models:/{NAME}@champion", flow["uri"]))
+    assert meta["model_name"] == "gr"
+    np.testing.assert_allclose(predict_frame(model, test, batch_size=100, progress=True), expected)
+
+
+def test_logged_model_is_code_json_and_state_dict(flow, tmp_path):
+    import mlflow
+
+    tracking.connect(flow["uri"])
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/2", dst_path=str(tmp_path)))
+    files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))]
+    assert {"data/checkpoint/model.pt", "data/checkpoint/config.json", "data/checkpoint/vocabulary.json",
+            "data/checkpoint/feature_encoders.json", "data/checkpoint/checkpoint.json"} <= files
+    assert not [f for f in files if f.endswith(".py")]  # code is referenced, not copied
+    mlmodel = (local / "MLmodel").read_text()
+    assert "loader_module: grmodel.registry" in mlmodel
+    requirements = (local / "requirements.txt").read_text().split()
+    assert requirements == registry.pip_requirements() and all("==" in r for r in requirements)
+    assert requirements[0] == f"grmodel=={grmodel.__version__}" and "torch==2.13.0" in requirements
+    payload = torch.load(local / "data/checkpoint/model.pt", weights_only=True)
+    assert set(payload) == {"state_dict", "meta"}
+    vocab = json.loads((local / "data/checkpoint/vocabulary.json").read_text())
+    assert vocab["vocab"]["kind"] == "dynamic_quantile"
+    signature = mlflow.models.get_model_info(str(local)).signature
+    assert signature.inputs.input_names() == ["user_id", "item_id", "item_cat"]
+
+
+def test_registry_cli_history_and_promote(flow, capsys):
+    parser = argparse.ArgumentParser()
+    registry_commands.register(parser.add_subparsers(dest="command"))
+
+    def run(*argv: str) -> str:
+        args = parser.parse_args(["registry", *argv, "--tracking-uri", flow["uri"]])
+        assert args.handler(args) == 0
+        return capsys.readouterr().out
+
+    out = run("history", NAME)
+    assert "none → v1" in out and "v1 → v2" in out and "current champion: v2" in out
+    assert "mae < champion" in out  # the reason v3 was rejected
+    assert [d["verdict"] for d in json.loads(run("history", NAME, "--json"))][:3] == [
+        "promoted", "promoted", "rejected"]
+    out = run("promote", NAME, "--version", "3", "--data", str(flow["data"]))
+    assert "rejected; champion: v2" in out
+
+
+def test_failed_runs_never_move_champion(flow, tmp_path):
+    """Runs after the other flow tests: it adds a version that stays ungated."""
+    uri, data = flow["uri"], flow["data"]
+    root = None if uri.startswith("http") else tmp_path
+    with pytest.raises(RuntimeError, match="training diverged"), tracking.pipeline_run(
+        uri, pipeline_run_id="pipeline-failed", data_version="x", artifact_root=root
+    ) as parent, tracking.stage_run(uri, parent, "train_gr"):
+        raise RuntimeError("training diverged")
+    client = tracking.connect(uri)
+    assert client.get_run(parent).info.status == "FAILED"
+    # A gate that fails (here: the test data is missing) records nothing and moves nothing.
+    with tracking.pipeline_run(uri, pipeline_run_id="pipeline-d", data_version="x",
+                               artifact_root=root) as parent, tracking.stage_run(
+                                   uri, parent, "train_gr") as run_id:
+        registry.log_model(flow["trained"]["good"].model_dir, data)
+    version = str(registry.register_model(NAME, run_id, tracking_uri=uri).version)
+    with pytest.raises(ValueError, match="test.parquet"):
+        registry.gate(NAME, version, tmp_path / "missing", policy=POLICY, tracking_uri=uri)
+    assert registry.VERDICT_TAG not in client.get_model_version(NAME, version).tags
+    assert registry.alias_version(NAME, registry.CHAMPION, uri) == "2"
+
+
+def test_mlflow_models_serve_serves_the_champion(http_flow, tmp_path):
+    port = _free_port()
+    log = tmp_path / "serve.log"
+    proc = _start([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
+                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], log,
+                  MLFLOW_TRACKING_URI=http_flow["uri"])
+    try:
+        _wait_http(proc, f"http://127.0.0.1:{port}/ping", log)
+        test = read_split(http_flow["data"], "test").head(7)
+        body = {"dataframe_split": test[["user_id", "item_id", "item_cat"]].to_dict(orient="split")}
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
+                                         data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            served = json.loads(response.read())["predictions"]
+    finally:
+        _stop(proc)
+    model = load_checkpoint(http_flow["trained"]["good"].model_dir)[0]
+    np.testing.assert_allclose(served, predict_frame(model, pd.DataFrame(test)), rtol=1e-5)
