@@ -80,8 +80,8 @@ def main() -> None:
         print(f"raw data: cached in {raw}")
     else:
         gen = _run_phase("generate", args, raw, raw)
-        print(f"generate ({args.preset}): {gen['rows']} in {gen['seconds']:.1f} s,"
-              f" peak RSS {gen['peak_rss_gb']:.2f} GB -> {raw}")
+        print(f"generate ({args.preset}): {gen['rows']} in {gen['seconds']:.1f} s wall,"
+              f" {gen['cpu_seconds']:.1f} s CPU, peak RSS {gen['peak_rss_gb']:.2f} GB -> {raw}")
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmp:
         figures = _run_phase("ingest", args, raw, Path(tmp) / "processed")
     total = sum(figures["rows"].values())

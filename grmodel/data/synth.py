@@ -14,8 +14,8 @@ The planted process, per (user u, video i) pair:
   + zero_activity_weight * z(log rows of u))`` the watch ratio is 0;
 * otherwise the ratio is ``exp(mu) * X`` with X from a fixed mixture: with probability
   ``tail_share`` a re-watch tail ``tail_start * P``, P Pareto(tail_alpha) truncated to
-  [1, tail_max] (ratios into the hundreds), else Weibull ``E ** (1 / weibull_shape)``, ``E ~ Exp(1)``, shrunk by
-  ``skip_scale`` with probability ``skip_share`` (quick swipes);
+  [1, tail_max] (ratios into the hundreds), else Weibull ``E ** (1 / weibull_shape)``,
+  ``E ~ Exp(1)``, shrunk by ``skip_scale`` with probability ``skip_share`` (quick swipes);
 * ``play_duration = round(ratio * video_duration)`` ms, ``watch_ratio = play / duration``.
 
 Given (u, i) -- which the models see as ``user_id`` and ``video_id`` -- the ratio's law is
