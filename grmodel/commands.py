@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser("predict", help="score a Parquet file with a trained model")
-    p.add_argument("--model", required=True, help="model directory")
+    p.add_argument(
+        "--model", required=True, help="model directory or MLflow model URI (models:/NAME@champion)"
+    )
     p.add_argument("--input", required=True, help="Parquet file with the feature columns")
     p.add_argument("--output", required=True, help="Parquet file to write (adds 'prediction')")
     p.add_argument("--batch-size", type=int, default=4096)
@@ -64,8 +66,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     from grmodel.checkpoint import load_checkpoint
     from grmodel.predict import predict_frame
+    from grmodel.registry import resolve_model_uri
 
-    model, _ = load_checkpoint(args.model)
+    model, _ = load_checkpoint(resolve_model_uri(args.model))
     source = Path(args.input)
     if not source.is_file():
         raise FileNotFoundError(f"{source}: input file not found")
