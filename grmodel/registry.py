@@ -44,6 +44,7 @@ from grmodel import __version__
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
 
     from grmodel.config import EvalConfig
@@ -134,8 +135,8 @@ def log_model(
         )
 
 
-def _signature(feature_names: list[str]):
-    from mlflow.models import ModelSignature
+def _signature(feature_names: list[str]) -> ModelSignature:
+    from mlflow.models import ModelSignature  # noqa: F811 - the runtime import of the type
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
     return ModelSignature(
@@ -156,8 +157,9 @@ def resolve_model_uri(
     text = str(uri_or_dir)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", text) is None:  # a local path, not a URI
         path = Path(text)
-        return _checkpoint_dir(path) if not (path / WEIGHTS_FILE).is_file() and (
-            path / "MLmodel").is_file() else path
+        if (path / "MLmodel").is_file() and not (path / WEIGHTS_FILE).is_file():
+            return _checkpoint_dir(path)  # an MLflow model on disk
+        return path  # a checkpoint directory (load_checkpoint names what is missing)
     import mlflow
 
     from grmodel.tracking import connect

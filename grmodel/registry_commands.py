@@ -85,11 +85,11 @@ def _promote(args: argparse.Namespace) -> int:
 def _history(args: argparse.Namespace) -> int:
     from grmodel.registry import CHAMPION, alias_version, format_history, history
 
+    champion = alias_version(args.name, CHAMPION, args.tracking_uri)  # fails if no such model
     decisions = history(args.name, args.tracking_uri)
     if args.json:
         print(json.dumps([json.loads(d.to_json()) for d in decisions], indent=2))
         return 0
     print(format_history(decisions))
-    champion = alias_version(args.name, CHAMPION, args.tracking_uri)
     print(f"\ncurrent champion: {'v' + champion if champion else 'none'}")
     return 0

@@ -134,13 +134,14 @@ def start_pipeline_run(
         run_id = existing[0].info.run_id
         client.update_run(run_id, status="RUNNING")
     else:
+        commit = git_commit()
         tags = {
-            GIT_COMMIT: git_commit(),
+            GIT_COMMIT: commit,
             VERSION: __version__,
             DATA_VERSION: data_version,
             PIPELINE_RUN_ID: pipeline_run_id,
             RUN_KIND: "pipeline",
-            "mlflow.source.git.commit": git_commit(),
+            "mlflow.source.git.commit": commit,  # shown by the MLflow UI
         }
         run = client.create_run(experiment_id, tags=tags, run_name=run_name or pipeline_run_id)
         run_id = run.info.run_id
