@@ -98,6 +98,7 @@ def server_process(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def trained(server_process, planted_dataset, tmp_path_factory):
+    # server_process is requested only to start the server before this trains.
     root = tmp_path_factory.mktemp("registry-models")
     base = RunConfig().with_overrides([f"data.processed_dir={planted_dataset}", *FAST])
     return {name: train_model(base.with_overrides(extra), root / name)
