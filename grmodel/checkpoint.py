@@ -8,13 +8,13 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from grmodel import __version__
+from grmodel.atomic import atomic_file, write_json_atomic
 from grmodel.config import RunConfig
 from grmodel.features import FeatureSchema
 from grmodel.models import WatchTimeModel, model_class
@@ -51,12 +51,9 @@ def save_checkpoint(model_dir: str | Path, model: WatchTimeModel, meta: dict[str
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    tmp = model_dir / f".{WEIGHTS_FILE}.tmp"
-    torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp)
-    os.replace(tmp, model_dir / WEIGHTS_FILE)
-    tmp = model_dir / f".{META_FILE}.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
-    os.replace(tmp, model_dir / META_FILE)
+    with atomic_file(model_dir / WEIGHTS_FILE) as tmp:
+        torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp)
+    write_json_atomic(model_dir / META_FILE, meta)
 
 
 def load_checkpoint(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -64,6 +63,7 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from grmodel.atomic import atomic_file
     from grmodel.checkpoint import load_checkpoint
     from grmodel.predict import predict_frame
     from grmodel.registry import resolve_model_uri
@@ -75,22 +75,21 @@ def _predict(args: argparse.Namespace) -> int:
     frame = pd.read_parquet(source)
     model.schema.arrays(frame, str(source))  # fail early, naming the missing column
     frame["prediction"] = predict_frame(model, frame, batch_size=args.batch_size, progress=True)
-    output = Path(args.output)
-    tmp = output.with_name(f".{output.name}.tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(output)  # never a half-written output file
+    with atomic_file(args.output) as tmp:
+        frame.to_parquet(tmp, index=False)
     print(f"wrote {len(frame)} predictions to {args.output}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from grmodel.atomic import write_json_atomic
     from grmodel.evaluate import evaluate_models, format_table
 
     model_dirs = dict(item.split("=", 1) for item in args.model)
     results = evaluate_models(args.data, model_dirs)
     print(format_table(results))
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2))
+        write_json_atomic(args.out, results)
     return 0
 
 

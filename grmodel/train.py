@@ -1,9 +1,9 @@
 """One trainer for every model in the zoo.
 
 The validation split (never the test split) selects the epoch; early stopping ends a run
-whose validation metric has not improved for ``patience`` epochs. The run writes into
-``<out>.partial`` and renames it to ``<out>`` only when it finishes, so a failed run leaves no
-model directory that looks complete.
+whose validation metric has not improved for ``patience`` epochs. The best epoch's weights are
+kept in memory and the model directory is written once, atomically, when the run finishes, so
+a failed run leaves no model directory that looks complete.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import random
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +20,8 @@ import numpy as np
 import torch
 
 from grmodel import metrics
-from grmodel.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from grmodel.atomic import atomic_directory
+from grmodel.checkpoint import checkpoint_meta, save_checkpoint
 from grmodel.config import RunConfig
 from grmodel.features import FeatureSchema, label_array, read_manifest, read_split
 from grmodel.models import WatchTimeModel, model_class
@@ -125,9 +125,6 @@ def fit(
     extra = {k: torch.from_numpy(_compact(v)) for k, v in model.targets(train.label).items()}
     optimizer = make_optimizer(model, config)
 
-    out_dir = Path(out_dir)
-    partial = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     batches_per_epoch = math.ceil(len(train) / tc.batch_size)
     total_steps = tc.epochs * batches_per_epoch
     if tc.max_steps is not None:
@@ -139,7 +136,8 @@ def fit(
     shuffler = torch.Generator().manual_seed(tc.seed)
     history: list[dict[str, Any]] = []
     best: dict[str, float] | None = None
-    best_epoch, stale, step, seen, busy = -1, 0, 0, 0, 0.0
+    best_state: dict[str, torch.Tensor] = {}
+    best_epoch, best_step, stale, step, seen, busy = -1, 0, 0, 0, 0, 0.0
     pin = device.type == "cuda"
 
     for epoch in range(tc.epochs):
@@ -199,9 +197,8 @@ def fit(
             record["samples_per_second"],
         )
         if _improved(scores, best, tc.select_metric):
-            best, best_epoch, stale = scores, epoch, 0
-            meta = checkpoint_meta(model, epoch=epoch, step=step, metrics=scores, history=history)
-            save_checkpoint(partial, model, meta)
+            best, best_epoch, best_step, stale = scores, epoch, step, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
             if stale >= tc.patience:
@@ -209,15 +206,12 @@ def fit(
                 break
 
     assert best is not None  # at least one epoch ran: total_steps >= 1
-    # Record the full history in the kept (best) checkpoint, then publish the directory.
-    kept, meta = load_checkpoint(partial)
-    meta["history"] = history
-    save_checkpoint(partial, kept, meta)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    partial.rename(out_dir)
+    model.load_state_dict(best_state)
+    meta = checkpoint_meta(model, epoch=best_epoch, step=best_step, metrics=best, history=history)
+    with atomic_directory(out_dir) as staging:
+        save_checkpoint(staging, model, meta)
     return TrainResult(
-        model_dir=out_dir,
+        model_dir=Path(out_dir),
         best_epoch=best_epoch,
         best_valid=best,
         history=history,

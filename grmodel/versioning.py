@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 import yaml
 
-from grmodel.data.io import atomic_directory, sha256_file
+from grmodel.atomic import atomic_directory
+from grmodel.data.io import sha256_file
 
 log = logging.getLogger(__name__)
 

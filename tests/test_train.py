@@ -56,7 +56,7 @@ def test_checkpoint_is_self_describing(trained):
     assert meta["config"]["train"]["lr"] == pytest.approx(2e-3)
     payload = torch.load(trained.model_dir / "model.pt", weights_only=True)
     assert set(payload) == {"state_dict", "meta"}
-    assert not (trained.model_dir.parent / "model.partial").exists()
+    assert [p.name for p in trained.model_dir.parent.iterdir()] == ["model"]  # no staging left
 
 
 def test_same_seed_same_metrics_on_cpu(planted_dataset, tmp_path):

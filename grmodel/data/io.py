@@ -6,17 +6,10 @@ and the rule that failed, so a bad input never surfaces as a deep pandas or Arro
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import json
-import os
 import re
-import secrets
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pyarrow as pa
@@ -36,45 +29,9 @@ class DataSpecError(ValueError):
     """A generator config, ingest option or dataset spec that cannot be used."""
 
 
-@contextlib.contextmanager
-def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir`` whole.
-
-    On any failure the temporary directory is removed, so ``out_dir`` is either the complete
-    new output, or whatever was there before.
-    """
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkdtemp: its directories are private (0700); this one becomes the output.
-    tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            # A directory cannot be renamed over a non-empty one: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            try:
-                os.replace(tmp, out)
-            except BaseException:
-                os.replace(old / out.name, out)
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def sha256_file(path: str | Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
-def write_json(path: str | Path, payload: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
 
 
 def read_header(path: Path) -> list[str]:

@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from grmodel.data.io import DataSpecError, atomic_directory, sha256_file, write_json
+from grmodel.atomic import atomic_directory, write_json_atomic
+from grmodel.data.io import DataSpecError, sha256_file
 from grmodel.data.kuairec import (
     BIG,
     ITEM_FILE,
@@ -214,7 +215,7 @@ def generate_kuairec(out_dir: str | Path, config: SynthConfig) -> dict[str, Any]
         }
         files = sorted(p.name for p in tmp.iterdir())
         summary["sha256"] = {name: sha256_file(tmp / name) for name in files}
-        write_json(tmp / SYNTH_FILE, {"generator": "grmodel.data.synth.generate_kuairec",
+        write_json_atomic(tmp / SYNTH_FILE, {"generator": "grmodel.data.synth.generate_kuairec",
                                       **summary})
     log.info("generated %s: %s", out_dir, summary["rows"])
     return summary

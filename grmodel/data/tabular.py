@@ -42,14 +42,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from grmodel import __version__
+from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data import splits
 from grmodel.data.io import (
     DataSpecError,
     RawDataError,
-    atomic_directory,
     read_csv,
     sha256_file,
-    write_json,
 )
 from grmodel.features import (
     FIRST_KNOWN_ID,
@@ -187,7 +186,7 @@ def write_processed(
                          for f in fields},
             "columns": written,
         }
-        write_json(tmp / "manifest.json", manifest)
+        write_json_atomic(tmp / "manifest.json", manifest)
     return manifest
 
 

@@ -7,9 +7,10 @@ Matplotlib is used through its object API on the Agg canvas (no pyplot, no globa
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from grmodel.atomic import atomic_file
 
 FIG5A_FILE = "fig5a_interval_mae.png"
 FIG5_FILE = "fig5_distributions.png"
@@ -38,9 +39,8 @@ def render_figures(report: dict[str, Any], figures_dir: Path) -> list[str]:
 
 
 def _save(figure: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    figure.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=100)
 
 
 def _colors(names: list[str]) -> dict[str, Any]:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from grmodel.atomic import write_text_atomic
 from grmodel.config import RunConfig
 
 HEADLINE = ("mae", "xauc", "xauc_tie_aware")
@@ -272,12 +272,6 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [jsonable(v) for v in value]
     return value
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:

@@ -12,14 +12,14 @@ import dataclasses
 import html
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+
+from grmodel.atomic import write_text_atomic
 
 Status = Literal["passed", "failed", "warning", "skipped"]
 REPORT_FORMAT = "grmodel.validation/1"
@@ -176,20 +176,8 @@ class ValidationReport:
         paths = {}
         for suffix, text in texts.items():
             paths[suffix] = out / f"validation.{suffix}"
-            atomic_write_text(paths[suffix], text)
+            write_text_atomic(paths[suffix], text)
         return paths
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write through a temporary file in the same directory, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plain(value: Any) -> Any:

@@ -5,23 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grmodel.data.io import RawDataError, atomic_directory, read_csv
-
-
-def test_atomic_directory_replaces_on_success_and_keeps_the_old_on_failure(tmp_path: Path
-                                                                          ) -> None:
-    out = tmp_path / "out"
-    with atomic_directory(out) as tmp:
-        (tmp / "a.txt").write_text("1")
-    assert (out / "a.txt").read_text() == "1"
-    with pytest.raises(RuntimeError), atomic_directory(out) as tmp:
-        (tmp / "b.txt").write_text("half")
-        raise RuntimeError("boom")
-    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
-    with atomic_directory(out) as tmp:
-        (tmp / "c.txt").write_text("2")
-    assert sorted(p.name for p in out.iterdir()) == ["c.txt"]
-    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+from grmodel.data.io import RawDataError, read_csv
 
 
 def test_read_csv_types_and_rules(tmp_path: Path) -> None:
