@@ -70,3 +70,24 @@ def write_planted_dataset(root: Path, n_rows: int = 6000, seed: int = 0) -> Path
 @pytest.fixture(scope="session")
 def planted_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_planted_dataset(tmp_path_factory.mktemp("planted") / "processed")
+
+
+# A small GR that trains in seconds on one thread.
+FAST_GR = ["model.emb_dim=32", "model.encoder_hidden=64", "model.d_model=32", "model.n_heads=4",
+           "model.ffn_dim=64", "model.n_layers=2", "model.dropout=0.0", "train.batch_size=128",
+           "train.lr=2e-3", "train.progress=false", "train.num_threads=1"]
+
+
+def gr_config(dataset: Path, *overrides: str):
+    from grmodel.config import RunConfig
+
+    return RunConfig().with_overrides([f"data.processed_dir={dataset}", *FAST_GR, *overrides])
+
+
+@pytest.fixture(scope="session")
+def trained_gr(planted_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
+    """GR trained for 8 epochs on the planted dataset (a TrainResult)."""
+    from grmodel.train import train_model
+
+    out = tmp_path_factory.mktemp("gr") / "model"
+    return train_model(gr_config(planted_dataset, "train.epochs=8", "train.patience=8"), out)

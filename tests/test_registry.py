@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import gr_config
 
 import grmodel
 from grmodel import registry, registry_commands, tracking
 from grmodel.checkpoint import load_checkpoint
-from grmodel.config import RunConfig
 from grmodel.evaluate import TRAIN_MEDIAN, evaluate_models
 from grmodel.features import read_split
 from grmodel.predict import predict_frame
@@ -31,9 +31,6 @@ from grmodel.train import train_model
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 NAME = "gr-watch-time"
-FAST = ["model.emb_dim=32", "model.encoder_hidden=64", "model.d_model=32", "model.n_heads=4",
-        "model.ffn_dim=64", "model.n_layers=2", "model.dropout=0.0", "train.batch_size=128",
-        "train.lr=2e-3", "train.progress=false", "train.num_threads=1"]
 # The tiny planted dataset beats its training median easily; "weak" stops after 3 steps.
 GOOD, WEAK = ["train.epochs=3", "train.patience=3"], ["train.epochs=1", "train.max_steps=3"]
 # No champion yet and no baseline required: the first run is promoted by policy.
@@ -100,7 +97,7 @@ def server_process(tmp_path_factory):
 def trained(server_process, planted_dataset, tmp_path_factory):
     # server_process is requested only to start the server before this trains.
     root = tmp_path_factory.mktemp("registry-models")
-    base = RunConfig().with_overrides([f"data.processed_dir={planted_dataset}", *FAST])
+    base = gr_config(planted_dataset)
     return {name: train_model(base.with_overrides(extra), root / name)
             for name, extra in (("good", GOOD), ("weak", WEAK))}
 

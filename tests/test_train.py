@@ -5,28 +5,18 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import gr_config
 
 from grmodel import metrics
 from grmodel.checkpoint import load_checkpoint
-from grmodel.config import RunConfig
 from grmodel.features import read_split
 from grmodel.predict import predict_frame
 from grmodel.train import train_model
 
-FAST = ["model.emb_dim=32", "model.encoder_hidden=64", "model.d_model=32", "model.n_heads=4",
-        "model.ffn_dim=64", "model.n_layers=2", "model.dropout=0.0", "train.batch_size=128",
-        "train.lr=2e-3", "train.progress=false", "train.num_threads=1"]
-
-
-def config_for(dataset, *overrides: str) -> RunConfig:
-    return RunConfig().with_overrides([f"data.processed_dir={dataset}", *FAST, *overrides])
-
 
 @pytest.fixture(scope="module")
-def trained(planted_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("gr") / "model"
-    result = train_model(config_for(planted_dataset, "train.epochs=8", "train.patience=8"), out)
-    return result
+def trained(trained_gr):
+    return trained_gr
 
 
 def test_gr_learns_the_planted_structure(planted_dataset, trained):
@@ -60,7 +50,7 @@ def test_checkpoint_is_self_describing(trained):
 
 
 def test_same_seed_same_metrics_on_cpu(planted_dataset, tmp_path):
-    cfg = config_for(planted_dataset, "train.epochs=1", "train.max_steps=15")
+    cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=15")
     a = train_model(cfg, tmp_path / "a")
     b = train_model(cfg, tmp_path / "b")
     assert a.best_valid == b.best_valid
@@ -69,7 +59,7 @@ def test_same_seed_same_metrics_on_cpu(planted_dataset, tmp_path):
 
 
 def test_early_stopping_and_validation_selection(planted_dataset, tmp_path):
-    cfg = config_for(planted_dataset, "train.epochs=30", "train.patience=1", "train.lr=5e-2")
+    cfg = gr_config(planted_dataset, "train.epochs=30", "train.patience=1", "train.lr=5e-2")
     result = train_model(cfg, tmp_path / "m")
     assert len(result.history) < 30
     best = min(h["valid_mae"] for h in result.history)
@@ -78,5 +68,5 @@ def test_early_stopping_and_validation_selection(planted_dataset, tmp_path):
 
 def test_bad_config_fails_before_writing(planted_dataset, tmp_path):
     with pytest.raises(ValueError, match="n_heads"):
-        train_model(config_for(planted_dataset, "model.n_heads=5"), tmp_path / "m")
+        train_model(gr_config(planted_dataset, "model.n_heads=5"), tmp_path / "m")
     assert not (tmp_path / "m").exists()

@@ -13,7 +13,9 @@ the windowed soft-argmax value (method.md). Two implementation facts keep it fas
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -74,6 +76,17 @@ def _omega_for_midpoint(half_steps: float) -> float:
     return max(lo, 1.0 + 1e-6)
 
 
+@contextlib.contextmanager
+def _dropout_off(module: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block, then the module's previous mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with an optional preallocated key/value cache."""
 
@@ -85,6 +98,7 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
         self.dropout = dropout
+        self.scale = (d_model // n_heads) ** -0.5
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         batch, steps, d_model = x.shape
@@ -97,7 +111,9 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:  # one new step attends to every cached step, itself included
             k, v = cache.append(layer, k, v)
-            y = F.scaled_dot_product_attention(q, k, v)
+            # One query: plain broadcasting beats the fused kernel's per-call overhead on CPU.
+            weights = torch.softmax((q * k).sum(dim=-1) * self.scale, dim=-1)  # [B, H, t]
+            y = (weights.unsqueeze(-1) * v).sum(dim=2, keepdim=True)
         return self.out(y.transpose(1, 2).reshape(batch, steps, d_model))
 
 
@@ -227,6 +243,9 @@ class GRModel(WatchTimeModel):
     def loss(self, batch: Batch, step: int, total_steps: int) -> tuple[torch.Tensor, dict[str, float]]:
         tc = self.config.train
         tokens = batch["tokens"]
+        # Sequences are padded to the longest training label; columns that are <pad> in every
+        # row of this batch carry no target, and the causal mask makes cutting them exact.
+        tokens = tokens[:, : int((tokens != PAD).sum(dim=1).max())]
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
         cross = self.encode(batch["ids"], batch["mask"])
         teacher = self.token_embedding(inputs)
@@ -236,8 +255,10 @@ class GRModel(WatchTimeModel):
         else:
             # Pass 1 (teacher forced) proposes each step's input; pass 2 trains on a mix of
             # ground truth and those proposals. Gradients reach the token table through the
-            # mixture, not through pass 1's probabilities.
-            with torch.no_grad():
+            # mixture, not through pass 1's probabilities. Pass 1 runs without dropout: it
+            # stands for what the model feeds itself at inference (and dropout's random masks
+            # are a third of a CPU training step).
+            with torch.no_grad(), _dropout_off(self):
                 proposals = self.decode(teacher, cross)[:, :-1]
             fed_back = self.next_input(proposals)
             use_truth = torch.rand(fed_back.shape[:2], device=tokens.device) < p_truth
@@ -259,22 +280,30 @@ class GRModel(WatchTimeModel):
 
     @torch.no_grad()
     def generate(
-        self, ids: torch.Tensor, mask: torch.Tensor, use_cache: bool = True, return_tokens: bool = False
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        use_cache: bool = True,
+        return_tokens: bool = False,
+        early_exit: bool = True,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Greedy decoding; returns the windowed soft-argmax sum per row in label units.
 
         With ``return_tokens`` also returns the argmax token ids per step (``<pad>`` after a
         row's ``<eos>``), shape [B, max_decode_len + 1], which the codec decodes.
 
-        Rows leave the batch once they emit ``<eos>`` (the value of that step is counted,
-        as in training); decoding stops when no row is left or after max_decode_len + 1 steps.
-        ``use_cache=False`` re-runs the decoder on the whole prefix each step (the reference
-        behaviour, kept for tests and the speed comparison).
+        A row stops adding values once it emits ``<eos>`` (that step's value is counted, as in
+        training). With ``early_exit`` ended rows leave the batch once half of it has ended
+        (halving bounds the copying) and decoding stops when no row is left; without it every
+        row runs all max_decode_len + 1 steps, as the authors' decoder does. ``use_cache=False``
+        re-runs the decoder on the whole prefix each step. Both flags change speed only: the
+        predictions are the same (tests and the speed benchmark use them).
         """
         cross = self.encode(ids, mask)
         batch = ids.shape[0]
         total = torch.zeros(batch, device=ids.device)
-        rows = torch.arange(batch, device=ids.device)  # original index of each live row
+        rows = torch.arange(batch, device=ids.device)  # original index of each working row
+        alive = torch.ones(batch, dtype=torch.bool, device=ids.device)  # no <eos> emitted yet
         x = self.token_embedding.weight[SOS].expand(batch, 1, -1)
         steps = self.max_decode_len + 1
         tokens = torch.full((batch, steps), PAD, dtype=torch.long, device=ids.device)
@@ -292,19 +321,21 @@ class GRModel(WatchTimeModel):
                 logits = self.head(h)[:, -1]
             else:
                 logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
-            total[rows] += windowed_soft_argmax(logits, self.token_values, self.window)
+            total[rows] += windowed_soft_argmax(logits, self.token_values, self.window) * alive
             chosen = logits.argmax(dim=-1)
-            tokens[rows, step] = chosen
-            live = chosen != EOS
-            if not live.any():
+            tokens[rows[alive], step] = chosen[alive]
+            alive = alive & (chosen != EOS)
+            n_alive = int(alive.sum())
+            if early_exit and n_alive == 0:
                 break
             x = self.next_input(logits).unsqueeze(1)
-            if not live.all():
-                rows, x, cross = rows[live], x[live], [c[live] for c in cross]
+            if early_exit and n_alive <= len(rows) // 2:
+                keep = alive
+                rows, x, alive, cross = rows[keep], x[keep], alive[keep], [c[keep] for c in cross]
                 if cache is not None:
-                    cache.keep_rows(live)
+                    cache.keep_rows(keep)
                 else:
-                    prefix = [p[live] for p in prefix]
+                    prefix = [p[keep] for p in prefix]
             if cache is None:
                 prefix.append(x)
         prediction = total / self.vocab.label_scale

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from grmodel.checkpoint import load_checkpoint
 from grmodel.config import CLEM_ABLATIONS, RunConfig, TrainConfig
 from grmodel.features import FeatureSchema, read_manifest, read_split
 from grmodel.models.gr import (
@@ -101,6 +102,26 @@ def test_cached_and_uncached_decoding_agree(planted_dataset, mixup):
     uncached = model.generate(batch["ids"], batch["mask"], use_cache=False)
     assert torch.allclose(cached, uncached, atol=1e-5, rtol=1e-5)
     assert (cached >= 0).all()
+
+
+def test_early_exit_and_cache_change_speed_not_predictions(planted_dataset, trained_gr):
+    model, _ = load_checkpoint(trained_gr.model_dir)
+    ids, mask = (torch.as_tensor(a) for a in model.schema.arrays(read_split(planted_dataset, "test")))
+    _, tokens = model.generate(ids, mask, early_exit=False, return_tokens=True)
+    lengths = (tokens != 0).sum(dim=1)
+    # Rows ending early outnumber the rest 2:1, so the batch is compacted mid-decode.
+    short = (lengths == lengths.min()).nonzero().flatten()
+    long = (lengths > lengths.min()).nonzero().flatten()[: max(1, len(short) // 2)]
+    assert len(short) >= 2 and len(long) >= 1
+    ids, mask = ids[torch.cat([short, long])], mask[torch.cat([short, long])]
+    reference, tokens = model.generate(ids, mask, use_cache=False, early_exit=False,
+                                       return_tokens=True)
+    for use_cache in (True, False):
+        for early_exit in (True, False):
+            pred, toks = model.generate(ids, mask, use_cache=use_cache, early_exit=early_exit,
+                                        return_tokens=True)
+            assert torch.allclose(pred, reference, atol=1e-5, rtol=1e-5)
+            assert torch.equal(toks, tokens)
 
 
 def test_rows_stop_at_eos_and_decoding_is_capped(planted_dataset):
