@@ -1,11 +1,19 @@
 """GR training and prediction speed at the paper's sizes, on CPU threads or one GPU.
 
 Prints training samples/s with CLEM + embedding mixup (batch 512, d_model 128, 3 layers) and
-prediction rows/s at batch 4096 with mixup decoding, with and without the key/value cache,
-measured in the same run, plus peak memory. Targets (issue #2, 2 CPU threads): training
+prediction rows/s at batch 4096 with mixup decoding, measured in the same run, plus peak
+memory: our decoder (key/value cache, rows leave at <eos>) against the same model decoding
+without a cache, both with early exit and as the authors' decoder does (whole prefix re-run
+for every one of max_decode_len + 1 steps). Targets (issue #2, 2 CPU threads): training
 ≥ 1,000 samples/s; prediction ≥ 3,000 rows/s and ≥ 3× the uncached decoder.
 
-    python bench/bench_gr.py --threads 2
+Decoding speed depends on how many steps rows take, so measure prediction with a trained model
+on real inputs: ``--model-dir`` (a GR model directory) and ``--data`` (its processed dataset;
+the test split is scored). Without them the briefly trained benchmark model is used, which
+emits <eos> at once and says little about decoding.
+
+    python bench/bench_gr.py --threads 2 --model-dir runs/main/report/runs/gr/seed2024 \
+        --data runs/main/processed-4cbdf5adc18c
     python bench/bench_gr.py --device cuda --train-batches 200
 """
 
@@ -18,8 +26,9 @@ import time
 import numpy as np
 import torch
 
+from grmodel.checkpoint import load_checkpoint
 from grmodel.config import RunConfig
-from grmodel.features import FeatureSchema, FieldSpec
+from grmodel.features import FeatureSchema, FieldSpec, read_split
 from grmodel.models.gr import GRModel
 from grmodel.predict import autocast, resolve_device
 from grmodel.train import make_optimizer
@@ -58,6 +67,8 @@ def main() -> None:
     parser.add_argument("--train-batches", type=int, default=30)
     parser.add_argument("--predict-rows", type=int, default=16384)
     parser.add_argument("--mixup", default="window", choices=["window", "full", "none"])
+    parser.add_argument("--model-dir", default=None, help="trained GR model for the prediction part")
+    parser.add_argument("--data", default=None, help="processed dataset whose test split is scored")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -99,22 +110,37 @@ def main() -> None:
     print(f"training (CLEM + {args.mixup} mixup, batch 512): {train_sps:,.0f} samples/s; "
           f"peak RSS {peak_rss_mb():,.0f} MB")
 
+    if args.model_dir:
+        model, _ = load_checkpoint(args.model_dir, device)
+        test = read_split(args.data, "test", max_rows=args.predict_rows)
+        pids, pmask = model.schema.arrays(test)
+        source = f"{args.model_dir} on {len(pids):,} test rows of {args.data}"
+    else:
+        pids, pmask, _ = kuairec_like(args.predict_rows, rng)
+        source = f"the benchmark model on {len(pids):,} generated rows"
     model.eval()
-    pids, pmask, _ = kuairec_like(args.predict_rows, rng)
-    rates = {}
-    for use_cache in (True, False):
+    modes = {"ours (cache, early exit)": (True, True), "no cache, early exit": (False, True),
+             "authors' (no cache, all steps)": (False, False)}
+    rates, steps = {}, []
+    for name, (use_cache, early_exit) in modes.items():
         t0 = time.perf_counter()
         for start in range(0, len(pids), 4096):
             i = torch.as_tensor(pids[start : start + 4096], device=device)
             m = torch.as_tensor(pmask[start : start + 4096], device=device)
             with autocast(device):
-                model.generate(i, m, use_cache=use_cache)
+                _, tokens = model.generate(i, m, use_cache=use_cache, early_exit=early_exit,
+                                           return_tokens=True)
+            if (use_cache, early_exit) == (True, True):  # steps each row takes to its <eos>
+                steps.extend((tokens != 0).sum(dim=1).tolist())
         if device.type == "cuda":
             torch.cuda.synchronize()
-        rates[use_cache] = len(pids) / (time.perf_counter() - t0)
-    print(f"prediction (batch 4096, {args.mixup} mixup): cached {rates[True]:,.0f} rows/s, "
-          f"uncached {rates[False]:,.0f} rows/s, speed-up {rates[True] / rates[False]:.2f}x; "
-          f"peak RSS {peak_rss_mb():,.0f} MB")
+        rates[name] = len(pids) / (time.perf_counter() - t0)
+    ours = rates["ours (cache, early exit)"]
+    print(f"prediction (batch 4096, {model.mixup} mixup, {source}; "
+          f"{np.mean(steps):.2f} decode steps per row):")
+    for name, rate in rates.items():
+        print(f"  {name}: {rate:,.0f} rows/s; ours is {ours / rate:.2f}x this")
+    print(f"peak RSS {peak_rss_mb():,.0f} MB")
     if device.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB")
 
