@@ -78,10 +78,17 @@ FAST_GR = ["model.emb_dim=32", "model.encoder_hidden=64", "model.d_model=32", "m
            "train.lr=2e-3", "train.progress=false", "train.num_threads=1"]
 
 
-def gr_config(dataset: Path, *overrides: str):
+def _gr_config(dataset: Path, *overrides: str):
     from grmodel.config import RunConfig
 
     return RunConfig().with_overrides([f"data.processed_dir={dataset}", *FAST_GR, *overrides])
+
+
+@pytest.fixture(scope="session")
+def gr_config():
+    """``gr_config(dataset, *overrides)``: the small GR's RunConfig (a fixture, because test
+    modules cannot import this conftest by name: tests/data has a conftest too)."""
+    return _gr_config
 
 
 @pytest.fixture(scope="session")
@@ -90,4 +97,4 @@ def trained_gr(planted_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     from grmodel.train import train_model
 
     out = tmp_path_factory.mktemp("gr") / "model"
-    return train_model(gr_config(planted_dataset, "train.epochs=8", "train.patience=8"), out)
+    return train_model(_gr_config(planted_dataset, "train.epochs=8", "train.patience=8"), out)

@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import gr_config
 
 import grmodel
 from grmodel import registry, registry_commands, tracking
@@ -94,7 +93,7 @@ def server_process(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(server_process, planted_dataset, tmp_path_factory):
+def trained(server_process, planted_dataset, tmp_path_factory, gr_config):
     # server_process is requested only to start the server before this trains.
     root = tmp_path_factory.mktemp("registry-models")
     base = gr_config(planted_dataset)

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import gr_config
 
 from grmodel import metrics
 from grmodel.checkpoint import load_checkpoint
@@ -49,7 +48,7 @@ def test_checkpoint_is_self_describing(trained):
     assert [p.name for p in trained.model_dir.parent.iterdir()] == ["model"]  # no staging left
 
 
-def test_same_seed_same_metrics_on_cpu(planted_dataset, tmp_path):
+def test_same_seed_same_metrics_on_cpu(planted_dataset, tmp_path, gr_config):
     cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=15")
     a = train_model(cfg, tmp_path / "a")
     b = train_model(cfg, tmp_path / "b")
@@ -58,7 +57,7 @@ def test_same_seed_same_metrics_on_cpu(planted_dataset, tmp_path):
     assert c.best_valid != a.best_valid
 
 
-def test_early_stopping_and_validation_selection(planted_dataset, tmp_path):
+def test_early_stopping_and_validation_selection(planted_dataset, tmp_path, gr_config):
     cfg = gr_config(planted_dataset, "train.epochs=30", "train.patience=1", "train.lr=5e-2")
     result = train_model(cfg, tmp_path / "m")
     assert len(result.history) < 30
@@ -66,7 +65,7 @@ def test_early_stopping_and_validation_selection(planted_dataset, tmp_path):
     assert result.best_valid["mae"] == pytest.approx(best)
 
 
-def test_bad_config_fails_before_writing(planted_dataset, tmp_path):
+def test_bad_config_fails_before_writing(planted_dataset, tmp_path, gr_config):
     with pytest.raises(ValueError, match="n_heads"):
         train_model(gr_config(planted_dataset, "model.n_heads=5"), tmp_path / "m")
     assert not (tmp_path / "m").exists()
