@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "grmodel.versioning_commands",
     "grmodel.experiment_commands",
     "grmodel.registry_commands",
+    "grmodel.pipeline.commands",
 )
 
 

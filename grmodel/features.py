@@ -125,6 +125,21 @@ def read_split(
     return frame
 
 
+def read_labels(processed_dir: str | Path, split: str, column: str = LABEL_COLUMN,
+                max_rows: int | None = None) -> np.ndarray:
+    """One split's label column alone (checked as :func:`label_array` does)."""
+    path = Path(processed_dir) / f"{split}.parquet"
+    if split not in SPLITS or not path.is_file():
+        read_split(processed_dir, split)  # raises the clear error
+    try:
+        frame = pd.read_parquet(path, columns=[column])
+    except (KeyError, ValueError):  # pyarrow: ArrowInvalid for a missing column
+        frame = pd.DataFrame()  # label_array names the missing column
+    if max_rows is not None:
+        frame = frame.iloc[:max_rows]
+    return label_array(frame, column, str(path))
+
+
 def label_array(frame: pd.DataFrame, column: str = LABEL_COLUMN, source: str = "<frame>") -> np.ndarray:
     """The label column as float64, checked non-negative and finite."""
     if column not in frame.columns:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import subprocess
 import time
@@ -42,6 +43,7 @@ PIPELINE_RUN_ID = "pipeline_run_id"
 RUN_KIND = "run_kind"  # "pipeline" or "stage"
 STAGE = "stage"
 INHERITED_TAGS = (GIT_COMMIT, VERSION, DATA_VERSION, PIPELINE_RUN_ID)
+GIT_COMMIT_ENV = "GRMODEL_GIT_COMMIT"  # set by docker/ builds
 
 # MLflow limits (mlflow.utils.validation): params per batch call and param value length.
 _PARAMS_PER_BATCH = 100
@@ -62,7 +64,11 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
 
 
 def git_commit(path: str | Path | None = None) -> str:
-    """The commit checked out where ``path`` lies (default: this package's source), or "unknown"."""
+    """The commit checked out where ``path`` lies (default: this package's source); in an image,
+    which holds no git checkout, the commit it was built from (``GRMODEL_GIT_COMMIT``); else
+    "unknown"."""
+    if path is None and os.environ.get(GIT_COMMIT_ENV):
+        return os.environ[GIT_COMMIT_ENV]
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,

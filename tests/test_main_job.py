@@ -1,19 +1,31 @@
+"""The main job's arguments; the pipeline it runs is tested end to end in tests/pipeline."""
+
 from __future__ import annotations
 
-from grmodel.main_job import MAIN_JOB_MODELS, run_main_job
+import shutil
+from pathlib import Path
 
-FAST = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
-        "model.ffn_dim=32", "model.n_layers=1", "train.batch_size=256", "train.epochs=1",
-        "train.progress=false", "train.num_threads=1", "head.cread_M=10"]
+from grmodel.main_job import MAIN_JOB_OVERRIDES, main_job_params
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def test_main_job_runs_every_stage_on_generated_data(tmp_path, capsys):
-    report = run_main_job(tmp_path / "work", preset="tiny", seed=3, overrides=FAST, repo=tmp_path)
-    work = tmp_path / "work"
-    assert (work / "validation" / "raw" / "validation.json").is_file()
-    assert (work / "validation" / "processed" / "validation.json").is_file()
-    assert (work / "report" / "report.md").is_file()
-    assert set(MAIN_JOB_MODELS) <= set(report["summary"])
-    assert "oracle (median)" in report["summary"]
-    table = capsys.readouterr().out
-    assert "| gr |" in table and "| tpm |" in table and "oracle" in table
+def test_the_recorded_default_comes_from_dvc_at_its_version(tmp_path):
+    from grmodel.versioning import read_version
+
+    shutil.copy(REPO / "data.dvc", tmp_path / "data.dvc")
+    params = main_job_params(tmp_path / "work", repo=tmp_path)
+    assert params.data_source == "dvc"
+    assert params.data_repo == str(tmp_path.resolve())
+    assert params.data_version == read_version(tmp_path).md5
+    assert params.overrides == MAIN_JOB_OVERRIDES
+    assert params.mlflow_tracking_uri == f"sqlite:///{(tmp_path / 'work' / 'mlflow.db').resolve()}"
+
+
+def test_other_presets_are_generated(tmp_path):
+    shutil.copy(REPO / "data.dvc", tmp_path / "data.dvc")
+    params = main_job_params(tmp_path / "work", preset="tiny", seed=3, overrides=["train.lr=1e-3"],
+                             repo=tmp_path)
+    assert (params.data_source, params.preset, params.data_seed) == ("generate", "tiny", 3)
+    assert params.overrides == [*MAIN_JOB_OVERRIDES, "train.lr=1e-3"]
+    assert main_job_params(tmp_path / "w", repo=tmp_path / "no-repo").data_source == "generate"

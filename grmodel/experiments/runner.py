@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from grmodel.experiments.report import (
     write_reports,
     write_text_atomic,
 )
-from grmodel.experiments.specs import Experiment, Overrides, base_seed, experiment_spec, row_config
+from grmodel.experiments.specs import Experiment, Overrides, Row, base_seed, experiment_spec, row_config
 from grmodel.features import SPLITS, label_array, read_manifest, read_split
 from grmodel.models import WatchTimeModel
 from grmodel.models.gr import GRModel
@@ -55,10 +56,53 @@ log = logging.getLogger(__name__)
 
 RUN_RECORD = "run.json"
 # Config keys that cannot change a run's result: a run that differs only in these is resumed.
-RESULT_NEUTRAL = {"train": ("progress", "num_threads"), "eval": None}
+# data.processed_dir: where a pipeline stage sees the dataset; the fingerprint names the data itself.
+RESULT_NEUTRAL = {"train": ("progress", "num_threads"), "data": ("processed_dir",), "eval": None}
 # Test rows drawn (seeded) for the distribution and generated-token figures.
 FIGURE_ROWS = 20_000
 DISTRIBUTION_BINS = 40
+
+
+@dataclass
+class ExperimentPlan:
+    """Every (row, seed) run of an experiment with its full config, built before any training."""
+
+    experiment: Experiment
+    overrides: Overrides
+    base: RunConfig
+    data_dir: Path
+    seeds: list[int]
+    runs: list[tuple[Row, int, RunConfig]]
+
+    @property
+    def common(self) -> RunConfig:
+        """The base config with the common overrides: evaluation settings and label column."""
+        return self.base.with_overrides(list(self.overrides.common))
+
+    def runs_of(self, row: str) -> list[tuple[Row, int, RunConfig]]:
+        return [run for run in self.runs if run[0].name == row]
+
+
+def plan_experiment(
+    name: str,
+    data_dir: str | Path,
+    *,
+    seeds: int = 1,
+    rows: list[str] | None = None,
+    base_config: RunConfig | None = None,
+    overrides: list[str] | None = None,
+) -> ExperimentPlan:
+    """The runs of experiment ``name`` on ``data_dir``; a bad override fails here, at once."""
+    experiment = experiment_spec(name, rows)
+    base = base_config or RunConfig()
+    scoped = Overrides.parse(list(overrides or []), experiment)
+    if seeds < 1:
+        raise ConfigError(f"seeds={seeds}: must be >= 1")
+    first_seed = base_seed(base, scoped)
+    seed_list = [first_seed + k for k in range(seeds)]
+    runs = [(row, seed, row_config(base, row, scoped, str(data_dir), seed))
+            for row in experiment.rows for seed in seed_list]
+    return ExperimentPlan(experiment, scoped, base, Path(data_dir), seed_list, runs)
 
 
 def run_experiment(
@@ -82,37 +126,51 @@ def run_experiment(
     items (grmodel/experiments/specs.py). Returns the report record (also ``report.json``).
     """
     started = time.perf_counter()
-    experiment = experiment_spec(name, rows)
-    base = base_config or RunConfig()
-    scoped = Overrides.parse(list(overrides or []), experiment)
-    if seeds < 1:
-        raise ConfigError(f"seeds={seeds}: must be >= 1")
     if figure_rows < 1:
         raise ConfigError(f"figure_rows={figure_rows}: must be >= 1")
     if (processed_dir is None) == (generate is None):
         raise ConfigError("give exactly one of a processed dataset directory and a preset to generate")
     out = Path(out_dir)
+    # Plan on a placeholder path first, so a bad override fails before any data is generated.
+    plan_experiment(name, processed_dir or out / "data" / "processed", seeds=seeds, rows=rows,
+                    base_config=base_config, overrides=overrides)
     data_dir = Path(processed_dir) if processed_dir is not None else prepare_generated(
         out / "data", generate, data_seed)
-    manifest = read_manifest(data_dir)
+    plan = plan_experiment(name, data_dir, seeds=seeds, rows=rows, base_config=base_config,
+                           overrides=overrides)
     fingerprint = dataset_fingerprint(data_dir)
-
-    first_seed = base_seed(base, scoped)
-    seed_list = [first_seed + k for k in range(seeds)]
-    # Every config is built before any training, so a bad override fails at once.
-    plan = [(row, seed, row_config(base, row, scoped, str(data_dir), seed))
-            for row in experiment.rows for seed in seed_list]
-    common = base.with_overrides(list(scoped.common))
 
     out.mkdir(parents=True, exist_ok=True)
     runs = []
-    for k, (row, seed, config) in enumerate(plan, 1):
+    for k, (row, seed, config) in enumerate(plan.runs, 1):
         model_dir = out / "runs" / row.name / f"seed{seed}"
-        log.info("[%d/%d] %s (%s), seed %d", k, len(plan), row.name, row.model_name, seed)
+        log.info("[%d/%d] %s (%s), seed %d", k, len(plan.runs), row.name, row.model_name, seed)
         record = train_or_resume(config, model_dir, fingerprint)
-        runs.append({"row": row.name, "model_name": row.model_name, "seed": seed,
-                     "model_dir": str(model_dir.relative_to(out)), **record})
+        runs.append(run_entry(row, seed, model_dir.relative_to(out), record))
+    generated = {"preset": generate, "seed": data_seed} if generate else None
+    return write_experiment_report(plan, runs, out, figure_rows=figure_rows, generated=generated,
+                                   started=started)
 
+
+def run_entry(row: Row, seed: int, model_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """One run as the report lists it (``model_dir`` relative to the report, or absolute)."""
+    return {"row": row.name, "model_name": row.model_name, "seed": seed, "model_dir": str(model_dir),
+            **record}
+
+
+def write_experiment_report(
+    plan: ExperimentPlan,
+    runs: list[dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    figure_rows: int = FIGURE_ROWS,
+    generated: dict[str, Any] | None = None,
+    started: float | None = None,
+) -> dict[str, Any]:
+    """Evaluate the trained ``runs`` of ``plan`` on the test split; write report and figures."""
+    started = time.perf_counter() if started is None else started
+    out, data_dir, experiment, common = Path(out_dir), plan.data_dir, plan.experiment, plan.common
+    out.mkdir(parents=True, exist_ok=True)
     log.info("evaluating %d runs on the test split", len(runs))
     keys = {f"{r['row']}/seed{r['seed']}": out / r["model_dir"] for r in runs}
     results = evaluate_models(data_dir, keys, common.eval, label_column=common.data.label_column)
@@ -133,17 +191,18 @@ def run_experiment(
                     "torch_threads": torch.get_num_threads(), "platform": platform.platform()},
         "dataset": {
             "path": str(data_dir),
-            "fingerprint": fingerprint,
-            "label": manifest.get("label"),
+            "fingerprint": dataset_fingerprint(data_dir),
+            "label": read_manifest(data_dir).get("label"),
             "test_rows": results[TRAIN_MEDIAN]["n"],
-            "generated": {"preset": generate, "seed": data_seed} if generate else None,
-            "manifest": manifest,
+            "generated": generated,
+            "manifest": read_manifest(data_dir),
         },
-        "seeds": seed_list,
+        "seeds": plan.seeds,
         "reference_row": experiment.reference,
         "eval_config": dataclasses.asdict(common.eval),
-        "overrides": {"common": list(scoped.common), "scoped": {k: list(v) for k, v in scoped.scoped}},
-        "rows": _row_records(experiment, scoped, plan),
+        "overrides": {"common": list(plan.overrides.common),
+                      "scoped": {k: list(v) for k, v in plan.overrides.scoped}},
+        "rows": _row_records(experiment, plan.overrides, plan.runs),
         "runs": runs,
         "summary": summary,
         "comparisons": compare_rows(runs, experiment.reference),
@@ -239,15 +298,24 @@ def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[s
     return record
 
 
-def train_or_resume(config: RunConfig, model_dir: Path, fingerprint: str) -> dict[str, Any]:
-    """Train ``config`` into ``model_dir`` (or reuse a finished identical run); its record."""
+def train_or_resume(
+    config: RunConfig,
+    model_dir: Path,
+    fingerprint: str,
+    label_state: dict[str, Any] | None = None,
+    targets: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` into ``model_dir`` (or reuse a finished identical run); its record.
+
+    ``label_state`` and ``targets`` pass through to :func:`grmodel.train.train_model`.
+    """
     record = finished_run(model_dir, config, fingerprint)
     if record is not None:
         log.info("reusing the finished run in %s", model_dir)
         return {**record, "resumed": True}
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = train_model(config, model_dir)
+    result = train_model(config, model_dir, label_state, targets)
     record = {
         "config": config.to_dict(),
         "dataset_fingerprint": fingerprint,

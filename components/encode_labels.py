@@ -1,0 +1,21 @@
+"""Stage 6: greedy label encoding into token sequences, gated by the token suite."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Output
+
+from grmodel.images import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def encode_labels(
+    processed: Input[Dataset],
+    vocabulary: Input[Artifact],
+    data_version: str,
+    overrides: list,
+    tokens: Output[Dataset],
+):
+    """Encode every training label with ``vocabulary``; fail when a sequence is wrong."""
+    from grmodel.pipeline import stages
+
+    result = stages.encode_labels(processed.path, vocabulary.path, tokens.path, overrides)
+    tokens.metadata.update({"data_version": data_version, **result})

@@ -1,0 +1,40 @@
+"""Stage 8: every model on the same test split; the report, figures and metrics."""
+
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from grmodel.images import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def evaluate(
+    processed: Input[Dataset],
+    gr_model: Input[Model],
+    baseline_models: Input[list[Model]],
+    data_version: str,
+    overrides: list,
+    seeds: int,
+    evaluation: Output[Artifact],
+    report_md: Output[Markdown],
+    report_html: Output[HTML],
+    metrics: Output[Metrics],
+) -> str:
+    """Score GR and the baselines (MAE, XAUC, per-interval MAE) beside the train median and
+    the oracle; return the results table (Markdown)."""
+    import shutil
+    from pathlib import Path
+
+    from grmodel.pipeline import stages
+
+    model_dirs = {"gr": gr_model.path}
+    model_dirs |= {m.metadata["row"]: m.path for m in baseline_models}
+    result = stages.evaluate(processed.path, model_dirs, evaluation.path, overrides=overrides,
+                             seeds=seeds)
+    shutil.copyfile(Path(evaluation.path) / "report.md", report_md.path)
+    shutil.copyfile(Path(evaluation.path) / "report.html", report_html.path)
+    evaluation.metadata.update({"data_version": data_version})
+    for row, values in result["metrics"].items():
+        for name, value in values.items():
+            metrics.log_metric(f"{row}.{name}", value)
+    return result["table"]

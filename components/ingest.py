@@ -1,0 +1,21 @@
+"""Stage 3: raw KuaiRec files into the processed train/valid/test tables."""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Output
+
+from grmodel.images import runtime_image
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def ingest(
+    raw: Input[Dataset],
+    data_version: str,
+    split: str,
+    label_mode: str,
+    processed: Output[Dataset],
+):
+    """Ingest ``raw`` with the given split protocol and label mode into ``processed``."""
+    from grmodel.pipeline import stages
+
+    result = stages.ingest(raw.path, processed.path, {"split": split, "label_mode": label_mode})
+    processed.metadata.update({"data_version": data_version, **result["rows"]})

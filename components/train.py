@@ -1,0 +1,50 @@
+"""Stage 7: training. GR on the GPU image (optionally as a multi-replica PyTorchJob) and each
+baseline on the runtime image."""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+
+from grmodel.images import gpu_image, runtime_image
+
+
+@dsl.component(base_image=gpu_image(), install_kfp_package=False)
+def train_gr(
+    processed: Input[Dataset],
+    vocabulary: Input[Artifact],
+    tokens: Input[Dataset],
+    data_version: str,
+    overrides: list,
+    seeds: int,
+    train_replicas: int,
+    train_pvc: str,
+    model: Output[Model],
+    metrics: Output[Metrics],
+):
+    """Train GR for each seed with the vocabulary and token sequences of the earlier stages:
+    here on this pod's GPU, or with ``train_replicas > 1`` as a PyTorchJob of that many pods
+    sharing the claim ``train_pvc`` (mounted here by the pipeline compiled with it)."""
+    from grmodel.pipeline import stages
+
+    result = stages.train(processed.path, model.path, model="gr", overrides=overrides, seeds=seeds,
+                          vocab_dir=vocabulary.path, tokens_dir=tokens.path,
+                          replicas=train_replicas, pvc_claim=train_pvc)
+    model.metadata.update({"row": "gr", "data_version": data_version})
+    for name, value in result.items():
+        if isinstance(value, float):
+            metrics.log_metric(f"gr.{name}", value)
+
+
+@dsl.component(base_image=runtime_image(), install_kfp_package=False)
+def train_baseline(
+    processed: Input[Dataset],
+    baseline: str,
+    data_version: str,
+    overrides: list,
+    seeds: int,
+    model: Output[Model],
+):
+    """Train one baseline (cread, tpm, d2q, wlr or vr) for each seed."""
+    from grmodel.pipeline import stages
+
+    stages.train(processed.path, model.path, model=baseline, overrides=overrides, seeds=seeds)
+    model.metadata.update({"row": baseline, "data_version": data_version})

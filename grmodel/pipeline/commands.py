@@ -1,0 +1,135 @@
+"""``grmodel pipeline``: compile the DAG, run it locally, submit or schedule it on Kubeflow.
+
+Parameters are ``--param NAME=VALUE`` (names and defaults: ``grmodel.pipeline.params``);
+lists and numbers are written as JSON (``--param 'baselines=["cread","tpm","d2q"]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser("pipeline", help="the Kubeflow pipeline: compile, run, submit, schedule")
+    commands = group.add_subparsers(dest="pipeline_command", required=True)
+
+    p = commands.add_parser("compile", help="write the pipeline YAML (and the DAG in docs/pipeline.md)")
+    p.add_argument("--out", default=None, help="default: pipelines/grmodel_pipeline.yaml")
+    p.add_argument("--train-pvc", default=None, metavar="CLAIM",
+                   help="a ReadWriteMany claim for multi-replica GR training (train_replicas > 1);"
+                        " needs --out")
+    p.set_defaults(handler=_compile)
+
+    p = commands.add_parser("run", help="run the whole pipeline (--local: through kfp.local)")
+    p.add_argument("--local", action="store_true", required=True,
+                   help="run here with kfp.local (use `submit` for a cluster)")
+    p.add_argument("--workdir", default="runs/pipeline", help="pipeline root, MLflow store, outputs")
+    p.add_argument("--preset", default="default", help="data: the generator preset (tiny, default, full)")
+    p.add_argument("--seed", type=int, default=2024, help="data: the generator seed")
+    _params(p)
+    p.set_defaults(handler=_run)
+
+    for name, text in (("submit", "start one run on a Kubeflow Pipelines cluster"),
+                       ("schedule", "create a recurring run on a Kubeflow Pipelines cluster")):
+        p = commands.add_parser(name, help=text)
+        p.add_argument("--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline-ui:80")
+        p.add_argument("--package", default=None, help="compiled YAML (default: the committed one)")
+        p.add_argument("--experiment", default="grmodel", help="KFP experiment")
+        p.add_argument("--namespace", default=None, help="multi-user Kubeflow: the profile namespace")
+        p.add_argument("--service-account", default=None)
+        p.add_argument("--no-cache", action="store_true", help="disable step caching for this run")
+        p.add_argument("--repo", default=".", help="checkout whose data.dvc and origin fill defaults")
+        _params(p)
+        if name == "submit":
+            p.add_argument("--run-name", default=None)
+        else:
+            p.add_argument("--cron", required=True, help="5-field cron (or KFP's 6 with seconds)")
+            p.add_argument("--job-name", default="grmodel-scheduled")
+            p.add_argument("--max-concurrency", type=int, default=1)
+            p.add_argument("--catchup", action="store_true", help="backfill missed intervals")
+        p.set_defaults(handler=_submit if name == "submit" else _schedule)
+
+
+def _params(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a pipeline parameter (repeatable)")
+
+
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` items as typed values: JSON where the parameter is not a string."""
+    from grmodel.pipeline.params import PipelineParams
+
+    types = {f.name: f.type for f in dataclasses.fields(PipelineParams)}
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in types:
+            raise ValueError(f"--param {item!r}: expected NAME=VALUE with NAME one of {sorted(types)}")
+        if types[name] == "str":
+            values[name] = text
+            continue
+        try:
+            values[name] = json.loads(text)
+        except json.JSONDecodeError:
+            raise ValueError(f"--param {item!r}: {name} takes JSON ({types[name]})") from None
+    return values
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
+    from grmodel.pipeline.remote import COMPILED_PIPELINE, compile_pipeline
+
+    if args.train_pvc and not args.out:
+        raise ValueError("--train-pvc: give --out too (the committed YAML is the default pipeline)")
+    out = compile_pipeline(args.out or COMPILED_PIPELINE, args.train_pvc)
+    print(f"wrote {out}")
+    if args.out is None and PIPELINE_DOC.is_file() and update_doc(PIPELINE_DOC, out):
+        print(f"updated the DAG in {PIPELINE_DOC}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from grmodel.main_job import main_job_params
+    from grmodel.pipeline.local import run_local, summary
+
+    workdir = Path(args.workdir)
+    params = main_job_params(workdir, args.preset, args.seed).with_values(parse_params(args.param))
+    print(summary(run_local(params, workdir)))
+    return 0
+
+
+def _cluster_params(args: argparse.Namespace) -> Any:
+    from grmodel.pipeline.params import PipelineParams
+    from grmodel.pipeline.remote import cluster_params
+
+    return cluster_params(PipelineParams().with_values(parse_params(args.param)), args.repo)
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    from grmodel.pipeline.remote import COMPILED_PIPELINE
+
+    return {"package": args.package or COMPILED_PIPELINE, "experiment": args.experiment,
+            "namespace": args.namespace, "service_account": args.service_account,
+            "enable_caching": False if args.no_cache else None}
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from grmodel.pipeline.remote import submit
+
+    done = submit(args.host, _cluster_params(args), run_name=args.run_name, **_options(args))
+    print(f"{done.kind} {done.id} in experiment {done.experiment_id}: {done.link}")
+    return 0
+
+
+def _schedule(args: argparse.Namespace) -> int:
+    from grmodel.pipeline.remote import schedule
+
+    done = schedule(args.host, _cluster_params(args), cron=args.cron, job_name=args.job_name,
+                    max_concurrency=args.max_concurrency, catchup=args.catchup, **_options(args))
+    print(f"{done.kind} {done.id} in experiment {done.experiment_id}: {done.link}")
+    return 0

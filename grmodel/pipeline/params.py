@@ -1,0 +1,53 @@
+"""The pipeline's parameters and their defaults: one record shared by the DAG and the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+# TPM: at the spec's w_var = 1.0 the (correctly computed) √Var term collapses TPM to the median
+# on KuaiRec-shaped data; 0.1 trains (see README, main job).
+DEFAULT_OVERRIDES = ["tpm:head.tpm_w_var=0.1"]
+DEFAULT_BASELINES = ["cread", "tpm"]
+
+
+@dataclass
+class PipelineParams:
+    """Every run-time parameter of the grmodel pipeline (names as the compiled YAML has them)."""
+
+    # Data: source dvc | generate | path; data_repo is the git + DVC repository (dvc) or the
+    # directory (path); data_version "" = what data.dvc records (resolved before submitting).
+    data_source: str = "dvc"
+    data_repo: str = ""
+    data_version: str = ""
+    preset: str = "default"  # generate: the synth preset
+    data_seed: int = 2024  # generate: the generator's seed
+    split: str = "authors"  # authors | random | chronological
+    label_mode: str = "watch_time"
+    # Models: [MODEL:]section.key=value config overrides, the baselines, seeds per model.
+    overrides: list[str] = field(default_factory=lambda: list(DEFAULT_OVERRIDES))
+    baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    seeds: int = 1
+    train_replicas: int = 1  # > 1: GR trains as a PyTorchJob with this many replicas
+    # Promotion gate.
+    min_mae_rel_improvement: float = 0.01
+    max_xauc_drop: float = 0.005
+    require_beats_baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    # MLflow.
+    mlflow_tracking_uri: str = ""
+    mlflow_experiment: str = "grmodel"
+    mlflow_artifact_root: str = ""  # required with a database URI (sqlite:///...)
+    registered_model_name: str = "grmodel-gr"
+
+    def arguments(self) -> dict[str, Any]:
+        """The run's arguments, as ``kfp.Client`` and the pipeline function take them."""
+        return dataclasses.asdict(self)
+
+    def with_values(self, values: dict[str, Any]) -> PipelineParams:
+        """A copy with ``values`` set; unknown names are an error naming the known ones."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **values)

@@ -1,0 +1,520 @@
+"""The pipeline's stages as plain functions on directories: what every component calls.
+
+Each stage reads its inputs from directories, writes its output directory atomically (complete
+or absent) and leaves a :class:`StageRecord` (``stage.json``) in it: the configs it ran with,
+its metrics and curves, and the files worth keeping. The data stages and the trainings are pure
+functions of the data version and the configs, so Kubeflow may cache them; MLflow tracking is
+done once, by :func:`track_and_register` at the end of a run, from those records (one nested run
+per stage under the pipeline run's parent), so a cached stage still shows up in the new run.
+
+Stages in order: :func:`fetch_data` → :func:`validate_data` (raw) → :func:`ingest` →
+:func:`validate_data` (processed) → :func:`build_vocab` → :func:`encode_labels` →
+:func:`train` (GR, and each baseline) → :func:`evaluate` → :func:`track_and_register`;
+:func:`close_tracking` runs last whatever happened.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import json
+import logging
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from grmodel.atomic import atomic_directory, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
+
+STAGE_RECORD = "stage.json"
+VOCABULARY_FILE = "vocabulary.json"
+TOKENS_FILE = "tokens.parquet"
+# The experiment whose rows the pipeline trains: GR and the Table 1 baselines.
+EXPERIMENT = "table1"
+GR_ROW = "gr"
+DATA_SOURCES = ("dvc", "generate", "path")
+
+
+class StageError(ValueError):
+    """A stage that cannot run on the inputs it was given (names the input and the rule)."""
+
+
+@dataclass
+class StageRecord:
+    """What a stage did, kept beside its output and logged to MLflow at the end of the run."""
+
+    stage: str
+    params: dict[str, Any] = field(default_factory=dict)  # configs, logged flattened as params
+    metrics: dict[str, float] = field(default_factory=dict)
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # curves by prefix
+    artifacts: list[str] = field(default_factory=list)  # paths relative to the stage directory
+    started: float = 0.0  # Unix seconds
+    ended: float = 0.0
+
+    def write(self, out_dir: Path) -> None:
+        write_json_atomic(out_dir / STAGE_RECORD, dataclasses.asdict(self))
+
+    @classmethod
+    def read(cls, stage_dir: str | Path) -> StageRecord:
+        path = Path(stage_dir) / STAGE_RECORD
+        if not path.is_file():
+            raise StageError(f"{path}: not found (rule: every stage output holds its {STAGE_RECORD})")
+        return cls(**json.loads(path.read_text()))
+
+
+# --------------------------------------------------------------------------------- data
+
+
+def fetch_data(
+    out_dir: str | Path,
+    *,
+    source: str = "dvc",
+    data_version: str = "",
+    data_repo: str = ".",
+    preset: str = "default",
+    data_seed: int = 2024,
+) -> dict[str, Any]:
+    """Write exactly one raw KuaiRec-format data version into ``out_dir``; return its version.
+
+    ``dvc``: the version ``data.dvc`` records in the git + DVC repository ``data_repo`` (or,
+    with ``data_version``, any version some commit of it records): the workspace's version is
+    pulled or regenerated and verified, and refused when ``data/`` was edited after
+    ``dvc add``; another version is read through the DVC API at the commit that recorded it.
+    ``generate``: the synth ``preset`` with ``data_seed``. ``path``: the directory
+    ``data_repo`` as it is (real KuaiRec). The version is DVC's directory hash in every case.
+    """
+    from grmodel import versioning
+
+    started = time.time()
+    if source not in DATA_SOURCES:
+        raise StageError(f"data source {source!r}: expected one of {list(DATA_SOURCES)}")
+    out = Path(out_dir)
+    git_rev = None  # a commit whose data.dvc records the version (dvc sources)
+    with atomic_directory(out) as tmp:
+        raw = tmp / "raw"
+        if source == "dvc":
+            repo = _checkout(data_repo, tmp / "repo")
+            recorded = versioning.read_version(repo).md5
+            version = data_version or recorded
+            if version == recorded:
+                how = versioning.ensure_data(repo)
+                versioning.require_version(repo, version)
+                shutil.copytree(repo / versioning.DATA_DIR, raw)
+            else:
+                versioning.export_version(repo, version, raw)
+                how = "exported"
+            git_rev = versioning.version_rev(repo, version)
+        elif source == "generate":
+            from grmodel.data.synth import SynthConfig, generate_kuairec
+
+            generate_kuairec(raw, SynthConfig.preset(preset, seed=data_seed))
+            how = "generated"
+        else:
+            given = Path(data_repo)
+            if not given.is_dir():
+                raise StageError(f"data source path: {given} is not a directory")
+            shutil.copytree(given, raw)
+            how = "copied"
+        shutil.rmtree(tmp / "repo", ignore_errors=True)
+        got = versioning.directory_hash(raw)
+        if data_version and got != data_version:
+            raise StageError(f"data version {data_version} was asked for, but the {source} data"
+                             f" hashes to {got}")
+        result = {"data_version": got, "obtained": how, "source": source, "git_rev": git_rev,
+                  "files": sorted(p.name for p in raw.iterdir())}
+        StageRecord(
+            "fetch_data",
+            params={"data": {"source": source, "data_version": got, "git_rev": git_rev,
+                             "repo": str(data_repo), "preset": preset, "data_seed": data_seed}},
+            metrics={"raw_bytes": float(sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()))},
+            started=started, ended=time.time(),
+        ).write(tmp)
+    log.info("data version %s (%s) in %s", got, how, out)
+    return result
+
+
+def _checkout(data_repo: str, clone_dir: Path) -> Path:
+    """The git + DVC repository: a local path as it is, a URL cloned (with its history, which
+    maps data versions to commits) into ``clone_dir``."""
+    import subprocess
+
+    if not data_repo:
+        raise StageError("data source dvc: data_repo is empty (rule: name the git + DVC"
+                         " repository, a path or a URL)")
+    if not _GIT_URL.match(data_repo):
+        return Path(data_repo).resolve()
+    try:
+        subprocess.run(["git", "clone", "--quiet", data_repo, str(clone_dir)], check=True,
+                       capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.SubprocessError) as exc:
+        detail = getattr(exc, "stderr", "") or exc
+        raise StageError(f"git clone of data_repo {data_repo} failed: {detail}") from None
+    return clone_dir
+
+
+_GIT_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
+
+
+def raw_dir(fetched: str | Path) -> Path:
+    """The raw files inside a :func:`fetch_data` output."""
+    return Path(fetched) / "raw"
+
+
+def processed_dir(ingested: str | Path) -> Path:
+    """The processed tables inside an :func:`ingest` output."""
+    return Path(ingested) / "processed"
+
+
+def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path) -> dict[str, Any]:
+    """The great-expectations gate: ``kind`` is ``raw`` (a :func:`fetch_data` output) or
+    ``processed`` (an :func:`ingest` output). Writes the reports, then raises
+    ``ValidationFailed`` when a check failed, which stops the pipeline."""
+    from grmodel.validation import validate_processed, validate_raw_kuairec
+
+    started = time.time()
+    if kind == "raw":
+        report = validate_raw_kuairec(raw_dir(data_dir))
+    elif kind == "processed":
+        report = validate_processed(processed_dir(data_dir))
+    else:
+        raise StageError(f"validation kind {kind!r}: expected 'raw' or 'processed'")
+    out = Path(out_dir)
+    # The report is kept even when the gate fails: it is what the user reads next.
+    out.mkdir(parents=True, exist_ok=True)
+    report.write(out)
+    counts = report.counts()
+    StageRecord(
+        f"validate_{kind}",
+        params={"validation": {"suite": report.suite, **report.params}},
+        metrics={f"checks_{k}": float(v) for k, v in counts.items()},
+        artifacts=["validation.json", "validation.md", "validation.html"],
+        started=started, ended=time.time(),
+    ).write(out)
+    report.raise_for_failure()
+    return {"success": report.success, "counts": counts, "summary": report.summary()}
+
+
+def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
+    """Turn raw KuaiRec files into the processed train/valid/test tables (``options``:
+    fields of ``IngestConfig``, such as ``split`` and ``label_mode``)."""
+    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
+    from grmodel.features import read_manifest
+
+    started = time.time()
+    config = _dataclass_from(IngestConfig, options or {}, "ingest options")
+    with atomic_directory(out_dir) as tmp:
+        ingest_kuairec(raw_dir(fetched_dir), processed_dir(tmp), config)
+        manifest = read_manifest(processed_dir(tmp))
+        rows = {f"{split}_rows": float(n) for split, n in manifest["splits"]["rows"].items()}
+        StageRecord("ingest", params={"ingest": dataclasses.asdict(config)}, metrics=rows,
+                    artifacts=["processed/manifest.json"], started=started, ended=time.time()
+                    ).write(tmp)
+    return {"rows": rows, "label": manifest.get("label")}
+
+
+# --------------------------------------------------------------------------- vocabulary
+
+
+def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] | None = None
+                ) -> dict[str, Any]:
+    """GR's vocabulary (its label state: token values, decode length) from the train labels."""
+    from grmodel.experiments.runner import dataset_fingerprint
+    from grmodel.features import read_labels
+    from grmodel.models.gr import GRModel
+
+    started = time.time()
+    data = processed_dir(ingested)
+    config = gr_config(data, overrides)
+    labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+    state = GRModel.fit_label_state(labels, config)
+    record = {"label_state": state, "vocab_config": dataclasses.asdict(config.vocab),
+              "max_decode_len_config": config.model.max_decode_len,
+              "dataset_fingerprint": dataset_fingerprint(data), "train_rows": int(labels.size)}
+    with atomic_directory(out_dir) as tmp:
+        write_json_atomic(tmp / VOCABULARY_FILE, record)
+        StageRecord(
+            "build_vocab", params={"vocab": record["vocab_config"]},
+            metrics={"vocab_size": float(len(state["vocab"]["values"])),
+                     "max_decode_len": float(state["max_decode_len"])},
+            artifacts=[VOCABULARY_FILE], started=started, ended=time.time(),
+        ).write(tmp)
+    return {"vocab_size": len(state["vocab"]["values"]), "max_decode_len": state["max_decode_len"]}
+
+
+def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str, Any]:
+    """The label state in ``vocab_dir``, checked against the config and data it will serve."""
+    from grmodel.experiments.runner import dataset_fingerprint
+
+    path = Path(vocab_dir) / VOCABULARY_FILE
+    if not path.is_file():
+        raise StageError(f"{path}: not found (rule: build_vocab writes {VOCABULARY_FILE})")
+    record = json.loads(path.read_text())
+    if record["vocab_config"] != json.loads(json.dumps(dataclasses.asdict(config.vocab))):
+        raise StageError(f"{path}: built with vocab config {record['vocab_config']}, but this stage"
+                         f" runs with {dataclasses.asdict(config.vocab)} (rule: one GR config per run)")
+    if record["dataset_fingerprint"] != dataset_fingerprint(data):
+        raise StageError(f"{path}: built on another dataset than {data}")
+    return record["label_state"]
+
+
+def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Path,
+                  overrides: list[str] | None = None) -> dict[str, Any]:
+    """Greedy-encode every training label into its token sequence, gate the sequences with
+    the token suite (every label encodes within the decode length and decodes back), and
+    write them for training: ``tokens.parquet`` with one fixed-length list per train row."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from grmodel.codec import LabelCodec
+    from grmodel.features import read_labels
+    from grmodel.validation import validate_tokens
+    from grmodel.vocab import Vocabulary
+
+    started = time.time()
+    data = processed_dir(ingested)
+    config = gr_config(data, overrides)
+    state = read_vocabulary(vocab_dir, config, data)
+    vocab = Vocabulary.from_dict(state["vocab"])
+    labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+    max_len = int(state["max_decode_len"])
+    encoded = LabelCodec(vocab).encode(labels, max_len=max_len)
+    report = validate_tokens(labels, vocab, max_len, encoded=encoded, source=str(data / "train.parquet"))
+    with atomic_directory(out_dir) as tmp:
+        report.write(tmp / "validation")
+        report.raise_for_failure()  # nothing is written when a sequence is wrong
+        width = encoded.sequences.shape[1]
+        flat = pa.array(encoded.sequences.astype(np.int32).ravel())
+        table = pa.table({
+            "label": pa.array(labels),
+            "length": pa.array(encoded.lengths.astype(np.int32)),
+            "tokens": pa.FixedSizeListArray.from_arrays(flat, width),
+        })
+        pq.write_table(table, tmp / TOKENS_FILE)
+        lengths = encoded.lengths
+        StageRecord(
+            "encode_labels", params={"tokens": {"max_decode_len": max_len, "rows": int(labels.size)}},
+            metrics={"mean_length": float(lengths.mean()), "max_length": float(lengths.max()),
+                     **{f"checks_{k}": float(v) for k, v in report.counts().items()}},
+            artifacts=["validation"], started=started, ended=time.time(),
+        ).write(tmp)
+    return {"rows": int(labels.size), "mean_length": float(lengths.mean())}
+
+
+def read_tokens(tokens_dir: str | Path, labels: np.ndarray) -> np.ndarray:
+    """The token sequences of :func:`encode_labels`, checked row by row against ``labels``."""
+    import pyarrow.parquet as pq
+
+    path = Path(tokens_dir) / TOKENS_FILE
+    if not path.is_file():
+        raise StageError(f"{path}: not found (rule: encode_labels writes {TOKENS_FILE})")
+    table = pq.read_table(path)
+    column = table.column("tokens").combine_chunks()
+    sequences = np.asarray(column.values).reshape(len(table), column.type.list_size).astype(np.int64)
+    if len(table) != labels.size or not np.array_equal(table.column("label").to_numpy(), labels):
+        raise StageError(f"{path}: its {len(table)} labels are not the {labels.size} training labels"
+                         " of this dataset (rule: tokens are encoded from the same train split)")
+    return sequences
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def gr_config(data: Path, overrides: list[str] | None) -> Any:
+    """GR's config for this run: the vocabulary and token stages use it too."""
+    return _plan(data, [GR_ROW], overrides, 1).runs[0][2]
+
+
+def train(
+    ingested: str | Path,
+    out_dir: str | Path,
+    *,
+    model: str,
+    overrides: list[str] | None = None,
+    seeds: int = 1,
+    vocab_dir: str | Path | None = None,
+    tokens_dir: str | Path | None = None,
+    replicas: int = 1,
+    pvc_claim: str = "",
+    job_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train row ``model`` of Table 1 (``gr`` or a baseline) for each seed into
+    ``out_dir/seed<k>``. GR uses the vocabulary and token sequences of the earlier stages.
+
+    With ``replicas > 1`` GR trains as a Kubeflow PyTorchJob of that many pods sharing the
+    ReadWriteMany claim ``pvc_claim`` (mounted here too); ``job_options`` go to
+    ``grmodel.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
+    """
+    from grmodel.experiments.runner import dataset_fingerprint, train_or_resume
+    from grmodel.features import read_labels
+
+    started = time.time()
+    data = processed_dir(ingested)
+    plan = _plan(data, [model], overrides, seeds)
+    if replicas > 1 and (model != GR_ROW or not pvc_claim):
+        raise StageError(f"train_replicas={replicas}: only GR trains as a PyTorchJob, and it needs a"
+                         " ReadWriteMany claim shared with the job (compile with"
+                         " `grmodel pipeline compile --train-pvc CLAIM`)")
+    label_state = targets = None
+    if model == GR_ROW:
+        if vocab_dir is None or tokens_dir is None:
+            raise StageError("training GR needs the build_vocab and encode_labels outputs")
+        config = plan.runs[0][2]
+        label_state = read_vocabulary(vocab_dir, config, data)
+        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+        targets = {"tokens": read_tokens(tokens_dir, labels)}
+    fingerprint = dataset_fingerprint(data)
+    metrics, histories, params = {}, {}, {}
+    with atomic_directory(out_dir) as tmp:
+        for row, seed, config in plan.runs:
+            log.info("training %s (%s), seed %d", row.name, row.model_name, seed)
+            if replicas > 1:
+                record = _train_as_pytorchjob(config, data, tmp / f"seed{seed}", fingerprint,
+                                              label_state, replicas, pvc_claim, job_options or {})
+            else:
+                record = train_or_resume(config, tmp / f"seed{seed}", fingerprint, label_state, targets)
+            params.setdefault(model, config.to_dict())
+            histories[f"seed{seed}."] = record["history"]
+            metrics |= {f"seed{seed}.best_valid_{k}": float(v) for k, v in record["best_valid"].items()}
+            metrics[f"seed{seed}.samples_per_second"] = float(record["samples_per_second"])
+        StageRecord(f"train_{model}", params=params, metrics=metrics, histories=histories,
+                    started=started, ended=time.time()).write(tmp)
+    return {"model": model, "seeds": plan.seeds, **metrics}
+
+
+def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: str,
+                         label_state: dict[str, Any] | None, replicas: int, pvc_claim: str,
+                         options: dict[str, Any]) -> dict[str, Any]:
+    """Stage the data and vocabulary on the shared claim, run the PyTorchJob, and keep its model
+    with the same run record an in-pod training writes."""
+    from grmodel import pytorchjob
+    from grmodel.checkpoint import META_FILE
+    from grmodel.experiments.runner import RUN_RECORD
+
+    options = dict(options)
+    pod_mount = options.pop("mount_path", pytorchjob.DEFAULT_MOUNT)
+    here = Path(options.pop("local_mount", None) or pod_mount)
+    job_dir = f"grmodel/{fingerprint[:12]}-{pytorchjob.config_digest(config)[:12]}"
+    shared = here / job_dir
+    if not (shared / "processed").is_dir():
+        shutil.copytree(data, shared / "processed")
+    write_json_atomic(shared / VOCABULARY_FILE, label_state)
+    pod = f"{pod_mount}/{job_dir}"
+    started = time.perf_counter()
+    job_model = pytorchjob.run_pytorchjob(
+        config, replicas=replicas, pvc_claim=pvc_claim, data_dir=f"{pod}/processed",
+        out_dir=f"{pod}/model", label_state_path=f"{pod}/{VOCABULARY_FILE}", local_mount=here,
+        mount_path=pod_mount, namespace=options.pop("namespace", None) or _pod_namespace(),
+        **options)
+    shutil.copytree(job_model, model_dir)
+    meta = json.loads((model_dir / META_FILE).read_text())
+    seconds = time.perf_counter() - started
+    speeds = [h["samples_per_second"] for h in meta["history"] if "samples_per_second" in h]
+    record = {"config": config.to_dict(), "dataset_fingerprint": fingerprint, "wall_seconds": seconds,
+              "train_seconds": seconds, "samples_per_second": float(np.mean(speeds)) if speeds else 0.0,
+              "best_epoch": meta["epoch"], "best_valid": meta["best_valid"], "history": meta["history"],
+              "replicas": replicas}
+    write_json_atomic(model_dir / RUN_RECORD, record)
+    return record
+
+
+def _pod_namespace() -> str:
+    """The namespace this pod runs in (the job goes beside it), else Kubeflow's default."""
+    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+    return path.read_text().strip() if path.is_file() else "kubeflow"
+
+
+def _plan(data: Path, rows: list[str], overrides: list[str] | None, seeds: int) -> Any:
+    from grmodel.experiments.runner import plan_experiment
+
+    return plan_experiment(EXPERIMENT, data, seeds=seeds, rows=rows, overrides=overrides)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate(
+    ingested: str | Path,
+    model_dirs: dict[str, str | Path],
+    out_dir: str | Path,
+    *,
+    overrides: list[str] | None = None,
+    seeds: int = 1,
+) -> dict[str, Any]:
+    """Score every trained row (``{row: train output}``) on the same test split beside the
+    train median and the oracle; write the report, figures, ``metrics.json`` and
+    ``report.html`` (figures inlined) into ``out_dir``."""
+    from grmodel.experiments.report import results_table
+    from grmodel.experiments.runner import (
+        dataset_fingerprint,
+        finished_run,
+        run_entry,
+        write_experiment_report,
+    )
+
+    started = time.time()
+    data = processed_dir(ingested)
+    rows = list(model_dirs)
+    plan = _plan(data, rows, overrides, seeds)
+    fingerprint = dataset_fingerprint(data)
+    runs = []
+    for row, seed, config in plan.runs:
+        model_dir = Path(model_dirs[row.name]) / f"seed{seed}"
+        record = finished_run(model_dir, config, fingerprint)
+        if record is None:
+            raise StageError(f"{model_dir}: no finished {row.name} run of this config on this data"
+                             " (rule: evaluate gets the train outputs of the same pipeline run)")
+        runs.append(run_entry(row, seed, model_dir.resolve(), {**record, "resumed": False}))
+    with atomic_directory(out_dir) as tmp:
+        report = write_experiment_report(plan, runs, tmp)
+        metrics = headline_metrics(report)
+        write_json_atomic(tmp / "metrics.json", metrics)
+        write_text_atomic(tmp / "report.html", _report_html(report, tmp))
+        StageRecord(
+            "evaluate", params={"eval": report["eval_config"]},
+            metrics={f"test.{row}.{k}": v for row, m in metrics.items() for k, v in m.items()},
+            artifacts=["report.md", "report.json", "report.html", "figures"],
+            started=started, ended=time.time(),
+        ).write(tmp)
+    return {"metrics": metrics, "table": results_table(report)}
+
+
+def headline_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{row: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows."""
+    from grmodel.tracking import _metric_key
+
+    return {_metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"])}
+            for name, s in report["summary"].items()}
+
+
+def _report_html(report: dict[str, Any], out: Path) -> str:
+    """A self-contained page for the Kubeflow UI: the table and every figure inlined."""
+    from grmodel.experiments.report import results_table
+
+    figures = "".join(
+        f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" src="data:image/png;base64,'
+        f'{base64.b64encode((out / "figures" / name).read_bytes()).decode()}">'
+        for name in report["figures"]
+    )
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report['title'])}"
+            f"</title></head><body><h1>{html.escape(report['title'])}</h1>"
+            f"<pre>{html.escape(results_table(report))}</pre>{figures}</body></html>\n")
+
+
+def _dataclass_from(cls: type, values: dict[str, Any], what: str) -> Any:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise StageError(f"{what}: unknown option(s) {unknown}; known: {sorted(known)}")
+    typed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    config = cls(**typed)
+    if hasattr(config, "validate"):
+        config.validate()
+    return config

@@ -1,0 +1,1 @@
+"""Kubeflow pipelines of grmodel: the DAG definitions and their compiled YAML."""

@@ -1,0 +1,139 @@
+"""The grmodel pipeline: data → validation → vocabulary → tokens → training → evaluation →
+registration, with the MLflow parent run closed by an exit handler.
+
+Compiled to ``pipelines/grmodel_pipeline.yaml`` by ``grmodel pipeline compile``; run locally by
+``grmodel pipeline run --local`` and on Kubeflow by ``grmodel pipeline submit|schedule``.
+``build_pipeline(train_pvc=CLAIM)`` (``grmodel pipeline compile --train-pvc CLAIM``) adds the
+ReadWriteMany claim that multi-replica GR training (``train_replicas > 1``, a PyTorchJob)
+shares with the train step; the default pipeline trains GR on the train step's own GPU.
+Parameters and defaults: ``grmodel.pipeline.params.PipelineParams``. Every stage after the
+fetch takes the resolved data version as an input, so Kubeflow's cache never serves a step
+computed on other data.
+"""
+
+from typing import Any
+
+from kfp import dsl, kubernetes
+
+from components.build_vocab import build_vocab
+from components.close_tracking import close_tracking
+from components.encode_labels import encode_labels
+from components.evaluate import evaluate
+from components.fetch_data import fetch_data
+from components.ingest import ingest
+from components.register import register
+from components.train import train_baseline, train_gr
+from components.validate import validate
+from grmodel.pipeline.params import PipelineParams
+from grmodel.pytorchjob import DEFAULT_MOUNT
+
+PIPELINE_NAME = "grmodel-gr"
+_D = PipelineParams()
+
+# Requests per stage kind on a cluster (ignored by local runs). GR trains on one GPU.
+LIGHT = {"cpu": "1", "memory": "4G"}
+DATA = {"cpu": "2", "memory": "8G"}
+TRAIN_CPU = {"cpu": "4", "memory": "16G"}
+TRAIN_GPU = {"cpu": "8", "memory": "32G", "accelerator": "nvidia.com/gpu", "gpus": 1}
+RETRIES = 2  # transient failures: preempted nodes, a flaky object store
+
+
+def _resources(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
+    task.set_cpu_request(spec["cpu"]).set_memory_request(spec["memory"])
+    task.set_memory_limit(spec["memory"])
+    if "accelerator" in spec:
+        task.set_accelerator_type(spec["accelerator"]).set_accelerator_limit(spec["gpus"])
+    if retries:
+        task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
+    return task
+
+
+def build_pipeline(train_pvc: str | None = None) -> Any:
+    """The pipeline; with ``train_pvc`` its GR step mounts that claim for PyTorchJobs."""
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Generative Regression watch-time model: train,"
+                  " evaluate against CREAD and TPM, register and gate in MLflow")
+    def grmodel_pipeline(
+        data_source: str = _D.data_source,
+        data_repo: str = _D.data_repo,
+        data_version: str = _D.data_version,
+        preset: str = _D.preset,
+        data_seed: int = _D.data_seed,
+        split: str = _D.split,
+        label_mode: str = _D.label_mode,
+        overrides: list = _D.overrides,
+        baselines: list = _D.baselines,
+        seeds: int = _D.seeds,
+        train_replicas: int = _D.train_replicas,
+        min_mae_rel_improvement: float = _D.min_mae_rel_improvement,
+        max_xauc_drop: float = _D.max_xauc_drop,
+        require_beats_baselines: list = _D.require_beats_baselines,
+        mlflow_tracking_uri: str = _D.mlflow_tracking_uri,
+        mlflow_experiment: str = _D.mlflow_experiment,
+        mlflow_artifact_root: str = _D.mlflow_artifact_root,
+        registered_model_name: str = _D.registered_model_name,
+    ) -> None:
+        tracking = {"tracking_uri": mlflow_tracking_uri, "mlflow_experiment": mlflow_experiment,
+                    "mlflow_artifact_root": mlflow_artifact_root,
+                    "pipeline_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+        closing = close_tracking(**tracking).set_caching_options(False)
+        _resources(closing, LIGHT)
+
+        with dsl.ExitHandler(closing, name="grmodel-run"):
+            fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
+                                 preset=preset, data_seed=data_seed)
+            # Always re-read and verified (data_version "" means "what data.dvc records now"); the
+            # steps after it are cached on the resolved version they take as an input.
+            _resources(fetched.set_caching_options(False), DATA, RETRIES)
+            version = fetched.outputs["Output"]
+            raw = fetched.outputs["raw"]
+
+            raw_check = validate(data=raw, kind="raw", data_version=version).set_display_name("validate-raw")
+            _resources(raw_check, DATA)
+
+            ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode)
+            _resources(ingested.after(raw_check), DATA)
+            processed = ingested.outputs["processed"]
+
+            processed_check = validate(data=processed, kind="processed", data_version=version)
+            _resources(processed_check.set_display_name("validate-processed"), DATA)
+
+            vocab = build_vocab(processed=processed, data_version=version, overrides=overrides)
+            _resources(vocab.after(processed_check), LIGHT)
+            tokens = encode_labels(processed=processed, vocabulary=vocab.outputs["vocabulary"],
+                                   data_version=version, overrides=overrides)
+            _resources(tokens, DATA)
+
+            gr = train_gr(processed=processed, vocabulary=vocab.outputs["vocabulary"],
+                          tokens=tokens.outputs["tokens"], data_version=version, overrides=overrides,
+                          seeds=seeds, train_replicas=train_replicas, train_pvc=train_pvc or "")
+            _resources(gr, TRAIN_GPU, RETRIES)
+            if train_pvc:
+                kubernetes.mount_pvc(gr, pvc_name=train_pvc, mount_path=DEFAULT_MOUNT)
+
+            with dsl.ParallelFor(baselines) as baseline:
+                trained = train_baseline(processed=processed, baseline=baseline, data_version=version,
+                                         overrides=overrides, seeds=seeds)
+                _resources(trained.after(processed_check), TRAIN_CPU, RETRIES)
+
+            evaluated = evaluate(processed=processed, gr_model=gr.outputs["model"],
+                                 baseline_models=dsl.Collected(trained.outputs["model"]),
+                                 data_version=version, overrides=overrides, seeds=seeds)
+            _resources(evaluated, DATA)
+
+            registered = register(
+                raw=raw, raw_validation=raw_check.outputs["report"], processed=processed,
+                processed_validation=processed_check.outputs["report"],
+                vocabulary=vocab.outputs["vocabulary"], tokens=tokens.outputs["tokens"],
+                gr_model=gr.outputs["model"], baseline_models=dsl.Collected(trained.outputs["model"]),
+                evaluation=evaluated.outputs["evaluation"], data_version=version,
+                model_name=registered_model_name, min_mae_rel_improvement=min_mae_rel_improvement,
+                max_xauc_drop=max_xauc_drop, require_beats_baselines=require_beats_baselines,
+                **tracking,
+            )
+            _resources(registered.set_caching_options(False), DATA, RETRIES)
+
+    return grmodel_pipeline
+
+
+grmodel_pipeline = build_pipeline()

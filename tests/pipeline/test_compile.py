@@ -1,0 +1,103 @@
+"""The compiled pipeline: the committed YAML is what the code compiles to, and it carries the
+GPU, resource, retry, caching and image settings a cluster needs (no cluster runs here, so
+these are checked in the IR that Kubeflow would receive)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grmodel import images
+from grmodel.pipeline.params import PipelineParams
+from grmodel.pipeline.remote import COMPILED_PIPELINE, compile_pipeline
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> dict:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(images.REGISTRY_ENV, raising=False)
+        path = compile_pipeline(tmp_path_factory.mktemp("compiled") / "pipeline.yaml")
+    return {"text": path.read_text(), "ir": yaml.safe_load(path.read_text())}
+
+
+def test_the_committed_yaml_matches_the_code(compiled):
+    assert COMPILED_PIPELINE.read_text() == compiled["text"], (
+        "pipelines/grmodel_pipeline.yaml is stale: run `grmodel pipeline compile` and commit it")
+
+
+def _tasks(ir: dict) -> dict:
+    return ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
+
+
+def test_gr_trains_on_one_gpu_with_retries(compiled):
+    ir = compiled["ir"]
+    container = ir["deploymentSpec"]["executors"]["exec-train-gr"]["container"]
+    assert container["image"] == images.gpu_image()
+    accelerator = container["resources"]["accelerator"]
+    assert accelerator["resourceType"] == "nvidia.com/gpu" and accelerator["resourceCount"] == "1"
+    assert container["resources"]["resourceCpuRequest"] == "8"
+    assert container["resources"]["resourceMemoryRequest"] == "32G"
+    assert _tasks(ir)["train-gr"]["retryPolicy"]["maxRetryCount"] == 2
+
+
+def test_light_stages_run_the_runtime_image_without_gpus(compiled):
+    executors = compiled["ir"]["deploymentSpec"]["executors"]
+    for name, spec in executors.items():
+        if name == "exec-train-gr":
+            continue
+        assert spec["container"]["image"] == images.runtime_image(), name
+        assert "accelerator" not in spec["container"].get("resources", {}), name
+        assert spec["container"]["resources"]["resourceCpuRequest"], name
+
+
+def test_caching_is_on_for_pure_stages_and_off_where_runs_must_repeat(compiled):
+    tasks = _tasks(compiled["ir"])
+    for name in ("validate", "ingest", "validate-2", "build-vocab", "encode-labels", "train-gr", "evaluate"):
+        assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
+    for name in ("fetch-data", "register"):
+        assert not tasks[name]["cachingOptions"].get("enableCache"), name
+    closing = compiled["ir"]["root"]["dag"]["tasks"]["close-tracking"]
+    assert closing["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+
+
+def test_every_stage_after_the_fetch_keys_its_cache_on_the_data_version(compiled):
+    tasks = _tasks(compiled["ir"])
+    for name, task in tasks.items():
+        if name in ("fetch-data", "for-loop-2"):
+            continue
+        source = task["inputs"]["parameters"]["data_version"]["taskOutputParameter"]
+        assert source == {"outputParameterKey": "Output", "producerTask": "fetch-data"}, name
+
+
+def test_pipeline_parameters_are_the_params_record(compiled):
+    declared = compiled["ir"]["root"]["inputDefinitions"]["parameters"]
+    defaults = PipelineParams()
+    assert set(declared) == {f.name for f in dataclasses.fields(PipelineParams)}
+    for name, spec in declared.items():
+        assert spec["defaultValue"] == getattr(defaults, name), name
+
+
+def test_compiling_writes_nothing_on_failure(tmp_path, monkeypatch):
+    import kfp.compiler
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("compiler failed")
+
+    monkeypatch.setattr(kfp.compiler.Compiler, "compile", broken)
+    with pytest.raises(RuntimeError):
+        compile_pipeline(tmp_path / "out.yaml")
+    assert list(Path(tmp_path).iterdir()) == []
+
+
+def test_the_distributed_variant_mounts_the_shared_claim_on_the_gr_step(tmp_path):
+    from grmodel.pytorchjob import DEFAULT_MOUNT
+
+    spec, platform = yaml.safe_load_all(compile_pipeline(tmp_path / "d.yaml", train_pvc="rwx").read_text())
+    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert list(mounts) == ["exec-train-gr"]
+    assert mounts["exec-train-gr"]["pvcMount"][0]["mountPath"] == DEFAULT_MOUNT
+    task = _tasks(spec)["train-gr"]
+    assert task["inputs"]["parameters"]["train_pvc"]["runtimeValue"]["constant"] == "rwx"

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from grmodel.pipeline.diagram import BEGIN, END, PIPELINE_DOC, mermaid, update_doc
+from grmodel.pipeline.remote import COMPILED_PIPELINE
+
+
+def test_the_doc_shows_the_compiled_dag():
+    ir = yaml.safe_load(COMPILED_PIPELINE.read_text())
+    assert f"```mermaid\n{mermaid(ir)}```" in PIPELINE_DOC.read_text(), (
+        "docs/pipeline.md shows an old DAG: run `grmodel pipeline compile`")
+
+
+def test_edges_are_the_stage_order_without_implied_ones():
+    text = mermaid(yaml.safe_load(COMPILED_PIPELINE.read_text()))
+    assert "fetch_data --> validate\n" in text
+    assert "validate --> ingest\n" in text and "evaluate --> register\n" in text
+    assert "fetch_data --> register" not in text  # implied by the path through every stage
+    assert 'subgraph for_loop_2 ["for each of baselines"]' in text
+
+
+def test_update_doc_needs_its_markers(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("# no block\n")
+    with pytest.raises(ValueError, match="no generated block"):
+        update_doc(doc, COMPILED_PIPELINE)
+    doc.write_text(f"# title\n{BEGIN}\nold\n{END}\ntail\n")
+    assert update_doc(doc, COMPILED_PIPELINE)
+    assert doc.read_text().startswith("# title\n") and doc.read_text().endswith("tail\n")
+    assert not update_doc(doc, COMPILED_PIPELINE)

@@ -1,0 +1,140 @@
+"""Submitting and scheduling through kfp.Client. No Kubeflow cluster can run here, so the KFP
+API server is a stand-in on loopback that answers the REST calls kfp.Client makes (v2beta1)
+and records them; the tests check what a real server would have received."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import yaml
+
+from grmodel.cli import main
+from grmodel.pipeline.params import PipelineParams
+from grmodel.pipeline.remote import COMPILED_PIPELINE, SubmitError, cluster_params, kfp_cron, schedule, submit
+
+
+class StandIn(BaseHTTPRequestHandler):
+    """Just enough of the KFP v2beta1 API for kfp.Client: healthz, experiments, runs,
+    recurring runs. Every request is appended to ``server.requests``."""
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def _reply(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _record(self, body: dict | None) -> str:
+        url = urlparse(self.path)
+        self.server.requests.append({"method": self.command, "path": url.path,
+                                     "query": parse_qs(url.query), "body": body,
+                                     "authorization": self.headers.get("Authorization")})
+        return url.path
+
+    def do_GET(self):
+        path = self._record(None)
+        if path.endswith("/healthz"):
+            return self._reply({"multi_user": False})
+        if path.endswith("/experiments"):
+            found = self.server.experiments
+            return self._reply({"experiments": found, "total_size": len(found)})
+        return self._reply({})
+
+    def do_POST(self):
+        length = int(self.headers.get("Content-Length", 0))
+        body = json.loads(self.rfile.read(length) or b"{}")
+        path = self._record(body)
+        if path.endswith("/experiments"):
+            experiment = {"experiment_id": f"exp-{len(self.server.experiments) + 1}", **body}
+            self.server.experiments.append(experiment)
+            return self._reply(experiment)
+        if path.endswith("/recurringruns"):
+            return self._reply({"recurring_run_id": "rr-1", **body})
+        if path.endswith("/runs"):
+            return self._reply({"run_id": "run-1", "state": "PENDING", **body})
+        return self._reply({})
+
+
+@pytest.fixture
+def kfp_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), StandIn)
+    server.requests, server.experiments = [], []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def _posts(server, suffix: str) -> list[dict]:
+    return [r for r in server.requests if r["method"] == "POST" and r["path"].endswith(suffix)]
+
+
+PARAMS = PipelineParams(data_repo="https://git.example.com/grmodel.git", data_version="abc.dir",
+                        mlflow_tracking_uri="http://mlflow.example.com")
+
+
+def test_submit_creates_the_experiment_and_a_run_of_the_compiled_spec(kfp_server):
+    server, host = kfp_server
+    done = submit(host, PARAMS, experiment="nightly", run_name="r1")
+    assert (done.kind, done.id, done.experiment_id) == ("run", "run-1", "exp-1")
+    assert _posts(server, "/experiments")[0]["body"]["display_name"] == "nightly"
+    run = _posts(server, "/runs")[0]["body"]
+    assert run["display_name"] == "r1" and run["experiment_id"] == "exp-1"
+    assert run["pipeline_spec"] == yaml.safe_load(COMPILED_PIPELINE.read_text())
+    assert run["runtime_config"]["parameters"]["data_version"] == "abc.dir"
+    assert run["runtime_config"]["parameters"]["baselines"] == ["cread", "tpm"]
+
+
+def test_schedule_creates_a_recurring_run_with_cron_and_concurrency(kfp_server):
+    server, host = kfp_server
+    server.experiments.append({"experiment_id": "exp-9", "display_name": "grmodel"})
+    done = schedule(host, PARAMS, cron="30 2 * * *", max_concurrency=2)
+    assert (done.kind, done.id, done.experiment_id) == ("recurring run", "rr-1", "exp-9")
+    assert not _posts(server, "/experiments")  # reused, not created again
+    job = _posts(server, "/recurringruns")[0]["body"]
+    assert job["trigger"]["cron_schedule"]["cron"] == "0 30 2 * * *"
+    assert job["max_concurrency"] == "2" or job["max_concurrency"] == 2
+    assert job["no_catchup"] is True and job["mode"] == "ENABLE"
+    assert job["runtime_config"]["parameters"]["mlflow_tracking_uri"] == "http://mlflow.example.com"
+
+
+def test_the_cli_submits_with_params_and_keeps_the_token_out_of_the_spec(kfp_server, monkeypatch, capsys):
+    server, host = kfp_server
+    monkeypatch.setenv("KFP_TOKEN", "s3cret-token")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example.com")
+    code = main(["pipeline", "submit", "--host", host, "--param", "data_repo=https://git.example.com/g.git",
+                 "--param", "data_version=abc.dir", "--param", 'baselines=["cread","tpm","d2q"]',
+                 "--param", "seeds=3"])
+    assert code == 0 and "run run-1" in capsys.readouterr().out
+    run = _posts(server, "/runs")[0]
+    assert run["body"]["runtime_config"]["parameters"]["baselines"] == ["cread", "tpm", "d2q"]
+    assert run["body"]["runtime_config"]["parameters"]["seeds"] == 3
+    assert run["authorization"] == "Bearer s3cret-token"
+    assert "s3cret-token" not in json.dumps(run["body"])
+
+
+def test_cluster_params_refuse_what_cannot_run_on_a_cluster(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with pytest.raises(SubmitError, match="mlflow_tracking_uri is empty"):
+        cluster_params(PipelineParams(data_source="generate"), tmp_path)
+    with pytest.raises(SubmitError, match="sqlite"):
+        cluster_params(PipelineParams(data_source="generate", mlflow_tracking_uri="sqlite:///x.db"), tmp_path)
+    with pytest.raises(SubmitError, match="origin"):
+        cluster_params(PipelineParams(mlflow_tracking_uri="http://m"), tmp_path)
+
+
+def test_cron_expressions():
+    assert kfp_cron("0 3 * * 1-5") == "0 0 3 * * 1-5"
+    assert kfp_cron("0 0 3 * * *") == "0 0 3 * * *"
+    for bad in ("daily", "* * *", "0 3 * * * * *", "0 3 * * $(rm)"):
+        with pytest.raises(SubmitError, match="cron"):
+            kfp_cron(bad)
