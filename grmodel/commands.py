@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -14,7 +15,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="processed dataset directory")
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--model", default=None, help="model name (default: the config's, gr)")
-    p.add_argument("--config", default=None, help="JSON or YAML config file")
+    config = p.add_mutually_exclusive_group()
+    config.add_argument("--config", default=None, help="JSON or YAML config file")
+    config.add_argument("--config-json", default=None, metavar="JSON",
+                        help="the config as JSON text (how a PyTorchJob passes it)")
+    p.add_argument("--state-dir", default=None,
+                   help="resumable training state (default: <out>.state; removed once the model"
+                        " is written)")
+    p.add_argument("--label-state", default=None, metavar="JSON_FILE",
+                   help="the model's label state (e.g. GR's vocabulary from a pipeline stage)"
+                        " instead of fitting it on the train split")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the training state when one exists (same config and number"
+                        " of processes), else start afresh")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-3")
     p.set_defaults(handler=_train)
 
@@ -34,24 +47,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_evaluate)
 
     p = subparsers.add_parser(
-        "main", help="the main job: generate data, ingest, train, evaluate, print the table"
+        "main", help="the main job: the whole pipeline locally (kfp.local) on the embedded default"
     )
-    p.add_argument("--workdir", default="runs/main", help="where data, models and reports go")
+    p.add_argument("--workdir", default="runs/main",
+                   help="pipeline root, MLflow store (mlflow.db) and every stage's outputs")
     p.add_argument("--preset", default="default", help="generator preset (tiny, default, full)")
     p.add_argument("--seed", type=int, default=2024)
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides for training")
+    p.add_argument("overrides", nargs="*", help="[MODEL:]section.key=value config overrides")
     p.set_defaults(handler=_main)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from grmodel.config import load_config
-    from grmodel.train import train_model
+    from grmodel.config import ConfigError, RunConfig, load_config
+    from grmodel.distributed import launch_env
+    from grmodel.train import default_state_dir, train_model
 
+    env = launch_env()  # under torchrun: only rank 0 logs and prints
+    if env is not None and env[0] != 0:
+        logging.getLogger().setLevel(logging.WARNING)
     overrides = [f"data.processed_dir={args.data}", *args.overrides]
     if args.model:
         overrides.append(f"model_name={args.model}")
-    config = load_config(args.config, overrides)
-    result = train_model(config, args.out)
+    if args.config_json is not None:
+        try:
+            raw = json.loads(args.config_json)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--config-json: not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError("--config-json: the top level must be a mapping")
+        config = RunConfig.from_dict(raw).with_overrides(overrides)
+    else:
+        config = load_config(args.config, overrides)
+    label_state = None
+    if args.label_state is not None:
+        path = Path(args.label_state)
+        if not path.is_file():
+            raise FileNotFoundError(f"--label-state {path}: not found")
+        label_state = json.loads(path.read_text())
+    state_dir = args.state_dir or default_state_dir(args.out)
+    result = train_model(config, args.out, label_state, state_dir=state_dir, resume=args.resume)
+    if env is not None and env[0] != 0:
+        return 0
     print(
         f"{config.model_name}: best epoch {result.best_epoch}, valid MAE "
         f"{result.best_valid['mae']:.4f}, XAUC {result.best_valid['xauc']:.4f}; "

@@ -73,7 +73,7 @@ class TrainConfig:
     """Optimisation, loss weights and CLEM (method.md, Loss and CLEM)."""
 
     epochs: int = 20
-    batch_size: int = 512
+    batch_size: int = 512  # per process: under torchrun the global batch is this × world size
     lr: float = 5e-4
     embedding_weight_decay: float = 1e-4
     seed: int = 2024
@@ -99,6 +99,14 @@ class TrainConfig:
     num_threads: int | None = None
     progress: bool = True
     max_steps: int | None = None  # cap on optimiser steps (smoke runs, benchmarks)
+    # Input: the train split in memory, or streamed from its Parquet row groups through a
+    # seeded shuffle buffer (grmodel/data/streaming.py), for data that does not fit in memory.
+    streaming: bool = False
+    shuffle_buffer: int = 65_536  # streaming: rows each loader worker holds back for shuffling
+    loader_workers: int = 0  # streaming: DataLoader worker processes per rank
+    # Training-state checkpoints for resuming a killed run (written when a state directory is in
+    # use, as by `grmodel train`): at every epoch end, and every this many steps when set.
+    checkpoint_every_steps: int | None = None
 
 
 @dataclass

@@ -98,3 +98,26 @@ def trained_gr(planted_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
 
     out = tmp_path_factory.mktemp("gr") / "model"
     return train_model(_gr_config(planted_dataset, "train.epochs=8", "train.patience=8"), out)
+
+
+# The pipeline's tests: tiny generated data, a GR that learns in seconds, 1-epoch baselines.
+PIPELINE_OVERRIDES = [*FAST_GR, "train.epochs=3", "train.patience=3", "head.cread_M=10",
+                      "tpm:head.tpm_w_var=0.1", "cread:train.epochs=1", "tpm:train.epochs=1"]
+
+
+@pytest.fixture(scope="session")
+def pipeline_overrides() -> list[str]:
+    return list(PIPELINE_OVERRIDES)
+
+
+@pytest.fixture(scope="session")
+def grouped_dataset(planted_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The planted dataset with its train split in 700-row Parquet row groups (the last one
+    short), for the streaming input, which shards and shuffles by row group."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("grouped") / "processed"
+    shutil.copytree(planted_dataset, root)
+    frame = pd.read_parquet(root / "train.parquet")
+    frame.to_parquet(root / "train.parquet", index=False, row_group_size=700)
+    return root

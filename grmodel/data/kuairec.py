@@ -30,6 +30,7 @@ from grmodel.data.io import (
     sha256_file,
 )
 from grmodel.data.tabular import (
+    ROW_GROUP_ROWS,
     EncodedField,
     bucket_field,
     categorical_field,
@@ -90,6 +91,7 @@ class IngestConfig:
     duration_buckets: int = 20
     unknown_as_missing: bool = True  # user_active_degree "UNKNOWN" -> id 0 (missing)
     chunk_rows: int = 1_000_000
+    row_group_rows: int = ROW_GROUP_ROWS  # Parquet row group size of the processed splits
 
     def validate(self) -> None:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
@@ -110,6 +112,8 @@ class IngestConfig:
             raise DataSpecError("IngestConfig.duration_buckets must be >= 2")
         if self.chunk_rows < 1:
             raise DataSpecError("IngestConfig.chunk_rows must be >= 1")
+        if self.row_group_rows < 1:
+            raise DataSpecError("IngestConfig.row_group_rows must be >= 1")
 
 
 # ---------------------------------------------------------------------------------- readers
@@ -339,7 +343,7 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
         "generator": _generator(raw, optional),
     }
     result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
-                             config.chunk_rows)
+                             config.chunk_rows, config.row_group_rows)
     log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
     return result
 

@@ -64,6 +64,9 @@ from grmodel.features import (
 log = logging.getLogger(__name__)
 
 LABEL_QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
+# Rows per Parquet row group of a processed split: small enough that the streaming trainer's
+# shards and shuffle mix many of them (grmodel/data/streaming.py), large enough to read fast.
+ROW_GROUP_ROWS = 65_536
 RESERVED_COLUMNS = ("label", "duration_s", "timestamp", "user_id_raw", "item_id_raw",
                     "oracle_median", "oracle_mean")
 
@@ -162,18 +165,26 @@ def write_processed(
     manifest: dict[str, Any],
     test_columns: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
     chunk_rows: int = 1_000_000,
+    row_group_rows: int = ROW_GROUP_ROWS,
 ) -> dict[str, Any]:
     """Write ``<split>.parquet`` for each split and ``manifest.json``, all or nothing.
 
     ``columns(rows)`` gives the non-feature columns (label, duration_s, ...) of those rows;
-    ``test_columns`` adds columns to the test split only (the oracle).
+    ``test_columns`` adds columns to the test split only (the oracle). Rows are encoded
+    ``chunk_rows`` at a time and stored in row groups of ``row_group_rows`` (all full but the
+    last of each split): the unit the streaming trainer reads, shards and shuffles.
     """
+    if row_group_rows < 1:
+        raise ValueError(f"write_processed: row_group_rows={row_group_rows} must be >= 1")
+    # Whole row groups per chunk, so that chunk boundaries leave no short groups behind.
+    chunk_rows = max(row_group_rows, chunk_rows // row_group_rows * row_group_rows)
     schema = FeatureSchema(tuple(f.spec for f in fields))
     with atomic_directory(out_dir) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
         # Parquet encoding is single-threaded per file: two files at a time use both cores.
         futures = {
             split: pool.submit(_write_split, tmp / f"{split}.parquet", split_rows[split], fields,
-                               columns, test_columns if split == "test" else None, chunk_rows)
+                               columns, test_columns if split == "test" else None, chunk_rows,
+                               row_group_rows)
             for split in SPLITS
         }
         written = {split: future.result() for split, future in futures.items()}
@@ -193,7 +204,7 @@ def write_processed(
 def _write_split(path: Path, rows: np.ndarray, fields: list[EncodedField],
                  columns: Callable[[np.ndarray], dict[str, np.ndarray]],
                  extra: Callable[[np.ndarray], dict[str, np.ndarray]] | None,
-                 chunk_rows: int) -> list[str]:
+                 chunk_rows: int, row_group_rows: int) -> list[str]:
     writer = None
     try:
         # At least one pass, so that an empty split still gets a file with the schema.
@@ -222,7 +233,7 @@ def _write_split(path: Path, rows: np.ndarray, fields: list[EncodedField],
                               if name not in masks and values.dtype.kind != "f"]
                 writer = pq.ParquetWriter(path, table.schema, compression="zstd",
                                           compression_level=1, use_dictionary=dictionary)
-            writer.write_table(table, row_group_size=chunk_rows)
+            writer.write_table(table, row_group_size=row_group_rows)
     finally:
         if writer is not None:
             writer.close()

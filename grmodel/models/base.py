@@ -46,6 +46,12 @@ class WatchTimeModel(nn.Module):
         """
         return {}
 
+    @classmethod
+    def label_state_fields(cls, config: RunConfig) -> tuple[str, ...]:
+        """Feature fields ``fit_label_state`` reads from ``train_ids`` (none by default), so a
+        streaming trainer can read just those columns and the labels."""
+        return ()
+
     def targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per-row training targets beyond the raw label (e.g. GR's token sequences)."""
         return {}

@@ -164,6 +164,11 @@ class BaselineModel(WatchTimeModel):
     ) -> dict[str, Any]:
         return cls.options_state(cls.parse_options(config))
 
+    @classmethod
+    def label_state_fields(cls, config: RunConfig) -> tuple[str, ...]:
+        field_name = getattr(cls.parse_options(config), "duration_field", None)
+        return (field_name,) if field_name else ()
+
     def __init__(
         self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any],
         n_outputs: int, group_of_id: list[int] | None = None,

@@ -118,6 +118,11 @@ class TPMModel(BaselineModel):
             "leaf_boundaries": boundaries.tolist(),
         }
 
+    @classmethod
+    def label_state_fields(cls, config: RunConfig) -> tuple[str, ...]:
+        # Only per-duration leaves read the duration field.
+        return super().label_state_fields(config) if cls.parse_options(config).per_duration else ()
+
     def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
         leaves = len(label_state["leaf_boundaries"][0]) - 1
         super().__init__(schema, config, label_state, n_outputs=leaves - 1,
