@@ -1,19 +1,27 @@
 # The two commands of a newcomer:  `make main`  and  `make test`.
-# Each creates .venv and installs what it needs on a fresh machine.
+# Each creates .venv and installs what it needs on a fresh machine, from requirements/dev.lock:
+# the versions CI tests are the versions the images hold (docker/README.md).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements/dev.lock
+REGISTRY ?=
+PUSH ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
 
-.PHONY: main test lint bench-small clean
+.PHONY: main test lint lock lock-check images bench-small clean
 
-$(STAMP): pyproject.toml constraints.txt
+# The lock lists every dependency (--no-deps); torch is its CPU build (+cpu), found through pip's
+# configuration (a wheel directory or the PyTorch CPU index in PIP_EXTRA_INDEX_URL).
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 main: $(STAMP)
@@ -25,6 +33,18 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Re-resolve pyproject.toml into requirements/{dev,runtime,gpu}.lock (needs the package index).
+# Not on $(STAMP): a stale lock cannot install a venv that `pip check` accepts.
+lock lock-check:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet packaging
+	$(BIN)/python docker/lock.py $(if $(filter lock-check,$@),--check)
+
+# Build both images (docker or podman); `make images REGISTRY=registry.example.com/team PUSH=1`.
+images: $(STAMP)
+	PYTHON=$(BIN)/python docker/build.sh $(if $(REGISTRY),--registry $(REGISTRY)) \
+		$(if $(filter 1 yes true,$(PUSH)),--push)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
