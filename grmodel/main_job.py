@@ -19,7 +19,7 @@ from grmodel.pipeline.params import DEFAULT_OVERRIDES, PipelineParams
 log = logging.getLogger(__name__)
 
 # Short enough for the main job on 2 CPU cores; the paper's 20 epochs stay the library default.
-MAIN_JOB_OVERRIDES = [*DEFAULT_OVERRIDES, "train.epochs=4", "train.patience=2", "train.progress=false"]
+MAIN_JOB_OVERRIDES = [*DEFAULT_OVERRIDES, "train.epochs=3", "train.patience=2", "train.progress=false"]
 
 
 def main_job_params(workdir: Path, preset: str = "default", seed: int = 2024,
