@@ -108,9 +108,7 @@ def train_and_evaluate(
 
     workdir = Path(workdir)
     processed = workdir / "processed"
-    # JSON turned the tuple fields into lists.
-    options = {k: tuple(v) if isinstance(v, list) else v for k, v in ingest.items()}
-    ingest_kuairec(raw_dir, processed, IngestConfig(**options))
+    ingest_kuairec(raw_dir, processed, IngestConfig.from_dict(ingest))
     model_dirs: dict[str, str | Path] = {}
     for name, config in models.items():
         data = dataclasses.replace(config.data, processed_dir=str(processed))

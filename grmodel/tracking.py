@@ -213,7 +213,7 @@ def log_configs(configs: dict[str, Any], run_id: str | None = None) -> None:
 
     params = {}
     for name, config in configs.items():
-        params.update(flatten_config(config, _metric_key(name)))
+        params.update(flatten_config(config, metric_key(name)))
     run_id = _run_id(run_id)
     items = [Param(k, v) for k, v in sorted(params.items())]
     client = connect()
@@ -248,7 +248,7 @@ def log_results(results: dict[str, dict[str, Any]], run_id: str | None = None) -
     """Final test metrics of every model (and the median/oracle rows): ``test.<model>.mae``."""
     flat = {}
     for name, row in results.items():
-        key = f"test.{_metric_key(name)}"
+        key = f"test.{metric_key(name)}"
         for metric in ("mae", "xauc", "xauc_tie_aware"):
             if _is_number(row.get(metric)):
                 flat[f"{key}.{metric}"] = row[metric]
@@ -302,7 +302,7 @@ def _run_id(run_id: str | None) -> str:
     return run.info.run_id
 
 
-def _metric_key(name: str) -> str:
+def metric_key(name: str) -> str:
     """MLflow keys allow letters, digits, ``_ - . /`` and spaces: "oracle (median)" → oracle_median."""
     return re.sub(r"[^0-9A-Za-z_\-./]+", "_", name.strip()).strip("_")
 

@@ -93,6 +93,18 @@ class IngestConfig:
     chunk_rows: int = 1_000_000
     row_group_rows: int = ROW_GROUP_ROWS  # Parquet row group size of the processed splits
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> IngestConfig:
+        """The config from JSON-like values (lists for the tuple fields), checked; unknown
+        names are an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise DataSpecError(f"IngestConfig: unknown option(s) {unknown}; known: {sorted(known)}")
+        config = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        config.validate()
+        return config
+
     def validate(self) -> None:
         def choice(name: str, allowed: tuple[str, ...]) -> None:
             if getattr(self, name) not in allowed:

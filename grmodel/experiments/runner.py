@@ -49,7 +49,7 @@ from grmodel.features import SPLITS, label_array, read_manifest, read_split
 from grmodel.models import WatchTimeModel
 from grmodel.models.gr import GRModel
 from grmodel.predict import predict_arrays
-from grmodel.train import train_model
+from grmodel.train import TrainResult, train_model
 from grmodel.vocab import N_SPECIAL
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ def write_experiment_report(
     """Evaluate the trained ``runs`` of ``plan`` on the test split; write report and figures."""
     started = time.perf_counter() if started is None else started
     out, data_dir, experiment, common = Path(out_dir), plan.data_dir, plan.experiment, plan.common
+    manifest = read_manifest(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     log.info("evaluating %d runs on the test split", len(runs))
     keys = {f"{r['row']}/seed{r['seed']}": out / r["model_dir"] for r in runs}
@@ -192,10 +193,10 @@ def write_experiment_report(
         "dataset": {
             "path": str(data_dir),
             "fingerprint": dataset_fingerprint(data_dir),
-            "label": read_manifest(data_dir).get("label"),
+            "label": manifest.get("label"),
             "test_rows": results[TRAIN_MEDIAN]["n"],
             "generated": generated,
-            "manifest": read_manifest(data_dir),
+            "manifest": manifest,
         },
         "seeds": plan.seeds,
         "reference_row": experiment.reference,
@@ -316,18 +317,25 @@ def train_or_resume(
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = train_model(config, model_dir, label_state, targets)
+    return {**write_run_record(result, config, fingerprint, time.perf_counter() - start), "resumed": False}
+
+
+def write_run_record(result: TrainResult, config: RunConfig, fingerprint: str, wall_seconds: float,
+                     **extra: Any) -> dict[str, Any]:
+    """Write ``run.json`` beside a trained model (it marks the run finished); the record."""
     record = {
         "config": config.to_dict(),
         "dataset_fingerprint": fingerprint,
-        "wall_seconds": time.perf_counter() - start,
+        "wall_seconds": wall_seconds,
         "train_seconds": result.train_seconds,
         "samples_per_second": result.samples_per_second,
         "best_epoch": result.best_epoch,
         "best_valid": result.best_valid,
         "history": result.history,
+        **extra,
     }
-    write_text_atomic(model_dir / RUN_RECORD, json.dumps(jsonable(record), indent=2))
-    return {**record, "resumed": False}
+    write_text_atomic(result.model_dir / RUN_RECORD, json.dumps(jsonable(record), indent=2))
+    return record
 
 
 # -- figure data --------------------------------------------------------------------------

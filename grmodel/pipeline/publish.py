@@ -70,7 +70,7 @@ def track_and_register(
     """
     from grmodel.registry import format_history
     from grmodel.reproduce import log_run_record
-    from grmodel.tracking import stage_run
+    from grmodel.tracking import finish_run, stage_run
 
     records = [(StageRecord.read(d), Path(d)) for d in stage_dirs]
     register_params = {"promotion": policy.to_dict(), "registry": {"model_name": model_name}}
@@ -89,8 +89,6 @@ def track_and_register(
     write_json_atomic(out / "decision.json", record)
     write_text_atomic(out / "decision.md", f"# Promotion gate: {model_name}\n\n"
                       f"{format_history([decision])}\n")
-    from grmodel.tracking import finish_run
-
     finish_run(target.uri, parent)
     return record
 

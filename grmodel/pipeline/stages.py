@@ -205,11 +205,15 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
            ) -> dict[str, Any]:
     """Turn raw KuaiRec files into the processed train/valid/test tables (``options``:
     fields of ``IngestConfig``, such as ``split`` and ``label_mode``)."""
+    from grmodel.data.io import DataSpecError
     from grmodel.data.kuairec import IngestConfig, ingest_kuairec
     from grmodel.features import read_manifest
 
     started = time.time()
-    config = _dataclass_from(IngestConfig, options or {}, "ingest options")
+    try:
+        config = IngestConfig.from_dict(options or {})
+    except DataSpecError as exc:
+        raise StageError(f"ingest options: {exc}") from None
     with atomic_directory(out_dir) as tmp:
         ingest_kuairec(raw_dir(fetched_dir), processed_dir(tmp), config)
         manifest = read_manifest(processed_dir(tmp))
@@ -396,7 +400,8 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     with the same run record an in-pod training writes."""
     from grmodel import pytorchjob
     from grmodel.checkpoint import META_FILE
-    from grmodel.experiments.runner import RUN_RECORD
+    from grmodel.experiments.runner import write_run_record
+    from grmodel.train import TrainResult
 
     options = dict(options)
     pod_mount = options.pop("mount_path", pytorchjob.DEFAULT_MOUNT)
@@ -417,12 +422,10 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     meta = json.loads((model_dir / META_FILE).read_text())
     seconds = time.perf_counter() - started
     speeds = [h["samples_per_second"] for h in meta["history"] if "samples_per_second" in h]
-    record = {"config": config.to_dict(), "dataset_fingerprint": fingerprint, "wall_seconds": seconds,
-              "train_seconds": seconds, "samples_per_second": float(np.mean(speeds)) if speeds else 0.0,
-              "best_epoch": meta["epoch"], "best_valid": meta["best_valid"], "history": meta["history"],
-              "replicas": replicas}
-    write_json_atomic(model_dir / RUN_RECORD, record)
-    return record
+    result = TrainResult(model_dir, meta["epoch"], meta["best_valid"], meta["history"],
+                         train_seconds=seconds,
+                         samples_per_second=float(np.mean(speeds)) if speeds else 0.0)
+    return write_run_record(result, config, fingerprint, seconds, replicas=replicas)
 
 
 def _pod_namespace() -> str:
@@ -488,9 +491,9 @@ def evaluate(
 
 def headline_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
     """``{row: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows."""
-    from grmodel.tracking import _metric_key
+    from grmodel.tracking import metric_key
 
-    return {_metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"])}
+    return {metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"])}
             for name, s in report["summary"].items()}
 
 
@@ -507,14 +510,3 @@ def _report_html(report: dict[str, Any], out: Path) -> str:
             f"</title></head><body><h1>{html.escape(report['title'])}</h1>"
             f"<pre>{html.escape(results_table(report))}</pre>{figures}</body></html>\n")
 
-
-def _dataclass_from(cls: type, values: dict[str, Any], what: str) -> Any:
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise StageError(f"{what}: unknown option(s) {unknown}; known: {sorted(known)}")
-    typed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    config = cls(**typed)
-    if hasattr(config, "validate"):
-        config.validate()
-    return config
