@@ -36,9 +36,20 @@ DATA = {"cpu": "2", "memory": "8G"}
 TRAIN_CPU = {"cpu": "4", "memory": "16G"}
 TRAIN_GPU = {"cpu": "8", "memory": "32G", "accelerator": "nvidia.com/gpu", "gpus": 1}
 RETRIES = 2  # transient failures: preempted nodes, a flaky object store
+# Credentials for the DVC remote, MLflow and its artifact store, read by every step from an
+# optional Kubernetes Secret (absent secret or key: the variable is unset). Create it with
+# `kubectl create secret generic grmodel-credentials --from-literal=AWS_ACCESS_KEY_ID=...`.
+CREDENTIALS_SECRET = "grmodel-credentials"  # noqa: S105 - a Secret's name, not its value
+CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                   "AWS_DEFAULT_REGION", "MLFLOW_S3_ENDPOINT_URL", "MLFLOW_TRACKING_TOKEN",
+                   "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
-def _resources(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
+def _on_cluster(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
+    """What a step gets on Kubernetes (a local run ignores it): requests, GPU, retries and
+    the credentials secret."""
+    kubernetes.use_secret_as_env(task, secret_name=CREDENTIALS_SECRET,
+                                 secret_key_to_env={k: k for k in CREDENTIAL_KEYS}, optional=True)
     task.set_cpu_request(spec["cpu"]).set_memory_request(spec["memory"])
     task.set_memory_limit(spec["memory"])
     if "accelerator" in spec:
@@ -77,49 +88,49 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
                     "mlflow_artifact_root": mlflow_artifact_root,
                     "pipeline_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
         closing = close_tracking(**tracking).set_caching_options(False)
-        _resources(closing, LIGHT)
+        _on_cluster(closing, LIGHT)
 
         with dsl.ExitHandler(closing, name="grmodel-run"):
             fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
                                  preset=preset, data_seed=data_seed)
             # Always re-read and verified (data_version "" means "what data.dvc records now"); the
             # steps after it are cached on the resolved version they take as an input.
-            _resources(fetched.set_caching_options(False), DATA, RETRIES)
+            _on_cluster(fetched.set_caching_options(False), DATA, RETRIES)
             version = fetched.outputs["Output"]
             raw = fetched.outputs["raw"]
 
             raw_check = validate(data=raw, kind="raw", data_version=version).set_display_name("validate-raw")
-            _resources(raw_check, DATA)
+            _on_cluster(raw_check, DATA)
 
             ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode)
-            _resources(ingested.after(raw_check), DATA)
+            _on_cluster(ingested.after(raw_check), DATA)
             processed = ingested.outputs["processed"]
 
             processed_check = validate(data=processed, kind="processed", data_version=version)
-            _resources(processed_check.set_display_name("validate-processed"), DATA)
+            _on_cluster(processed_check.set_display_name("validate-processed"), DATA)
 
             vocab = build_vocab(processed=processed, data_version=version, overrides=overrides)
-            _resources(vocab.after(processed_check), LIGHT)
+            _on_cluster(vocab.after(processed_check), LIGHT)
             tokens = encode_labels(processed=processed, vocabulary=vocab.outputs["vocabulary"],
                                    data_version=version, overrides=overrides)
-            _resources(tokens, DATA)
+            _on_cluster(tokens, DATA)
 
             gr = train_gr(processed=processed, vocabulary=vocab.outputs["vocabulary"],
                           tokens=tokens.outputs["tokens"], data_version=version, overrides=overrides,
                           seeds=seeds, train_replicas=train_replicas, train_pvc=train_pvc or "")
-            _resources(gr, TRAIN_GPU, RETRIES)
+            _on_cluster(gr, TRAIN_GPU, RETRIES)
             if train_pvc:
                 kubernetes.mount_pvc(gr, pvc_name=train_pvc, mount_path=DEFAULT_MOUNT)
 
             with dsl.ParallelFor(baselines) as baseline:
                 trained = train_baseline(processed=processed, baseline=baseline, data_version=version,
                                          overrides=overrides, seeds=seeds)
-                _resources(trained.after(processed_check), TRAIN_CPU, RETRIES)
+                _on_cluster(trained.after(processed_check), TRAIN_CPU, RETRIES)
 
             evaluated = evaluate(processed=processed, gr_model=gr.outputs["model"],
                                  baseline_models=dsl.Collected(trained.outputs["model"]),
                                  data_version=version, overrides=overrides, seeds=seeds)
-            _resources(evaluated, DATA)
+            _on_cluster(evaluated, DATA)
 
             registered = register(
                 raw=raw, raw_validation=raw_check.outputs["report"], processed=processed,
@@ -131,7 +142,7 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
                 max_xauc_drop=max_xauc_drop, require_beats_baselines=require_beats_baselines,
                 **tracking,
             )
-            _resources(registered.set_caching_options(False), DATA, RETRIES)
+            _on_cluster(registered.set_caching_options(False), DATA, RETRIES)
 
     return grmodel_pipeline
 

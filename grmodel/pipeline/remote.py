@@ -48,6 +48,15 @@ def compile_pipeline(out_path: str | Path, train_pvc: str | None = None) -> Path
     return out
 
 
+def load_compiled(path: str | Path = COMPILED_PIPELINE) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline spec of a compiled package and its Kubernetes platform spec (``{}`` if none):
+    the YAML holds them as two documents."""
+    import yaml
+
+    docs = list(yaml.safe_load_all(Path(path).read_text()))
+    return docs[0], docs[1] if len(docs) > 1 else {}
+
+
 def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelineParams:
     """Fill what a cluster run needs from this checkout, and refuse what would fail later.
 

@@ -8,11 +8,10 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import yaml
 
 from grmodel import images
 from grmodel.pipeline.params import PipelineParams
-from grmodel.pipeline.remote import COMPILED_PIPELINE, compile_pipeline
+from grmodel.pipeline.remote import COMPILED_PIPELINE, compile_pipeline, load_compiled
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +19,8 @@ def compiled(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv(images.REGISTRY_ENV, raising=False)
         path = compile_pipeline(tmp_path_factory.mktemp("compiled") / "pipeline.yaml")
-    return {"text": path.read_text(), "ir": yaml.safe_load(path.read_text())}
+    spec, platform = load_compiled(path)
+    return {"text": path.read_text(), "ir": spec, "platform": platform}
 
 
 def test_the_committed_yaml_matches_the_code(compiled):
@@ -95,9 +95,21 @@ def test_compiling_writes_nothing_on_failure(tmp_path, monkeypatch):
 def test_the_distributed_variant_mounts_the_shared_claim_on_the_gr_step(tmp_path):
     from grmodel.pytorchjob import DEFAULT_MOUNT
 
-    spec, platform = yaml.safe_load_all(compile_pipeline(tmp_path / "d.yaml", train_pvc="rwx").read_text())
-    mounts = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    assert list(mounts) == ["exec-train-gr"]
-    assert mounts["exec-train-gr"]["pvcMount"][0]["mountPath"] == DEFAULT_MOUNT
+    spec, platform = load_compiled(compile_pipeline(tmp_path / "d.yaml", train_pvc="rwx"))
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert [name for name, e in executors.items() if "pvcMount" in e] == ["exec-train-gr"]
+    assert executors["exec-train-gr"]["pvcMount"][0]["mountPath"] == DEFAULT_MOUNT
     task = _tasks(spec)["train-gr"]
     assert task["inputs"]["parameters"]["train_pvc"]["runtimeValue"]["constant"] == "rwx"
+
+
+def test_every_step_reads_the_optional_credentials_secret(compiled):
+    from pipelines.grmodel_pipeline import CREDENTIAL_KEYS, CREDENTIALS_SECRET
+
+    executors = compiled["platform"]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == set(compiled["ir"]["deploymentSpec"]["executors"])
+    for name, spec in executors.items():
+        (secret,) = spec["secretAsEnv"]
+        assert secret["secretNameParameter"]["runtimeValue"]["constant"] == CREDENTIALS_SECRET, name
+        assert secret["optional"] is True, name
+        assert [k["envVar"] for k in secret["keyToEnv"]] == list(CREDENTIAL_KEYS), name

@@ -10,11 +10,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-import yaml
 
 from grmodel.cli import main
 from grmodel.pipeline.params import PipelineParams
-from grmodel.pipeline.remote import COMPILED_PIPELINE, SubmitError, cluster_params, kfp_cron, schedule, submit
+from grmodel.pipeline.remote import SubmitError, cluster_params, kfp_cron, load_compiled, schedule, submit
 
 
 class StandIn(BaseHTTPRequestHandler):
@@ -89,7 +88,8 @@ def test_submit_creates_the_experiment_and_a_run_of_the_compiled_spec(kfp_server
     assert _posts(server, "/experiments")[0]["body"]["display_name"] == "nightly"
     run = _posts(server, "/runs")[0]["body"]
     assert run["display_name"] == "r1" and run["experiment_id"] == "exp-1"
-    assert run["pipeline_spec"] == yaml.safe_load(COMPILED_PIPELINE.read_text())
+    spec, platform = load_compiled()
+    assert run["pipeline_spec"] == {"pipeline_spec": spec, "platform_spec": platform}
     assert run["runtime_config"]["parameters"]["data_version"] == "abc.dir"
     assert run["runtime_config"]["parameters"]["baselines"] == ["cread", "tpm"]
 
