@@ -20,8 +20,8 @@ def cache_home() -> Path:
 
 def processed_dataset(preset: str, seed: int = 2024, cache: Path | None = None) -> Path:
     """The processed dataset of ``preset`` (generated and ingested on first use)."""
-    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
-    from grmodel.data.synth import SynthConfig, generate_kuairec
+    from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
     cache = cache or cache_home()
     raw = cache / "bench_ingest" / f"kuairec-{preset}-seed{seed}"

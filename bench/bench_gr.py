@@ -29,10 +29,10 @@ import torch
 
 from grmodel.checkpoint import load_checkpoint
 from grmodel.config import RunConfig
+from grmodel.distributed import autocast, resolve_device
 from grmodel.features import FeatureSchema, FieldSpec, read_split
 from grmodel.models.gr import GRModel
-from grmodel.predict import autocast, resolve_device
-from grmodel.train import make_optimizer
+from grmodel.training.loop import make_optimizer
 
 
 def kuairec_like(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

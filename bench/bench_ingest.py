@@ -27,12 +27,12 @@ def _phase(args: argparse.Namespace) -> None:
     """Run one phase in this process and print its figures as one JSON line."""
     start = time.perf_counter()
     if args.phase == "generate":
-        from grmodel.data.synth import SynthConfig, generate_kuairec
+        from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
         summary = generate_kuairec(args.raw, SynthConfig.preset(args.preset, seed=args.seed))
         rows = summary["rows"]
     else:
-        from grmodel.data.kuairec import IngestConfig, ingest_kuairec
+        from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 
         manifest = ingest_kuairec(args.raw, args.out, IngestConfig(seed=args.seed))
         rows = manifest["splits"]["rows"]

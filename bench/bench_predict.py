@@ -30,7 +30,8 @@ from grmodel import registry, tracking
 from grmodel.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from grmodel.config import RunConfig
 from grmodel.models.gr import GRModel
-from grmodel.train import SplitArrays, fit
+from grmodel.training.batches import SplitArrays
+from grmodel.training.loop import fit
 from grmodel.vocab import PAD
 
 NAME = "bench-gr"

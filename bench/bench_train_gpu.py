@@ -5,7 +5,7 @@
     python bench/bench_train_gpu.py --device cpu --preset tiny --steps 20 --batch-size 128  # anywhere
 
 Unlike ``bench_gr.py`` (the model's step alone, on tensors already on the device), this runs
-``grmodel.train.train_model`` end to end on generated KuaiRec-shaped data (cached): batches are
+``grmodel.training.loop.train_model`` end to end on generated KuaiRec-shaped data (cached): batches are
 gathered on the host, copied through pinned memory with ``non_blocking`` transfers (in-memory
 input) or by a DataLoader with ``pin_memory`` (streaming input), and the step runs under bf16
 autocast on CUDA. Samples/s is the trainer's own figure (training steps only, warm-up
@@ -41,7 +41,7 @@ def main() -> None:
     import torch
 
     from grmodel.config import RunConfig
-    from grmodel.train import train_model
+    from grmodel.training.loop import train_model
 
     data = processed_dataset(args.preset, args.seed)
     overrides = [

@@ -32,7 +32,7 @@ def _phase(args: argparse.Namespace) -> None:
     import torch
 
     from grmodel.config import RunConfig
-    from grmodel.train import train_model
+    from grmodel.training.loop import train_model
 
     torch.set_num_threads(args.threads)
     config = RunConfig().with_overrides([

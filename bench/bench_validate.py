@@ -2,7 +2,7 @@
 
     python bench/bench_validate.py --preset full      # KuaiRec sizes: 12.5M + 4.7M rows
 
-The raw files are generated once with ``grmodel.data.synth`` into ``--cache`` and reused.
+The raw files are generated once with ``grmodel.data.kuairec.synth`` into ``--cache`` and reused.
 Prints the seconds of each phase, the rows validated and the peak resident memory.
 """
 
@@ -23,7 +23,7 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="also write the reports here")
     args = parser.parse_args()
 
-    from grmodel.data.synth import SynthConfig, generate_kuairec
+    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
     raw_dir = Path(args.cache) / f"kuairec-{args.preset}-seed{args.seed}"
     if not raw_dir.exists():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -72,3 +73,20 @@ def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def through_json(value: Any) -> Any:
+    """What ``value`` becomes once written as JSON and read back (tuples become lists), so a
+    value in memory compares equal to its stored copy."""
+    return json.loads(json.dumps(value))
+
+
+def jsonable(value: Any) -> Any:
+    """NaN and infinities become null, so the JSON written is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value

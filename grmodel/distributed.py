@@ -1,4 +1,5 @@
-"""Process-group helpers for data-parallel training under ``torchrun``.
+"""Where a run executes: the device (:func:`resolve_device`, bf16 :func:`autocast` on CUDA) and
+the process group of data-parallel training under ``torchrun``.
 
 ``grmodel train`` runs unchanged as one process or under ``torchrun --nproc_per_node=N``:
 :func:`distributed_context` reads the launcher's environment (``RANK``, ``WORLD_SIZE``,
@@ -25,11 +26,23 @@ import numpy as np
 import torch
 from torch import nn
 
-from grmodel.predict import resolve_device
-
 log = logging.getLogger(__name__)
 
 LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but no CUDA device is available")
+    return torch.device(name)
+
+
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """bf16 autocast on CUDA; a no-op context on CPU (CPU runs stay exact and reproducible)."""
+    use = enabled and device.type == "cuda"
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use)
 
 
 @dataclass(frozen=True)
@@ -189,17 +202,6 @@ def split_bounds(n: int, parts: int) -> list[tuple[int, int]]:
 def rank_seed(seed: int, rank: int) -> int:
     """Seed of rank ``rank``'s dropout / sampling stream (rank 0 keeps ``seed``)."""
     return seed if rank == 0 else seed + 1_000_003 * rank
-
-
-def weights_digest(model: nn.Module) -> str:
-    """SHA-256 of the model's parameters and buffers (in state_dict order), for checks."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, value in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def describe(ctx: DistContext) -> dict[str, Any]:

@@ -6,21 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from grmodel.distributed import autocast
 from grmodel.models import WatchTimeModel
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but no CUDA device is available")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
-    """bf16 autocast on CUDA; a no-op context on CPU (CPU runs stay exact and reproducible)."""
-    use = enabled and device.type == "cuda"
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use)
 
 
 @torch.no_grad()

@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from grmodel import versioning
+from grmodel.atomic import through_json
 from grmodel.config import EvalConfig, RunConfig
+from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.evaluate import evaluate_models
+from grmodel.training.loop import train_model
+from grmodel.training.records import MISSING, differences
 
 RECORD_FORMAT = "grmodel.run_record/1"
 # What the tracking layer logs with an MLflow run (see log_run_record).
@@ -102,10 +106,6 @@ def train_and_evaluate(
     eval_config: EvalConfig,
 ) -> dict[str, Any]:
     """Ingest ``raw_dir``, train each model, evaluate them all on the test split."""
-    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
-    from grmodel.evaluate import evaluate_models
-    from grmodel.train import train_model
-
     workdir = Path(workdir)
     processed = workdir / "processed"
     ingest_kuairec(raw_dir, processed, IngestConfig.from_dict(ingest))
@@ -114,7 +114,7 @@ def train_and_evaluate(
         data = dataclasses.replace(config.data, processed_dir=str(processed))
         model_dirs[name] = train_model(dataclasses.replace(config, data=data),
                                        workdir / "models" / name).model_dir
-    return _through_json(evaluate_models(processed, model_dirs, eval_config))
+    return through_json(evaluate_models(processed, model_dirs, eval_config))
 
 
 def record_run(
@@ -127,10 +127,8 @@ def record_run(
 ) -> RunRecord:
     """Run on the workspace's ``data/`` (refused unless it is exactly ``data_version``, or
     the version ``data.dvc`` records) and return the record of the run."""
-    from grmodel.data.kuairec import IngestConfig
-
     version = versioning.require_version(repo_root, data_version)
-    ingest_options = _through_json(dataclasses.asdict(IngestConfig(**(ingest or {}))))
+    ingest_options = through_json(dataclasses.asdict(IngestConfig(**(ingest or {}))))
     eval_config = eval_config or EvalConfig()
     metrics = train_and_evaluate(Path(repo_root) / versioning.DATA_DIR, workdir, ingest_options,
                                  models, eval_config)
@@ -138,7 +136,7 @@ def record_run(
         data_version=version,
         data_git_rev=versioning.version_rev(repo_root, version),
         ingest=ingest_options,
-        models={name: _through_json(cfg.to_dict()) for name, cfg in models.items()},
+        models={name: through_json(cfg.to_dict()) for name, cfg in models.items()},
         metrics=metrics,
         eval=dataclasses.asdict(eval_config),
     )
@@ -171,8 +169,8 @@ def compare_metrics(recorded: dict[str, Any], reproduced: dict[str, Any]) -> lis
     for model in _union(recorded, reproduced):
         before, after = recorded.get(model, {}), reproduced.get(model, {})
         for metric in _union(before, after):
-            a, b = before.get(metric, _MISSING), after.get(metric, _MISSING)
-            rows.append(MetricRow(f"{model}/{metric}", a, b, _differences(a, b, metric)))
+            a, b = before.get(metric, MISSING), after.get(metric, MISSING)
+            rows.append(MetricRow(f"{model}/{metric}", a, b, differences(a, b, metric)))
     return rows
 
 
@@ -196,21 +194,6 @@ def format_report(reproduction: Reproduction) -> str:
     return "\n".join(lines)
 
 
-_MISSING = "<missing>"
-
-
-def _differences(a: Any, b: Any, path: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for key in _union(a, b)
-                for d in _differences(a.get(key, _MISSING), b.get(key, _MISSING), f"{path}.{key}")]
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        if len(a) != len(b):
-            return [f"{path} (length {len(a)} vs {len(b)})"]
-        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _differences(x, y, f"{path}[{i}]")]
-    same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-    return [] if same else [path]
-
-
 def _union(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return [*a, *(k for k in b if k not in a)]
 
@@ -221,11 +204,6 @@ def _show(value: Any) -> str:
     if isinstance(value, list | tuple):
         return f"[{len(value)} values]"
     return repr(value)
-
-
-def _through_json(value: Any) -> Any:
-    """What a value becomes once stored as JSON (tuples -> lists), so records compare alike."""
-    return json.loads(json.dumps(value))
 
 
 # ------------------------------------------------------------------------------- MLflow

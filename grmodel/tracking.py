@@ -32,7 +32,7 @@ from grmodel import __version__
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from grmodel.train import TrainResult
+    from grmodel.training.records import TrainResult
 
 DEFAULT_EXPERIMENT = "grmodel"
 # Tag names shared by parent and stage runs (searchable: tags.pipeline_run_id = '...').

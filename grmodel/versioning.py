@@ -33,13 +33,12 @@ import yaml
 
 from grmodel.atomic import atomic_directory
 from grmodel.data.io import sha256_file
+from grmodel.data.kuairec.schema import GENERATOR, SYNTH_FILE
 
 log = logging.getLogger(__name__)
 
 DATA_DIR = "data"
 DVC_FILE = "data.dvc"
-SYNTH_FILE = "synth.json"  # written by grmodel.data.synth.generate_kuairec beside the raw files
-GENERATOR = "grmodel.data.synth.generate_kuairec"
 
 EnsureOutcome = Literal["present", "pulled", "regenerated"]
 
@@ -226,7 +225,7 @@ def ensure_data(repo_root: str | Path, force: bool = False) -> EnsureOutcome:
 def regenerate(recorded: DataVersion, out_dir: str | Path) -> None:
     """Rebuild ``recorded`` from its generator settings into ``out_dir``; ``out_dir`` is
     replaced only when the result hashes to ``recorded.md5``."""
-    from grmodel.data.synth import SynthConfig, generate_kuairec
+    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
     generator = recorded.generator or {}
     if generator.get("name") != GENERATOR or not isinstance(generator.get("config"), dict):

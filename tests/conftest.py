@@ -94,7 +94,7 @@ def gr_config():
 @pytest.fixture(scope="session")
 def trained_gr(planted_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
     """GR trained for 8 epochs on the planted dataset (a TrainResult)."""
-    from grmodel.train import train_model
+    from grmodel.training.loop import train_model
 
     out = tmp_path_factory.mktemp("gr") / "model"
     return train_model(_gr_config(planted_dataset, "train.epochs=8", "train.patience=8"), out)
@@ -121,3 +121,23 @@ def grouped_dataset(planted_dataset: Path, tmp_path_factory: pytest.TempPathFact
     frame = pd.read_parquet(root / "train.parquet")
     frame.to_parquet(root / "train.parquet", index=False, row_group_size=700)
     return root
+
+
+# A tiny generated KuaiRec directory and its chronological ingest, made once per session, for
+# the validation and command-line tests (tests/data/conftest.py has its own for the data tests).
+@pytest.fixture(scope="session")
+def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+
+    raw = tmp_path_factory.mktemp("kuairec") / "raw"
+    generate_kuairec(raw, SynthConfig.preset("tiny", seed=7))
+    return raw
+
+
+@pytest.fixture(scope="session")
+def tiny_processed(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+
+    out = tmp_path_factory.mktemp("kuairec") / "processed"
+    ingest_kuairec(tiny_raw, out, IngestConfig(split="chronological"))
+    return out

@@ -13,8 +13,9 @@ import pytest
 from dvc.repo import Repo
 
 from grmodel import versioning
+from grmodel.cli.reproduce import register
 from grmodel.config import RunConfig
-from grmodel.data.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.reproduce import (
     ReproduceError,
     Reproduction,
@@ -26,7 +27,6 @@ from grmodel.reproduce import (
     record_run,
     reproduce,
 )
-from grmodel.versioning_commands import register
 
 # A tiny GR model and a few optimiser steps: seconds on one CPU thread.
 TINY_GR = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",

@@ -12,7 +12,7 @@ import pytest
 from grmodel import __version__, tracking
 from grmodel.config import RunConfig
 from grmodel.registry import PromotionPolicy
-from grmodel.train import TrainResult
+from grmodel.training.records import TrainResult
 
 HISTORY = [
     {"epoch": 0, "step": 10, "train_loss": 3.0, "valid_mae": 6.0, "valid_xauc": 0.60,

@@ -13,9 +13,9 @@ import yaml
 from dvc.repo import Repo
 
 from grmodel import versioning
-from grmodel.data.synth import SynthConfig, generate_kuairec
+from grmodel.cli.data import register as register_data_commands
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.versioning import VersioningError
-from grmodel.versioning_commands import add_version_commands
 
 
 def run(cwd: Path, *cmd: str) -> str:
@@ -177,11 +177,11 @@ def test_export_regenerates_a_version_that_no_cache_or_remote_holds(origin, tmp_
 
 def test_data_commands(origin, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    add_version_commands(parser.add_subparsers(dest="data_command", required=True))
+    register_data_commands(parser.add_subparsers(dest="command", required=True))
     repo = str(clone(origin, tmp_path / "clone"))
 
     def cli(*argv: str) -> str:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(["data", *argv])
         assert args.handler(args) == 0
         return capsys.readouterr().out
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from grmodel.atomic import write_text_atomic
+from grmodel.atomic import jsonable, write_text_atomic
 from grmodel.config import RunConfig
 
 HEADLINE = ("mae", "xauc", "xauc_tie_aware")
@@ -263,17 +263,6 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 
 # -- files ----------------------------------------------------------------------------------
-def jsonable(value: Any) -> Any:
-    """NaN and infinities become null, so report.json is strict JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
-
-
 def write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
     """``report.json`` and ``report.md`` in ``out_dir``, each written atomically."""
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"

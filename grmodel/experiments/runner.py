@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -31,33 +30,31 @@ import numpy as np
 import torch
 
 from grmodel import __version__
-from grmodel.checkpoint import WEIGHTS_FILE, load_checkpoint
+from grmodel.atomic import through_json
+from grmodel.checkpoint import load_checkpoint
 from grmodel.config import ConfigError, RunConfig
+from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.data.kuairec.synth import SYNTH_FILE, SynthConfig, generate_kuairec
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN, evaluate_models
 from grmodel.experiments.figures import render_figures
 from grmodel.experiments.report import (
     compare_rows,
     config_changes,
-    jsonable,
     summarize_constant,
     summarize_row,
     write_reports,
-    write_text_atomic,
 )
 from grmodel.experiments.specs import Experiment, Overrides, Row, base_seed, experiment_spec, row_config
-from grmodel.features import SPLITS, label_array, read_manifest, read_split
+from grmodel.features import label_array, read_manifest, read_split
 from grmodel.models import WatchTimeModel
 from grmodel.models.gr import GRModel
 from grmodel.predict import predict_arrays
-from grmodel.train import TrainResult, train_model
+from grmodel.training.loop import train_or_resume
+from grmodel.training.records import dataset_fingerprint
 from grmodel.vocab import N_SPECIAL
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "run.json"
-# Config keys that cannot change a run's result: a run that differs only in these is resumed.
-# data.processed_dir: where a pipeline stage sees the dataset; the fingerprint names the data itself.
-RESULT_NEUTRAL = {"train": ("progress", "num_threads"), "data": ("processed_dir",), "eval": None}
 # Test rows drawn (seeded) for the distribution and generated-token figures.
 FIGURE_ROWS = 20_000
 DISTRIBUTION_BINS = 40
@@ -234,9 +231,6 @@ def _row_records(experiment: Experiment, overrides: Overrides,
 # -- data ---------------------------------------------------------------------------------
 def prepare_generated(data_dir: Path, preset: str, seed: int) -> Path:
     """Generate and ingest the synth ``preset`` under ``data_dir`` unless already there."""
-    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
-    from grmodel.data.synth import SYNTH_FILE, SynthConfig, generate_kuairec
-
     raw, processed = data_dir / "raw", data_dir / "processed"
     synth, ingest = SynthConfig.preset(preset, seed=seed), IngestConfig(seed=seed)
     if raw.exists():
@@ -253,89 +247,10 @@ def prepare_generated(data_dir: Path, preset: str, seed: int) -> Path:
 
 
 def _check_same(path: Path, recorded: dict[str, Any], wanted: Any) -> None:
-    if recorded != json.loads(json.dumps(dataclasses.asdict(wanted))):
+    if recorded != through_json(dataclasses.asdict(wanted)):
         raise ConfigError(f"{path}: the data there was made with other settings than"
                           f" {type(wanted).__name__} {dataclasses.asdict(wanted)}; use another --out"
                           f" or remove {path.parent.parent}")
-
-
-def dataset_fingerprint(processed_dir: Path) -> str:
-    """sha256 over the manifest and the three split files."""
-    from grmodel.data.io import sha256_file
-
-    digest = hashlib.sha256()
-    for name in ("manifest.json", *(f"{split}.parquet" for split in SPLITS)):
-        digest.update(f"{name}:{sha256_file(processed_dir / name)}\n".encode())
-    return digest.hexdigest()
-
-
-# -- training -----------------------------------------------------------------------------
-def _result_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The config without the keys that cannot change a run's result."""
-    kept = json.loads(json.dumps(RunConfig.from_dict(config).to_dict()))
-    for section, keys in RESULT_NEUTRAL.items():
-        if keys is None:
-            kept.pop(section, None)
-        else:
-            for key in keys:
-                kept[section].pop(key, None)
-    return kept
-
-
-def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[str, Any] | None:
-    """The record of a finished run of ``config`` on this data in ``model_dir``, else None."""
-    path = model_dir / RUN_RECORD
-    if not (path.is_file() and (model_dir / WEIGHTS_FILE).is_file()):
-        return None
-    try:
-        record = json.loads(path.read_text())
-        same = (record["dataset_fingerprint"] == fingerprint
-                and _result_identity(record["config"]) == _result_identity(config.to_dict()))
-    except (ValueError, KeyError, TypeError):  # unreadable, or written by another config version
-        same = False
-    if not same:
-        log.info("%s was trained with another config or dataset: training again", model_dir)
-        return None
-    return record
-
-
-def train_or_resume(
-    config: RunConfig,
-    model_dir: Path,
-    fingerprint: str,
-    label_state: dict[str, Any] | None = None,
-    targets: dict[str, np.ndarray] | None = None,
-) -> dict[str, Any]:
-    """Train ``config`` into ``model_dir`` (or reuse a finished identical run); its record.
-
-    ``label_state`` and ``targets`` pass through to :func:`grmodel.train.train_model`.
-    """
-    record = finished_run(model_dir, config, fingerprint)
-    if record is not None:
-        log.info("reusing the finished run in %s", model_dir)
-        return {**record, "resumed": True}
-    model_dir.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    result = train_model(config, model_dir, label_state, targets)
-    return {**write_run_record(result, config, fingerprint, time.perf_counter() - start), "resumed": False}
-
-
-def write_run_record(result: TrainResult, config: RunConfig, fingerprint: str, wall_seconds: float,
-                     **extra: Any) -> dict[str, Any]:
-    """Write ``run.json`` beside a trained model (it marks the run finished); the record."""
-    record = {
-        "config": config.to_dict(),
-        "dataset_fingerprint": fingerprint,
-        "wall_seconds": wall_seconds,
-        "train_seconds": result.train_seconds,
-        "samples_per_second": result.samples_per_second,
-        "best_epoch": result.best_epoch,
-        "best_valid": result.best_valid,
-        "history": result.history,
-        **extra,
-    }
-    write_text_atomic(result.model_dir / RUN_RECORD, json.dumps(jsonable(record), indent=2))
-    return record
 
 
 # -- figure data --------------------------------------------------------------------------

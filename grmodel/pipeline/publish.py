@@ -128,7 +128,7 @@ def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
 
 def select_gr_seed(gr_model_dir: str | Path) -> Path:
     """The GR run to register: the seed with the best validation score (never the test's)."""
-    from grmodel.experiments.runner import RUN_RECORD
+    from grmodel.training.records import RUN_RECORD
 
     candidates = []
     for run in sorted(Path(gr_model_dir).glob("seed*")):

@@ -112,7 +112,7 @@ def fetch_data(
                 how = "exported"
             git_rev = versioning.version_rev(repo, version)
         elif source == "generate":
-            from grmodel.data.synth import SynthConfig, generate_kuairec
+            from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
             generate_kuairec(raw, SynthConfig.preset(preset, seed=data_seed))
             how = "generated"
@@ -206,7 +206,7 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
     """Turn raw KuaiRec files into the processed train/valid/test tables (``options``:
     fields of ``IngestConfig``, such as ``split`` and ``label_mode``)."""
     from grmodel.data.io import DataSpecError
-    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
+    from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
     from grmodel.features import read_manifest
 
     started = time.time()
@@ -230,9 +230,9 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
 def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] | None = None
                 ) -> dict[str, Any]:
     """GR's vocabulary (its label state: token values, decode length) from the train labels."""
-    from grmodel.experiments.runner import dataset_fingerprint
     from grmodel.features import read_labels
     from grmodel.models.gr import GRModel
+    from grmodel.training.records import dataset_fingerprint
 
     started = time.time()
     data = processed_dir(ingested)
@@ -255,7 +255,7 @@ def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] 
 
 def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str, Any]:
     """The label state in ``vocab_dir``, checked against the config and data it will serve."""
-    from grmodel.experiments.runner import dataset_fingerprint
+    from grmodel.training.records import dataset_fingerprint
 
     path = Path(vocab_dir) / VOCABULARY_FILE
     if not path.is_file():
@@ -356,8 +356,9 @@ def train(
     ReadWriteMany claim ``pvc_claim`` (mounted here too); ``job_options`` go to
     ``grmodel.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
     """
-    from grmodel.experiments.runner import dataset_fingerprint, train_or_resume
     from grmodel.features import read_labels
+    from grmodel.training.loop import train_or_resume
+    from grmodel.training.records import dataset_fingerprint
 
     started = time.time()
     data = processed_dir(ingested)
@@ -400,8 +401,7 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     with the same run record an in-pod training writes."""
     from grmodel import pytorchjob
     from grmodel.checkpoint import META_FILE
-    from grmodel.experiments.runner import write_run_record
-    from grmodel.train import TrainResult
+    from grmodel.training.records import TrainResult, write_run_record
 
     options = dict(options)
     pod_mount = options.pop("mount_path", pytorchjob.DEFAULT_MOUNT)
@@ -455,12 +455,8 @@ def evaluate(
     train median and the oracle; write the report, figures, ``metrics.json`` and
     ``report.html`` (figures inlined) into ``out_dir``."""
     from grmodel.experiments.report import results_table
-    from grmodel.experiments.runner import (
-        dataset_fingerprint,
-        finished_run,
-        run_entry,
-        write_experiment_report,
-    )
+    from grmodel.experiments.runner import run_entry, write_experiment_report
+    from grmodel.training.records import dataset_fingerprint, finished_run
 
     started = time.time()
     data = processed_dir(ingested)

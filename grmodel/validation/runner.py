@@ -30,15 +30,11 @@ import pyarrow as pa
 
 from grmodel import __version__
 from grmodel.codec import EncodedLabels, LabelCodec
+from grmodel.data.kuairec.schema import INTERACTION_FILES, ITEM_FILE, RAW_FILES, USER_FILE, ColumnKind
 from grmodel.features import SPLITS, FeatureSchema, read_manifest
 from grmodel.validation.report import CheckResult, ValidationReport, plain
 from grmodel.validation.suites import (
-    INTERACTION_FILES,
-    ITEM_FILE,
-    RAW_FILES,
-    USER_FILE,
     Check,
-    ColumnKind,
     ProcessedBounds,
     RawBounds,
     TableSuite,

@@ -25,11 +25,22 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from grmodel.data.kuairec.schema import (
+    INTERACTION_COLUMNS,
+    ITEM_FILE,
+    MAX_TAGS,
+    N_TAGS,
+    ONEHOT_LEVELS,
+    TAG_LIST,
+    USER_ACTIVE_DEGREES,
+    USER_FILE,
+    USER_FLAGS,
+    ColumnKind,
+)
 from grmodel.features import FeatureSchema
 from grmodel.vocab import SOS
 
 Severity = Literal["error", "warning"]
-ColumnKind = Literal["int", "float", "str"]
 
 # dtype names accepted per declared kind: numpy names for plain columns, "Int64Dtype" for an
 # integer column with missing values, and the Python type for values of a column that only
@@ -205,29 +216,13 @@ def _float(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 # ------------------------------------------------------------------------------ raw KuaiRec
 
-INTERACTION_FILES = ("big_matrix.csv", "small_matrix.csv")
-ITEM_FILE = "item_categories.csv"
-USER_FILE = "user_features.csv"
-RAW_FILES = (*INTERACTION_FILES, ITEM_FILE, USER_FILE)
-INTERACTION_COLUMNS: dict[str, ColumnKind] = {
-    "user_id": "int",
-    "video_id": "int",
-    "play_duration": "int",
-    "video_duration": "int",
-    # Read as float: rows of the small matrix lack their date (kuairec.md).
-    "date": "float",
-    "timestamp": "float",
-    "watch_ratio": "float",
-}
-ONEHOT_LEVELS = (2, 8, 30, 1076, 12, 10, 3, 47, 340, 7, 5, 3, 2, 2, 2, 2, 2, 2)
-USER_FLAGS = ("is_lowactive_period", "is_live_streamer", "is_video_author")
 WATCH_RATIO_SAMPLES = ("play_duration", "video_duration", "watch_ratio")
 
 
 @dataclass(frozen=True)
 class RawBounds:
     """Bounds of the raw KuaiRec suites; the defaults accept the real files and the generated
-    ones (every preset of ``grmodel.data.synth``)."""
+    ones (every preset of ``grmodel.data.kuairec.synth``)."""
 
     big_rows: tuple[int, int] = (1_000, 20_000_000)
     small_rows: tuple[int, int] = (1_000, 10_000_000)
@@ -244,10 +239,9 @@ class RawBounds:
     max_share_above_spike: float = 0.03
     # The small matrix lacks about 4% of its dates/timestamps: warn beyond 10%.
     min_time_present: float = 0.9
-    n_tags: int = 31
-    max_tags_per_video: int = 4
-    user_active_degrees: tuple[str, ...] = ("full_active", "high_active", "middle_active",
-                                            "UNKNOWN")
+    n_tags: int = N_TAGS
+    max_tags_per_video: int = MAX_TAGS
+    user_active_degrees: tuple[str, ...] = USER_ACTIVE_DEGREES
     onehot_levels: tuple[int, ...] = ONEHOT_LEVELS
     # onehot_feat4 and 12-17 lack about 4% of users (kuairec.md): warn beyond 10%.
     min_onehot_present: float = 0.9
@@ -349,9 +343,6 @@ def interaction_suite(
     return TableSuite(file_name, dict(INTERACTION_COLUMNS), tuple(checks), tuple(derived))
 
 
-TAG_LIST = r"^\[\s*\d+(?:\s*,\s*\d+)*\s*\]$"
-
-
 def _tag_stats(frame: pd.DataFrame) -> pd.DataFrame:
     """Number of tags and the largest tag id of each ``feat`` list literal (NaN if malformed)."""
     feat = frame["feat"].astype("str")
@@ -359,7 +350,7 @@ def _tag_stats(frame: pd.DataFrame) -> pd.DataFrame:
     tags = feat.str.findall(r"\d+").where(well_formed)
     return pd.DataFrame({
         "n": tags.map(lambda t: len(t) if isinstance(t, list) else np.nan),
-        "max": tags.map(lambda t: max(map(int, t)) if isinstance(t, list) else np.nan),
+        "max": tags.map(lambda t: max(map(int, t)) if isinstance(t, list) and t else np.nan),
     }).astype("Int64")
 
 

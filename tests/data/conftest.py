@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from grmodel.data.kuairec import IngestConfig, ingest_kuairec
-from grmodel.data.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
 # The real KuaiRec side files live beside the repository (../shared from its root).
 REAL_SIDE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kuairec-side"

@@ -18,7 +18,8 @@ from grmodel.data.streaming import ParquetStream, batches_per_rank, shard_pieces
 from grmodel.features import DatasetError, FeatureSchema, read_manifest
 from grmodel.models.gr import GRModel
 from grmodel.predict import predict_frame
-from grmodel.train import SplitArrays, fit_label_state_from_columns, train_model
+from grmodel.training.batches import SplitArrays
+from grmodel.training.loop import fit_label_state_from_columns, train_model
 
 ROW_GROUP = 700  # grouped_dataset (tests/conftest.py): 4,800 train rows in 7 row groups
 
@@ -126,7 +127,7 @@ def test_streaming_training_learns(grouped, gr_config, tmp_path):
 
 
 def test_ingest_writes_row_groups_of_the_configured_size(tiny_raw, tiny_processed, tmp_path):
-    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
+    from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
     from grmodel.data.streaming import row_groups
 
     out = tmp_path / "p"

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from grmodel.checkpoint import load_checkpoint
+from grmodel.cli.experiment import register
 from grmodel.config import CLEM_ABLATIONS, ConfigError, EvalConfig, RunConfig
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN, evaluate_models
-from grmodel.experiment_commands import register
 from grmodel.experiments.figures import CURVES_FILE, FIG4_FILE, FIG5_FILE, FIG5A_FILE
-from grmodel.experiments.runner import RUN_RECORD, finished_run, run_experiment
+from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import TABLE1_MODELS
 from grmodel.features import label_array, read_split
+from grmodel.training.records import RUN_RECORD, finished_run
 
 # Tiny models and a handful of optimiser steps: these tests check the plumbing, not accuracy.
 TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",

@@ -23,7 +23,7 @@ from grmodel.models.tpm import TPMModel, leaf_log_probs, moments, tree_tables
 from grmodel.models.vr import VRModel
 from grmodel.models.wlr import WLRModel
 from grmodel.predict import predict_frame
-from grmodel.train import train_model
+from grmodel.training.loop import train_model
 
 SMALL = ["model.emb_dim=16", "model.encoder_hidden=64", "model.dropout=0.0",
          "train.batch_size=128", "train.lr=3e-3", "train.progress=false", "train.num_threads=1"]

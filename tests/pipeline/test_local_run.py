@@ -112,7 +112,7 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     """Broken raw data: the raw gate fails; no vocabulary, no model, nothing registered."""
     from mlflow import MlflowClient
 
-    from grmodel.data.synth import SynthConfig, generate_kuairec
+    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
     raw = tmp_path / "raw"
     generate_kuairec(raw, SynthConfig.preset("tiny", seed=3))

@@ -12,7 +12,7 @@ import pytest
 from dvc.repo import Repo
 
 from grmodel import versioning
-from grmodel.data.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.pipeline import stages
 from grmodel.pipeline.stages import StageError
 
@@ -144,8 +144,8 @@ class TrainingOperator:
 
 
 def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(ingested, tmp_path):
-    from grmodel.experiments.runner import RUN_RECORD, dataset_fingerprint, finished_run
     from grmodel.pytorchjob import DEFAULT_MOUNT
+    from grmodel.training.records import RUN_RECORD, dataset_fingerprint, finished_run
 
     overrides = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "train.epochs=1",
                  "train.progress=false", "train.num_threads=1"]

@@ -68,7 +68,7 @@ def test_bounds_are_parameters_recorded_in_the_result(tiny_raw: Path) -> None:
 
 
 def test_gate_stops_before_anything_downstream(tmp_path: Path) -> None:
-    from grmodel.data.kuairec import ingest_kuairec
+    from grmodel.data.kuairec.ingest import ingest_kuairec
 
     raw = tmp_path / "raw"
     raw.mkdir()

@@ -1,4 +1,5 @@
-"""``grmodel data synth | ingest | tabular``: the datasets layer on the command line.
+"""``grmodel data synth | ingest | tabular | version | snapshot | ensure``: the datasets layer
+and its versions (DVC) on the command line.
 
 Every option of a config is reachable: the common ones as flags, any other with
 ``--set field=value`` (repeatable; values parse as JSON when they can, so ``--set
@@ -10,10 +11,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import typing
 from typing import Any
 
+from grmodel import versioning
 from grmodel.data.io import DataSpecError
+from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+from grmodel.data.tabular import build_tabular
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,14 +54,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="processed directory to write (replaced atomically)")
     p.set_defaults(handler=_tabular)
 
-    from grmodel.versioning_commands import add_version_commands
+    p = commands.add_parser("version", help="print the data version in use (data.dvc)")
+    _repo_argument(p)
+    p.add_argument("--check", action="store_true",
+                   help="also fail unless data/ is exactly that version")
+    p.set_defaults(handler=_version)
 
-    add_version_commands(commands)  # data version | snapshot | ensure
+    p = commands.add_parser("snapshot", help="record data/ as a new data version (dvc add + push)")
+    _repo_argument(p)
+    p.add_argument("--no-push", action="store_true", help="add to the local DVC cache only")
+    p.set_defaults(handler=_snapshot)
+
+    p = commands.add_parser(
+        "ensure", help="obtain the recorded data version: dvc pull, else regenerate and verify")
+    _repo_argument(p)
+    p.add_argument("--force", action="store_true",
+                   help="discard changes in data/ that no data version records")
+    p.set_defaults(handler=_ensure)
+
+
+def _repo_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo", default=".", help="repository root holding data.dvc")
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from grmodel.data.synth import SynthConfig, generate_kuairec
-
     overrides = _parse_overrides(SynthConfig, args.set)
     for name, value in (("seed", args.seed), ("side_dir", args.side_dir)):
         if value is not None:
@@ -67,8 +89,6 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from grmodel.data.kuairec import IngestConfig, ingest_kuairec
-
     overrides = _parse_overrides(IngestConfig, args.set)
     flags = {"label_mode": args.label_mode, "split": args.split, "valid_mode": args.valid_mode,
              "dedupe": args.dedupe, "seed": args.seed}
@@ -79,9 +99,29 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _tabular(args: argparse.Namespace) -> int:
-    from grmodel.data.tabular import build_tabular
-
     _print_summary(args.out, build_tabular(args.spec, args.out))
+    return 0
+
+
+def _version(args: argparse.Namespace) -> int:
+    version = (versioning.require_version(args.repo) if args.check
+               else versioning.current_data_version(args.repo))
+    print(version)
+    return 0
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    version = versioning.snapshot(args.repo, push=not args.no_push)
+    print(version)
+    print(f"now commit it: git add {versioning.DVC_FILE} .gitignore && git commit -m"
+          f" 'data: {version}'", file=sys.stderr)
+    return 0
+
+
+def _ensure(args: argparse.Namespace) -> int:
+    outcome = versioning.ensure_data(args.repo, force=args.force)
+    print(f"{versioning.DATA_DIR}/ is data version {versioning.current_data_version(args.repo)}"
+          f" ({outcome})")
     return 0
 
 

@@ -6,21 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from grmodel import cli
 
-BAD_INPUTS = Path(__file__).parent / "bad_inputs"
+BAD_INPUTS = Path(__file__).parents[1] / "validation" / "bad_inputs"
 SMALL_BOUNDS = ["--set", "big_rows=[20,1000]", "--set", "small_rows=[20,1000]",
                 "--set", "user_rows=[2,100]", "--set", "item_rows=[2,100]"]
-
-
-@pytest.fixture(autouse=True)
-def validate_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The CLI with the validate command registered (until cli.py lists it)."""
-    modules = tuple(cli.COMMAND_MODULES)
-    if "grmodel.validation.commands" not in modules:
-        monkeypatch.setattr(cli, "COMMAND_MODULES", (*modules, "grmodel.validation.commands"))
 
 
 def corpus_raw(root: Path, **files: str) -> Path:

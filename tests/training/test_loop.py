@@ -10,7 +10,7 @@ from grmodel import metrics
 from grmodel.checkpoint import load_checkpoint
 from grmodel.features import read_split
 from grmodel.predict import predict_frame
-from grmodel.train import train_model
+from grmodel.training.loop import train_model
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,22 @@ from grmodel.data.io import (
     read_header,
     sha256_file,
 )
+from grmodel.data.kuairec.schema import (
+    BIG,
+    DAILY_FILE,
+    DEFAULT_DAILY_FIELDS,
+    DEFAULT_USER_FIELDS,
+    ITEM_FILE,
+    MATRIX_COLUMNS,
+    MAX_TAGS,
+    ORACLE_COLUMNS,
+    ORACLE_FILE,
+    SMALL,
+    SYNTH_FILE,
+    TAG_LIST,
+    USER_FILE,
+    USER_STRING_FIELDS,
+)
 from grmodel.data.tabular import (
     ROW_GROUP_ROWS,
     EncodedField,
@@ -42,31 +58,6 @@ from grmodel.data.tabular import (
 from grmodel.features import LABEL_COLUMN, OOV_ID
 
 log = logging.getLogger(__name__)
-
-BIG, SMALL = "big_matrix.csv", "small_matrix.csv"
-USER_FILE, ITEM_FILE = "user_features.csv", "item_categories.csv"
-DAILY_FILE = "item_daily_features.csv"
-ORACLE_FILE, SYNTH_FILE = "oracle.csv", "synth.json"  # written by grmodel.data.synth
-MATRIX_COLUMNS: dict[str, Any] = {
-    "user_id": "int", "video_id": "int", "play_duration": "int", "video_duration": "int",
-    "timestamp": "float", "watch_ratio": "float",
-}
-ORACLE_COLUMNS: dict[str, Any] = {
-    "user_id": "int", "video_id": "int", "oracle_median_ratio": "float",
-    "oracle_mean_ratio": "float",
-}
-USER_STRING_FIELDS = ("user_active_degree", "follow_user_num_range", "fans_user_num_range",
-                      "friend_user_num_range", "register_days_range")
-# The GR authors' user fields, then the extra profile fields method.md allows.
-AUTHORS_USER_FIELDS = ("user_active_degree", *(f"onehot_feat{k}" for k in range(18)))
-DEFAULT_USER_FIELDS = (*AUTHORS_USER_FIELDS, "is_lowactive_period", "is_live_streamer",
-                       "is_video_author", "follow_user_num_range", "fans_user_num_range",
-                       "friend_user_num_range", "register_days_range")
-# Static per-video columns of item_daily_features.csv (its daily counters would leak the
-# future, so none of them is used).
-DEFAULT_DAILY_FIELDS = ("author_id", "video_type", "upload_type", "music_id")
-MAX_TAGS = 4  # item_tag_0 .. item_tag_3
-TAG_LITERAL = r"^\[\s*(\d+\s*(,\s*\d+\s*)*)?\]$"
 
 LabelMode = Literal["watch_time", "watch_ratio", "norm_ratio"]
 SplitKind = Literal["authors", "random", "chronological"]
@@ -156,7 +147,7 @@ def read_item_tags(path: Path) -> tuple[np.ndarray, np.ndarray]:
     check_rule(path, "video_id", pd.Series(video).duplicated().to_numpy(), "one row per video",
                video)
     feat = table.column("feat")
-    ok = pc.fill_null(pc.match_substring_regex(feat, TAG_LITERAL), False).to_numpy(
+    ok = pc.fill_null(pc.match_substring_regex(feat, TAG_LIST), False).to_numpy(
         zero_copy_only=False)
     check_rule(path, "feat", ~ok, "a list literal of integer tags such as [27, 9]",
                feat.to_numpy(zero_copy_only=False))

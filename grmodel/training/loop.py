@@ -18,89 +18,50 @@ Resuming: given a state directory, rank 0 writes the whole training state there 
 optimiser, best-so-far, position in the epoch, every rank's RNG) at each epoch end and every
 ``train.checkpoint_every_steps`` steps; ``resume=True`` continues a killed run from it.
 """
-
 from __future__ import annotations
 
 import json
 import logging
-import math
-import os
 import random
-import shutil
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from grmodel import __version__, metrics
-from grmodel.atomic import atomic_directory, atomic_file, write_json_atomic
+from grmodel import metrics
+from grmodel.atomic import atomic_directory
 from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, checkpoint_meta, save_checkpoint
 from grmodel.config import RunConfig
+from grmodel.data.streaming import ParquetStream, read_columns, split_paths
 from grmodel.distributed import (
     DistContext,
-    all_gather_tensor,
     all_reduce_sum,
+    autocast,
     barrier,
     distributed_context,
     gather_rows,
     rank_seed,
+    resolve_device,
     split_bounds,
-    weights_digest,
     wrap_for_training,
 )
 from grmodel.features import DatasetError, FeatureSchema, label_array, read_manifest
 from grmodel.models import WatchTimeModel, model_class
-from grmodel.predict import autocast, predict_arrays, resolve_device
+from grmodel.predict import predict_arrays
+from grmodel.training.batches import MemoryBatches, SplitArrays, StreamBatches, check_targets, compact
+from grmodel.training.records import (
+    RESUME_FREE_KEYS,
+    TrainResult,
+    config_differences,
+    finished_run,
+    write_run_record,
+)
+from grmodel.training.state import STATE_FILE, Progress, StateStore, restore, resumed_label_state
 
 log = logging.getLogger(__name__)
-
-STATE_FORMAT = "grmodel.train_state/1"
-STATE_FILE = "state.pt"
-STATE_SUMMARY = "state.json"
-# Settings that may change between a killed run and its resumption: they do not change results.
-RESUME_FREE_KEYS = frozenset({"train.progress", "train.num_threads", "train.loader_workers",
-                              "train.checkpoint_every_steps", "train.device"})
-# Test/debug hook: a directory where every rank writes what it trained on (rows per epoch, final
-# weights digest); never set in production.
-AUDIT_ENV = "GRMODEL_TRAIN_AUDIT_DIR"
-
-
-@dataclass
-class SplitArrays:
-    """A split held in memory as the arrays a model consumes."""
-
-    ids: np.ndarray  # int32 [N, F]
-    mask: np.ndarray  # float32 [N, F]
-    label: np.ndarray  # float64 [N]
-
-    @classmethod
-    def load(cls, processed_dir: str | Path, split: str, schema: FeatureSchema, label_column: str,
-             max_rows: int | None = None) -> SplitArrays:
-        from grmodel.data.streaming import read_columns, split_paths
-
-        paths = split_paths(processed_dir, split)
-        # Only the columns a model consumes: ids, raw ids, timestamps and oracles stay on disk.
-        frame = read_columns(paths, [*schema.names, label_column], max_rows)
-        source = str(Path(processed_dir) / f"{split}.parquet")
-        ids, mask = schema.arrays(frame, source)
-        return cls(ids.astype(np.int32), mask, label_array(frame, label_column, source))
-
-    def __len__(self) -> int:
-        return len(self.label)
-
-
-@dataclass
-class TrainResult:
-    model_dir: Path
-    best_epoch: int
-    best_valid: dict[str, float]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    train_seconds: float = 0.0
-    samples_per_second: float = 0.0  # over all ranks
 
 
 def seed_everything(seed: int) -> None:
@@ -123,8 +84,6 @@ def fit_label_state_from_columns(config: RunConfig, schema: FeatureSchema,
                                  paths: list[Path]) -> dict[str, Any]:
     """The label state from the label column (and the fields the model names) only: what the
     streaming trainer uses, so fitting a vocabulary never loads the feature matrix."""
-    from grmodel.data.streaming import read_columns
-
     cls = model_class(config.model_name)
     dc = config.data
     fields = list(cls.label_state_fields(config))
@@ -234,16 +193,16 @@ def fit(
     """Train on in-memory arrays (each rank holds the split and trains on its share)."""
     tc = config.train
     ctx = ctx or DistContext(device=resolve_device(tc.device))
-    store = _StateStore(state_dir) if state_dir is not None else None
+    store = StateStore(state_dir) if state_dir is not None else None
     saved = store.load(config, ctx) if store is not None and resume else None
     _setup(tc)
-    label_state = _resumed_label_state(saved, label_state, store)
+    label_state = resumed_label_state(saved, label_state, store)
     model = build_model(config, schema, train, label_state).to(ctx.device)
     if targets is None:
         targets = model.targets(train.label)
-    _check_targets(targets, model.targets(train.label[:1]), len(train), config.model_name)
-    extra = {k: torch.from_numpy(_compact(v)) for k, v in targets.items()}
-    source = _MemoryBatches(train, extra, tc.batch_size, tc.seed, ctx)
+    check_targets(targets, model.targets(train.label[:1]), len(train), config.model_name)
+    extra = {k: torch.from_numpy(compact(v)) for k, v in targets.items()}
+    source = MemoryBatches(train, extra, tc.batch_size, tc.seed, ctx)
     return _train_loop(config, model, source, valid, out_dir, ctx, store, saved)
 
 
@@ -260,15 +219,13 @@ def fit_streaming(
     ctx: DistContext | None = None,
 ) -> TrainResult:
     """Train on the train split streamed from its Parquet row groups (``train.streaming``)."""
-    from grmodel.data.streaming import ParquetStream, split_paths
-
     dc, tc = config.data, config.train
     ctx = ctx or DistContext(device=resolve_device(tc.device))
-    store = _StateStore(state_dir) if state_dir is not None else None
+    store = StateStore(state_dir) if state_dir is not None else None
     saved = store.load(config, ctx) if store is not None and resume else None
     _setup(tc)
     paths = split_paths(dc.processed_dir, "train")
-    label_state = _resumed_label_state(saved, label_state, store)
+    label_state = resumed_label_state(saved, label_state, store)
     if label_state is None:
         label_state = fit_label_state_from_columns(config, schema, paths)
     model = model_class(config.model_name)(schema, config, label_state).to(ctx.device)
@@ -281,111 +238,39 @@ def fit_streaming(
     extra: dict[str, torch.Tensor] = {}
     if targets is not None:
         # Precomputed targets are looked up by each streamed row's index in the split.
-        _check_targets(targets, model.targets(valid.label[:1]), stream.total_rows, config.model_name)
-        extra = {k: torch.from_numpy(_compact(v)) for k, v in targets.items()}
-    source = _StreamBatches(stream, tc.loader_workers, ctx, extra, tc.seed)
+        check_targets(targets, model.targets(valid.label[:1]), stream.total_rows, config.model_name)
+        extra = {k: torch.from_numpy(compact(v)) for k, v in targets.items()}
+    source = StreamBatches(stream, tc.loader_workers, ctx, extra, tc.seed)
     return _train_loop(config, model, source, valid, out_dir, ctx, store, saved)
 
 
-# -------------------------------------------------------------------------------- batches
 
+def train_or_resume(
+    config: RunConfig,
+    model_dir: Path,
+    fingerprint: str,
+    label_state: dict[str, Any] | None = None,
+    targets: dict[str, np.ndarray] | None = None,
+) -> dict[str, Any]:
+    """Train ``config`` into ``model_dir`` (or reuse a finished identical run); its run record.
 
-class _MemoryBatches:
-    """Each epoch: one permutation of all rows (the same on every rank), dealt out to the ranks
-    like cards, so their shares are disjoint; a share is ``N // world_size`` rows."""
-
-    def __init__(self, train: SplitArrays, extra: dict[str, torch.Tensor], batch_size: int,
-                 seed: int, ctx: DistContext):
-        self.ids = torch.from_numpy(train.ids)
-        self.mask = torch.from_numpy(train.mask)
-        self.label = torch.from_numpy(train.label.astype(np.float32))
-        self.extra = extra
-        self.batch_size = batch_size
-        self.ctx = ctx
-        self.rows = len(train) if not ctx.distributed else len(train) // ctx.world_size
-        self.batches_per_epoch = math.ceil(self.rows / batch_size)
-        self.seed = seed
-        self._generator = torch.Generator().manual_seed(seed)
-        self._epoch = -1
-        self._order = torch.empty(0, dtype=torch.long)
-
-    def order(self, epoch: int) -> torch.Tensor:
-        """This rank's rows for ``epoch``: the run's ``epoch``-th permutation, rebuilt on resume."""
-        if epoch < self._epoch:
-            self._generator, self._epoch = torch.Generator().manual_seed(self.seed), -1
-        while self._epoch < epoch:
-            self._order = torch.randperm(len(self.label), generator=self._generator)
-            self._epoch += 1
-        if not self.ctx.distributed:
-            return self._order
-        world, rank = self.ctx.world_size, self.ctx.rank
-        return self._order[rank : self.rows * world : world]
-
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        order = self.order(epoch)
-        for b in range(skip, self.batches_per_epoch):
-            rows = order[b * self.batch_size : (b + 1) * self.batch_size]
-            batch = {"ids": self.ids[rows], "mask": self.mask[rows], "label": self.label[rows],
-                     "row": rows}
-            batch.update({k: v[rows] for k, v in self.extra.items()})
-            yield batch
-
-
-class _StreamBatches:
-    """A ParquetStream through a DataLoader (workers, pinned memory on CUDA); every rank stops
-    at the same number of batches per epoch."""
-
-    def __init__(self, stream: Any, workers: int, ctx: DistContext, extra: dict[str, torch.Tensor],
-                 seed: int):
-        from torch.utils.data import DataLoader
-
-        self.stream = stream
-        self.extra = extra
-        self.batches_per_epoch = min(stream.batches_per_rank(workers))
-        if self.batches_per_epoch == 0:
-            raise ValueError(f"streaming input: {stream.total_rows} train rows cannot feed"
-                             f" {ctx.world_size} ranks x {max(workers, 1)} loader workers"
-                             " (rule: at least one row per worker)")
-        # Worker seeds come from this generator, not the global RNG (kept for dropout/CLEM).
-        self.loader = DataLoader(stream, batch_size=None, num_workers=workers,
-                                 pin_memory=ctx.device.type == "cuda", persistent_workers=False,
-                                 generator=torch.Generator().manual_seed(seed))
-
-    def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict[str, torch.Tensor]]:
-        self.stream.set_epoch(epoch)
-        for b, batch in enumerate(self.loader):
-            if b >= self.batches_per_epoch:
-                break
-            if b < skip:
-                continue
-            batch.update({k: v[batch["row"]] for k, v in self.extra.items()})
-            yield batch
+    ``label_state`` and ``targets`` pass through to :func:`train_model`.
+    """
+    record = finished_run(model_dir, config, fingerprint)
+    if record is not None:
+        log.info("reusing the finished run in %s", model_dir)
+        return {**record, "resumed": True}
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = train_model(config, model_dir, label_state, targets)
+    return {**write_run_record(result, config, fingerprint, time.perf_counter() - start), "resumed": False}
 
 
 # ----------------------------------------------------------------------------- the loop
 
 
-@dataclass
-class _Progress:
-    """Everything besides tensors that a resumed run needs to continue where it stopped."""
-
-    epoch: int = 0
-    batch: int = 0  # batches of ``epoch`` already trained
-    step: int = 0
-    best: dict[str, float] | None = None
-    best_epoch: int = -1
-    best_step: int = 0
-    stale: int = 0
-    stopped: bool = False
-    history: list[dict[str, Any]] = field(default_factory=list)
-    running: float = 0.0  # loss sum and samples of the unfinished epoch, over all ranks
-    count: int = 0
-    seen: int = 0
-    busy: float = 0.0
-
-
 def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: SplitArrays,
-                out_dir: str | Path, ctx: DistContext, store: _StateStore | None,
+                out_dir: str | Path, ctx: DistContext, store: StateStore | None,
                 saved: dict[str, Any] | None) -> TrainResult:
     tc = config.train
     module = wrap_for_training(model, ctx)
@@ -395,17 +280,16 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
     if tc.max_steps is not None:
         total_steps = min(total_steps, tc.max_steps)
 
-    p = _Progress()
+    p = Progress()
     best_state: dict[str, torch.Tensor] = {}
     if saved is not None:
-        p, best_state = _restore(saved, model, optimizer, ctx)
+        p, best_state = restore(saved, model, optimizer, ctx)
         _info(ctx, "resuming from step %d (epoch %d, batch %d) of %s", p.step, p.epoch, p.batch,
               store.directory if store else "?")
     elif ctx.rank > 0:
         # Same initial weights everywhere (seeded before the model was built); each rank then
         # draws its own dropout and CLEM sampling stream.
         torch.manual_seed(rank_seed(tc.seed, ctx.rank))
-    audit = _Audit.from_env(ctx, p.step)
     pin = ctx.device.type == "cuda"
     parts: dict[str, float] = {}
 
@@ -440,7 +324,6 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
             b += 1
             count += len(rows)
             running += loss.item() * len(rows)
-            audit.rows(epoch, rows)
             if bar is not None:
                 elapsed = time.perf_counter() - t0
                 bar.update(1)
@@ -489,7 +372,6 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
 
     if p.best is None:
         raise RuntimeError(f"{config.model_name}: no epoch finished (total_steps={total_steps})")
-    audit.finish(model, p.step)
     if ctx.is_main:
         model.load_state_dict(best_state)
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
@@ -509,125 +391,6 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
     )
 
 
-# ------------------------------------------------------------------------- resumable state
-
-
-class _StateStore:
-    """``state.pt`` (tensors, read with ``weights_only=True``) and ``state.json`` (a summary
-    for people and tools) in one directory; written by rank 0 only, each file atomically."""
-
-    def __init__(self, directory: str | Path):
-        self.directory = Path(directory)
-        self.path = self.directory / STATE_FILE
-
-    def save(self, config: RunConfig, model: WatchTimeModel, optimizer: torch.optim.Optimizer,
-             best_state: dict[str, torch.Tensor], p: _Progress, ctx: DistContext) -> None:
-        # Every rank's RNG, so each resumes its own dropout / CLEM stream (a collective call).
-        rng = torch.stack(all_gather_tensor(torch.get_rng_state(), ctx))
-        cuda_rng = torch.empty(0, dtype=torch.uint8)
-        if ctx.device.type == "cuda":
-            cuda_rng = torch.stack(all_gather_tensor(torch.cuda.get_rng_state(ctx.device), ctx))
-        if not ctx.is_main:
-            return
-        meta = {
-            "format": STATE_FORMAT,
-            "config": config.to_dict(),
-            "label_state": model.label_state,
-            "world_size": ctx.world_size,
-            "progress": {k: v for k, v in vars(p).items()},
-            "grmodel_version": __version__,
-            "saved_at": time.time(),
-        }
-        payload = {
-            "meta": json.dumps(meta),
-            "model": _cpu(model.state_dict()),
-            "optimizer": optimizer.state_dict(),
-            "best_model": _cpu(best_state),
-            "rng": rng,
-            "cuda_rng": cuda_rng,
-        }
-        with atomic_file(self.path) as tmp:
-            torch.save(payload, tmp)
-        summary = {k: meta[k] for k in ("format", "world_size", "grmodel_version", "saved_at")}
-        summary.update({k: getattr(p, k) for k in ("epoch", "batch", "step", "best", "stopped")})
-        write_json_atomic(self.directory / STATE_SUMMARY, summary)
-
-    def load(self, config: RunConfig, ctx: DistContext) -> dict[str, Any] | None:
-        """The saved state of this run, or None when there is none (every rank reads it: the
-        state directory must be on storage that all ranks see)."""
-        payload = self._read(config, ctx)
-        step = -1 if payload is None else int(payload["meta"]["progress"]["step"])
-        steps = [int(t.item()) for t in all_gather_tensor(torch.tensor([step]), ctx)]
-        if len(set(steps)) > 1:
-            raise ValueError(f"{self.path}: the ranks see different training states (steps"
-                             f" {steps}, -1 = none); rule: the state directory must be on storage"
-                             " shared by every rank (a ReadWriteMany volume across nodes)")
-        return payload
-
-    def _read(self, config: RunConfig, ctx: DistContext) -> dict[str, Any] | None:
-        if not self.path.is_file():
-            return None
-        try:
-            payload = torch.load(self.path, map_location="cpu", weights_only=True)
-            meta = json.loads(payload["meta"])
-        except Exception as exc:  # a foreign or damaged file: one clear message
-            raise ValueError(f"{self.path}: not a readable grmodel training state ({exc})") from None
-        if meta.get("format") != STATE_FORMAT:
-            raise ValueError(f"{self.path}: format {meta.get('format')!r}, expected {STATE_FORMAT!r}")
-        diffs = config_differences(RunConfig.from_dict(meta["config"]).to_dict(), config.to_dict())
-        if diffs:
-            raise ValueError(f"{self.path}: the saved state is of another config (differs in"
-                             f" {diffs[:6]}); rule: --resume continues the same run only: remove"
-                             f" {self.directory} to start afresh")
-        if meta["world_size"] != ctx.world_size:
-            raise ValueError(f"{self.path}: saved by {meta['world_size']} processes, resumed by"
-                             f" {ctx.world_size} (rule: resume with the same --nproc_per_node and"
-                             " nodes: each rank's data shard depends on the world size)")
-        payload["meta"] = meta
-        return payload
-
-    def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ, ignoring :data:`RESUME_FREE_KEYS`."""
-    keys = sorted(set(saved) | set(current))
-    out: list[str] = []
-    for key in keys:
-        path = f"{prefix}{key}"
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict) and path != "head":
-            out.extend(config_differences(a, b, f"{path}."))
-        elif a != b and path not in RESUME_FREE_KEYS:
-            out.append(path)
-    return out
-
-
-def _restore(saved: dict[str, Any], model: WatchTimeModel, optimizer: torch.optim.Optimizer,
-             ctx: DistContext) -> tuple[_Progress, dict[str, torch.Tensor]]:
-    meta = saved["meta"]
-    model.load_state_dict(saved["model"])
-    optimizer.load_state_dict(saved["optimizer"])
-    # clone(): set_rng_state reads a row of the stacked states wrongly (a crash) when given a view.
-    torch.set_rng_state(saved["rng"][ctx.rank].clone())
-    if ctx.device.type == "cuda" and len(saved["cuda_rng"]):
-        torch.cuda.set_rng_state(saved["cuda_rng"][ctx.rank].clone(), ctx.device)
-    best = {k: v.to(ctx.device) for k, v in saved["best_model"].items()} if ctx.is_main else {}
-    return _Progress(**meta["progress"]), best
-
-
-def _resumed_label_state(saved: dict[str, Any] | None, given: dict[str, Any] | None,
-                         store: _StateStore | None) -> dict[str, Any] | None:
-    if saved is None:
-        return given
-    state = saved["meta"]["label_state"]
-    if given is not None and json.loads(json.dumps(given)) != state:
-        raise ValueError(f"{store.path if store else 'state'}: the given label state differs from"
-                         " the one the saved run trained with (rule: resume the same run only)")
-    return state
-
-
 def _finished_run(config: RunConfig, out_dir: str | Path, state_dir: str | Path,
                   ctx: DistContext) -> TrainResult | None:
     """With ``resume``: the already published model of this config, when no state is left
@@ -636,43 +399,11 @@ def _finished_run(config: RunConfig, out_dir: str | Path, state_dir: str | Path,
     if (Path(state_dir) / STATE_FILE).is_file() or not (out / WEIGHTS_FILE).is_file():
         return None
     meta = json.loads((out / META_FILE).read_text())
-    if config_differences(RunConfig.from_dict(meta["config"]).to_dict(), config.to_dict()):
+    if config_differences(meta["config"], config.to_dict(), RESUME_FREE_KEYS):
         return None
     _info(ctx, "%s already holds the finished model of this config; not training again", out)
     return TrainResult(model_dir=out, best_epoch=meta["epoch"], best_valid=meta["best_valid"],
                        history=meta["history"])
-
-
-class _Audit:
-    """What each rank trained on, written to ``$GRMODEL_TRAIN_AUDIT_DIR/rank<R>.json`` at the end
-    (tests check disjoint shards, identical weights and resumption with it)."""
-
-    def __init__(self, directory: Path | None, ctx: DistContext, start_step: int):
-        self.directory = directory
-        self.ctx = ctx
-        self.start_step = start_step
-        self.epochs: dict[int, list[int]] = {}
-
-    @classmethod
-    def from_env(cls, ctx: DistContext, start_step: int) -> _Audit:
-        raw = os.environ.get(AUDIT_ENV)
-        return cls(Path(raw) if raw else None, ctx, start_step)
-
-    def rows(self, epoch: int, rows: torch.Tensor) -> None:
-        if self.directory is not None:
-            self.epochs.setdefault(epoch, []).extend(rows.tolist())
-
-    def finish(self, model: WatchTimeModel, step: int) -> None:
-        if self.directory is None:
-            return
-        write_json_atomic(self.directory / f"rank{self.ctx.rank}.json", {
-            "rank": self.ctx.rank,
-            "world_size": self.ctx.world_size,
-            "start_step": self.start_step,
-            "end_step": step,
-            "rows": {str(e): sorted(r) for e, r in self.epochs.items()},
-            "final_weights_sha256": weights_digest(model),
-        })
 
 
 # ------------------------------------------------------------------------------- helpers
@@ -697,30 +428,6 @@ def _info(ctx: DistContext, message: str, *args: Any) -> None:
         log.info(message, *args)
 
 
-def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu() for k, v in state.items()}
-
-
-def _check_targets(targets: dict[str, np.ndarray], expected: dict[str, np.ndarray], rows: int,
-                   model_name: str) -> None:
-    """Given targets must be the ones the model would derive: same names, one per train row."""
-    if sorted(targets) != sorted(expected):
-        raise ValueError(f"{model_name}: targets {sorted(targets)} given, the model trains on"
-                         f" {sorted(expected)}")
-    for name, values in targets.items():
-        want = expected[name].shape[1:]
-        if len(values) != rows or values.shape[1:] != want:
-            raise ValueError(f"{model_name}: target {name!r} has shape {values.shape}; expected"
-                             f" ({rows}, {', '.join(map(str, want))}) (one per training row)")
-
-
-def _compact(array: np.ndarray) -> np.ndarray:
-    """Store integer targets (token ids, classes) as int32: half the memory of int64."""
-    if np.issubdtype(array.dtype, np.integer) and array.size and abs(array).max() < 2**31:
-        return array.astype(np.int32)
-    return array
-
-
 def _widen(t: torch.Tensor) -> torch.Tensor:
     """Targets are stored compactly; losses and lookups want int64 or float32."""
     return t.long() if not t.is_floating_point() else t.float()
@@ -737,7 +444,5 @@ def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
 def _progress(total: int, epoch: int, epochs: int, enabled: bool, done: int = 0):
     if not enabled:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                 leave=False)

@@ -1,4 +1,4 @@
-"""Core commands: ``train``, ``predict``, ``evaluate`` and ``main`` (the README's main job)."""
+"""``grmodel train | predict | evaluate``: one model on a processed dataset."""
 
 from __future__ import annotations
 
@@ -7,7 +7,16 @@ import json
 import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+import pandas as pd
+
+from grmodel.atomic import atomic_file, write_json_atomic
+from grmodel.checkpoint import load_checkpoint
+from grmodel.config import ConfigError, RunConfig, load_config
+from grmodel.distributed import launch_env
+from grmodel.evaluate import evaluate_models, format_table
+from grmodel.predict import predict_frame
+from grmodel.registry.pyfunc import resolve_model_uri
+from grmodel.training.loop import default_state_dir, train_model
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,22 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="write the metrics JSON here")
     p.set_defaults(handler=_evaluate)
 
-    p = subparsers.add_parser(
-        "main", help="the main job: the whole pipeline locally (kfp.local) on the embedded default"
-    )
-    p.add_argument("--workdir", default="runs/main",
-                   help="pipeline root, MLflow store (mlflow.db) and every stage's outputs")
-    p.add_argument("--preset", default="default", help="generator preset (tiny, default, full)")
-    p.add_argument("--seed", type=int, default=2024)
-    p.add_argument("overrides", nargs="*", help="[MODEL:]section.key=value config overrides")
-    p.set_defaults(handler=_main)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from grmodel.config import ConfigError, RunConfig, load_config
-    from grmodel.distributed import launch_env
-    from grmodel.train import default_state_dir, train_model
-
     env = launch_env()  # under torchrun: only rank 0 logs and prints
     if env is not None and env[0] != 0:
         logging.getLogger().setLevel(logging.WARNING)
@@ -97,13 +93,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from grmodel.atomic import atomic_file
-    from grmodel.checkpoint import load_checkpoint
-    from grmodel.predict import predict_frame
-    from grmodel.registry import resolve_model_uri
-
     model, _ = load_checkpoint(resolve_model_uri(args.model))
     source = Path(args.input)
     if not source.is_file():
@@ -118,19 +107,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from grmodel.atomic import write_json_atomic
-    from grmodel.evaluate import evaluate_models, format_table
-
     model_dirs = dict(item.split("=", 1) for item in args.model)
     results = evaluate_models(args.data, model_dirs)
     print(format_table(results))
     if args.out:
         write_json_atomic(args.out, results)
-    return 0
-
-
-def _main(args: argparse.Namespace) -> int:
-    from grmodel.main_job import run_main_job
-
-    run_main_job(Path(args.workdir), preset=args.preset, seed=args.seed, overrides=args.overrides)
     return 0

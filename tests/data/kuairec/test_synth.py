@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grmodel.data import synth
 from grmodel.data.io import DataSpecError
-from grmodel.data.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec import synth
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
 MATRIX_HEADER = ("user_id,video_id,play_duration,video_duration,time,date,timestamp,"
                  "watch_ratio")

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grmodel.data import kuairec
 from grmodel.data.io import DataSpecError, RawDataError
-from grmodel.data.kuairec import IngestConfig, ingest_kuairec
-from grmodel.data.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec import ingest as kuairec
+from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.features import FeatureSchema, label_array, read_manifest, read_split
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from grmodel.config import load_config
+from grmodel.experiments.report import results_table
+from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
 
 
@@ -42,10 +45,6 @@ def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from grmodel.config import load_config
-    from grmodel.experiments.report import results_table
-    from grmodel.experiments.runner import run_experiment
-
     rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
     report = run_experiment(
         args.experiment,

@@ -10,6 +10,16 @@ import argparse
 import json
 from pathlib import Path
 
+from grmodel.registry import (
+    CHAMPION,
+    PromotionPolicy,
+    alias_version,
+    format_history,
+    gate,
+    history,
+    register_model,
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     group = subparsers.add_parser("registry", help="MLflow model registry: register, promote, history")
@@ -50,16 +60,12 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _register(args: argparse.Namespace) -> int:
-    from grmodel.registry import register_model
-
     version = register_model(args.name, args.run_id, args.artifact, args.tracking_uri)
     print(f"{args.name} version {version.version} (run {args.run_id}) is the challenger")
     return 0
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from grmodel.registry import PromotionPolicy, format_history, gate
-
     defaults = PromotionPolicy()
     policy = PromotionPolicy(
         min_mae_rel_improvement=(defaults.min_mae_rel_improvement if args.min_mae_improvement is None
@@ -83,8 +89,6 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from grmodel.registry import CHAMPION, alias_version, format_history, history
-
     champion = alias_version(args.name, CHAMPION, args.tracking_uri)  # fails if no such model
     decisions = history(args.name, args.tracking_uri)
     if args.json:

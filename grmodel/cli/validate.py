@@ -13,6 +13,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from grmodel.cli import CommandError
+from grmodel.codec import LabelCodec
+from grmodel.config import VocabConfig
+from grmodel.features import LABEL_COLUMN, DatasetError, label_array, read_split
+from grmodel.validation import (
+    ProcessedBounds,
+    RawBounds,
+    TokenBounds,
+    validate_processed,
+    validate_raw_kuairec,
+    validate_tokens,
+)
+from grmodel.vocab import Vocabulary, build_vocabulary
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -46,8 +60,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _bounds(cls: type, settings: list[str]) -> Any:
     """A bounds dataclass with ``name=value`` changes (values are JSON; lists become tuples)."""
-    from grmodel.cli import CommandError
-
     names = {f.name for f in dataclasses.fields(cls)}
     changes = {}
     for item in settings:
@@ -71,22 +83,16 @@ def _finish(report: Any, out: str) -> int:
 
 
 def _raw(args: argparse.Namespace) -> int:
-    from grmodel.validation import RawBounds, validate_raw_kuairec
-
     return _finish(validate_raw_kuairec(args.input, _bounds(RawBounds, args.settings)), args.out)
 
 
 def _processed(args: argparse.Namespace) -> int:
-    from grmodel.validation import ProcessedBounds, validate_processed
-
     bounds = _bounds(ProcessedBounds, args.settings)
     return _finish(validate_processed(args.input, bounds), args.out)
 
 
 def _labels(processed_dir: str, split: str) -> Any:
     """A split's label column as float64, unchecked (the token suite checks the values)."""
-    from grmodel.features import LABEL_COLUMN, DatasetError, read_split
-
     frame = read_split(processed_dir, split)
     if LABEL_COLUMN not in frame.columns:
         raise DatasetError(f"{processed_dir}/{split}.parquet: no {LABEL_COLUMN!r} column")
@@ -94,12 +100,6 @@ def _labels(processed_dir: str, split: str) -> Any:
 
 
 def _tokens(args: argparse.Namespace) -> int:
-    from grmodel.codec import LabelCodec
-    from grmodel.config import VocabConfig
-    from grmodel.features import label_array, read_split
-    from grmodel.validation import TokenBounds, validate_tokens
-    from grmodel.vocab import Vocabulary, build_vocabulary
-
     train_source = f"{args.input}/train.parquet"
     train = label_array(read_split(args.input, "train"), source=train_source)
     vocab = Vocabulary.load(args.vocab) if args.vocab else build_vocabulary(train, VocabConfig())

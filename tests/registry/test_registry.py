@@ -20,12 +20,13 @@ import pytest
 import torch
 
 import grmodel
-from grmodel import registry, registry_commands, tracking
+from grmodel import registry, tracking
 from grmodel.checkpoint import load_checkpoint
+from grmodel.cli import registry as registry_commands
 from grmodel.evaluate import TRAIN_MEDIAN, evaluate_models
 from grmodel.features import read_split
 from grmodel.predict import predict_frame
-from grmodel.train import train_model
+from grmodel.training.loop import train_model
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 

@@ -1,4 +1,5 @@
-"""``grmodel pipeline``: compile the DAG, run it locally, submit or schedule it on Kubeflow.
+"""``grmodel pipeline``: compile the DAG, run it locally, submit or schedule it on Kubeflow;
+``grmodel main``: the README's main job (the whole pipeline locally on the default data).
 
 Parameters are ``--param NAME=VALUE`` (names and defaults: ``grmodel.pipeline.params``);
 lists and numbers are written as JSON (``--param 'baselines=["cread","tpm","d2q"]'``).
@@ -11,6 +12,12 @@ import dataclasses
 import json
 from pathlib import Path
 from typing import Any
+
+from grmodel.main_job import main_job_params, run_main_job
+from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
+from grmodel.pipeline.local import run_local, summary
+from grmodel.pipeline.params import PipelineParams
+from grmodel.pipeline.remote import COMPILED_PIPELINE, cluster_params, compile_pipeline, schedule, submit
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +60,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--catchup", action="store_true", help="backfill missed intervals")
         p.set_defaults(handler=_submit if name == "submit" else _schedule)
 
+    p = subparsers.add_parser(
+        "main", help="the main job: the whole pipeline locally (kfp.local) on the embedded default"
+    )
+    p.add_argument("--workdir", default="runs/main",
+                   help="pipeline root, MLflow store (mlflow.db) and every stage's outputs")
+    p.add_argument("--preset", default="default", help="generator preset (tiny, default, full)")
+    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("overrides", nargs="*", help="[MODEL:]section.key=value config overrides")
+    p.set_defaults(handler=_main)
+
 
 def _params(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -61,8 +78,6 @@ def _params(p: argparse.ArgumentParser) -> None:
 
 def parse_params(items: list[str]) -> dict[str, Any]:
     """``NAME=VALUE`` items as typed values: JSON where the parameter is not a string."""
-    from grmodel.pipeline.params import PipelineParams
-
     types = {f.name: f.type for f in dataclasses.fields(PipelineParams)}
     values: dict[str, Any] = {}
     for item in items:
@@ -81,9 +96,6 @@ def parse_params(items: list[str]) -> dict[str, Any]:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
-    from grmodel.pipeline.remote import COMPILED_PIPELINE, compile_pipeline
-
     if args.train_pvc and not args.out:
         raise ValueError("--train-pvc: give --out too (the committed YAML is the default pipeline)")
     out = compile_pipeline(args.out or COMPILED_PIPELINE, args.train_pvc)
@@ -94,9 +106,6 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from grmodel.main_job import main_job_params
-    from grmodel.pipeline.local import run_local, summary
-
     workdir = Path(args.workdir)
     params = main_job_params(workdir, args.preset, args.seed).with_values(parse_params(args.param))
     print(summary(run_local(params, workdir)))
@@ -104,32 +113,28 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _cluster_params(args: argparse.Namespace) -> Any:
-    from grmodel.pipeline.params import PipelineParams
-    from grmodel.pipeline.remote import cluster_params
-
     return cluster_params(PipelineParams().with_values(parse_params(args.param)), args.repo)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    from grmodel.pipeline.remote import COMPILED_PIPELINE
-
     return {"package": args.package or COMPILED_PIPELINE, "experiment": args.experiment,
             "namespace": args.namespace, "service_account": args.service_account,
             "enable_caching": False if args.no_cache else None}
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from grmodel.pipeline.remote import submit
-
     done = submit(args.host, _cluster_params(args), run_name=args.run_name, **_options(args))
     print(f"{done.kind} {done.id} in experiment {done.experiment_id}: {done.link}")
     return 0
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from grmodel.pipeline.remote import schedule
-
     done = schedule(args.host, _cluster_params(args), cron=args.cron, job_name=args.job_name,
                     max_concurrency=args.max_concurrency, catchup=args.catchup, **_options(args))
     print(f"{done.kind} {done.id} in experiment {done.experiment_id}: {done.link}")
+    return 0
+
+
+def _main(args: argparse.Namespace) -> int:
+    run_main_job(Path(args.workdir), preset=args.preset, seed=args.seed, overrides=args.overrides)
     return 0

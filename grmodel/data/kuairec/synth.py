@@ -44,21 +44,20 @@ import pyarrow as pa
 
 from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data.io import DataSpecError, sha256_file
-from grmodel.data.kuairec import (
+from grmodel.data.kuairec.ingest import read_item_tags, read_user_features
+from grmodel.data.kuairec.schema import (
     BIG,
+    GENERATOR,
     ITEM_FILE,
+     ONEHOT_LEVELS,
     ORACLE_FILE,
     SMALL,
     SYNTH_FILE,
     USER_FILE,
-    read_item_tags,
-    read_user_features,
 )
 
 log = logging.getLogger(__name__)
 
-# Levels of onehot_feat0..17 in the real user_features.csv (kuairec.md).
-ONEHOT_LEVELS = (2, 8, 30, 1076, 12, 10, 3, 47, 340, 7, 5, 3, 2, 2, 2, 2, 2, 2)
 # Profile fields that shift a user's bias in the planted process (so they carry signal).
 BIAS_PROFILE_FIELDS = ("user_active_degree", "onehot_feat1", "onehot_feat4", "onehot_feat9")
 # The profile field whose level sets a user's taste segment.
@@ -215,7 +214,7 @@ def generate_kuairec(out_dir: str | Path, config: SynthConfig) -> dict[str, Any]
         }
         files = sorted(p.name for p in tmp.iterdir())
         summary["sha256"] = {name: sha256_file(tmp / name) for name in files}
-        write_json_atomic(tmp / SYNTH_FILE, {"generator": "grmodel.data.synth.generate_kuairec",
+        write_json_atomic(tmp / SYNTH_FILE, {"generator": GENERATOR,
                                       **summary})
     log.info("generated %s: %s", out_dir, summary["rows"])
     return summary
