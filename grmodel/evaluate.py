@@ -44,13 +44,26 @@ def evaluate_models(
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """A Markdown table: one row per model, MAE and both XAUC variants."""
+    """A Markdown table: one row per model, MAE and both XAUC variants, each named; the headline
+    variant (tie-aware when the labels tie) is marked."""
+    first = next(iter(results.values()))
+    configured = first["xauc_variant"]
+    headline = first["xauc_headline_variant"]
+    columns = [("xauc", configured)]
+    if configured != "tie_aware":
+        columns.append(("xauc_tie_aware", "tie_aware"))
+    header = " | ".join(xauc_header(variant, headline) for _, variant in columns)
     lines = [
-        "| model | MAE ↓ | XAUC ↑ | XAUC tie-aware ↑ | rows |",
-        "|---|---:|---:|---:|---:|",
+        f"| model | MAE ↓ | {header} | rows |",
+        "|---|---:|" + "---:|" * len(columns) + "---:|",
     ]
     for name, r in results.items():
-        lines.append(
-            f"| {name} | {r['mae']:.4f} | {r['xauc']:.4f} | {r['xauc_tie_aware']:.4f} | {r['n']} |"
-        )
+        cells = " | ".join(f"{r[key]:.4f}" for key, _ in columns)
+        lines.append(f"| {name} | {r['mae']:.4f} | {cells} | {r['n']} |")
     return "\n".join(lines)
+
+
+def xauc_header(variant: str, headline: str) -> str:
+    """A column title that names the XAUC variant (and marks the headline one)."""
+    short = variant.replace("_", "-")
+    return f"**XAUC {short} (headline)** ↑" if variant == headline else f"XAUC {short} ↑"

@@ -22,6 +22,13 @@ import numpy as np
 from grmodel.config import EvalConfig
 
 XAUC_VARIANTS = ("reference", "tie_aware")
+# How each variant is named wherever a figure is printed.
+XAUC_NAMES = {"reference": "reference (label ties never count)",
+              "tie_aware": "tie-aware (label-tied pairs left out, prediction ties count 1/2)"}
+# Predictions are near-constant (a collapsed model) when their std is below this share of
+# their mean, or when one value covers at least this share of the rows.
+NEAR_CONSTANT_CV = 0.01
+NEAR_CONSTANT_MODE_SHARE = 0.95
 # Quantiles reported by ``distribution_summary``.
 QUANTILE_LEVELS = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 # Smallest leaf of the merge sort (leaves hold 8 to 15 values, compared directly).
@@ -122,7 +129,9 @@ def evaluate_predictions(
 ) -> dict:
     """Every reported metric for one set of predictions.
 
-    ``xauc`` uses ``config.xauc``; ``xauc_tie_aware`` is always the tie-aware variant. With
+    ``xauc`` uses ``config.xauc``; ``xauc_tie_aware`` is always the tie-aware variant;
+    ``labels_tie`` says whether two labels are equal, and ``xauc_headline_variant`` is the
+    variant a report leads with (tie-aware when labels tie, else ``config.xauc``). With
     ``oracle`` (e.g. the labels passed through the vocabulary, the best a decoder can do), its
     MAE and XAUC are added under ``"oracle"`` for reference.
     """
@@ -142,7 +151,36 @@ def evaluate_predictions(
 
 def _headline_xauc(y_true: np.ndarray, y_pred: np.ndarray, variant: str) -> dict:
     both = _xauc_variants(y_true, y_pred, XAUC_VARIANTS)
-    return {"xauc": both[variant], "xauc_variant": variant, "xauc_tie_aware": both["tie_aware"]}
+    ties = labels_tie(y_true)
+    return {"xauc": both[variant], "xauc_variant": variant, "xauc_tie_aware": both["tie_aware"],
+            "labels_tie": ties, "xauc_headline_variant": headline_xauc_variant(variant, ties)}
+
+
+def labels_tie(y_true: np.ndarray) -> bool:
+    """Whether any two labels are equal (then only the tie-aware XAUC is a fair headline)."""
+    return bool(np.unique(np.asarray(y_true)).size < np.asarray(y_true).size)
+
+
+def headline_xauc_variant(configured: str, ties: bool) -> str:
+    """The XAUC variant a report leads with: tie-aware whenever labels tie."""
+    return "tie_aware" if ties else configured
+
+
+def xauc_key(variant: str) -> str:
+    """The key of ``variant`` in :func:`evaluate_predictions`' result when it is not the
+    configured one (``xauc`` holds the configured variant)."""
+    return "xauc_tie_aware" if variant == "tie_aware" else "xauc"
+
+
+def near_constant(stats: dict) -> str | None:
+    """Why predictions described by ``_describe`` (std, mean, mode_share) look collapsed to
+    a constant, or None."""
+    mean, std, mode = abs(stats["mean"]), stats["std"], stats["mode_share"]
+    if std <= NEAR_CONSTANT_CV * mean or std == 0:
+        return f"near-constant: std {std:.3g} is {std / max(mean, 1e-300):.2%} of the mean {mean:.4g}"
+    if mode >= NEAR_CONSTANT_MODE_SHARE:
+        return f"near-constant: one value covers {mode:.1%} of the rows"
+    return None
 
 
 def _check_pair(
@@ -168,10 +206,12 @@ def _check_pair(
 
 def _describe(values: np.ndarray) -> dict:
     quantiles = np.quantile(values, QUANTILE_LEVELS)
+    counts = np.unique(values, return_counts=True)[1]
     return {
         "mean": float(values.mean()),
         "var": float(values.var()),
         "std": float(values.std()),
+        "mode_share": float(counts.max() / values.size),  # share of the most common value
         "quantiles": {f"p{round(q * 100):02d}": float(v) for q, v in zip(QUANTILE_LEVELS, quantiles)},
     }
 

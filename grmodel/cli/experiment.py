@@ -1,11 +1,14 @@
-"""``grmodel experiment table1 | table3 | table4``: the paper's tables and figures on our data."""
+"""``grmodel experiment table1 | table3 | table4``: the paper's tables and figures on our data;
+``grmodel experiment robustness``: GR and its baselines on generated data of other label shapes."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from grmodel.config import load_config
 from grmodel.experiments.report import results_table
+from grmodel.experiments.robustness import DEFAULT_ROWS, MARKDOWN_FILE, PRESETS, run_robustness
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
 
@@ -22,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = experiment.add_subparsers(dest="experiment", required=True, metavar="NAME")
     for name, spec in EXPERIMENTS.items():
         _add_experiment(names.add_parser(name, help=spec.title, description=spec.title), name)
+    _add_robustness(names)
 
 
 def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
@@ -45,7 +49,7 @@ def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    rows = [r.strip() for r in args.rows.split(",") if r.strip()] if args.rows else None
+    rows = _split(args.rows)
     report = run_experiment(
         args.experiment,
         args.out,
@@ -60,4 +64,44 @@ def _experiment(args: argparse.Namespace) -> int:
     )
     print(results_table(report))
     print(f"\nreport: {args.out}/report.md ({report['wall_seconds']:.1f} s)")
+    return 0
+
+
+def _add_robustness(names: argparse._SubParsersAction) -> None:
+    title = "GR, CREAD, TPM and D2Q on generated datasets of distinct label shapes (one table)"
+    p = names.add_parser("robustness", help=title, description=title + ": each dataset is"
+                         " generated and ingested into OUT/data, trained as a table1 experiment"
+                         " in OUT/DATASET (finished runs are reused), and OUT/robustness.md and"
+                         " OUT/robustness.json gather them (docs/robustness.md).")
+    p.add_argument("--out", required=True, help="suite directory (data, per-dataset experiments,"
+                   " the table)")
+    p.add_argument("--preset", default="default", choices=PRESETS,
+                   help="dataset sizes: tiny (seconds) or default (~60-100k rows each)")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds per row (default 1)")
+    p.add_argument("--datasets", default=None, help="comma-separated datasets by name or letter,"
+                   " default all: a=kuairec_default, b=customer_value, c=rewatch, d=session_ms,"
+                   " e=completion")
+    p.add_argument("--rows", "--models", dest="rows", default=None,
+                   help=f"comma-separated models, default {','.join(DEFAULT_ROWS)} (d2q only where"
+                   " the data has durations)")
+    p.add_argument("--data-seed", type=int, default=2024, help="seed of the generators")
+    p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
+    p.add_argument("--figure-rows", type=int, default=20_000,
+                   help="test rows sampled for each dataset's figures")
+    p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
+                   help="config overrides for every run (train.epochs=2) or one model")
+    p.set_defaults(handler=_robustness)
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [r.strip() for r in text.split(",") if r.strip()] if text else None
+
+
+def _robustness(args: argparse.Namespace) -> int:
+    record = run_robustness(args.out, preset=args.preset, seeds=args.seeds,
+                            datasets=_split(args.datasets), rows=_split(args.rows),
+                            data_seed=args.data_seed, base_config=load_config(args.config),
+                            overrides=args.overrides, figure_rows=args.figure_rows)
+    print((Path(args.out) / MARKDOWN_FILE).read_text())
+    print(f"table: {args.out}/{MARKDOWN_FILE} ({record['wall_seconds']:.1f} s)")
     return 0

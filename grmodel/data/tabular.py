@@ -21,6 +21,9 @@ split, so every model runs on any long-tailed regression task (e.g. lifetime val
     item_key: first_category         # written as item_id_raw (default: first item field)
     timestamp: signup_ts             # optional: numeric seconds or a datetime column
     duration: null                   # optional: a duration in seconds (else NaN)
+    oracle: null                     # optional: the label's true conditional median given
+                                     # the features (generated data), written to the test
+                                     # split as oracle_median
     split: {kind: random, valid_fraction: 0.1, test_fraction: 0.1, seed: 2024}
     # kind: random | chronological (needs timestamp) | column (split_column holds
     #       train / valid / test)
@@ -275,6 +278,7 @@ class TabularSpec:
     item_key: str | None = None
     timestamp: str | None = None
     duration: str | None = None
+    oracle: str | None = None  # generated data: the label's conditional median (the MAE floor)
     split: SplitSpec = field(default_factory=SplitSpec)
     chunk_rows: int = 1_000_000
     base_dir: str = "."  # where a relative ``source`` is resolved (the spec file's folder)
@@ -332,6 +336,9 @@ class TabularSpec:
             n for n in names if n.endswith("_mask"))
         if clash:
             raise DataSpecError(f"dataset spec: field name(s) {clash} are reserved")
+        if self.oracle and self.oracle in (*names, self.label):
+            raise DataSpecError(f"dataset spec: oracle column {self.oracle!r} is a feature or the"
+                                " label (rule: the oracle is neither)")
         if self.split.kind not in ("random", "chronological", "column"):
             raise DataSpecError(f"dataset spec: split.kind {self.split.kind!r}: expected random,"
                                 " chronological or column")
@@ -365,6 +372,12 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
                  else np.full(n, np.nan))
     duration = (frame[spec.duration].to_numpy(dtype=np.float64) if spec.duration
                 else np.full(n, np.nan))
+    oracle = None
+    if spec.oracle:
+        oracle = frame[spec.oracle].to_numpy(dtype=np.float64)
+        if (~np.isfinite(oracle) | (oracle < 0)).any():
+            raise RawDataError(f"{path}: column {spec.oracle!r} has missing, negative or infinite"
+                               " values (rule: the oracle median is non-negative and finite)")
 
     if spec.split.kind == "column":
         codes = _codes_from_column(frame[spec.split.column], path, spec.split.column)
@@ -404,9 +417,17 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
                   "source_column": spec.label, "train_stats": label_stats(label[train])},
         "duration_available": spec.duration is not None,
         "splits": _split_summary(split_rows, codes, spec.split.kind),
-        "oracle": {"present": False, "reason": "not a generated dataset"},
+        "oracle": ({"present": True, "source": f"column {spec.oracle!r}", "unit": "label",
+                    "columns": ["oracle_median"]} if oracle is not None else
+                   {"present": False, "reason": "the spec names no oracle column"}),
     }
+
+    def oracle_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
+        assert oracle is not None
+        return {"oracle_median": oracle[rows]}
+
     result = write_processed(out_dir, fields, columns, split_rows, manifest,
+                             oracle_columns if oracle is not None else None,
                              chunk_rows=spec.chunk_rows)
     log.info("built %s: %s", out_dir, {k: len(v) for k, v in split_rows.items()})
     return result
@@ -426,10 +447,10 @@ def _read_table(path: Path, spec: TabularSpec) -> pd.DataFrame:
     """The spec's columns from a Parquet or CSV file, with clear errors for missing ones."""
     wanted = [*spec.user.columns, *spec.item.columns, spec.label]
     wanted += [c for c in (spec.user_key, spec.item_key, spec.timestamp, spec.duration,
-                           spec.split.column) if c]
+                           spec.oracle, spec.split.column) if c]
     wanted = list(dict.fromkeys(wanted))
     numeric = [*spec.user.numeric, *spec.item.numeric, spec.label,
-               *([spec.duration] if spec.duration else [])]
+               *([c for c in (spec.duration, spec.oracle) if c])]
     if not path.is_file():
         raise RawDataError(f"{path}: file not found (rule: the spec's source exists)")
     if path.suffix == ".parquet":

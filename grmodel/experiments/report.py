@@ -15,6 +15,8 @@ import numpy as np
 
 from grmodel.atomic import jsonable, write_text_atomic
 from grmodel.config import RunConfig
+from grmodel.evaluate import xauc_header
+from grmodel.metrics import XAUC_NAMES, xauc_key
 
 HEADLINE = ("mae", "xauc", "xauc_tie_aware")
 
@@ -96,8 +98,11 @@ def summarize_constant(metrics: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-def compare_rows(runs: list[dict[str, Any]], reference: str) -> dict[str, dict[str, Any]]:
-    """Each row against the reference row, seed by seed (seeds are shared by every row)."""
+def compare_rows(runs: list[dict[str, Any]], reference: str, xauc_variant: str = "reference"
+                 ) -> dict[str, dict[str, Any]]:
+    """Each row against the reference row, seed by seed (seeds are shared by every row), on
+    MAE and the ``xauc_variant`` XAUC (a variant the runs' test metrics hold)."""
+    key = xauc_key(xauc_variant)
     by_row: dict[str, dict[int, dict[str, Any]]] = {}
     for r in runs:
         by_row.setdefault(r["row"], {})[r["seed"]] = r["test"]
@@ -111,10 +116,11 @@ def compare_rows(runs: list[dict[str, Any]], reference: str) -> dict[str, dict[s
         seeds = sorted(set(per_seed) & set(ref))
         result[row] = {
             "seeds": seeds,
+            "xauc_variant": xauc_variant,
             "mae_diff_mean": float(np.mean([per_seed[s]["mae"] - ref[s]["mae"] for s in seeds])),
-            "xauc_diff_mean": float(np.mean([per_seed[s]["xauc"] - ref[s]["xauc"] for s in seeds])),
+            "xauc_diff_mean": float(np.mean([per_seed[s][key] - ref[s][key] for s in seeds])),
             "reference_lower_mae": sum(ref[s]["mae"] < per_seed[s]["mae"] for s in seeds),
-            "reference_higher_xauc": sum(ref[s]["xauc"] > per_seed[s]["xauc"] for s in seeds),
+            "reference_higher_xauc": sum(ref[s][key] > per_seed[s][key] for s in seeds),
         }
     return result
 
@@ -149,11 +155,22 @@ def _pm(stats: dict[str, Any]) -> str:
     return f"{_num(stats['mean'])} ± {_num(stats['std'])}"
 
 
+def headline_variant(report: dict[str, Any]) -> str:
+    """The XAUC variant the report leads with: tie-aware when the test labels tie."""
+    return report.get("xauc_headline_variant") or report["eval_config"]["xauc"]
+
+
 def results_table(report: dict[str, Any]) -> str:
     """Our results: one line per row, mean ± std over seeds and the per-seed values."""
+    configured, headline = report["eval_config"]["xauc"], headline_variant(report)
+    key = xauc_key(headline)
+    columns = [xauc_header(configured, headline)]
+    if configured != "tie_aware":
+        columns.append(xauc_header("tie_aware", headline))
     lines = [
-        "| row | model | MAE ↓ | XAUC ↑ | XAUC tie-aware ↑ | per seed: MAE / XAUC |",
-        "|---|---|---:|---:|---:|---|",
+        f"| row | model | MAE ↓ | {' | '.join(columns)} | per seed: MAE / XAUC"
+        f" {headline.replace('_', '-')} |",
+        "|---|---|---:|" + "---:|" * len(columns) + "---|",
     ]
     for name, s in report["summary"].items():
         if s["seeds"] is None:
@@ -161,18 +178,19 @@ def results_table(report: dict[str, Any]) -> str:
         else:
             per_seed = ", ".join(
                 f"{seed}: {_num(m)} / {_num(x)}"
-                for seed, m, x in zip(s["seeds"], s["mae"]["per_seed"], s["xauc"]["per_seed"])
+                for seed, m, x in zip(s["seeds"], s["mae"]["per_seed"], s[key]["per_seed"])
             )
-        lines.append(f"| {name} | {s['model_name'] or '–'} | {_pm(s['mae'])} | {_pm(s['xauc'])} |"
-                     f" {_pm(s['xauc_tie_aware'])} | {per_seed} |")
+        cells = [_pm(s["xauc"])] + ([_pm(s["xauc_tie_aware"])] if configured != "tie_aware" else [])
+        lines.append(f"| {name} | {s['model_name'] or '–'} | {_pm(s['mae'])} | {' | '.join(cells)}"
+                     f" | {per_seed} |")
     return "\n".join(lines)
 
 
 def _comparison_table(report: dict[str, Any]) -> str:
-    ref = report["reference_row"]
+    ref, variant = report["reference_row"], headline_variant(report).replace("_", "-")
     lines = [
-        f"| row | MAE − {ref}'s (mean over seeds) | XAUC − {ref}'s | seeds where {ref} has the"
-        f" lower MAE | seeds where {ref} has the higher XAUC |",
+        f"| row | MAE − {ref}'s (mean over seeds) | XAUC {variant} − {ref}'s | seeds where {ref}"
+        f" has the lower MAE | seeds where {ref} has the higher XAUC {variant} |",
         "|---|---:|---:|---:|---:|",
     ]
     for row, c in report["comparisons"].items():
@@ -184,7 +202,8 @@ def _comparison_table(report: dict[str, Any]) -> str:
 
 def _runs_table(report: dict[str, Any]) -> str:
     lines = [
-        "| row | seed | best epoch / epochs run | valid MAE | valid XAUC | wall s | train samples/s"
+        "| row | seed | best epoch / epochs run | valid MAE | valid XAUC reference | wall s |"
+        " train samples/s"
         " | resumed | model dir |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
@@ -235,8 +254,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"- Dataset: `{data['path']}` (fingerprint `{data['fingerprint'][:16]}`; label"
         f" {label.get('mode', '?')} in {label.get('unit', '?')}; test rows {data['test_rows']}).",
-        f"- Seeds: {seeds} (std over seeds with ddof 1; one seed gives no std). XAUC:"
-        f" {report['eval_config']['xauc']} variant; tie-aware beside it.",
+        f"- Seeds: {seeds} (std over seeds with ddof 1; one seed gives no std).",
+        f"- XAUC: the headline is the {XAUC_NAMES[headline_variant(report)]} variant"
+        + (" because the test labels tie" if report.get("labels_tie") else "")
+        + f"; the configured variant ({XAUC_NAMES[report['eval_config']['xauc']]}) is kept"
+        " beside it.",
         f"- Machine: {machine['cpu_count']} CPU cores, torch {machine['torch']}, {machine['platform']};"
         f" this invocation took {report['wall_seconds']:.1f} s; training took"
         f" {report['train_wall_seconds']:.1f} s in all ({resumed} of {len(report['runs'])} runs reused"

@@ -175,6 +175,8 @@ def write_experiment_report(
     for r, key in zip(runs, keys):
         r["test"] = results[key]
 
+    labels = results[TRAIN_MEDIAN]
+    headline = labels["xauc_headline_variant"]
     summary = {row.name: summarize_row([r for r in runs if r["row"] == row.name])
                for row in experiment.rows}
     for constant in (TRAIN_MEDIAN, ORACLE):
@@ -203,7 +205,9 @@ def write_experiment_report(
         "rows": _row_records(experiment, plan.overrides, plan.runs),
         "runs": runs,
         "summary": summary,
-        "comparisons": compare_rows(runs, experiment.reference),
+        "labels_tie": labels["labels_tie"],
+        "xauc_headline_variant": headline,
+        "comparisons": compare_rows(runs, experiment.reference, headline),
         "reference_results": {k: results[k] for k in (TRAIN_MEDIAN, ORACLE) if k in results},
         "figure_data": figure_data(runs, results, out, data_dir, common, figure_rows),
         "train_wall_seconds": sum(r["wall_seconds"] for r in runs),

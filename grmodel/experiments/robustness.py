@@ -1,0 +1,290 @@
+"""The robustness suite: GR and its baselines on generated datasets of distinct label shapes.
+
+Each dataset has an oracle (the label's conditional median given the features, the MAE floor)
+and is generated, then ingested through the same code as the command line (``grmodel data
+ingest`` for KuaiRec-format raw files, ``grmodel data tabular`` for a table and its spec).
+Every dataset then runs as a ``table1`` experiment (grmodel/experiments/runner.py) with the
+library's defaults and the common overrides, so finished runs are reused. One table gathers
+them: per dataset and model the MAE, both XAUC variants, the MAE's ratio to the oracle's and
+a collapse flag (near-constant test predictions, ``grmodel.metrics.near_constant``), beside
+the train-median and oracle rows.
+
+Layout of ``out_dir``::
+
+    data/<dataset>/...        generated sources and processed splits (made once)
+    <dataset>/                the table1 experiment of that dataset (runs, report.md, figures)
+    robustness.json, robustness.md
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from grmodel import __version__
+from grmodel.atomic import write_text_atomic
+from grmodel.config import ConfigError, RunConfig
+from grmodel.data.generators.common import GENERATOR_FILE, SPEC_FILE
+from grmodel.data.generators.completion import CompletionConfig, generate_completion
+from grmodel.data.generators.customer_value import CustomerValueConfig, generate_customer_value
+from grmodel.data.generators.rewatch import RewatchConfig, generate_rewatch
+from grmodel.data.generators.session_ms import SessionMsConfig, generate_session_ms
+from grmodel.data.kuairec import SYNTH_FILE, IngestConfig, ingest_kuairec
+from grmodel.data.tabular import TabularSpec, build_tabular
+from grmodel.evaluate import ORACLE, TRAIN_MEDIAN
+from grmodel.experiments.report import jsonable
+from grmodel.features import read_manifest
+from grmodel.metrics import XAUC_NAMES, near_constant
+
+log = logging.getLogger(__name__)
+
+PRESETS = ("tiny", "default")
+DEFAULT_ROWS = ("gr", "cread", "tpm", "d2q")
+# D2Q needs the item duration-bucket field that the KuaiRec ingest writes.
+DURATION_ROWS = ("d2q",)
+JSON_FILE, MARKDOWN_FILE = "robustness.json", "robustness.md"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    letter: str  # the issue's item: (a) .. (e)
+    shape: str  # the label shape, in words
+    unit: str
+    prepare: Callable[[Path, str, int], Path]  # (data_dir, preset, seed) -> processed dir
+
+
+def _kuairec_default(data_dir: Path, preset: str, seed: int) -> Path:
+    from grmodel.experiments.runner import prepare_generated
+
+    return prepare_generated(data_dir, preset, seed)
+
+
+def _check_same(path: Path, recorded: dict[str, Any], wanted: Any) -> None:
+    from grmodel.experiments import runner  # the runner's "same settings" rule, one place
+
+    runner._check_same(path, recorded, wanted)
+
+
+def _rewatch(data_dir: Path, preset: str, seed: int) -> Path:
+    raw, processed = data_dir / "raw", data_dir / "processed"
+    config, ingest = RewatchConfig.preset(preset, seed=seed), IngestConfig(seed=seed)
+    if raw.exists():
+        _check_same(raw / SYNTH_FILE, json.loads((raw / SYNTH_FILE).read_text())["config"], config)
+    else:
+        generate_rewatch(raw, config)
+    if processed.exists():
+        _check_same(processed / "manifest.json", read_manifest(processed)["options"], ingest)
+    else:
+        ingest_kuairec(raw, processed, ingest)
+    return processed
+
+
+def _tabular(preset_config: Callable[..., Any], generate: Callable[[Path, Any], Any]
+             ) -> Callable[[Path, str, int], Path]:
+    """Prepare a tabular family: generate its table and spec, then ``build_tabular`` (the code
+    behind ``grmodel data tabular``)."""
+
+    def prepare(data_dir: Path, preset: str, seed: int) -> Path:
+        config = preset_config(preset, seed=seed)
+        source, processed = data_dir / "source", data_dir / "processed"
+        if source.exists():
+            recorded = json.loads((source / GENERATOR_FILE).read_text())["config"]
+            _check_same(source / GENERATOR_FILE, recorded, config)
+        else:
+            generate(source, config)
+        spec = TabularSpec.from_yaml(source / SPEC_FILE)
+        if processed.exists():
+            _check_same(processed / "manifest.json", read_manifest(processed)["options"], spec)
+        else:
+            build_tabular(spec, processed)
+        return processed
+
+    return prepare
+
+
+DATASETS: dict[str, Dataset] = {d.name: d for d in (
+    Dataset("kuairec_default", "a", "KuaiRec-shaped watch time, seconds (the default generator)",
+            _kuairec_default),
+    Dataset("customer_value", "b", "zero-inflated customer value, with cents", "dollars",
+            _tabular(CustomerValueConfig.preset, generate_customer_value)),
+    Dataset("rewatch", "c", "KuaiRec-format watch time: quick skips, lognormal body,"
+            " re-watch tail", "s", _rewatch),
+    Dataset("session_ms", "d", "session lengths, 1e3 to 1e7", "ms",
+            _tabular(SessionMsConfig.preset, generate_session_ms)),
+    Dataset("completion", "e", "completion fractions in [0, 1], masses at 0 and 1", "fraction",
+            _tabular(CompletionConfig.preset, generate_completion)),
+)}
+
+
+def select_datasets(names: list[str] | None) -> list[Dataset]:
+    """Datasets by name or letter, in the order given (all when ``names`` is empty)."""
+    if not names:
+        return list(DATASETS.values())
+    by_key = {**DATASETS, **{d.letter: d for d in DATASETS.values()}}
+    unknown = [n for n in names if n not in by_key]
+    if unknown:
+        raise ConfigError(f"robustness: unknown dataset(s) {unknown}; datasets:"
+                          f" {[f'{d.letter}={d.name}' for d in DATASETS.values()]}")
+    chosen = [by_key[n] for n in names]
+    if len({d.name for d in chosen}) != len(chosen):
+        raise ConfigError(f"robustness: datasets {names} name a dataset twice")
+    return chosen
+
+
+def has_duration_field(processed_dir: Path) -> bool:
+    from grmodel.models.heads import DEFAULT_DURATION_FIELD
+
+    fields = read_manifest(processed_dir)["features"]["fields"]
+    return any(f["name"] == DEFAULT_DURATION_FIELD for f in fields)
+
+
+def run_robustness(
+    out_dir: str | Path,
+    *,
+    preset: str = "default",
+    seeds: int = 1,
+    datasets: list[str] | None = None,
+    rows: list[str] | None = None,
+    data_seed: int = 2024,
+    base_config: RunConfig | None = None,
+    overrides: list[str] | None = None,
+    figure_rows: int | None = None,
+) -> dict[str, Any]:
+    """Prepare, train and evaluate every (dataset, row, seed); write the one table. Returns the
+    record (also ``robustness.json``). ``figure_rows``: test rows of each dataset's figures
+    (default the runner's)."""
+    from grmodel.experiments.runner import FIGURE_ROWS, run_experiment
+
+    started = time.perf_counter()
+    if preset not in PRESETS:
+        raise ConfigError(f"robustness: preset {preset!r}: expected one of {list(PRESETS)}")
+    chosen = select_datasets(datasets)
+    rows = list(rows or DEFAULT_ROWS)
+    out = Path(out_dir)
+    entries = {}
+    for k, dataset in enumerate(chosen, 1):
+        log.info("[dataset %d/%d] %s (%s)", k, len(chosen), dataset.name, dataset.shape)
+        processed = dataset.prepare(out / "data" / dataset.name, preset, data_seed)
+        skipped = {} if has_duration_field(processed) else {
+            r: "no item duration field in this dataset" for r in rows if r in DURATION_ROWS}
+        report = run_experiment("table1", out / dataset.name, processed, seeds=seeds,
+                                rows=[r for r in rows if r not in skipped], base_config=base_config,
+                                overrides=overrides, figure_rows=figure_rows or FIGURE_ROWS)
+        entries[dataset.name] = dataset_entry(dataset, report, skipped)
+    record = {
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "grmodel_version": __version__,
+        "preset": preset,
+        "data_seed": data_seed,
+        "seeds": seeds,
+        "rows": rows,
+        "overrides": list(overrides or []),
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "load_average": list(os.getloadavg())},
+        "datasets": entries,
+        "wall_seconds": time.perf_counter() - started,
+    }
+    write_text_atomic(out / JSON_FILE, json.dumps(jsonable(record), indent=2) + "\n")
+    write_text_atomic(out / MARKDOWN_FILE, render_markdown(record))
+    log.info("wrote %s (%.1f s)", out / MARKDOWN_FILE, record["wall_seconds"])
+    return record
+
+
+def dataset_entry(dataset: Dataset, report: dict[str, Any], skipped: dict[str, str]
+                  ) -> dict[str, Any]:
+    """One dataset's lines of the table, from its table1 report."""
+    oracle = report["summary"].get(ORACLE)
+    oracle_mae = oracle["mae"]["mean"] if oracle else None
+    results = report["reference_results"]
+    lines = {}
+    for name, s in report["summary"].items():
+        if name in (TRAIN_MEDIAN, ORACLE):
+            flags = [near_constant(results[name]["distribution"]["pred"])]
+            seeds = None
+        else:
+            runs = [r for r in report["runs"] if r["row"] == name]
+            flags = [near_constant(r["test"]["distribution"]["pred"]) for r in runs]
+            seeds = [r["seed"] for r in runs]
+        mae = s["mae"]["mean"]
+        collapsed = [f for f in flags if f]
+        lines[name] = {
+            "model_name": s["model_name"], "seeds": seeds,
+            "mae": s["mae"], "xauc_tie_aware": s["xauc_tie_aware"], "xauc": s["xauc"],
+            "mae_to_oracle": mae / oracle_mae if oracle_mae else None,
+            # A constant by design (the train median) is not a collapsed model.
+            "collapsed": None if name == TRAIN_MEDIAN or not collapsed else
+            f"{len(collapsed)}/{len(flags)} seeds: {collapsed[0]}",
+        }
+    label = report["dataset"]["label"] or {}
+    return {
+        "letter": dataset.letter,
+        "shape": dataset.shape,
+        "report": f"{dataset.name}/report.md",
+        "label_unit": dataset.unit,
+        "test_rows": report["dataset"]["test_rows"],
+        "labels_tie": report["labels_tie"],
+        "xauc_configured": report["eval_config"]["xauc"],
+        "train_label_stats": label.get("train_stats"),
+        "skipped_rows": skipped,
+        "lines": lines,
+    }
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.0f}" if abs(value) >= 1e4 else f"{value:.4f}"
+
+
+def render_markdown(record: dict[str, Any]) -> str:
+    machine = record["machine"]
+    parts = [
+        "# Robustness suite: GR and its baselines on generated data of other label shapes",
+        "",
+        f"Written by grmodel {record['grmodel_version']} on {record['created']}; preset"
+        f" `{record['preset']}`, data seed {record['data_seed']}, {record['seeds']} training"
+        f" seed(s), overrides: {' '.join(f'`{o}`' for o in record['overrides']) or 'none'};"
+        f" {machine['cpu_count']} CPU cores, load average at the end"
+        f" {', '.join(f'{x:.2f}' for x in machine['load_average'])}; this invocation took"
+        f" {record['wall_seconds']:.0f} s.",
+        "",
+        f"- XAUC is the {XAUC_NAMES['tie_aware']} variant, the headline wherever labels tie;"
+        " robustness.json and each dataset's report.md also give the configured"
+        " (reference) variant.",
+        "- MAE ÷ oracle: the row's MAE over the oracle's (the label's true conditional median"
+        " given the features: the MAE floor). Values are means over the seeds.",
+        "- **COLLAPSED**: the test predictions are near-constant (std below"
+        " 1% of the mean, or one value on 95% or more of the rows).",
+        "",
+        "| dataset | row | MAE ↓ | XAUC tie-aware ↑ | MAE ÷ oracle | flag |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for name, d in record["datasets"].items():
+        for row, line in d["lines"].items():
+            flag = f"**COLLAPSED** ({line['collapsed']})" if line["collapsed"] else ""
+            ratio = line["mae_to_oracle"]
+            parts.append(f"| ({d['letter']}) {name} | {row} | {_num(line['mae']['mean'])} |"
+                         f" {_num(line['xauc_tie_aware']['mean'])} |"
+                         f" {'–' if ratio is None else f'{ratio:.3f}'} | {flag} |")
+    parts += ["", "## Datasets", "",
+              "| dataset | label shape | unit | test rows | labels tie | train zero share |"
+              " rows not run | report |",
+              "|---|---|---|---:|---|---:|---|---|"]
+    for name, d in record["datasets"].items():
+        stats = d["train_label_stats"] or {}
+        zero = stats.get("share_zero")
+        skipped = "; ".join(f"{r}: {why}" for r, why in d["skipped_rows"].items()) or "–"
+        parts.append(f"| ({d['letter']}) {name} | {d['shape']} | {d['label_unit']} |"
+                     f" {d['test_rows']} | {'yes' if d['labels_tie'] else 'no'} |"
+                     f" {'–' if zero is None else f'{zero:.3f}'} | {skipped} |"
+                     f" [{d['report']}]({d['report']}) |")
+    return "\n".join(parts) + "\n"
