@@ -6,11 +6,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from grmodel.config import EvalConfig
+from grmodel.evaluate import format_table
 from grmodel.metrics import (
     distribution_summary,
     evaluate_predictions,
     interval_mae,
     mae,
+    near_constant,
     xauc,
     xauc_sampled,
 )
@@ -172,3 +174,31 @@ def test_evaluate_predictions():
     reference = evaluate_predictions(y, p, EvalConfig())
     assert reference["xauc"] == xauc(y, p) and reference["xauc_variant"] == "reference"
     assert "oracle" not in reference
+
+
+def test_headline_xauc_is_tie_aware_when_labels_tie():
+    p = np.array([0.1, 0.4, 0.3, 0.9])
+    tied = evaluate_predictions(np.array([0.0, 0.0, 1.0, 2.0]), p, EvalConfig())
+    assert tied["labels_tie"] and tied["xauc_headline_variant"] == "tie_aware"
+    assert tied["xauc_variant"] == "reference"  # the configured variant stays available
+    assert tied["xauc"] == xauc(np.array([0.0, 0.0, 1.0, 2.0]), p, "reference")
+    distinct = evaluate_predictions(np.array([0.0, 0.5, 1.0, 2.0]), p, EvalConfig())
+    assert not distinct["labels_tie"] and distinct["xauc_headline_variant"] == "reference"
+
+
+def test_evaluation_table_names_the_variants_and_marks_the_headline():
+    y, p = np.array([0.0, 0.0, 1.0, 2.0]), np.array([0.1, 0.4, 0.3, 0.9])
+    table = format_table({"m": evaluate_predictions(y, p, EvalConfig())})
+    assert "| model | MAE ↓ | XAUC reference ↑ | **XAUC tie-aware (headline)** ↑ | rows |" in table
+    table = format_table({"m": evaluate_predictions(y, p, EvalConfig(xauc="tie_aware"))})
+    assert "XAUC reference" not in table and "**XAUC tie-aware (headline)** ↑" in table
+
+
+def test_near_constant_predictions():
+    def stats(values):
+        return distribution_summary(np.arange(len(values), dtype=float), np.asarray(values), 5)["pred"]
+
+    assert near_constant(stats([0.99, 0.991, 0.989, 0.99])).startswith("near-constant: std")
+    assert "one value covers 96.0% of the rows" in near_constant(stats([0.0] * 96 + [5.0] * 4))
+    assert near_constant(stats([0.0] * 70 + list(range(1, 31)))) is None  # zero-inflated, fine
+    assert near_constant(stats([0.0, 0.0])) is not None

@@ -112,7 +112,7 @@ def _tabular(preset_config: Callable[..., Any], generate: Callable[[Path, Any], 
 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
-    Dataset("kuairec_default", "a", "KuaiRec-shaped watch time, seconds (the default generator)",
+    Dataset("kuairec_default", "a", "KuaiRec-shaped watch time (the default generator)", "s",
             _kuairec_default),
     Dataset("customer_value", "b", "zero-inflated customer value, with cents", "dollars",
             _tabular(CustomerValueConfig.preset, generate_customer_value)),

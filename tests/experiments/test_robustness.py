@@ -1,0 +1,114 @@
+"""The robustness suite end to end at the tiny preset (2 datasets, 2 models, 1 epoch), its
+dataset selection, its collapse flag and its resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from grmodel.config import ConfigError
+from grmodel.evaluate import ORACLE, TRAIN_MEDIAN
+from grmodel.experiment_commands import register
+from grmodel.experiments.robustness import DATASETS, dataset_entry, select_datasets
+
+TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
+        "model.ffn_dim=32", "model.n_layers=1", "train.batch_size=256", "train.progress=false",
+        "train.num_threads=1", "train.epochs=1", "train.max_steps=5"]
+
+
+def run_cli(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="grmodel")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("robustness") / "suite"
+    assert run_cli(["experiment", "robustness", "--out", str(out), "--preset", "tiny",
+                    "--datasets", "customer_value,c", "--rows", "gr,d2q", "--figure-rows", "500",
+                    *TINY]) == 0
+    return out
+
+
+def test_one_table_per_dataset_and_model(suite: Path):
+    record = json.loads((suite / "robustness.json").read_text())
+    assert list(record["datasets"]) == ["customer_value", "rewatch"]
+    value, rewatch = record["datasets"]["customer_value"], record["datasets"]["rewatch"]
+    # D2Q runs only where the data has durations (the KuaiRec-format rewatch data).
+    assert list(value["lines"]) == ["gr", TRAIN_MEDIAN, ORACLE]
+    assert value["skipped_rows"] == {"d2q": "no item duration field in this dataset"}
+    assert list(rewatch["lines"]) == ["gr", "d2q", TRAIN_MEDIAN, ORACLE]
+    for d in record["datasets"].values():
+        assert d["labels_tie"] is True and d["test_rows"] > 0
+        lines = d["lines"]
+        oracle_mae = lines[ORACLE]["mae"]["mean"]
+        assert lines[ORACLE]["mae_to_oracle"] == 1.0 and lines[ORACLE]["collapsed"] is None
+        assert lines[TRAIN_MEDIAN]["collapsed"] is None  # constant by design, not collapsed
+        assert lines["gr"]["mae_to_oracle"] == pytest.approx(lines["gr"]["mae"]["mean"] / oracle_mae)
+        # The oracle is the floor: the train median does worse.
+        assert lines[TRAIN_MEDIAN]["mae"]["mean"] > oracle_mae
+    markdown = (suite / "robustness.md").read_text()
+    assert "| dataset | row | MAE ↓ | XAUC tie-aware ↑ | MAE ÷ oracle | flag |" in markdown
+    assert "| (b) customer_value | oracle (median) |" in markdown
+    assert "| (c) rewatch | d2q |" in markdown
+    # Each dataset is a table1 experiment whose report leads with the tie-aware XAUC.
+    report = (suite / "rewatch" / "report.md").read_text()
+    assert "**XAUC tie-aware (headline)** ↑" in report and "XAUC reference ↑" in report
+
+
+def test_finished_runs_are_reused(suite: Path):
+    assert run_cli(["experiment", "robustness", "--out", str(suite), "--preset", "tiny",
+                    "--datasets", "b", "--rows", "gr", "--figure-rows", "500", *TINY]) == 0
+    report = json.loads((suite / "customer_value" / "report.json").read_text())
+    assert [r["resumed"] for r in report["runs"]] == [True]
+    # The table is rewritten for what this invocation ran.
+    assert list(json.loads((suite / "robustness.json").read_text())["datasets"]) == [
+        "customer_value"]
+
+
+def test_other_data_settings_in_the_same_directory_are_refused(suite: Path):
+    with pytest.raises(ConfigError, match="other settings"):
+        run_cli(["experiment", "robustness", "--out", str(suite), "--preset", "default",
+                 "--datasets", "b", "--rows", "gr", *TINY])
+
+
+def test_datasets_by_name_or_letter():
+    assert [d.name for d in select_datasets(None)] == list(DATASETS)
+    assert [d.name for d in select_datasets(["e", "kuairec_default"])] == [
+        "completion", "kuairec_default"]
+    assert len({d.letter for d in DATASETS.values()}) == 5
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        select_datasets(["f"])
+    with pytest.raises(ConfigError, match="twice"):
+        select_datasets(["b", "customer_value"])
+
+
+def _result(mean: float, std: float, mode_share: float) -> dict:
+    return {"mae": 1.0, "xauc": 0.5, "xauc_tie_aware": 0.5,
+            "distribution": {"pred": {"mean": mean, "std": std, "mode_share": mode_share}}}
+
+
+def test_a_near_constant_model_is_flagged_collapsed():
+    summary = {name: {"model_name": name, "mae": {"mean": 2.0, "std": None},
+                      "xauc": {"mean": 0.5}, "xauc_tie_aware": {"mean": 0.5}}
+               for name in ("gr", "tpm", TRAIN_MEDIAN, ORACLE)}
+    report = {
+        "summary": summary,
+        "runs": [{"row": "gr", "seed": 1, "test": _result(0.99, 0.002, 0.01)},
+                 {"row": "tpm", "seed": 1, "test": _result(3.0, 2.0, 0.7)}],
+        "reference_results": {TRAIN_MEDIAN: _result(1.0, 0.0, 1.0), ORACLE: _result(2, 1.5, 0.6)},
+        "dataset": {"label": {}, "test_rows": 10}, "labels_tie": True,
+        "eval_config": {"xauc": "reference"},
+    }
+    lines = dataset_entry(DATASETS["customer_value"], report, {})["lines"]
+    assert lines["gr"]["collapsed"].startswith("1/1 seeds: near-constant: std 0.002")
+    assert lines["tpm"]["collapsed"] is None
+    assert lines[TRAIN_MEDIAN]["collapsed"] is None and lines[ORACLE]["collapsed"] is None
+    report["runs"][1]["test"] = _result(3.0, 2.0, 0.97)  # most rows equal
+    lines = dataset_entry(DATASETS["customer_value"], report, {})["lines"]
+    assert "one value covers 97.0% of the rows" in lines["tpm"]["collapsed"]
