@@ -37,7 +37,6 @@ from grmodel.data.generators.completion import CompletionConfig, generate_comple
 from grmodel.data.generators.customer_value import CustomerValueConfig, generate_customer_value
 from grmodel.data.generators.rewatch import RewatchConfig, generate_rewatch
 from grmodel.data.generators.session_ms import SessionMsConfig, generate_session_ms
-from grmodel.data.kuairec import SYNTH_FILE, IngestConfig, ingest_kuairec
 from grmodel.data.tabular import TabularSpec, build_tabular
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN
 from grmodel.experiments.report import jsonable
@@ -68,24 +67,11 @@ def _kuairec_default(data_dir: Path, preset: str, seed: int) -> Path:
     return prepare_generated(data_dir, preset, seed)
 
 
-def _check_same(path: Path, recorded: dict[str, Any], wanted: Any) -> None:
-    from grmodel.experiments import runner  # the runner's "same settings" rule, one place
-
-    runner._check_same(path, recorded, wanted)
-
-
 def _rewatch(data_dir: Path, preset: str, seed: int) -> Path:
-    raw, processed = data_dir / "raw", data_dir / "processed"
-    config, ingest = RewatchConfig.preset(preset, seed=seed), IngestConfig(seed=seed)
-    if raw.exists():
-        _check_same(raw / SYNTH_FILE, json.loads((raw / SYNTH_FILE).read_text())["config"], config)
-    else:
-        generate_rewatch(raw, config)
-    if processed.exists():
-        _check_same(processed / "manifest.json", read_manifest(processed)["options"], ingest)
-    else:
-        ingest_kuairec(raw, processed, ingest)
-    return processed
+    from grmodel.experiments.runner import prepare_kuairec_format
+
+    return prepare_kuairec_format(data_dir, RewatchConfig.preset(preset, seed=seed),
+                                  generate_rewatch, seed)
 
 
 def _tabular(preset_config: Callable[..., Any], generate: Callable[[Path, Any], Any]
@@ -94,18 +80,13 @@ def _tabular(preset_config: Callable[..., Any], generate: Callable[[Path, Any], 
     behind ``grmodel data tabular``)."""
 
     def prepare(data_dir: Path, preset: str, seed: int) -> Path:
+        from grmodel.experiments.runner import made_once
+
         config = preset_config(preset, seed=seed)
         source, processed = data_dir / "source", data_dir / "processed"
-        if source.exists():
-            recorded = json.loads((source / GENERATOR_FILE).read_text())["config"]
-            _check_same(source / GENERATOR_FILE, recorded, config)
-        else:
-            generate(source, config)
+        made_once(source, config, GENERATOR_FILE, lambda: generate(source, config))
         spec = TabularSpec.from_yaml(source / SPEC_FILE)
-        if processed.exists():
-            _check_same(processed / "manifest.json", read_manifest(processed)["options"], spec)
-        else:
-            build_tabular(spec, processed)
+        made_once(processed, spec, "manifest.json", lambda: build_tabular(spec, processed))
         return processed
 
     return prepare

@@ -22,6 +22,7 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,19 +236,31 @@ def _row_records(experiment: Experiment, overrides: Overrides,
 # -- data ---------------------------------------------------------------------------------
 def prepare_generated(data_dir: Path, preset: str, seed: int) -> Path:
     """Generate and ingest the synth ``preset`` under ``data_dir`` unless already there."""
+    return prepare_kuairec_format(data_dir, SynthConfig.preset(preset, seed=seed), generate_kuairec,
+                                  seed)
+
+
+def prepare_kuairec_format(data_dir: Path, config: Any, generate: Callable[[Path, Any], Any],
+                           seed: int) -> Path:
+    """``generate(data_dir / "raw", config)`` (KuaiRec-format raw files with ``synth.json``)
+    and the KuaiRec ingest into ``data_dir / "processed"``, each unless already there."""
     raw, processed = data_dir / "raw", data_dir / "processed"
-    synth, ingest = SynthConfig.preset(preset, seed=seed), IngestConfig(seed=seed)
-    if raw.exists():
-        _check_same(raw / SYNTH_FILE, json.loads((raw / SYNTH_FILE).read_text())["config"], synth)
-    else:
-        log.info("generating the %s preset (seed %d) into %s", preset, seed, raw)
-        generate_kuairec(raw, synth)
-    if processed.exists():
-        _check_same(processed / "manifest.json", read_manifest(processed)["options"], ingest)
-    else:
-        log.info("ingesting %s into %s", raw, processed)
-        ingest_kuairec(raw, processed, ingest)
+    ingest = IngestConfig(seed=seed)
+    made_once(raw, config, SYNTH_FILE, lambda: generate(raw, config))
+    made_once(processed, ingest, "manifest.json", lambda: ingest_kuairec(raw, processed, ingest))
     return processed
+
+
+def made_once(directory: Path, settings: Any, record_file: str, make: Callable[[], Any]) -> None:
+    """Make ``directory`` with ``make()`` unless it exists; an existing one must have been made
+    with the same ``settings`` (as ``record_file`` there records them, under ``config`` or
+    ``options``)."""
+    if not directory.exists():
+        log.info("making %s", directory)
+        make()
+        return
+    record = json.loads((directory / record_file).read_text())
+    _check_same(directory / record_file, record.get("config", record.get("options")), settings)
 
 
 def _check_same(path: Path, recorded: dict[str, Any], wanted: Any) -> None:

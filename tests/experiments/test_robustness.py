@@ -3,15 +3,14 @@ dataset selection, its collapse flag and its resume."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import pytest
 
+from grmodel.cli import main
 from grmodel.config import ConfigError
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN
-from grmodel.experiment_commands import register
 from grmodel.experiments.robustness import DATASETS, dataset_entry, select_datasets
 
 TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
@@ -19,17 +18,10 @@ TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "mode
         "train.num_threads=1", "train.epochs=1", "train.max_steps=5"]
 
 
-def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="grmodel")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.handler(args)
-
-
 @pytest.fixture(scope="module")
 def suite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("robustness") / "suite"
-    assert run_cli(["experiment", "robustness", "--out", str(out), "--preset", "tiny",
+    assert main(["experiment", "robustness", "--out", str(out), "--preset", "tiny",
                     "--datasets", "customer_value,c", "--rows", "gr,d2q", "--figure-rows", "500",
                     *TINY]) == 0
     return out
@@ -62,7 +54,7 @@ def test_one_table_per_dataset_and_model(suite: Path):
 
 
 def test_finished_runs_are_reused(suite: Path):
-    assert run_cli(["experiment", "robustness", "--out", str(suite), "--preset", "tiny",
+    assert main(["experiment", "robustness", "--out", str(suite), "--preset", "tiny",
                     "--datasets", "b", "--rows", "gr", "--figure-rows", "500", *TINY]) == 0
     report = json.loads((suite / "customer_value" / "report.json").read_text())
     assert [r["resumed"] for r in report["runs"]] == [True]
@@ -71,10 +63,10 @@ def test_finished_runs_are_reused(suite: Path):
         "customer_value"]
 
 
-def test_other_data_settings_in_the_same_directory_are_refused(suite: Path):
-    with pytest.raises(ConfigError, match="other settings"):
-        run_cli(["experiment", "robustness", "--out", str(suite), "--preset", "default",
-                 "--datasets", "b", "--rows", "gr", *TINY])
+def test_other_data_settings_in_the_same_directory_are_refused(suite: Path, capsys):
+    assert main(["experiment", "robustness", "--out", str(suite), "--preset", "default",
+                 "--datasets", "b", "--rows", "gr", *TINY]) == 1
+    assert "made with other settings" in capsys.readouterr().err
 
 
 def test_datasets_by_name_or_letter():

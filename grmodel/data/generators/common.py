@@ -7,7 +7,7 @@ import dataclasses
 import math
 import statistics
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -19,23 +19,30 @@ from grmodel.data.io import DataSpecError, sha256_file
 SOURCE_FILE, SPEC_FILE, GENERATOR_FILE = "table.parquet", "spec.yaml", "generator.json"
 ORACLE_COLUMN = "oracle_median"
 
-Config = TypeVar("Config")
+# Rows of a generated table at each preset (the tabular families).
+TABLE_PRESETS: dict[str, dict[str, Any]] = {"tiny": {"n_rows": 3_000}, "default": {}}
 
 _erfc = np.frompyfunc(math.erfc, 1, 1)
 _inv_cdf = np.frompyfunc(statistics.NormalDist().inv_cdf, 1, 1)
 
 
-def preset_config(cls: type[Config], presets: dict[str, dict[str, Any]], name: str,
-                  **overrides: Any) -> Config:
-    """``cls`` at the named preset (``tiny`` or ``default``) with field overrides."""
-    if name not in presets:
-        raise DataSpecError(f"unknown preset {name!r} for {cls.__name__}; expected one of"
-                            f" {list(presets)}")
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(overrides) - fields)
-    if unknown:
-        raise DataSpecError(f"unknown {cls.__name__} field(s) {unknown}")
-    return cls(preset_name=name, **{**presets[name], **overrides})
+class Presets:
+    """Mixin of a generator's config dataclass: ``Config.preset(name, **overrides)`` builds it
+    at one of its ``PRESETS`` (``tiny``: seconds in tests; ``default``: big enough to rank
+    models)."""
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = TABLE_PRESETS
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> Any:
+        if name not in cls.PRESETS:
+            raise DataSpecError(f"unknown preset {name!r} for {cls.__name__}; expected one of"
+                                f" {list(cls.PRESETS)}")
+        fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise DataSpecError(f"unknown {cls.__name__} field(s) {unknown}")
+        return cls(preset_name=name, **{**cls.PRESETS[name], **overrides})
 
 
 def level_effects(rng: np.random.Generator, n_levels: int, sd: float) -> np.ndarray:

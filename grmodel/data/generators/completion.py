@@ -22,11 +22,11 @@ import pandas as pd
 
 from grmodel.data.generators.common import (
     ORACLE_COLUMN,
+    Presets,
     config_record,
     label_summary,
     level_effects,
     normal_quantile,
-    preset_config,
     write_tabular_source,
     zipf_levels,
 )
@@ -37,7 +37,7 @@ N_LEVELS, N_REFERRALS, N_CATEGORIES, N_LENGTHS = 5, 4, 16, 6
 
 
 @dataclass
-class CompletionConfig:
+class CompletionConfig(Presets):
     preset_name: str = "default"
     seed: int = 2024
     n_rows: int = 60_000
@@ -45,13 +45,6 @@ class CompletionConfig:
     full_logit: float = -0.5
     partial_sd: float = 1.0  # s: spread of a partial completion on the logit scale
     effect_sd: float = 0.45
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> CompletionConfig:
-        return preset_config(cls, PRESETS, name, **overrides)
-
-
-PRESETS: dict[str, dict[str, Any]] = {"tiny": {"n_rows": 3_000}, "default": {}}
 
 
 def completion_frame(config: CompletionConfig) -> pd.DataFrame:

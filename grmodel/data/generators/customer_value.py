@@ -27,12 +27,12 @@ import pandas as pd
 
 from grmodel.data.generators.common import (
     ORACLE_COLUMN,
+    Presets,
     calibrated_intercept,
     config_record,
     label_summary,
     level_effects,
     normal_quantile,
-    preset_config,
     write_tabular_source,
     zipf_levels,
 )
@@ -51,20 +51,13 @@ CHANNEL_SIGMA = (0.9, 1.25, 1.15, 0.85, 1.0)
 
 
 @dataclass
-class CustomerValueConfig:
+class CustomerValueConfig(Presets):
     preset_name: str = "default"
     seed: int = 2024
     n_rows: int = 60_000
     zero_share: float = 0.7
     spend_median: float = 45.0  # dollars, of a buyer at average effects
     effect_sd: float = 0.35  # sd of the random categorical effects
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> CustomerValueConfig:
-        return preset_config(cls, PRESETS, name, **overrides)
-
-
-PRESETS: dict[str, dict[str, Any]] = {"tiny": {"n_rows": 3_000}, "default": {}}
 
 
 def customer_frame(config: CustomerValueConfig) -> pd.DataFrame:

@@ -25,13 +25,13 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from grmodel.atomic import atomic_directory, write_json_atomic
-from grmodel.data.generators.common import level_effects, normal_cdf, preset_config
+from grmodel.data.generators.common import Presets, level_effects, normal_cdf
 from grmodel.data.io import sha256_file
 from grmodel.data.kuairec import BIG, ORACLE_FILE, SMALL, SYNTH_FILE
 from grmodel.data.synth import (
@@ -49,7 +49,13 @@ PATIENCE_FIELDS = ("register_days_range", "fans_user_num_range", "onehot_feat5")
 
 
 @dataclass
-class RewatchConfig:
+class RewatchConfig(Presets):
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {
+        "tiny": {},
+        # About 100k rows: 76k big-matrix rows and a 120 x 200 small matrix.
+        "default": {"world": {"n_users": 500, "big_rows": 76_000, "small_users": 120}},
+    }
+
     preset_name: str = "default"
     seed: int = 2024
     # The world's sizes (SynthConfig fields); duplicates are off (labels are per row here).
@@ -63,21 +69,12 @@ class RewatchConfig:
     body_sigma: float = 0.55
     effect_sd: float = 0.3
 
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> RewatchConfig:
-        return preset_config(cls, PRESETS, name, **overrides)
-
     def synth_config(self) -> SynthConfig:
         return SynthConfig.preset(WORLD_PRESET[self.preset_name], seed=self.seed,
                                   duplicate_share=0.0, **self.world)
 
 
 WORLD_PRESET = {"tiny": "tiny", "default": "default"}
-PRESETS: dict[str, dict[str, Any]] = {
-    "tiny": {},
-    # About 100k rows: 76k big-matrix rows and a 120 x 200 small matrix.
-    "default": {"world": {"n_users": 500, "big_rows": 76_000, "small_users": 120}},
-}
 
 
 @dataclass

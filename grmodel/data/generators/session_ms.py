@@ -21,10 +21,10 @@ import pandas as pd
 
 from grmodel.data.generators.common import (
     ORACLE_COLUMN,
+    Presets,
     config_record,
     label_summary,
     level_effects,
-    preset_config,
     write_tabular_source,
     zipf_levels,
 )
@@ -37,19 +37,12 @@ N_REGIONS, N_VERSIONS, N_HOURS, N_TIERS, N_CONTENT = 10, 15, 6, 4, 20
 
 
 @dataclass
-class SessionMsConfig:
+class SessionMsConfig(Presets):
     preset_name: str = "default"
     seed: int = 2024
     n_rows: int = 60_000
     median_ms: float = 60_000.0  # one minute at average effects
     effect_sd: float = 0.5
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> SessionMsConfig:
-        return preset_config(cls, PRESETS, name, **overrides)
-
-
-PRESETS: dict[str, dict[str, Any]] = {"tiny": {"n_rows": 3_000}, "default": {}}
 
 
 def session_frame(config: SessionMsConfig) -> pd.DataFrame:
