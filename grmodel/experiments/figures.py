@@ -147,7 +147,7 @@ def _training_curves(runs: list[dict[str, Any]]) -> Any:
         for ax, key in zip(axes, ("valid_mae", "valid_xauc")):
             ax.plot(epochs, [h[key] for h in r["history"]], color=colors[r["row"]], marker=".",
                     label=label)
-    for ax, title in zip(axes, ("validation MAE", "validation XAUC")):
+    for ax, title in zip(axes, ("validation MAE", "validation XAUC (reference)")):
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)

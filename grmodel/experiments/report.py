@@ -280,7 +280,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     parts += ["", "## Figures", ""]
     parts += [f"![{name}](figures/{name})" for name in report["figures"]]
     parts += ["", f"## The paper's numbers ({PAPER_ANCHORS[report['experiment']]['caption']}; not"
-              " ours, not this dataset)", "", _paper_table(report["experiment"]), ""]
+              " ours, not this dataset; XAUC as published, the authors' reference variant)", "",
+              _paper_table(report["experiment"]), ""]
     return "\n".join(parts)
 
 
