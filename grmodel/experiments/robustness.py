@@ -143,7 +143,7 @@ def run_robustness(
     """Prepare, train and evaluate every (dataset, row, seed); write the one table. Returns the
     record (also ``robustness.json``). ``figure_rows``: test rows of each dataset's figures
     (default the runner's)."""
-    from grmodel.experiments.runner import FIGURE_ROWS, run_experiment
+    from grmodel.experiments.runner import FIGURE_ROWS, plan_experiment, run_experiment
 
     started = time.perf_counter()
     if preset not in PRESETS:
@@ -151,6 +151,9 @@ def run_robustness(
     chosen = select_datasets(datasets)
     rows = list(rows or DEFAULT_ROWS)
     out = Path(out_dir)
+    # Plan once on a placeholder: a bad row, seed count or override fails before any data is made.
+    plan_experiment("table1", out / "data", seeds=seeds, rows=rows, base_config=base_config,
+                    overrides=overrides)
     entries = {}
     for k, dataset in enumerate(chosen, 1):
         log.info("[dataset %d/%d] %s (%s)", k, len(chosen), dataset.name, dataset.shape)

@@ -69,6 +69,14 @@ def test_other_data_settings_in_the_same_directory_are_refused(suite: Path, caps
     assert "made with other settings" in capsys.readouterr().err
 
 
+def test_bad_requests_fail_before_any_data_is_made(tmp_path: Path, capsys):
+    for extra in (["--rows", "gr,nope"], ["--seeds", "0"], ["train.nope=1"], ["--datasets", "z"]):
+        assert main(["experiment", "robustness", "--out", str(tmp_path / "s"), "--preset", "tiny",
+                     *extra]) == 1
+        assert "error" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+
+
 def test_datasets_by_name_or_letter():
     assert [d.name for d in select_datasets(None)] == list(DATASETS)
     assert [d.name for d in select_datasets(["e", "kuairec_default"])] == [
