@@ -135,11 +135,30 @@ def test_bad_label_and_missing_column_fail_cleanly(tmp_path: Path) -> None:
          "fractions"),
         ({"item": {"categorical": ["label"]}}, "reserved"),
         ({"label": None}, "'label' is required"),
+        ({"oracle": "channel"}, "oracle column 'channel' is a feature or the label"),
+        ({"oracle": "ltv_90d"}, "oracle column 'ltv_90d' is a feature or the label"),
     ],
 )
 def test_bad_specs_are_refused(tmp_path: Path, changes: dict, message: str) -> None:
     with pytest.raises(DataSpecError, match=message):
         TabularSpec.from_yaml(_spec(tmp_path, "x.parquet", **changes))
+
+
+def test_an_oracle_column_reaches_the_test_split_only(tmp_path: Path) -> None:
+    table = _ltv_table()
+    table["true_median"] = table["ltv_90d"] / 2  # traceable to the row's own label
+    table.to_parquet(tmp_path / "ltv.parquet")
+    manifest = build_tabular(_spec(tmp_path, "ltv.parquet", oracle="true_median"), tmp_path / "out")
+    assert manifest["oracle"]["present"] and manifest["oracle"]["columns"] == ["oracle_median"]
+    test = read_split(tmp_path / "out", "test")
+    assert np.array_equal(test["oracle_median"], test["label"] / 2)
+    assert "oracle_median" not in read_split(tmp_path / "out", "train").columns
+    assert "true_median" not in {f["name"] for f in manifest["features"]["fields"]}
+
+    table.loc[5, "true_median"] = -1.0
+    table.to_parquet(tmp_path / "ltv.parquet")
+    with pytest.raises(RawDataError, match="'true_median'.*non-negative"):
+        build_tabular(_spec(tmp_path, "ltv.parquet", oracle="true_median"), tmp_path / "out2")
 
 
 def test_vocabulary_is_fitted_on_the_fitting_rows_only() -> None:
