@@ -30,7 +30,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("grmodel.cli.validate",
                  "validate raw KuaiRec files, a processed dataset or tokenised labels"),
     "experiment": ("grmodel.cli.experiment",
-                   "train, evaluate and report one of the paper's tables (Markdown, JSON, figures)"),
+                   "train, evaluate and report one of the paper's tables or the robustness suite"),
     "registry": ("grmodel.cli.registry", "MLflow model registry: register, promote, history"),
     "reproduce": ("grmodel.cli.reproduce",
                   "re-run a recorded run on its data version and compare every metric"),

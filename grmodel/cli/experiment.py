@@ -16,7 +16,7 @@ from grmodel.experiments.specs import EXPERIMENTS
 def register(subparsers: argparse._SubParsersAction) -> None:
     experiment = subparsers.add_parser(
         "experiment",
-        help="train, evaluate and report one of the paper's tables (Markdown, JSON, figures)",
+        help="train, evaluate and report one of the paper's tables or the robustness suite",
         description="Every (row, seed) trains into OUT/runs/ROW/seedK (finished identical runs are"
         " reused), then all are scored on the test split and OUT/report.md, OUT/report.json and"
         " OUT/figures/*.png are written.",

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel import __version__
-from grmodel.atomic import write_text_atomic
+from grmodel.atomic import jsonable, write_text_atomic
 from grmodel.config import ConfigError, RunConfig
 from grmodel.data.generators.common import GENERATOR_FILE, SPEC_FILE
 from grmodel.data.generators.completion import CompletionConfig, generate_completion
@@ -39,9 +39,17 @@ from grmodel.data.generators.rewatch import RewatchConfig, generate_rewatch
 from grmodel.data.generators.session_ms import SessionMsConfig, generate_session_ms
 from grmodel.data.tabular import TabularSpec, build_tabular
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN
-from grmodel.experiments.report import jsonable
+from grmodel.experiments.runner import (
+    FIGURE_ROWS,
+    made_once,
+    plan_experiment,
+    prepare_generated,
+    prepare_kuairec_format,
+    run_experiment,
+)
 from grmodel.features import read_manifest
 from grmodel.metrics import XAUC_NAMES, near_constant
+from grmodel.models.heads import DEFAULT_DURATION_FIELD
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +69,7 @@ class Dataset:
     prepare: Callable[[Path, str, int], Path]  # (data_dir, preset, seed) -> processed dir
 
 
-def _kuairec_default(data_dir: Path, preset: str, seed: int) -> Path:
-    from grmodel.experiments.runner import prepare_generated
-
-    return prepare_generated(data_dir, preset, seed)
-
-
 def _rewatch(data_dir: Path, preset: str, seed: int) -> Path:
-    from grmodel.experiments.runner import prepare_kuairec_format
-
     return prepare_kuairec_format(data_dir, RewatchConfig.preset(preset, seed=seed),
                                   generate_rewatch, seed)
 
@@ -80,8 +80,6 @@ def _tabular(preset_config: Callable[..., Any], generate: Callable[[Path, Any], 
     behind ``grmodel data tabular``)."""
 
     def prepare(data_dir: Path, preset: str, seed: int) -> Path:
-        from grmodel.experiments.runner import made_once
-
         config = preset_config(preset, seed=seed)
         source, processed = data_dir / "source", data_dir / "processed"
         made_once(source, config, GENERATOR_FILE, lambda: generate(source, config))
@@ -94,7 +92,7 @@ def _tabular(preset_config: Callable[..., Any], generate: Callable[[Path, Any], 
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("kuairec_default", "a", "KuaiRec-shaped watch time (the default generator)", "s",
-            _kuairec_default),
+            prepare_generated),
     Dataset("customer_value", "b", "zero-inflated customer value, with cents", "dollars",
             _tabular(CustomerValueConfig.preset, generate_customer_value)),
     Dataset("rewatch", "c", "KuaiRec-format watch time: quick skips, lognormal body,"
@@ -122,8 +120,6 @@ def select_datasets(names: list[str] | None) -> list[Dataset]:
 
 
 def has_duration_field(processed_dir: Path) -> bool:
-    from grmodel.models.heads import DEFAULT_DURATION_FIELD
-
     fields = read_manifest(processed_dir)["features"]["fields"]
     return any(f["name"] == DEFAULT_DURATION_FIELD for f in fields)
 
@@ -143,8 +139,6 @@ def run_robustness(
     """Prepare, train and evaluate every (dataset, row, seed); write the one table. Returns the
     record (also ``robustness.json``). ``figure_rows``: test rows of each dataset's figures
     (default the runner's)."""
-    from grmodel.experiments.runner import FIGURE_ROWS, plan_experiment, run_experiment
-
     started = time.perf_counter()
     if preset not in PRESETS:
         raise ConfigError(f"robustness: preset {preset!r}: expected one of {list(PRESETS)}")

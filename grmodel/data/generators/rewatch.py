@@ -1,7 +1,7 @@
 """KuaiRec-format raw files from a watch-time process unlike the default generator's.
 
 The users, videos, durations, tags and interaction rows come from the KuaiRec-shaped world of
-``grmodel.data.synth`` (same file formats, so the real ingest reads them); the labels come from
+``grmodel.data.kuairec.synth`` (same file formats, so the real ingest reads them); the labels come from
 a different law with its own feature effects, so that nothing in the models was tuned to it.
 Per (user u, video i) with duration d seconds and z = the standardised log duration:
 
@@ -33,8 +33,8 @@ import pandas as pd
 from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data.generators.common import Presets, level_effects, normal_cdf
 from grmodel.data.io import sha256_file
-from grmodel.data.kuairec import BIG, ORACLE_FILE, SMALL, SYNTH_FILE
-from grmodel.data.synth import (
+from grmodel.data.kuairec.schema import BIG, ORACLE_FILE, SMALL, SYNTH_FILE
+from grmodel.data.kuairec.synth import (
     SynthConfig,
     _write_matrix,
     _write_side_files,

@@ -23,7 +23,8 @@ from grmodel.data.generators.rewatch import (
 )
 from grmodel.data.generators.session_ms import SessionMsConfig, generate_session_ms
 from grmodel.data.io import DataSpecError
-from grmodel.data.kuairec import BIG, ORACLE_FILE, SMALL, IngestConfig, ingest_kuairec
+from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.data.kuairec.schema import BIG, ORACLE_FILE, SMALL
 from grmodel.data.tabular import build_tabular
 from grmodel.features import read_manifest, read_split
 
