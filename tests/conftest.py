@@ -21,6 +21,17 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``cuda`` skip, with the reason, where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    build = f"built for CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    reason = f"no CUDA device (torch {torch.__version__}, {build})"
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(pytest.mark.skip(reason=reason))
+
+
 def write_planted_dataset(root: Path, n_rows: int = 6000, seed: int = 0) -> Path:
     """Watch time = exp(user taste · item affinity + item bias) × noise, heavy-tailed."""
     rng = np.random.default_rng(seed)
