@@ -4,8 +4,9 @@ Prints training samples/s with CLEM + embedding mixup (batch 512, d_model 128, 3
 prediction rows/s at batch 4096 with mixup decoding, measured in the same run, plus peak
 memory: our decoder (key/value cache, rows leave at <eos>) against the same model decoding
 without a cache, both with early exit and as the authors' decoder does (whole prefix re-run
-for every one of max_decode_len + 1 steps). Targets (issue #2, 2 CPU threads): training
-≥ 1,000 samples/s; prediction ≥ 3,000 rows/s and ≥ 3× the uncached decoder.
+for every one of max_decode_len + 1 steps). ``--json`` writes every figure to a file as well.
+Targets (issue #2, 2 CPU threads): training ≥ 1,000 samples/s; prediction ≥ 3,000 rows/s and
+≥ 3× the uncached decoder.
 
 Decoding speed depends on how many steps rows take, so measure prediction with a trained model
 on real inputs: ``--model-dir`` (a GR model directory) and ``--data`` (its processed dataset;
@@ -21,6 +22,7 @@ emits <eos> at once and says little about decoding.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import time
 
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--mixup", default="window", choices=["window", "full", "none"])
     parser.add_argument("--model-dir", default=None, help="trained GR model for the prediction part")
     parser.add_argument("--data", default=None, help="processed dataset whose test split is scored")
+    parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -142,8 +145,19 @@ def main() -> None:
     for name, rate in rates.items():
         print(f"  {name}: {rate:,.0f} rows/s; ours is {ours / rate:.2f}x this")
     print(f"peak RSS {peak_rss_mb():,.0f} MB")
-    if device.type == "cuda":
-        print(f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:,.0f} MB")
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    if peak_gpu is not None:
+        print(f"peak GPU memory {peak_gpu:,.0f} MB")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({
+                "device": str(device), "threads": args.threads, "mixup": args.mixup,
+                "batch_size": 512, "train_batches": total, "model": vars(config.model),
+                "train_samples_per_second": train_sps, "predict_batch_size": 4096,
+                "predict_source": source, "decode_steps_per_row": float(np.mean(steps)),
+                "predict_rows_per_second": rates, "peak_rss_mb": peak_rss_mb(),
+                "peak_gpu_memory_mb": peak_gpu,
+            }, f, indent=2)
 
 
 if __name__ == "__main__":

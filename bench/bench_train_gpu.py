@@ -8,13 +8,16 @@ Unlike ``bench_gr.py`` (the model's step alone, on tensors already on the device
 ``grmodel.training.loop.train_model`` end to end on generated KuaiRec-shaped data (cached): batches are
 gathered on the host, copied through pinned memory with ``non_blocking`` transfers (in-memory
 input) or by a DataLoader with ``pin_memory`` (streaming input), and the step runs under bf16
-autocast on CUDA. Samples/s is the trainer's own figure (training steps only, warm-up
-included); peak GPU memory and host RSS are printed beside it.
+autocast on CUDA. It runs ``--steps`` optimiser steps (over as many epochs as that takes; a
+validation pass ends each epoch). Samples/s is the trainer's own figure (training steps only,
+warm-up included); peak GPU memory and host RSS are printed beside it, and ``--json`` writes
+every figure to a file as well.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import tempfile
@@ -35,6 +38,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="streaming: DataLoader workers")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     parser.add_argument("--no-amp", action="store_true", help="fp32 instead of bf16 autocast")
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("overrides", nargs="*", help="extra section.key=value overrides")
     args = parser.parse_args()
 
@@ -45,7 +49,8 @@ def main() -> None:
 
     data = processed_dataset(args.preset, args.seed)
     overrides = [
-        f"data.processed_dir={data}", f"train.device={args.device}", "train.epochs=1",
+        f"data.processed_dir={data}", f"train.device={args.device}",
+        f"train.epochs={args.steps}", f"train.patience={args.steps}",
         f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
         "train.progress=false", "data.max_eval_rows=4096", f"train.amp_bf16={not args.no_amp}",
         f"train.streaming={args.streaming}", f"train.loader_workers={args.workers}",
@@ -62,11 +67,23 @@ def main() -> None:
     source = (f"streaming, {args.workers} loader workers" if args.streaming else "in-memory") + (
         ", pinned memory" if cuda else "")
     print(f"GR training on {name}: {amp}, batch {args.batch_size}, {source}, {args.preset} data")
-    print(f"  {result.samples_per_second:,.0f} samples/s over {args.steps} steps"
-          f" ({result.train_seconds:.1f} s training, {wall:.1f} s wall with setup and validation)")
+    steps = result.history[-1]["step"]
+    print(f"  {result.samples_per_second:,.0f} samples/s over {steps} steps in {len(result.history)}"
+          f" epochs ({result.train_seconds:.1f} s training, {wall:.1f} s wall with setup and"
+          " validation)")
     peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    gpu = f"; peak GPU memory {torch.cuda.max_memory_allocated() / 1024**3:.2f} GB" if cuda else ""
-    print(f"  peak host RSS {peak_rss:.2f} GB{gpu}; load average {os.getloadavg()[0]:.1f}")
+    peak_gpu = torch.cuda.max_memory_allocated() / 1024**3 if cuda else None
+    gpu = f"; peak GPU memory {peak_gpu:.2f} GB" if cuda else ""
+    load = os.getloadavg()[0]
+    print(f"  peak host RSS {peak_rss:.2f} GB{gpu}; load average {load:.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "device": name, "precision": amp, "batch_size": args.batch_size, "input": source,
+            "preset": args.preset, "steps": steps, "epochs": len(result.history),
+            "samples_per_second": result.samples_per_second, "train_seconds": result.train_seconds,
+            "wall_seconds": wall, "peak_host_rss_gb": peak_rss, "peak_gpu_memory_gb": peak_gpu,
+            "load_average": load, "model": vars(config.model),
+        }, indent=2))
 
 
 if __name__ == "__main__":
