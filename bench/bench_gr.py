@@ -67,18 +67,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--train-batches", type=int, default=30)
+    parser.add_argument("--train-batches", type=int, default=30, help="3 of them warm up, untimed")
+    parser.add_argument("--batch-size", type=int, default=512, help="training batch (the paper's 512)")
     parser.add_argument("--predict-rows", type=int, default=16384)
     parser.add_argument("--mixup", default="window", choices=["window", "full", "none"])
     parser.add_argument("--model-dir", default=None, help="trained GR model for the prediction part")
     parser.add_argument("--data", default=None, help="processed dataset whose test split is scored")
     parser.add_argument("--json", default=None, help="also write the figures to this file")
     args = parser.parse_args()
+    if args.train_batches < 4:
+        parser.error("--train-batches must be at least 4 (3 warm up)")
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     rng = np.random.default_rng(0)
     config = RunConfig().with_overrides([f"train.mixup={args.mixup}"])
-    ids, mask, labels = kuairec_like(512 * args.train_batches, rng)
+    batch_size = args.batch_size
+    ids, mask, labels = kuairec_like(batch_size * args.train_batches, rng)
     model = GRModel(bench_schema(), config, GRModel.fit_label_state(labels, config)).to(device)
     tokens = torch.as_tensor(model.targets(labels)["tokens"])
     lengths = model.label_state["length_stats"]
@@ -90,7 +94,7 @@ def main() -> None:
     total = args.train_batches
     timed = 0.0
     for b in range(total):
-        rows = slice(b * 512, (b + 1) * 512)
+        rows = slice(b * batch_size, (b + 1) * batch_size)
         batch = {
             "ids": torch.as_tensor(ids[rows], device=device),
             "mask": torch.as_tensor(mask[rows], device=device),
@@ -110,8 +114,8 @@ def main() -> None:
             torch.cuda.synchronize()
         if b >= 3:  # warm-up batches excluded
             timed += time.perf_counter() - t0
-    train_sps = 512 * (total - 3) / timed
-    print(f"training (CLEM + {args.mixup} mixup, batch 512): {train_sps:,.0f} samples/s; "
+    train_sps = batch_size * (total - 3) / timed
+    print(f"training (CLEM + {args.mixup} mixup, batch {batch_size}): {train_sps:,.0f} samples/s; "
           f"peak RSS {peak_rss_mb():,.0f} MB")
 
     if args.model_dir:
@@ -152,7 +156,7 @@ def main() -> None:
         with open(args.json, "w") as f:
             json.dump({
                 "device": str(device), "threads": args.threads, "mixup": args.mixup,
-                "batch_size": 512, "train_batches": total, "model": vars(config.model),
+                "batch_size": batch_size, "train_batches": total, "model": vars(config.model),
                 "train_samples_per_second": train_sps, "predict_batch_size": 4096,
                 "predict_source": source, "decode_steps_per_row": float(np.mean(steps)),
                 "predict_rows_per_second": rates, "peak_rss_mb": peak_rss_mb(),

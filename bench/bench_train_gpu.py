@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads")
     parser.add_argument("--no-amp", action="store_true", help="fp32 instead of bf16 autocast")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--model-out", type=Path, default=None,
+                        help="keep the trained model in this new directory (default: discarded)")
     parser.add_argument("overrides", nargs="*", help="extra section.key=value overrides")
     args = parser.parse_args()
 
@@ -59,7 +61,7 @@ def main() -> None:
     config = RunConfig().with_overrides(overrides)
     with tempfile.TemporaryDirectory(prefix="bench-train-gpu-") as tmp:
         start = time.perf_counter()
-        result = train_model(config, Path(tmp) / "model")
+        result = train_model(config, args.model_out or Path(tmp) / "model")
         wall = time.perf_counter() - start
     cuda = args.device.startswith("cuda")
     name = torch.cuda.get_device_name() if cuda else f"CPU ({os.cpu_count()} cores)"
@@ -82,7 +84,8 @@ def main() -> None:
             "preset": args.preset, "steps": steps, "epochs": len(result.history),
             "samples_per_second": result.samples_per_second, "train_seconds": result.train_seconds,
             "wall_seconds": wall, "peak_host_rss_gb": peak_rss, "peak_gpu_memory_gb": peak_gpu,
-            "load_average": load, "model": vars(config.model),
+            "load_average": load, "model": vars(config.model), "data": str(data),
+            "model_dir": str(args.model_out) if args.model_out else None,
         }, indent=2))
 
 
