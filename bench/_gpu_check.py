@@ -57,7 +57,7 @@ def probe() -> dict:
         "python": sys.executable, "python_version": platform.python_version(),
         "torch": torch.__version__, "torch_cuda_build": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(), "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg()[0],
+        "load_average": os.getloadavg()[0], "pytest": _version("pytest"),
     }
     if found["cuda_available"]:
         props = torch.cuda.get_device_properties(0)
@@ -70,6 +70,15 @@ def probe() -> dict:
             "cudnn": torch.backends.cudnn.version(),
         })
     return found
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def cuda_test_files() -> list[str]:
@@ -208,10 +217,11 @@ def run_check(device: str, out: Path, budget: float, started: float, python: dic
             no_cuda = "the environment probe failed (is torch installed?)"
         elif device == "cuda" and not found.get("cuda_available"):
             no_cuda = f"torch {found['torch']} (CUDA build {found['torch_cuda_build']}) sees no CUDA device"
+        no_pytest = None if found.get("pytest") else "pytest is not installed for this interpreter"
         tests = check.run("cuda_tests", [
             py, "-m", "pytest", "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider",
             "-o", "junit_family=xunit1", f"--junitxml={work / 'cuda_tests.xml'}", *cuda_test_files(),
-        ], env, skip=no_cuda)
+        ], env, skip=no_cuda or no_pytest)
         if (work / "cuda_tests.xml").is_file():
             tests["figures"] = junit_summary(work / "cuda_tests.xml")
             counts = tests["figures"]["counts"]
@@ -233,16 +243,18 @@ def run_check(device: str, out: Path, budget: float, started: float, python: dic
         ], env, skip=no_cuda)
         gr["figures"] = _read_json(work / "gr.json")
         check.write()
-    summary(check.report)
+    summary(check.report, out)
     return check.report["ok"]
 
 
-def summary(report: dict) -> None:
+def summary(report: dict, report_dir: Path) -> None:
     """A few lines for people; the JSON holds everything."""
     steps = report["steps"]
     env = steps.get("environment", {}).get("figures") or {}
+    torch = (f"torch {env['torch']} (CUDA build {env['torch_cuda_build']})" if env
+             else "torch did not import")
     print(f"[gpu_check] {'OK' if report['ok'] else 'NOT OK'} in {report['wall_seconds']:.0f} s on"
-          f" {env.get('gpu') or 'CPU'}; torch {env.get('torch')} (CUDA build {env.get('torch_cuda_build')})")
+          f" {env.get('gpu') or 'CPU'}; {torch}; {REPORT} in {report_dir}")
     tests = steps.get("cuda_tests", {}).get("figures")
     if tests:
         print(f"[gpu_check] CUDA tests: {tests['counts']}")

@@ -13,11 +13,12 @@
 #   1. $GRMODEL_PYTHON, as given;
 #   2. .venv-gpu/bin/python, a virtualenv installed from requirements/gpu.lock on this machine
 #      (or brought along);
-#   3. .venv/bin/python, then python3 on PATH, if its torch imports with numpy, pandas, pyarrow
-#      and pytest (and, for --device cuda, sees a CUDA device); grmodel itself always comes from
-#      this tree (PYTHONPATH), so an image's own torch serves;
-#   4. otherwise a new .venv-gpu installed from requirements/gpu.lock (CPython 3.11; needs the
-#      package index or a wheel directory in PIP_FIND_LINKS; minutes, within the budget).
+#   3. .venv/bin/python, then python3 on PATH;
+#   each of 2-3 only if its torch imports with numpy, pandas and pyarrow and, for --device cuda,
+#   sees a CUDA device. grmodel itself comes from this tree (PYTHONPATH), so an image's own torch
+#   serves; without pytest the CUDA tests are skipped (and the check is not OK);
+#   4. otherwise a new .venv-gpu from requirements/gpu.lock and dev.lock's pytest (CPython 3.11;
+#      needs the package index or a wheel directory in PIP_FIND_LINKS; minutes, in the budget).
 set -euo pipefail
 
 started=$(date +%s)
@@ -30,19 +31,23 @@ while [ $# -gt 0 ]; do
         --device) device="$2"; shift 2 ;;
         --out) out="$2"; shift 2 ;;
         --budget) budget="$2"; shift 2 ;;
-        -h|--help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 case "$device" in cuda|cpu) ;; *) echo "gpu_check.sh: --device is cuda or cpu, not $device" >&2; exit 2 ;; esac
 mkdir -p "$out"
 
-# Prints nothing and fails unless $1 imports what the check needs (and, for cuda, sees a GPU).
-fits() {
-    timeout 120 "$1" - "$device" >/dev/null 2>&1 <<'EOF'
+# Fails, printing why, unless $1 imports what the check needs and, for cuda, sees a GPU.
+probe() {
+    timeout 120 "$1" - "$device" 2>&1 <<'EOF'
 import sys
-import numpy, pandas, pyarrow, pytest, torch  # noqa: F401
-sys.exit(0 if sys.argv[1] == "cpu" or torch.cuda.is_available() else 3)
+try:
+    import numpy, pandas, pyarrow, torch  # noqa: F401
+except ImportError as exc:
+    sys.exit(f"cannot import {exc.name}")
+if sys.argv[1] == "cuda" and not torch.cuda.is_available():
+    sys.exit(f"torch {torch.__version__} (CUDA build {torch.version.cuda}) sees no CUDA device")
 EOF
 }
 
@@ -52,25 +57,34 @@ if [ -n "${GRMODEL_PYTHON:-}" ]; then
 else
     for candidate in .venv-gpu/bin/python .venv/bin/python "$(command -v python3 || true)"; do
         [ -n "$candidate" ] && [ -x "$candidate" ] || continue
-        if fits "$candidate"; then
+        if reason=$(probe "$candidate"); then
             python="$candidate" route="found: $candidate"
             break
         fi
-        rejected+=("$candidate: torch, numpy, pandas, pyarrow or pytest missing$([ "$device" = cuda ] && echo ', or no CUDA device seen')")
+        reason="${reason##*$'\n'}"
+        rejected+=("$candidate: ${reason:-no answer within 120 s}")
     done
 fi
 if [ -z "$python" ]; then
-    echo "[gpu_check] no fitting interpreter; installing requirements/gpu.lock into .venv-gpu" >&2
     left=$(( budget - ($(date +%s) - started) - 180 ))  # leave the steps 3 minutes
-    if [ "$left" -gt 30 ] && command -v python3 >/dev/null \
-        && timeout "$left" python3 -m venv .venv-gpu \
-        && timeout "$left" .venv-gpu/bin/pip install --quiet --no-deps --retries 1 --timeout 20 \
-            -r requirements/gpu.lock && fits .venv-gpu/bin/python; then
-        python=.venv-gpu/bin/python route="installed from requirements/gpu.lock"
+    if [ "$left" -le 30 ]; then
+        rejected+=("install from requirements/gpu.lock: no time left in the budget")
+    elif ! command -v python3 >/dev/null; then
+        rejected+=("install from requirements/gpu.lock: no python3 to make the virtualenv")
     else
-        rejected+=("install from requirements/gpu.lock: failed or no time (offline? see docker/README.md)")
-        python="$(command -v python3 || echo python3)" route="none fits; ran with $python to record why"
+        echo "[gpu_check] no interpreter fits; installing requirements/gpu.lock into .venv-gpu (${left} s at most)"
+        if timeout "$left" python3 -m venv .venv-gpu \
+            && timeout "$left" .venv-gpu/bin/pip install --quiet --no-deps --retries 1 --timeout 20 \
+                -r requirements/gpu.lock $(grep -E '^(pytest|pluggy|iniconfig)==' requirements/dev.lock) \
+            && reason=$(probe .venv-gpu/bin/python); then
+            python=.venv-gpu/bin/python route="installed from requirements/gpu.lock"
+        else
+            rejected+=("install from requirements/gpu.lock: failed (offline? docker/README.md, GPU check)")
+        fi
     fi
+fi
+if [ -z "$python" ]; then
+    python="$(command -v python3 || echo python3)" route="none fits; $python runs the check to record why"
 fi
 
 printf '%s\n' "${rejected[@]}" >"$out/.rejected"
