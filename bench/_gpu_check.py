@@ -129,7 +129,7 @@ class Check:
         timeout = min(TIMEOUT_S[name], left)
         step = {"status": "skipped", "reason": skip, "timeout_seconds": round(timeout),
                 "command": " ".join(command)}
-        if skip is None and timeout < MIN_STEP_S:
+        if timeout < MIN_STEP_S:
             step["reason"] = f"budget spent ({left:.0f} s left)"
         elif skip is None:
             step.update(self._execute(name, command, env, timeout))
@@ -212,16 +212,16 @@ def run_check(device: str, out: Path, budget: float, started: float, python: dic
         step = check.run("environment", [py, __file__, "probe", "--json", str(work / "env.json")], env)
         found = _read_json(work / "env.json") or {}
         step["figures"] = found
-        no_cuda = None
-        if device == "cuda" and not found:
-            no_cuda = "the environment probe failed (is torch installed?)"
+        blocked = None
+        if not found:
+            blocked = "no environment probe result (is torch installed?)"
         elif device == "cuda" and not found.get("cuda_available"):
-            no_cuda = f"torch {found['torch']} (CUDA build {found['torch_cuda_build']}) sees no CUDA device"
+            blocked = f"torch {found['torch']} (CUDA build {found['torch_cuda_build']}) sees no CUDA device"
         no_pytest = None if found.get("pytest") else "pytest is not installed for this interpreter"
         tests = check.run("cuda_tests", [
             py, "-m", "pytest", "-m", "cuda", "-q", "-rs", "-p", "no:cacheprovider",
             "-o", "junit_family=xunit1", f"--junitxml={work / 'cuda_tests.xml'}", *cuda_test_files(),
-        ], env, skip=no_cuda or no_pytest)
+        ], env, skip=blocked or no_pytest)
         if (work / "cuda_tests.xml").is_file():
             tests["figures"] = junit_summary(work / "cuda_tests.xml")
             counts = tests["figures"]["counts"]
@@ -231,7 +231,7 @@ def run_check(device: str, out: Path, budget: float, started: float, python: dic
         train = check.run("bench_train_gpu", [
             py, "bench/bench_train_gpu.py", "--device", device, *SIZES[device]["bench_train_gpu"],
             "--json", str(work / "train.json"), "--model-out", str(model),
-        ], env, skip=no_cuda)
+        ], env, skip=blocked)
         train["figures"] = _read_json(work / "train.json")
         # Decoding speed depends on how many steps rows take: decode the model just trained, on
         # its test split, when there is one (bench_gr.py's docstring).
@@ -240,7 +240,7 @@ def run_check(device: str, out: Path, budget: float, started: float, python: dic
         gr = check.run("bench_gr", [
             py, "bench/bench_gr.py", "--device", device, *SIZES[device]["bench_gr"], *trained,
             "--json", str(work / "gr.json"),
-        ], env, skip=no_cuda)
+        ], env, skip=blocked)
         gr["figures"] = _read_json(work / "gr.json")
         check.write()
     summary(check.report, out)
