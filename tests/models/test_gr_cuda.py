@@ -42,7 +42,7 @@ FP32_RTOL = FP32_ATOL = 1e-4
 @pytest.fixture(scope="module")
 def cuda_gr(planted_dataset, gr_config, tmp_path_factory):
     """GR trained by the real trainer on CUDA with bf16 autocast (as conftest's trained_gr)."""
-    from grmodel.train import train_model
+    from grmodel.training.loop import train_model
 
     config = gr_config(planted_dataset, "train.device=cuda", "train.amp_bf16=true",
                        "train.epochs=8", "train.patience=8")

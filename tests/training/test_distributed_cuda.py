@@ -34,16 +34,19 @@ def _flat_grad(model: torch.nn.Module) -> torch.Tensor:
     return torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
+def _flat_weights(model: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
 def worker(dataset: Path, out: Path) -> None:
     """One rank: DDP on this rank's GPU (rank mod GPUs), results in ``out/rank<R>.json``."""
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
     from grmodel.config import RunConfig
-    from grmodel.distributed import DistContext, LossModule, weights_digest, wrap_for_training
+    from grmodel.distributed import DistContext, LossModule, all_gather_tensor, autocast, wrap_for_training
     from grmodel.features import FeatureSchema, read_manifest, read_split
     from grmodel.models.gr import GRModel
-    from grmodel.predict import autocast
 
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     device = torch.device("cuda", rank % torch.cuda.device_count())
@@ -58,7 +61,7 @@ def worker(dataset: Path, out: Path) -> None:
     config = RunConfig().with_overrides(SMALL)
     torch.manual_seed(rank)  # each rank starts from other weights: DDP must send rank 0's
     model = GRModel(schema, config, GRModel.fit_label_state(labels, config)).to(device)
-    own_digest = weights_digest(model)
+    own = _flat_weights(model)
     ids, mask = schema.arrays(frame)
     rows = slice(rank * SHARD_ROWS, (rank + 1) * SHARD_ROWS)
     shard = {"ids": torch.as_tensor(ids[rows], device=device),
@@ -70,7 +73,7 @@ def worker(dataset: Path, out: Path) -> None:
     module = (wrap_for_training(model, ctx) if world > 1
               else DistributedDataParallel(LossModule(model), device_ids=[device.index]))
     assert isinstance(module, DistributedDataParallel)
-    start_digest = weights_digest(model)
+    start = _flat_weights(model)
     alone = copy.deepcopy(model)  # rank 0's weights, outside DDP
 
     torch.manual_seed(100 + rank)  # the same CLEM draws in both passes of this rank
@@ -85,18 +88,25 @@ def worker(dataset: Path, out: Path) -> None:
     ddp_grad = _flat_grad(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     optimizer.step()
-    fp32_digest = weights_digest(model)
+    after_fp32 = _flat_weights(model)
 
     optimizer.zero_grad()
     with autocast(device):  # the trainer's mode on CUDA
         loss_bf16, _ = module(shard, 50, 100)
     loss_bf16.backward()
     optimizer.step()
+    after_bf16 = _flat_weights(model)
+
+    def same_everywhere(t: torch.Tensor) -> bool:
+        return all(torch.equal(part, t.cpu()) for part in all_gather_tensor(t, ctx))
+
     result = {
         "rank": rank, "world_size": world, "device": str(device),
         "gpus": torch.cuda.device_count(), "nccl": ".".join(map(str, torch.cuda.nccl.version())),
-        "own_digest": own_digest, "start_digest": start_digest, "fp32_step_digest": fp32_digest,
-        "bf16_step_digest": weights_digest(model),
+        "kept_own_weights": torch.equal(own, start), "same_at_start": same_everywhere(start),
+        "same_after_fp32_step": same_everywhere(after_fp32),
+        "same_after_bf16_step": same_everywhere(after_bf16),
+        "bf16_step_moved": not torch.equal(after_fp32, after_bf16),
         "grad_max_abs_diff": float((ddp_grad - mean_grad).abs().max()),
         "grad_max_abs": float(mean_grad.abs().max()),
         "loss_bf16": float(loss_bf16),
@@ -130,13 +140,12 @@ def test_nccl_ddp_broadcasts_weights_and_averages_gradients(planted_dataset, tmp
     worst = max(r["grad_max_abs_diff"] / r["grad_max_abs"] for r in ranks)
     record_property("ddp_grad_rel_diff", worst)
 
-    assert len({r["start_digest"] for r in ranks}) == 1
-    assert ranks[0]["start_digest"] == ranks[0]["own_digest"]
-    assert all(r["own_digest"] != r["start_digest"] for r in ranks[1:])  # rank 0's weights arrived
+    assert all(r["same_at_start"] for r in ranks)
+    assert ranks[0]["kept_own_weights"]
+    assert not any(r["kept_own_weights"] for r in ranks[1:])  # rank 0's weights arrived
     assert worst <= 1e-4, "DDP's gradient is not the mean of the ranks' gradients"
-    assert len({r["fp32_step_digest"] for r in ranks}) == 1
-    assert len({r["bf16_step_digest"] for r in ranks}) == 1
-    assert all(r["bf16_step_digest"] != r["fp32_step_digest"] for r in ranks)
+    assert all(r["same_after_fp32_step"] and r["same_after_bf16_step"] for r in ranks)
+    assert all(r["bf16_step_moved"] for r in ranks)
     assert all(torch.isfinite(torch.tensor(r["loss_bf16"])) for r in ranks)
 
 
