@@ -67,9 +67,18 @@ def probe() -> dict:
             "compute_capability": f"{props.major}.{props.minor}",
             "bf16_supported": torch.cuda.is_bf16_supported(),
             "nccl": ".".join(map(str, torch.cuda.nccl.version())),
-            "cudnn": torch.backends.cudnn.version(),
+            "cudnn": torch.backends.cudnn.version(), "driver": _driver(),
         })
     return found
+
+
+def _driver() -> str | None:
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else None
 
 
 def _version(package: str) -> str | None:

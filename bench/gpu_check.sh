@@ -17,8 +17,9 @@
 #   each of 2-3 only if its torch imports with numpy, pandas and pyarrow and, for --device cuda,
 #   sees a CUDA device. grmodel itself comes from this tree (PYTHONPATH), so an image's own torch
 #   serves; without pytest the CUDA tests are skipped (and the check is not OK);
-#   4. otherwise a new .venv-gpu from requirements/gpu.lock and dev.lock's pytest (CPython 3.11;
-#      needs the package index or a wheel directory in PIP_FIND_LINKS; minutes, in the budget).
+#   4. otherwise, where nvidia-smi lists a GPU, a new .venv-gpu from requirements/gpu.lock and
+#      dev.lock's pytest (CPython 3.11; needs the package index or a wheel directory in
+#      PIP_FIND_LINKS; minutes, taken from the budget).
 set -euo pipefail
 
 started=$(date +%s)
@@ -67,7 +68,11 @@ else
 fi
 if [ -z "$python" ]; then
     left=$(( budget - ($(date +%s) - started) - 180 ))  # leave the steps 3 minutes
-    if [ "$left" -le 30 ]; then
+    if [ "$device" = cpu ]; then
+        rejected+=("install from requirements/gpu.lock: not for a dry run (make .venv/.installed makes .venv)")
+    elif ! nvidia-smi -L >/dev/null 2>&1; then
+        rejected+=("install from requirements/gpu.lock: no NVIDIA GPU on this machine (nvidia-smi -L)")
+    elif [ "$left" -le 30 ]; then
         rejected+=("install from requirements/gpu.lock: no time left in the budget")
     elif ! command -v python3 >/dev/null; then
         rejected+=("install from requirements/gpu.lock: no python3 to make the virtualenv")

@@ -68,8 +68,8 @@ def test_cpu_dry_run_records_every_step_and_figure(tmp_path):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks what happens without a CUDA device")
 def test_gpu_check_without_cuda_says_so_and_skips_what_needs_it(tmp_path):
-    # No GRMODEL_PYTHON: every candidate is tried and rejected (none sees a GPU), and the budget
-    # leaves no time to install requirements/gpu.lock.
+    # No GRMODEL_PYTHON: every candidate is tried and rejected (none sees a GPU); nothing is
+    # installed (no GPU here, and a budget that leaves no time for it besides).
     done, report, _ = gpu_check(tmp_path, "--budget", "150", python=None)
     assert done.returncode == 1
     assert report["ok"] is False and report["device"] == "cuda"
