@@ -34,6 +34,9 @@ OOV_ID = 1
 FIRST_KNOWN_ID = 2
 SPLITS = ("train", "valid", "test")
 LABEL_COLUMN = "label"
+# A split with fewer rows is worth a warning (its metrics are noise): the builders and the
+# processed validation suite both read this.
+FEW_SPLIT_ROWS = 1_000
 
 
 class DatasetError(ValueError):

@@ -7,6 +7,7 @@ and the rule that failed, so a bad input never surfaces as a deep pandas or Arro
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from pathlib import Path
 from typing import Literal
@@ -16,6 +17,8 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from grmodel.features import DatasetError
+
+log = logging.getLogger(__name__)
 
 ColumnKind = Literal["int", "float", "str", "auto"]
 ARROW_TYPES = {"int": pa.float64(), "float": pa.float64(), "str": pa.string()}
@@ -60,6 +63,7 @@ def read_csv(
     ``null_strings``.
     """
     header = read_header(path)
+    check_unique_names(path, header, list(columns))
     missing = [c for c in columns if c not in header and c not in optional]
     if missing:
         raise RawDataError(
@@ -86,6 +90,24 @@ def read_csv(
         if columns[name] == "int":
             check_whole_numbers(path, name, table.column(name).to_numpy(zero_copy_only=False))
     return table
+
+
+def duplicated_names(header: list[str]) -> list[str]:
+    """Column names that appear more than once, in header order."""
+    return [name for name in dict.fromkeys(header) if header.count(name) > 1]
+
+
+def check_unique_names(path: Path, header: list[str], used: list[str]) -> None:
+    """Refuse a header that repeats a column we read (which copy is meant is unknowable);
+    a repeated column we do not read is only logged."""
+    repeated = duplicated_names(header)
+    clash = [name for name in repeated if name in used]
+    if clash:
+        raise RawDataError(f"{path}: column(s) {clash} appear more than once in the header"
+                           " (rule: unique column names)")
+    if repeated:
+        log.warning("%s: column(s) %s appear more than once in the header (not read)", path,
+                    repeated)
 
 
 def _explain_arrow_error(path: Path, header: list[str], exc: Exception) -> str:

@@ -50,10 +50,12 @@ from grmodel.data import splits
 from grmodel.data.io import (
     DataSpecError,
     RawDataError,
+    check_unique_names,
     read_csv,
     sha256_file,
 )
 from grmodel.features import (
+    FEW_SPLIT_ROWS,
     FIRST_KNOWN_ID,
     FORMAT,
     LABEL_COLUMN,
@@ -409,6 +411,7 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
 
     ordered_by = timestamp if spec.split.kind == "chronological" else None
     split_rows = splits.rows_by_split(codes, ordered_by)
+    warnings = plausibility_warnings(path, label[train], split_rows)
     manifest = {
         "dataset": spec.name,
         "source": {"path": str(path), "rows": n, "sha256": sha256_file(path)},
@@ -420,6 +423,7 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
         "oracle": ({"present": True, "source": f"column {spec.oracle!r}", "unit": "label",
                     "columns": ["oracle_median"]} if oracle is not None else
                    {"present": False, "reason": "the spec names no oracle column"}),
+        "warnings": warnings,
     }
 
     def oracle_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -431,6 +435,21 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
                              chunk_rows=spec.chunk_rows)
     log.info("built %s: %s", out_dir, {k: len(v) for k, v in split_rows.items()})
     return result
+
+
+def plausibility_warnings(path: Path, train_label: np.ndarray,
+                          split_rows: dict[str, np.ndarray]) -> list[str]:
+    """What builds but is likely a mistake, logged and returned for the manifest: a split of
+    fewer than FEW_SPLIT_ROWS rows (its metrics are noise), a constant training label."""
+    warnings = [f"{path}: the {name} split has {len(rows)} rows (rule: at least"
+                f" {FEW_SPLIT_ROWS:,} rows per split)"
+                for name, rows in split_rows.items() if len(rows) < FEW_SPLIT_ROWS]
+    if len(train_label) and train_label.min() == train_label.max():
+        warnings.append(f"{path}: the training label is constant ({train_label[0]:g}) (rule: a"
+                        " label that varies; a model of it collapses to that constant)")
+    for warning in warnings:
+        log.warning("%s", warning)
+    return warnings
 
 
 def split_rows_summary(split_rows: dict[str, np.ndarray]) -> dict[str, int]:
@@ -459,6 +478,7 @@ def _read_table(path: Path, spec: TabularSpec) -> pd.DataFrame:
         except (pa.ArrowInvalid, OSError) as exc:
             raise RawDataError(f"{path}: not a readable Parquet file: {exc}"
                                " (rule: a well-formed Parquet file)") from None
+        check_unique_names(path, names, wanted)
         missing = [c for c in wanted if c not in names]
         if missing:
             raise RawDataError(f"{path}: missing column(s) {missing} (rule: the spec's columns;"

@@ -28,7 +28,10 @@ import pandas as pd
 from grmodel.data.kuairec.schema import (
     INTERACTION_COLUMNS,
     ITEM_FILE,
+    MAX_PLAY_DURATION_MS,
     MAX_TAGS,
+    MAX_VIDEO_DURATION_MS,
+    MAX_WATCH_RATIO,
     N_TAGS,
     ONEHOT_LEVELS,
     TAG_LIST,
@@ -37,7 +40,7 @@ from grmodel.data.kuairec.schema import (
     USER_FLAGS,
     ColumnKind,
 )
-from grmodel.features import FeatureSchema
+from grmodel.features import FEW_SPLIT_ROWS, FeatureSchema
 from grmodel.vocab import SOS
 
 Severity = Literal["error", "warning"]
@@ -63,6 +66,8 @@ class Check:
     severity: Severity = "error"
     # Columns shown beside each failing sample (e.g. the durations behind a bad watch ratio).
     sample_columns: tuple[str, ...] = ()
+    # Tells apart two checks of one expectation on one column (e.g. an error and a warning).
+    tag: str = ""
 
     @property
     def column(self) -> str | None:
@@ -75,7 +80,8 @@ class Check:
 
     @property
     def check_id(self) -> str:
-        return f"{self.expectation}({self.column})" if self.column else self.expectation
+        name = f"{self.expectation}({self.column})" if self.column else self.expectation
+        return f"{name}[{self.tag}]" if self.tag else name
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,10 @@ class RawBounds:
     last_day: str = "2020-09-05"
     # watch_ratio must equal play_duration / video_duration within this relative tolerance.
     watch_ratio_rtol: float = 1e-3
+    # Plausibility caps (their sources: grmodel/data/kuairec/schema.py).
+    max_play_duration_ms: int = MAX_PLAY_DURATION_MS
+    max_video_duration_ms: int = MAX_VIDEO_DURATION_MS
+    max_watch_ratio: float = MAX_WATCH_RATIO
     # Distribution bounds: real KuaiRec's median is 0.72 (big) / 0.77 (small) and 0.92% / 0.49%
     # of rows lie above 5; a spike of re-watches or a unit error moves them out.
     watch_ratio_median: tuple[float, float] = (0.4, 1.2)
@@ -294,9 +304,15 @@ def interaction_suite(
     checks += [
         between("user_id", 0, None),
         between("video_id", 0, None),
-        between("play_duration", 0, None, "play_duration >= 0 (ms)", WATCH_RATIO_SAMPLES),
-        between("video_duration", 1, None, "video_duration > 0 (ms)", WATCH_RATIO_SAMPLES),
-        non_negative_finite("watch_ratio"),
+        between("play_duration", 0, bounds.max_play_duration_ms,
+                f"0 <= play_duration <= {bounds.max_play_duration_ms:,} ms (one day; real"
+                " KuaiRec max 999,639 ms)", WATCH_RATIO_SAMPLES),
+        between("video_duration", 1, bounds.max_video_duration_ms,
+                f"0 < video_duration <= {bounds.max_video_duration_ms:,} ms (real KuaiRec max"
+                " 315,072 ms)", WATCH_RATIO_SAMPLES),
+        between("watch_ratio", 0, bounds.max_watch_ratio,
+                f"0 <= watch_ratio <= {bounds.max_watch_ratio:g} (real KuaiRec max 573.5)",
+                WATCH_RATIO_SAMPLES),
         between("date", day_min, day_max, f"date within {bounds.first_day} .. {bounds.last_day}"),
         between(
             "timestamp", t_min, t_max,
@@ -428,6 +444,16 @@ class ProcessedBounds:
 
     min_train_rows: int = 100
     min_eval_rows: int = 1  # valid and test
+    # Warnings, not failures: a split with fewer rows gives noisy metrics; a constant label
+    # teaches nothing (a model of it collapses to that constant).
+    few_rows: int = FEW_SPLIT_ROWS
+    # Label tail: no label above label_tail_factor x its label_tail_quantile quantile in its
+    # split. Real KuaiRec (kuairec.md): max watch_ratio 573.5 = 120 x its p99 4.79; the
+    # generator's full preset: max watch time 16,823 s = 67 x its 0.999 quantile 249 s. A
+    # thousandfold outlier is a unit error or a corrupt row (1e12 ms plays put the train label
+    # mean at 416,678 s). Not applied where the quantile is 0.
+    label_tail_quantile: float = 0.999
+    label_tail_factor: float = 1_000.0
     # What train and test may not share: "pairs" (no (user, item) pair in both), "time" (test
     # starts after train ends), "none", or "auto" (from the manifest's split description).
     forbid_overlap: OverlapRule = "auto"
@@ -439,6 +465,17 @@ class ProcessedBounds:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def label_tail_ratio(frame: pd.DataFrame, quantile: float) -> np.ndarray:
+    """Each label over its split's ``quantile`` quantile; NaN where the label is negative or
+    not finite (the label checks report those) or the quantile is 0."""
+    label = _float(frame, "label")
+    finite = np.isfinite(label) & (label >= 0)
+    level = float(np.quantile(label[finite], quantile)) if finite.any() else 0.0
+    if level <= 0:
+        return np.full(len(label), np.nan)
+    return np.where(finite, label / level, np.nan)
 
 
 def pair_keys(frame: pd.DataFrame) -> np.ndarray:
@@ -479,10 +516,26 @@ def processed_split_suite(
         not_null("label"),
         non_negative_finite("label"),
         not_null("duration_s"),
+        between(
+            "label_tail_ratio", 0, bounds.label_tail_factor,
+            f"label <= {bounds.label_tail_factor:g} x the split's"
+            f" {bounds.label_tail_quantile:g} quantile (real KuaiRec: max 120 x p99)",
+            ("label",),
+        ),
+        Check("expect_table_row_count_to_be_between", {"min_value": bounds.few_rows},
+              f"at least {bounds.few_rows:,} rows (fewer give noisy metrics)", "warning",
+              tag="few_rows"),
+        Check("expect_column_unique_value_count_to_be_between",
+              {"column": "label", "min_value": 2},
+              "the label is not constant (a model of it collapses to that constant)", "warning"),
     ]
     sizes = np.asarray([spec.cardinality for spec in schema.fields])
-    derived = [DerivedColumn("id_outside_encoder", tuple(names), lambda f: first_offending_field(
-        f, names, lambda col, k: (col < 0) | (col >= sizes[k])))]
+    derived = [
+        DerivedColumn("id_outside_encoder", tuple(names), lambda f: first_offending_field(
+            f, names, lambda col, k: (col < 0) | (col >= sizes[k]))),
+        DerivedColumn("label_tail_ratio", ("label",), functools.partial(
+            label_tail_ratio, quantile=bounds.label_tail_quantile)),
+    ]
     if masked:
         checks += [
             no_offending_field("mask_not_0_or_1", "every <field>_mask is 0 or 1"),

@@ -175,3 +175,39 @@ def test_quantile_buckets() -> None:
     ids = bucketise(np.array([np.nan, -5.0, 24.75, 50.0, 1e9]), edges)
     np.testing.assert_array_equal(ids, [0, 2, 3, 4, 5])
     assert len(quantile_edges(np.ones(50), 10)) == 1  # ties collapse to one edge
+
+
+def test_duplicate_header_of_a_used_column_is_refused(tmp_path: Path, caplog) -> None:
+    table = _ltv_table(300)
+    text = table.to_csv(index=False).splitlines()
+    # Issue 15: a second ltv_90d column must not silently lose to the first.
+    head = text[0].split(",")
+    head[head.index("price")] = "ltv_90d"
+    (tmp_path / "ltv.csv").write_text("\n".join([",".join(head), *text[1:]]) + "\n")
+    spec = _spec(tmp_path, "ltv.csv", item={"categorical": ["first_category"]})
+    with pytest.raises(RawDataError, match=r"\['ltv_90d'\] appear more than once.*unique column"):
+        build_tabular(spec, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    # A repeated column the spec does not read builds, with a warning.
+    head[3] = head[5] = "extra"  # age and price, which this spec does not read
+    (tmp_path / "ltv.csv").write_text("\n".join([",".join(head), *text[1:]]) + "\n")
+    spec = _spec(tmp_path, "ltv.csv", user={"categorical": ["customer_id", "channel"]},
+                 item={"categorical": ["first_category"]})
+    build_tabular(spec, tmp_path / "out")
+    assert "['extra'] appear more than once" in caplog.text
+
+
+def test_one_row_table_and_constant_label_warn(tmp_path: Path, caplog) -> None:
+    table = _ltv_table(300)
+    table["ltv_90d"] = 4.0
+    table.to_parquet(tmp_path / "ltv.parquet")
+    manifest = build_tabular(_spec(tmp_path, "ltv.parquet"), tmp_path / "out")
+    warnings = manifest["warnings"]
+    assert any("training label is constant (4)" in w for w in warnings)
+    assert any("the valid split has 30 rows" in w for w in warnings)
+    assert all(w in caplog.text for w in warnings)
+
+    _ltv_table(1).to_parquet(tmp_path / "one.parquet")
+    manifest = build_tabular(_spec(tmp_path, "one.parquet"), tmp_path / "out1")
+    assert any("the train split has 1 rows" in w for w in manifest["warnings"])
+    assert any("label is constant" in w for w in manifest["warnings"])

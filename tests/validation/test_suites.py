@@ -15,6 +15,7 @@ from grmodel.validation.suites import (
     between,
     first_offending_field,
     interaction_suite,
+    label_tail_ratio,
     not_null,
     processed_split_suite,
     report_kwargs,
@@ -70,9 +71,18 @@ def test_processed_suite_follows_the_schema() -> None:
     assert "expect_column_values_to_be_null(mask_disagrees_with_id)" in ids
     assert "expect_column_min_to_be_between(timestamp)" in ids
     assert suite.columns["tag_mask"] == "int" and suite.columns["label"] == "float"
-    frame = pd.DataFrame({"user_id": [0, 10, 3], "tag": [0, 2, 7], "tag_mask": [0, 1, 1]})
+    frame = pd.DataFrame({"user_id": [0, 10, 3], "tag": [0, 2, 7], "tag_mask": [0, 1, 1],
+                          "label": [1.0, 2.0, 3.0]})
     derived = {d.name: d.compute(frame) for d in suite.derived}
     assert list(derived["id_outside_encoder"].astype(object)[1:]) == ["user_id", "tag"]
+    assert "expect_table_row_count_to_be_between[few_rows]" in ids  # the warning beside the gate
+
+
+def test_label_tail_ratio_flags_a_thousandfold_outlier() -> None:
+    labels = np.r_[np.linspace(1.0, 60.0, 9_997), [1e9, 1e9, 1e9]]  # issue 15: 1e12 ms plays
+    ratio = label_tail_ratio(pd.DataFrame({"label": labels}), 0.999)
+    assert (ratio[-3:] > 1_000).all() and (ratio[:-3] < 1.01).all()
+    assert np.isnan(label_tail_ratio(pd.DataFrame({"label": np.zeros(5)}), 0.999)).all()
 
 
 def test_long_value_lists_are_shortened_for_the_report() -> None:

@@ -244,3 +244,28 @@ def test_invalid_labels_are_reported_not_raised(labels_and_vocab) -> None:
         ("tokens", "expect_column_values_to_not_be_null(label)"),
         ("tokens", "expect_column_values_to_be_between(label)"),
     }
+
+
+def test_absurd_labels_fail_the_tail_rule(tiny_processed: Path, tmp_path: Path) -> None:
+    # Issue 15: three 1e12 ms plays become 1e9 s labels in train.
+    def change(frame: pd.DataFrame) -> None:
+        frame.loc[[5, 6, 7], "label"] = 1e9
+
+    report = validate_processed(corrupt(tiny_processed, tmp_path / "p", "train", change))
+    assert report.failed_ids() == {
+        ("train.parquet", "expect_column_values_to_be_between(label_tail_ratio)")}
+    (failure,) = report.failures
+    assert failure.unexpected_count == 3 and "0.999 quantile" in report.summary()
+
+
+def test_constant_label_and_few_rows_warn(tiny_processed: Path, tmp_path: Path) -> None:
+    def change(frame: pd.DataFrame) -> None:
+        frame["label"] = 7.0
+
+    report = validate_processed(corrupt(tiny_processed, tmp_path / "p", "valid", change),
+                                ProcessedBounds(few_rows=10**6))
+    assert report.success, report.summary()
+    warned = {(c.table, c.check_id) for c in report.warnings}
+    assert ("valid.parquet", "expect_column_unique_value_count_to_be_between(label)") in warned
+    assert {("train.parquet", "expect_table_row_count_to_be_between[few_rows]"),
+            ("test.parquet", "expect_table_row_count_to_be_between[few_rows]")} <= warned
