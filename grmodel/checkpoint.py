@@ -2,12 +2,21 @@
 
 ``model.pt`` holds ``{"state_dict": ..., "meta": "<json>"}`` and is read with
 ``torch.load(weights_only=True)``: tensors, strings and numbers only, never a pickled class.
-``checkpoint.json`` repeats the metadata for people and tools that do not load torch.
+``checkpoint.json`` repeats the metadata for people and tools that do not load torch, and
+records the sha256 of ``model.pt`` (and of ``encoders.json``, the feature encoders of the
+training data, when the model has them). Every load verifies those digests before reading a
+byte of the weights: a corrupt or altered file is refused, naming it.
+
+Checkpoints written before digests were recorded (format ``grmodel.checkpoint/1``) still load,
+with a warning that their integrity is not verified: refusing them would strand every model
+already registered. Re-save one (``save_checkpoint(dir, *load_checkpoint(dir))``) to add
+digests. A ``/2`` checkpoint whose ``checkpoint.json`` lacks them is refused.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +25,23 @@ import torch
 from grmodel import __version__
 from grmodel.atomic import atomic_file, write_json_atomic
 from grmodel.config import RunConfig
-from grmodel.features import FeatureSchema
+from grmodel.data.io import sha256_file
+from grmodel.features import (
+    ENCODERS_FILE,
+    DatasetError,
+    FeatureSchema,
+    check_encoders,
+    read_encoders,
+)
 from grmodel.models import WatchTimeModel, model_class
 
-FORMAT = "grmodel.checkpoint/1"
+log = logging.getLogger(__name__)
+
+FORMAT = "grmodel.checkpoint/2"
+UNVERIFIED_FORMATS = ("grmodel.checkpoint/1",)  # no digests: loaded with a warning
 WEIGHTS_FILE = "model.pt"
 META_FILE = "checkpoint.json"
+DIGESTS = "sha256"  # checkpoint.json: {file name: hex digest}
 
 
 class CheckpointError(ValueError):
@@ -46,32 +66,121 @@ def checkpoint_meta(
     }
 
 
-def save_checkpoint(model_dir: str | Path, model: WatchTimeModel, meta: dict[str, Any]) -> None:
-    """Write weights and metadata, each atomically (temporary file, then rename)."""
+def save_checkpoint(
+    model_dir: str | Path,
+    model: WatchTimeModel,
+    meta: dict[str, Any],
+    encoders: dict[str, Any] | None = None,
+) -> None:
+    """Write weights, the encoders (if given) and metadata with their digests, each atomically
+    (temporary file, then rename); ``checkpoint.json`` goes last."""
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
+    meta = {**meta, "format": FORMAT}
+    meta.pop(DIGESTS, None)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    digests = {}
     with atomic_file(model_dir / WEIGHTS_FILE) as tmp:
         torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp)
-    write_json_atomic(model_dir / META_FILE, meta)
+        digests[WEIGHTS_FILE] = sha256_file(tmp)
+    if encoders is not None:
+        check_encoders(encoders, model.schema, ENCODERS_FILE)
+        with atomic_file(model_dir / ENCODERS_FILE) as tmp:
+            tmp.write_text(json.dumps(encoders) + "\n")
+            digests[ENCODERS_FILE] = sha256_file(tmp)
+    write_json_atomic(model_dir / META_FILE, {**meta, DIGESTS: digests})
+
+
+def data_encoders(processed_dir: str | Path, schema: FeatureSchema) -> dict[str, Any] | None:
+    """The encoders of a processed dataset, for a model of ``schema`` trained on it (None when
+    the dataset has none, or they are not this schema's: arrays passed without their data)."""
+    encoders = read_encoders(processed_dir)
+    if encoders is None:
+        return None
+    try:
+        check_encoders(encoders, schema, str(Path(processed_dir) / ENCODERS_FILE))
+    except DatasetError as exc:
+        log.warning("%s: not copied into the model", exc)
+        return None
+    return encoders
+
+
+def verify_checkpoint(model_dir: str | Path) -> dict[str, str] | None:
+    """Check every digest ``checkpoint.json`` records; return them (None for a checkpoint
+    without digests, which is the caller's to judge)."""
+    model_dir = Path(model_dir)
+    path = model_dir / META_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not readable JSON ({exc})") from None
+    digests = record.get(DIGESTS) if isinstance(record, dict) else None
+    if not isinstance(digests, dict):
+        return None
+    for name, expected in digests.items():
+        file = model_dir / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: not found (rule: every file {META_FILE} lists)")
+        if sha256_file(file) != expected:
+            raise CheckpointError(f"{file}: sha256 differs from the one {META_FILE} records"
+                                  " (rule: checkpoint integrity; the file is corrupt or altered)")
+    return digests
+
+
+def checkpoint_files(model_dir: str | Path) -> list[str]:
+    """Files beside model.pt and checkpoint.json that belong to the checkpoint (its digests
+    cover them), e.g. encoders.json."""
+    digests = verify_checkpoint(model_dir) or {}
+    return sorted(name for name in digests if name not in (WEIGHTS_FILE, META_FILE))
 
 
 def load_checkpoint(
     model_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[WatchTimeModel, dict[str, Any]]:
-    """Rebuild a model from its directory, in eval mode, on ``device``."""
+    """Rebuild a model from its directory, in eval mode, on ``device`` (digests verified)."""
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: not found (rule: a model directory holds {WEIGHTS_FILE})")
+    digests = verify_checkpoint(model_dir)
     try:
         payload = torch.load(path, map_location=device, weights_only=True)
         meta = json.loads(payload["meta"])
     except Exception as exc:  # corrupt or foreign file: one clear message, no torch internals
-        raise CheckpointError(f"{path}: not a readable grmodel checkpoint ({exc})") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
-    config = RunConfig.from_dict(meta["config"])
-    schema = FeatureSchema.from_dict(meta["features"])
-    model = model_class(meta["model_name"])(schema, config, meta["label_state"])
-    model.load_state_dict(payload["state_dict"])
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable grmodel checkpoint ({first})") from None
+    fmt = meta.get("format")
+    if fmt in UNVERIFIED_FORMATS:
+        log.warning("%s: written before checkpoints recorded digests (%s): integrity not"
+                    " verified", path, fmt)
+    elif fmt != FORMAT:
+        raise CheckpointError(f"{path}: format {fmt!r}, expected {FORMAT!r}")
+    elif digests is None or WEIGHTS_FILE not in digests:
+        raise CheckpointError(f"{Path(model_dir) / META_FILE}: no sha256 of {WEIGHTS_FILE}"
+                              f" (rule: a {FORMAT} checkpoint records its digests)")
+    try:
+        config = RunConfig.from_dict(meta["config"])
+        schema = FeatureSchema.from_dict(meta["features"])
+        model = model_class(meta["model_name"])(schema, config, meta["label_state"])
+        model.load_state_dict(payload["state_dict"])
+    except (KeyError, TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise CheckpointError(f"{path}: weights or metadata do not fit the model ({first})"
+                              " (rule: a complete grmodel checkpoint)") from None
     return model.to(device).eval(), meta
+
+
+def load_encoders(model_dir: str | Path, schema: FeatureSchema) -> dict[str, Any]:
+    """The model's feature encoders (verified with its checkpoint), checked against ``schema``."""
+    path = Path(model_dir) / ENCODERS_FILE
+    encoders = read_encoders(model_dir)
+    if encoders is None:
+        raise CheckpointError(f"{path}: not found (rule: raw ids need the encoders of the"
+                              " model's training data; retrain on a dataset built by this"
+                              " grmodel version)")
+    try:
+        check_encoders(encoders, schema, str(path))
+    except DatasetError as exc:
+        raise CheckpointError(str(exc)) from None
+    return encoders

@@ -82,25 +82,157 @@ class FeatureSchema:
             sizes[f.table_name] = max(sizes.get(f.table_name, 0), f.cardinality)
         return sizes
 
-    def arrays(self, frame: pd.DataFrame, source: str = "<frame>") -> tuple[np.ndarray, np.ndarray]:
-        """(ids int64 [N, F], mask float32 [N, F]) in schema order, checked against the schema."""
-        missing = [name for name in self.names if name not in frame.columns]
+    def check_columns(self, columns: list[str], dtypes: list[Any], source: str = "<frame>"
+                      ) -> None:
+        """Every feature column is present with an integer dtype (a float id such as 3.7 is
+        refused, never truncated). ``dtypes`` are numpy, pandas or Arrow types."""
+        missing = [name for name in self.names if name not in columns]
         if missing:
-            raise DatasetError(f"{source}: missing feature columns {missing}")
+            raise DatasetError(f"{source}: missing feature columns {missing}"
+                               " (rule: every feature column of the model)")
+        if len(set(columns)) < len(columns):
+            repeated = sorted({c for c in columns if columns.count(c) > 1} & set(self.names))
+            if repeated:
+                raise DatasetError(f"{source}: columns {repeated} appear more than once"
+                                   " (rule: unique column names)")
+        kinds = dict(zip(columns, dtypes))
+        for name in self.names:
+            if not _is_integer_type(kinds[name]):
+                raise DatasetError(
+                    f"{source}: column {name!r} has dtype {kinds[name]} (rule: feature ids are"
+                    " integers; pass raw values with --raw-ids to have the model encode them)")
+
+    def arrays(self, frame: pd.DataFrame, source: str = "<frame>") -> tuple[np.ndarray, np.ndarray]:
+        """(ids int64 [N, F], mask float32 [N, F]) in schema order, checked against the schema:
+        integer dtypes, no nulls, every id within its field's encoder size."""
+        self.check_columns([str(c) for c in frame.columns], list(frame.dtypes), source)
         ids = np.empty((len(frame), len(self.fields)), dtype=np.int64)
         for j, spec in enumerate(self.fields):
             col = frame[spec.name]
             if col.isna().any():
                 raise DatasetError(f"{source}: column {spec.name!r} has null ids (rule: not null)")
-            values = col.to_numpy(dtype=np.int64, copy=False)
+            values = col.to_numpy()
+            # Range first, in the column's own dtype: a uint64 beyond int64 must not wrap.
             if len(values) and (values.min() < 0 or values.max() >= spec.cardinality):
+                bad = values[(values < 0) | (values >= spec.cardinality)][0]
                 raise DatasetError(
-                    f"{source}: column {spec.name!r} has ids outside [0, {spec.cardinality})"
-                    " (rule: ids within encoder size)"
+                    f"{source}: column {spec.name!r} has ids outside [0, {spec.cardinality}),"
+                    f" such as {bad} (rule: ids within the model's vocabulary)"
                 )
             ids[:, j] = values
         mask = (ids != MISSING_ID).astype(np.float32)
         return ids, mask
+
+
+def _is_integer_type(dtype: Any) -> bool:
+    import pyarrow as pa
+
+    if isinstance(dtype, pa.DataType):
+        return pa.types.is_integer(dtype)
+    return pd.api.types.is_integer_dtype(dtype)
+
+
+# ------------------------------------------------------------------------------- encoders
+# How each field's raw values become ids, written beside the splits as ENCODERS_FILE and
+# copied into every model trained on them, so that a model can encode raw inputs itself:
+# ``{"format": ENCODERS_FORMAT, "fields": {name: {"values": [...], "kind": "int" | "float" |
+# "str"} | {"edges": [...]}}}``; ``values`` are the training vocabulary in id order (id
+# FIRST_KNOWN_ID + position), ``edges`` the inner quantile bucket edges.
+
+ENCODERS_FILE = "encoders.json"
+ENCODERS_FORMAT = "grmodel.encoders/1"
+
+
+def encode(values: np.ndarray, vocab: np.ndarray) -> np.ndarray:
+    """int32 ids: 0 missing, 1 not in ``vocab`` (unseen in training), 2.. known values."""
+    position = pd.Index(vocab).get_indexer(values)
+    ids = np.where(position >= 0, position + FIRST_KNOWN_ID, OOV_ID).astype(np.int32)
+    ids[pd.isna(values)] = MISSING_ID
+    return ids
+
+
+def bucketise(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """int32 ids: 0 for a missing value, else 2 + the bucket index (never 1: every number has
+    a bucket)."""
+    ids = (np.searchsorted(edges, values, side="right") + FIRST_KNOWN_ID).astype(np.int32)
+    ids[~np.isfinite(values)] = MISSING_ID
+    return ids
+
+
+def vocabulary_record(vocab: np.ndarray) -> dict[str, Any]:
+    """A vocabulary as JSON: its values and their kind (what raw inputs must match)."""
+    kind = {"i": "int", "u": "int", "f": "float"}.get(vocab.dtype.kind)
+    if kind is None:  # an object array (e.g. a column with missing values): by its values
+        types = {type(v) for v in vocab.tolist()}
+        kind = ("int" if types <= {int} else "float" if types <= {int, float}
+                else "str" if types <= {str} else "other")
+    values = vocab.tolist() if kind != "other" else [str(v) for v in vocab]
+    return {"kind": kind, "values": values}
+
+
+def encode_raw(frame: pd.DataFrame, schema: FeatureSchema, encoders: dict[str, Any],
+               source: str = "<frame>") -> pd.DataFrame:
+    """``frame`` with each feature column's raw values replaced by the model's ids, encoded
+    as the ingest encoded the training rows (unseen values -> OOV_ID, missing -> MISSING_ID)."""
+    fields = encoders.get("fields", {})
+    out = frame.copy(deep=False)
+    for spec in schema.fields:
+        if spec.name not in frame.columns:
+            raise DatasetError(f"{source}: missing feature columns {[spec.name]}"
+                               " (rule: every feature column of the model)")
+        column = frame[spec.name]
+        encoder = fields.get(spec.name)
+        if encoder is None:
+            raise DatasetError(f"{source}: the model has no encoder for {spec.name!r}"
+                               " (rule: --raw-ids needs the model's encoders.json)")
+        if "edges" in encoder:
+            if not pd.api.types.is_numeric_dtype(column.dtype):
+                raise DatasetError(f"{source}: column {spec.name!r} has dtype {column.dtype}"
+                                   " (rule: raw values of a bucketed field are numbers)")
+            out[spec.name] = bucketise(column.to_numpy(dtype=np.float64, na_value=np.nan),
+                                       np.asarray(encoder["edges"], dtype=np.float64))
+            continue
+        kind = encoder["kind"]
+        dtype_fits = {
+            "int": pd.api.types.is_integer_dtype(column.dtype),
+            "float": pd.api.types.is_numeric_dtype(column.dtype)
+            and not pd.api.types.is_bool_dtype(column.dtype),
+            "str": pd.api.types.is_string_dtype(column.dtype)
+            and column.dropna().map(type).eq(str).all(),
+        }.get(kind, False)
+        if not dtype_fits:
+            raise DatasetError(f"{source}: column {spec.name!r} has dtype {column.dtype}"
+                               f" (rule: raw values of {spec.name!r} are {kind} like the"
+                               " training vocabulary)")
+        vocab = np.asarray(encoder["values"], dtype=object if kind == "str" else None)
+        values = column.to_numpy(dtype=object if kind == "str" else None)
+        if kind == "float":
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        out[spec.name] = encode(values, vocab)
+    return out
+
+
+def check_encoders(encoders: dict[str, Any], schema: FeatureSchema, source: str) -> None:
+    """Each encoder gives exactly its field's cardinality (else the file is not this model's)."""
+    if encoders.get("format") != ENCODERS_FORMAT:
+        raise DatasetError(f"{source}: format {encoders.get('format')!r}, expected"
+                           f" {ENCODERS_FORMAT!r}")
+    fields = encoders.get("fields", {})
+    for spec in schema.fields:
+        encoder = fields.get(spec.name, {})
+        size = (FIRST_KNOWN_ID + len(encoder["edges"]) + 1 if "edges" in encoder
+                else FIRST_KNOWN_ID + len(encoder.get("values", [])))
+        if size != spec.cardinality:
+            raise DatasetError(f"{source}: the encoder of {spec.name!r} gives {size} ids, the"
+                               f" model has {spec.cardinality} (rule: encoders of the model's data)")
+
+
+def read_encoders(directory: str | Path) -> dict[str, Any] | None:
+    """``directory/encoders.json`` (None when the directory has none)."""
+    path = Path(directory) / ENCODERS_FILE
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
 
 
 def read_manifest(processed_dir: str | Path) -> dict[str, Any]:

@@ -1,13 +1,27 @@
-"""Batch prediction over arrays or DataFrames, for any model in the zoo."""
+"""Batch prediction over arrays, DataFrames or Parquet files, for any model in the zoo.
+
+Inputs are strict: feature ids must be integers within the model's vocabularies (a float id
+is refused, never truncated), or raw values that the model's own encoders map to ids. A
+Parquet file is scored in chunks, so memory stays bounded at any number of rows.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from grmodel.atomic import atomic_file
 from grmodel.distributed import autocast
+from grmodel.features import DatasetError, encode_raw
 from grmodel.models import WatchTimeModel
+
+PREDICTION_COLUMN = "prediction"
+# Rows scored per chunk of a Parquet input: a few tens of MB of ids and masks at any file size.
+CHUNK_ROWS = 262_144
 
 
 @torch.no_grad()
@@ -40,8 +54,82 @@ def predict_arrays(
 
 
 def predict_frame(
-    model: WatchTimeModel, frame: pd.DataFrame, batch_size: int = 4096, progress: bool = False
+    model: WatchTimeModel,
+    frame: pd.DataFrame,
+    batch_size: int = 4096,
+    progress: bool = False,
+    encoders: dict[str, Any] | None = None,
+    source: str = "<frame>",
 ) -> np.ndarray:
-    """Predictions for a DataFrame holding the model's feature columns."""
-    ids, mask = model.schema.arrays(frame)
+    """Predictions for a DataFrame holding the model's feature columns: integer ids, or with
+    ``encoders`` (the model's, ``checkpoint.load_encoders``) raw values that they encode."""
+    if encoders is not None:
+        frame = encode_raw(frame, model.schema, encoders, source)
+    ids, mask = model.schema.arrays(frame, source)
     return predict_arrays(model, ids, mask, batch_size=batch_size, progress=progress)
+
+
+def predict_parquet(
+    model: WatchTimeModel,
+    source: str | Path,
+    output: str | Path,
+    batch_size: int = 4096,
+    chunk_rows: int = CHUNK_ROWS,
+    encoders: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> int:
+    """Score a Parquet file ``chunk_rows`` at a time and write its columns plus
+    ``prediction`` to ``output`` (atomically); returns the rows scored.
+
+    Memory stays bounded by one chunk whatever the file's size: the columns are checked on the
+    file's schema before any row is read, each chunk is checked, encoded and scored on its own.
+    Chunks are whole batches (``chunk_rows`` rounded up to a multiple of ``batch_size``), so
+    every batch holds the rows it would hold in memory and the predictions are identical.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    chunk_rows = -(-max(chunk_rows, 1) // batch_size) * batch_size
+    source, output = Path(source), Path(output)
+    if not source.is_file():
+        raise DatasetError(f"{source}: not found (rule: the input is a Parquet file)")
+    try:
+        reader = pq.ParquetFile(source)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise DatasetError(f"{source}: not a readable Parquet file ({first}) (rule: a"
+                           " well-formed Parquet file)") from None
+    schema = reader.schema_arrow
+    if PREDICTION_COLUMN in schema.names:
+        raise DatasetError(f"{source}: already has a {PREDICTION_COLUMN!r} column (rule: the"
+                           " output adds it; rename or drop the input's)")
+    if encoders is None:
+        model.schema.check_columns(schema.names, schema.types, str(source))
+    out_schema = schema.append(pa.field(PREDICTION_COLUMN, pa.float64()))
+    total = reader.metadata.num_rows
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="predict", unit="row")
+    rows = 0
+    with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
+        try:
+            for batch in reader.iter_batches(batch_size=chunk_rows):
+                frame = batch.to_pandas()
+                where = f"{source} (rows {rows:,}..{rows + len(frame) - 1:,})"
+                pred = predict_frame(model, frame, batch_size, encoders=encoders, source=where)
+                table = pa.Table.from_batches([batch]).append_column(
+                    PREDICTION_COLUMN, pa.array(pred, pa.float64()))
+                writer.write_table(table.cast(out_schema))
+                rows += len(frame)
+                if bar is not None:
+                    bar.update(len(frame))
+        except (pa.ArrowException, OSError) as exc:
+            first = str(exc).strip().splitlines()[0][:200]
+            raise DatasetError(f"{source}: cannot read row {rows:,} on ({first}) (rule: a"
+                               " well-formed Parquet file)") from None
+        finally:
+            if bar is not None:
+                bar.close()
+    return rows

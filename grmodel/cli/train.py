@@ -7,14 +7,12 @@ import json
 import logging
 from pathlib import Path
 
-import pandas as pd
-
-from grmodel.atomic import atomic_file, write_json_atomic
-from grmodel.checkpoint import load_checkpoint
+from grmodel.atomic import write_json_atomic
+from grmodel.checkpoint import load_checkpoint, load_encoders
 from grmodel.config import ConfigError, RunConfig, load_config
 from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
-from grmodel.predict import predict_frame
+from grmodel.predict import predict_parquet
 from grmodel.registry.pyfunc import resolve_model_uri
 from grmodel.training.loop import default_state_dir, train_model
 
@@ -47,6 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="Parquet file with the feature columns")
     p.add_argument("--output", required=True, help="Parquet file to write (adds 'prediction')")
     p.add_argument("--batch-size", type=int, default=4096)
+    p.add_argument("--raw-ids", action="store_true",
+                   help="the feature columns hold raw values (source ids, categories, numbers):"
+                        " the model's encoders map them to ids (unseen values to the OOV id)")
     p.set_defaults(handler=_predict)
 
     p = subparsers.add_parser("evaluate", help="score model directories on the test split")
@@ -93,16 +94,12 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    model, _ = load_checkpoint(resolve_model_uri(args.model))
-    source = Path(args.input)
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: input file not found")
-    frame = pd.read_parquet(source)
-    model.schema.arrays(frame, str(source))  # fail early, naming the missing column
-    frame["prediction"] = predict_frame(model, frame, batch_size=args.batch_size, progress=True)
-    with atomic_file(args.output) as tmp:
-        frame.to_parquet(tmp, index=False)
-    print(f"wrote {len(frame)} predictions to {args.output}")
+    model_dir = resolve_model_uri(args.model)
+    model, _ = load_checkpoint(model_dir)
+    encoders = load_encoders(model_dir, model.schema) if args.raw_ids else None
+    rows = predict_parquet(model, args.input, args.output, batch_size=args.batch_size,
+                           encoders=encoders, progress=True)
+    print(f"wrote {rows} predictions to {args.output}")
     return 0
 
 

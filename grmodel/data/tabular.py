@@ -55,15 +55,19 @@ from grmodel.data.io import (
     sha256_file,
 )
 from grmodel.features import (
+    ENCODERS_FILE,
+    ENCODERS_FORMAT,
     FEW_SPLIT_ROWS,
     FIRST_KNOWN_ID,
     FORMAT,
     LABEL_COLUMN,
     MISSING_ID,
-    OOV_ID,
     SPLITS,
     FeatureSchema,
     FieldSpec,
+    bucketise,
+    encode,
+    vocabulary_record,
 )
 
 log = logging.getLogger(__name__)
@@ -85,28 +89,12 @@ def vocabulary(values: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
     return np.sort(np.asarray(seen))
 
 
-def encode(values: np.ndarray, vocab: np.ndarray) -> np.ndarray:
-    """int32 ids: 0 missing, 1 not in ``vocab`` (unseen in training), 2.. known values."""
-    position = pd.Index(vocab).get_indexer(values)
-    ids = np.where(position >= 0, position + FIRST_KNOWN_ID, OOV_ID).astype(np.int32)
-    ids[pd.isna(values)] = MISSING_ID
-    return ids
-
-
 def quantile_edges(values: np.ndarray, n_buckets: int) -> np.ndarray:
     """Inner bucket edges at the 1/n .. (n-1)/n quantiles of the finite values (deduplicated)."""
     finite = values[np.isfinite(values)]
     if len(finite) == 0 or n_buckets < 2:
         return np.empty(0)
     return np.unique(np.quantile(finite, np.arange(1, n_buckets) / n_buckets))
-
-
-def bucketise(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """int32 ids: 0 for a missing value, else 2 + the bucket index (never 1: every number has
-    a bucket)."""
-    ids = (np.searchsorted(edges, values, side="right") + FIRST_KNOWN_ID).astype(np.int32)
-    ids[~np.isfinite(values)] = MISSING_ID
-    return ids
 
 
 def label_stats(y: np.ndarray) -> dict[str, Any]:
@@ -130,6 +118,7 @@ class EncodedField:
     ids: np.ndarray
     index: np.ndarray | None = None
     fitted: dict[str, Any] = field(default_factory=dict)  # what the manifest records
+    encoder: dict[str, Any] = field(default_factory=dict)  # its entry in ENCODERS_FILE
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         return self.ids[rows] if self.index is None else self.ids[self.index[rows]]
@@ -145,7 +134,8 @@ def categorical_field(name: str, side: str, values: np.ndarray, fit_rows: np.nda
         vocab = vocabulary(values, fit_rows)
     spec = FieldSpec(name, side, FIRST_KNOWN_ID + len(vocab),  # type: ignore[arg-type]
                      mask_column=f"{name}_mask" if optional else None, table=table)
-    return EncodedField(spec, encode(values, vocab), index, {"known_values": len(vocab)})
+    return EncodedField(spec, encode(values, vocab), index, {"known_values": len(vocab)},
+                        vocabulary_record(vocab))
 
 
 def bucket_field(name: str, side: str, values: np.ndarray, fit_rows: np.ndarray,
@@ -155,8 +145,9 @@ def bucket_field(name: str, side: str, values: np.ndarray, fit_rows: np.ndarray,
     edges = quantile_edges(values[fit_rows], n_buckets)
     spec = FieldSpec(name, side, FIRST_KNOWN_ID + len(edges) + 1,  # type: ignore[arg-type]
                      mask_column=f"{name}_mask" if optional else None)
-    return EncodedField(spec, bucketise(values, edges), index,
-                        {"buckets": len(edges) + 1, "edges": [float(e) for e in edges]})
+    fitted = {"buckets": len(edges) + 1, "edges": [float(e) for e in edges]}
+    return EncodedField(spec, bucketise(values, edges), index, fitted,
+                        {"edges": fitted["edges"]})
 
 
 # ---------------------------------------------------------------------------------- writing
@@ -202,6 +193,8 @@ def write_processed(
                          for f in fields},
             "columns": written,
         }
+        write_json_atomic(tmp / ENCODERS_FILE, {"format": ENCODERS_FORMAT, "fields": {
+            f.spec.name: f.encoder for f in fields}})
         write_json_atomic(tmp / "manifest.json", manifest)
     return manifest
 

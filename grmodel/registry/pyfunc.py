@@ -83,7 +83,7 @@ def log_model(
     the feature encoders and five test rows as the input example."""
     import mlflow
 
-    from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, load_checkpoint
+    from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, checkpoint_files, load_checkpoint
     from grmodel.features import read_manifest, read_split
 
     if mlflow.active_run() is None:
@@ -95,7 +95,7 @@ def log_model(
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / DATA_DIR
         data.mkdir()
-        for file_name in (WEIGHTS_FILE, META_FILE):
+        for file_name in (WEIGHTS_FILE, META_FILE, *checkpoint_files(model_dir)):
             shutil.copy2(model_dir / file_name, data / file_name)
         for file_name, payload in (("config.json", meta["config"]),
                                    ("vocabulary.json", meta["label_state"]),

@@ -33,7 +33,13 @@ from tqdm import tqdm
 
 from grmodel import metrics
 from grmodel.atomic import atomic_directory
-from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, checkpoint_meta, save_checkpoint
+from grmodel.checkpoint import (
+    META_FILE,
+    WEIGHTS_FILE,
+    checkpoint_meta,
+    data_encoders,
+    save_checkpoint,
+)
 from grmodel.config import RunConfig
 from grmodel.data.streaming import ParquetStream, read_columns, split_paths
 from grmodel.distributed import (
@@ -377,7 +383,8 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
                                history=p.history)
         with atomic_directory(out_dir) as staging:
-            save_checkpoint(staging, model, meta)
+            save_checkpoint(staging, model, meta,
+                            data_encoders(config.data.processed_dir, model.schema))
         if store is not None:
             store.remove()  # the model is published; nothing is left to resume
     barrier(ctx)  # no rank returns before the model exists
