@@ -152,3 +152,46 @@ def tiny_processed(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("kuairec") / "processed"
     ingest_kuairec(tiny_raw, out, IngestConfig(split="chronological"))
     return out
+
+
+def shop_table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
+    """Ints, strings with missing values and a bucketed number: every kind of encoder."""
+    rng = np.random.default_rng(seed)
+    country = rng.choice(["fr", "de", "us", None], n, p=[0.3, 0.3, 0.3, 0.1])
+    age = rng.normal(35, 10, n)
+    age[rng.random(n) < 0.05] = np.nan
+    return pd.DataFrame({
+        "customer_id": rng.integers(0, 150, n),
+        "country": country,
+        "age": age,
+        "first_category": rng.choice([f"cat{i}" for i in range(8)], n),
+        "ltv": rng.lognormal(1, 1, n),
+        "fold": np.where(np.arange(n) % 10 == 0, "test",
+                         np.where(np.arange(n) % 10 == 1, "valid", "train")),
+    })
+
+
+@pytest.fixture(scope="session")
+def shop_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tabular dataset (with encoders.json) and a 1-epoch value-regression model on it."""
+    import yaml
+
+    from grmodel.config import RunConfig
+    from grmodel.data.tabular import build_tabular
+    from grmodel.training.loop import train_model
+
+    root = tmp_path_factory.mktemp("shop")
+    table = shop_table()
+    table.to_parquet(root / "shop.parquet")
+    spec = {"name": "shop", "source": "shop.parquet", "label": "ltv",
+            "user": {"categorical": ["customer_id", "country"], "numeric": {"age": 5}},
+            "item": {"categorical": ["first_category"]},
+            "split": {"kind": "column", "column": "fold"}}
+    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
+    build_tabular(root / "spec.yaml", root / "processed")
+    config = RunConfig().with_overrides([
+        f"data.processed_dir={root / 'processed'}", "model_name=vr", "train.epochs=1",
+        "train.progress=false", "train.num_threads=1", "train.batch_size=256"])
+    train_model(config, root / "model")
+    return {"root": root, "table": table, "processed": root / "processed",
+            "model": root / "model"}

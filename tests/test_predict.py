@@ -9,55 +9,11 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from grmodel import cli
 from grmodel.checkpoint import load_checkpoint, load_encoders
 from grmodel.features import DatasetError, encode_raw, read_split
 from grmodel.predict import predict_frame, predict_parquet
-
-FEATURES = ["customer_id", "country", "age", "first_category"]
-
-
-def shop_table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
-    """Ints, strings with missing values and a bucketed number: every kind of encoder."""
-    rng = np.random.default_rng(seed)
-    country = rng.choice(["fr", "de", "us", None], n, p=[0.3, 0.3, 0.3, 0.1])
-    age = rng.normal(35, 10, n)
-    age[rng.random(n) < 0.05] = np.nan
-    return pd.DataFrame({
-        "customer_id": rng.integers(0, 150, n),
-        "country": country,
-        "age": age,
-        "first_category": rng.choice([f"cat{i}" for i in range(8)], n),
-        "ltv": rng.lognormal(1, 1, n),
-        "fold": np.where(np.arange(n) % 10 == 0, "test",
-                         np.where(np.arange(n) % 10 == 1, "valid", "train")),
-    })
-
-
-@pytest.fixture(scope="module")
-def shop_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """A tabular dataset (with encoders.json) and a 1-epoch value-regression model on it."""
-    from grmodel.config import RunConfig
-    from grmodel.data.tabular import build_tabular
-    from grmodel.train import train_model
-
-    root = tmp_path_factory.mktemp("shop")
-    table = shop_table()
-    table.to_parquet(root / "shop.parquet")
-    spec = {"name": "shop", "source": "shop.parquet", "label": "ltv",
-            "user": {"categorical": ["customer_id", "country"], "numeric": {"age": 5}},
-            "item": {"categorical": ["first_category"]},
-            "split": {"kind": "column", "column": "fold"}}
-    (root / "spec.yaml").write_text(yaml.safe_dump(spec))
-    build_tabular(root / "spec.yaml", root / "processed")
-    config = RunConfig().with_overrides([
-        f"data.processed_dir={root / 'processed'}", "model_name=vr", "train.epochs=1",
-        "train.progress=false", "train.num_threads=1", "train.batch_size=256"])
-    train_model(config, root / "model")
-    return {"root": root, "table": table, "processed": root / "processed",
-            "model": root / "model"}
 
 
 def test_streamed_parquet_equals_the_in_memory_path(shop_model: dict, tmp_path: Path) -> None:
