@@ -99,8 +99,9 @@ class FeatureSchema:
         for name in self.names:
             if not _is_integer_type(kinds[name]):
                 raise DatasetError(
-                    f"{source}: column {name!r} has dtype {kinds[name]} (rule: feature ids are"
-                    " integers; pass raw values with --raw-ids to have the model encode them)")
+                    f"{source}: column {name!r} has dtype {_type_name(kinds[name])} (rule:"
+                    " feature ids are integers; pass raw values with --raw-ids to have the"
+                    " model encode them)")
 
     def arrays(self, frame: pd.DataFrame, source: str = "<frame>") -> tuple[np.ndarray, np.ndarray]:
         """(ids int64 [N, F], mask float32 [N, F]) in schema order, checked against the schema:
@@ -122,6 +123,15 @@ class FeatureSchema:
             ids[:, j] = values
         mask = (ids != MISSING_ID).astype(np.float32)
         return ids, mask
+
+
+def _type_name(dtype: Any) -> str:
+    """A dtype as pandas names it (float64, object, bool), Arrow types included."""
+    try:
+        return str(pd.api.types.pandas_dtype(dtype.to_pandas_dtype())) if hasattr(
+            dtype, "to_pandas_dtype") else str(dtype)
+    except (NotImplementedError, TypeError):
+        return str(dtype)
 
 
 def _is_integer_type(dtype: Any) -> bool:

@@ -111,7 +111,9 @@ def predict_parquet(
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=total, desc="predict", unit="row")
+        # Only on a terminal (disable=None), and cleared when done: a failure's message
+        # stays one line.
+        bar = tqdm(total=total, desc="predict", unit="row", disable=None, leave=False)
     rows = 0
     with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
         try:
