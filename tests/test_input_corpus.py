@@ -203,14 +203,14 @@ CASES = {
                         scored(cells("first_category", -1))),
     "uint64_beyond_int64": Case("rule: ids within the model's vocabulary",
                                 scored(cells("customer_id", lambda c: c.astype(np.uint64)
-                                             + np.uint64(2**63))))
-    ,
+                                             + np.uint64(2**63)))),
     "null_ids": Case("has null ids (rule: not null)",
                      scored(cells("customer_id", lambda c: c.astype("Int64").where(c > 3)))),
     "missing_feature_column": Case("missing feature columns ['age']",
                                    scored(lambda f: f.drop(columns="age"))),
-    "duplicate_feature_column": Case("columns ['customer_id'] appear more than once (rule: unique column names)",
-                                     scored(duplicate_feature)),
+    "duplicate_feature_column": Case(
+        "columns ['customer_id'] appear more than once (rule: unique column names)",
+        scored(duplicate_feature)),
     "prediction_column_present": Case("already has a 'prediction' column",
                                       scored(lambda f: f.assign(prediction=1.0))),
     "input_not_parquet": Case("not a readable Parquet file", input_file(b"a,b\n1,2\n")),
@@ -261,9 +261,9 @@ CASES = {
                                validate_raw("video_too_long.csv")),
     "raw_watch_ratio_above_cap": Case("watch_ratio: 0 <= watch_ratio <= 2000",
                                       validate_raw("watch_ratio_above_cap.csv")),
-    "ingest_duplicate_header": Case("['watch_ratio'] appear more than once in the header (rule: unique column",
-                                    ingest_with(lambda t: t.replace("timestamp,watch_ratio",
-                                                                    "watch_ratio,watch_ratio"))),
+    "ingest_duplicate_header": Case(
+        "['watch_ratio'] appear more than once in the header (rule: unique column",
+        ingest_with(lambda t: t.replace("timestamp,watch_ratio", "watch_ratio,watch_ratio"))),
     # Generic tables and their specs.
     "tabular_duplicate_label_header": Case("['ltv'] appear more than once in the header (rule: unique column",
                                            tabular(rename_header("age", "ltv"))),
