@@ -32,9 +32,9 @@ import torch
 from tqdm import tqdm
 
 from grmodel import collapse, metrics
-from grmodel.collapse import ModelCollapsed
 from grmodel.atomic import atomic_directory
 from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, checkpoint_meta, save_checkpoint
+from grmodel.collapse import ModelCollapsed
 from grmodel.config import RunConfig
 from grmodel.data.streaming import ParquetStream, read_columns, split_paths
 from grmodel.distributed import (
