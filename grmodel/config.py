@@ -68,10 +68,12 @@ class ModelConfig:
     # n_w of eq. 11: the windowed soft-argmax (loss and prediction) keeps the n_w + 1 tokens
     # around the argmax.
     window_size: int = 20
-    # Each step's decoded token: "argmax" (the paper's greedy decoding) or "median", the token at
-    # the probability-weighted median in value order (an estimate of the conditional median,
-    # which MAE rewards; grmodel/models/gr.py value_median). The soft-argmax window centres on it.
-    decode: Literal["argmax", "median"] = "argmax"
+    # Each step's decoded token: "median", the token at the probability-weighted median in value
+    # order (an estimate of the conditional median, which MAE rewards; grmodel/models/gr.py
+    # value_median), or "argmax", the paper's greedy decoding, which predicts 0 for every row of
+    # a table with more zeros than anything else (docs/deviations.md). The soft-argmax window
+    # centres on the decoded token.
+    decode: Literal["argmax", "median"] = "median"
     # Maximum decode steps (tokens before <eos>); None = derived from the training labels.
     max_decode_len: int | None = None
 

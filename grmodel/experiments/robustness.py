@@ -6,7 +6,7 @@ ingest`` for KuaiRec-format raw files, ``grmodel data tabular`` for a table and 
 Every dataset then runs as a ``table1`` experiment (grmodel/experiments/runner.py) with the
 library's defaults and the common overrides, so finished runs are reused. One table gathers
 them: per dataset and model the MAE, both XAUC variants, the MAE's ratio to the oracle's and
-a collapse flag (near-constant test predictions, ``grmodel.metrics.near_constant``), beside
+a collapse flag (the trainer's verdict, or near-constant test predictions: ``grmodel.collapse``), beside
 the train-median and oracle rows.
 
 Layout of ``out_dir``::
@@ -31,6 +31,7 @@ from typing import Any
 
 from grmodel import __version__
 from grmodel.atomic import jsonable, write_text_atomic
+from grmodel.collapse import near_constant
 from grmodel.config import ConfigError, RunConfig
 from grmodel.data.generators.common import GENERATOR_FILE, SPEC_FILE
 from grmodel.data.generators.completion import CompletionConfig, generate_completion
@@ -48,7 +49,7 @@ from grmodel.experiments.runner import (
     run_experiment,
 )
 from grmodel.features import read_manifest
-from grmodel.metrics import XAUC_NAMES, near_constant
+from grmodel.metrics import XAUC_NAMES
 from grmodel.models.heads import DEFAULT_DURATION_FIELD
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,10 @@ def run_robustness(
     return record
 
 
+def _near_constant(distribution: dict[str, Any]) -> str | None:
+    return near_constant(distribution["pred"]["std"], distribution["true"]["std"])
+
+
 def dataset_entry(dataset: Dataset, report: dict[str, Any], skipped: dict[str, str]
                   ) -> dict[str, Any]:
     """One dataset's lines of the table, from its table1 report."""
@@ -186,11 +191,13 @@ def dataset_entry(dataset: Dataset, report: dict[str, Any], skipped: dict[str, s
     lines = {}
     for name, s in report["summary"].items():
         if name in (TRAIN_MEDIAN, ORACLE):
-            flags = [near_constant(results[name]["distribution"]["pred"])]
+            flags = [_near_constant(results[name]["distribution"])]
             seeds = None
         else:
             runs = [r for r in report["runs"] if r["row"] == name]
-            flags = [near_constant(r["test"]["distribution"]["pred"]) for r in runs]
+            # The trainer's verdict on the validation split, else the same rule on the test split.
+            flags = [((r.get("collapse") or {}).get("reason") or _near_constant(r["test"]["distribution"]))
+                     for r in runs]
             seeds = [r["seed"] for r in runs]
         mae = s["mae"]["mean"]
         collapsed = [f for f in flags if f]

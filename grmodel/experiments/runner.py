@@ -92,7 +92,8 @@ def plan_experiment(
 ) -> ExperimentPlan:
     """The runs of experiment ``name`` on ``data_dir``; a bad override fails here, at once."""
     experiment = experiment_spec(name, rows)
-    base = base_config or RunConfig()
+    # An experiment reports every row: a collapsed model is kept, and marked in the report.
+    base = base_config or RunConfig().with_overrides(["train.on_collapse=warn"])
     scoped = Overrides.parse(list(overrides or []), experiment)
     if seeds < 1:
         raise ConfigError(f"seeds={seeds}: must be >= 1")
