@@ -241,6 +241,25 @@ def _paper_table(experiment: str) -> str:
     return "\n".join(lines)
 
 
+def _tuning_lines(report: dict[str, Any]) -> list[str]:
+    """One line per tuning trial of each tuned row (grmodel/tuning.py)."""
+    lines, seen = [], set()
+    for run in report["runs"]:
+        tuning = run.get("tuning")
+        if not tuning or run["row"] in seen:
+            continue
+        seen.add(run["row"])
+        budget = tuning["budget"]
+        lines.append(f"- **{run['row']}**: chose `{' '.join(tuning['chosen'])}` by validation "
+                     f"{tuning['metric']} ({len(tuning['trials'])} trials, {budget['epochs']} epoch(s)"
+                     f" on at most {budget['max_train_rows']} rows each)")
+        for trial in tuning["trials"]:
+            flag = " (collapsed)" if trial["collapsed"] else ""
+            lines.append(f"  - `{' '.join(trial['overrides'])}`: valid MAE "
+                         f"{trial['valid']['mae']:.4f}, XAUC {trial['valid']['xauc']:.4f}{flag}")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     data, machine = report["dataset"], report["machine"]
     label = data.get("label") or {}
@@ -277,6 +296,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     parts += ["", "## Runs", "", _runs_table(report), "",
               "## Configurations (differences from the library defaults; full configs in report.json)",
               "", *_config_lines(report)]
+    tuning = _tuning_lines(report)
+    if tuning:
+        parts += ["", "## Tuning (the same budget for every row, judged on the validation split)",
+                  "", *tuning]
     parts += ["", "## Figures", ""]
     parts += [f"![{name}](figures/{name})" for name in report["figures"]]
     parts += ["", f"## The paper's numbers ({PAPER_ANCHORS[report['experiment']]['caption']}; not"

@@ -51,6 +51,7 @@ from grmodel.experiments.runner import (
 from grmodel.features import read_manifest
 from grmodel.metrics import XAUC_NAMES
 from grmodel.models.heads import DEFAULT_DURATION_FIELD
+from grmodel.tuning import TuningBudget
 
 log = logging.getLogger(__name__)
 
@@ -136,10 +137,11 @@ def run_robustness(
     base_config: RunConfig | None = None,
     overrides: list[str] | None = None,
     figure_rows: int | None = None,
+    tune: TuningBudget | None = None,
 ) -> dict[str, Any]:
     """Prepare, train and evaluate every (dataset, row, seed); write the one table. Returns the
     record (also ``robustness.json``). ``figure_rows``: test rows of each dataset's figures
-    (default the runner's)."""
+    (default the runner's); ``tune``: every model's tuning budget on each dataset."""
     started = time.perf_counter()
     if preset not in PRESETS:
         raise ConfigError(f"robustness: preset {preset!r}: expected one of {list(PRESETS)}")
@@ -157,7 +159,8 @@ def run_robustness(
             r: "no item duration field in this dataset" for r in rows if r in DURATION_ROWS}
         report = run_experiment("table1", out / dataset.name, processed, seeds=seeds,
                                 rows=[r for r in rows if r not in skipped], base_config=base_config,
-                                overrides=overrides, figure_rows=figure_rows or FIGURE_ROWS)
+                                overrides=overrides, figure_rows=figure_rows or FIGURE_ROWS,
+                                tune=tune)
         entries[dataset.name] = dataset_entry(dataset, report, skipped)
     record = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
