@@ -85,6 +85,11 @@ def summarize_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary["intervals"] = intervals
     summary["wall_seconds"] = mean_std([r["wall_seconds"] for r in runs])
     summary["samples_per_second"] = mean_std([r["samples_per_second"] for r in runs])
+    # The trainer's verdict per seed (grmodel/collapse.py): a collapsed model is marked, never
+    # an ordinary row.
+    reasons = [(r.get("collapse") or {}).get("reason") or "" for r in runs]
+    summary["collapsed"] = ([f"seed {seed}: {why}" for seed, why in zip(summary["seeds"], reasons) if why]
+                            or None)
     return summary
 
 
@@ -181,8 +186,14 @@ def results_table(report: dict[str, Any]) -> str:
                 for seed, m, x in zip(s["seeds"], s["mae"]["per_seed"], s[key]["per_seed"])
             )
         cells = [_pm(s["xauc"])] + ([_pm(s["xauc_tie_aware"])] if configured != "tie_aware" else [])
-        lines.append(f"| {name} | {s['model_name'] or '–'} | {_pm(s['mae'])} | {' | '.join(cells)}"
+        label = f"{name} ⚠ COLLAPSED" if s.get("collapsed") else name
+        lines.append(f"| {label} | {s['model_name'] or '–'} | {_pm(s['mae'])} | {' | '.join(cells)}"
                      f" | {per_seed} |")
+    collapsed = [f"- {name}: {'; '.join(s['collapsed'])}" for name, s in report["summary"].items()
+                 if s.get("collapsed")]
+    if collapsed:
+        lines += ["", "⚠ Collapsed models (grmodel/collapse.py; kept with train.on_collapse=warn):",
+                  *collapsed]
     return "\n".join(lines)
 
 

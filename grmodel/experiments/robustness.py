@@ -250,8 +250,9 @@ def render_markdown(record: dict[str, Any]) -> str:
         " (reference) variant.",
         "- MAE ÷ oracle: the row's MAE over the oracle's (the label's true conditional median"
         " given the features: the MAE floor). Values are means over the seeds.",
-        "- **COLLAPSED**: the test predictions are near-constant (std below"
-        " 1% of the mean, or one value on 95% or more of the rows).",
+        "- **COLLAPSED**: the trainer's verdict on the validation split (near-constant"
+        " predictions, or no better than the train median: grmodel/collapse.py), or test"
+        " predictions whose std is at most 1% of the labels'.",
         "",
         "| dataset | row | MAE ↓ | XAUC tie-aware ↑ | MAE ÷ oracle | flag |",
         "|---|---|---:|---:|---:|---|",
