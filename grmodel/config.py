@@ -18,6 +18,7 @@ from typing import Any, Literal
 VocabKind = Literal["dynamic_quantile", "manual", "binary"]
 TFSchedule = Literal["none", "inverse_sigmoid", "linear", "exponential", "fixed"]
 MixupMode = Literal["window", "full", "none"]
+ClemPass1 = Literal["grad", "detached"]
 
 
 class ConfigError(ValueError):
@@ -40,8 +41,10 @@ class VocabConfig:
     """Vocabulary construction (method.md, Algorithm 1 and the Table 3 alternatives)."""
 
     kind: VocabKind = "dynamic_quantile"
-    # Labels are multiplied by this and truncated to integers before tokenisation.
-    label_scale: float = 1000.0
+    # Labels are multiplied by this and truncated to integers before tokenisation. None = fitted
+    # on the training labels (grmodel/vocab.py auto_label_scale): 1000 for seconds with ms
+    # precision (the paper's x1000), 100 for dollars with cents, 1e5 for fractions in [0, 1].
+    label_scale: float | None = None
     q_start: float = 0.9999
     q_end: float = 0.9
     decay: float = 0.99
@@ -62,8 +65,15 @@ class ModelConfig:
     n_layers: int = 3
     dropout: float = 0.1
     init_range: float = 0.08
-    # Tokens kept around the argmax by the windowed soft-argmax (loss and prediction).
+    # n_w of eq. 11: the windowed soft-argmax (loss and prediction) keeps the n_w + 1 tokens
+    # around the argmax.
     window_size: int = 20
+    # Each step's decoded token: "median", the token at the probability-weighted median in value
+    # order (an estimate of the conditional median, which MAE rewards; grmodel/models/gr.py
+    # value_median), or "argmax", the paper's greedy decoding, which predicts 0 for every row of
+    # a table with more zeros than anything else (docs/deviations.md). The soft-argmax window
+    # centres on the decoded token.
+    decode: Literal["argmax", "median"] = "median"
     # Maximum decode steps (tokens before <eos>); None = derived from the training labels.
     max_decode_len: int | None = None
 
@@ -79,7 +89,10 @@ class TrainConfig:
     seed: int = 2024
     lambda_ce: float = 10.0
     lambda_huber: float = 1.0
-    huber_delta: float = 1.0
+    huber_delta: float = 1.0  # in huber units
+    # Huber reads labels in this unit; None = fitted: the power of ten just below the train
+    # median's MAE (grmodel/models/gr.py huber_unit), 1 s on KuaiRec watch time.
+    huber_unit: float | None = None
     # CLEM: teacher-forcing probability schedule over the global step, and mixup mode.
     tf_schedule: TFSchedule = "inverse_sigmoid"
     tf_p0: float = 1.0
@@ -90,7 +103,15 @@ class TrainConfig:
     tf_k: float | None = None
     tf_fixed_p: float = 0.5
     mixup: MixupMode = "window"
-    mixup_window: int = 20
+    mixup_window: int = 20  # tokens around the argmax mixed by mixup=window (n_w, eq. 12)
+    # CLEM pass 1: "grad" keeps the gradient through the mixture weights and dropout on, as in
+    # the paper and the authors' code; "detached" cuts both (faster, not the paper's).
+    clem_pass1: ClemPass1 = "grad"
+    # A model whose best validation predictions are near-constant (std <= collapse_std_ratio x
+    # the labels' std) or no better than the train median (grmodel/collapse.py): "fail" ends
+    # the run without writing the model, "warn" keeps it with the verdict in its checkpoint.
+    on_collapse: Literal["fail", "warn"] = "fail"
+    collapse_std_ratio: float = 0.01
     # Validation-based model selection and early stopping.
     patience: int = 3
     select_metric: Literal["mae", "xauc"] = "mae"
@@ -156,6 +177,7 @@ class RunConfig:
 # The paper's Table 4 rows, as overrides of the default (full CLEM) configuration.
 CLEM_ABLATIONS: dict[str, list[str]] = {
     "full": [],
+    "full_detached_pass1": ["train.clem_pass1=detached"],
     "no_clem": ["train.tf_schedule=none", "train.mixup=none"],
     "em_teacher_forcing": ["train.tf_schedule=fixed", "train.tf_fixed_p=1.0"],
     "cl_without_em": ["train.mixup=none"],

@@ -27,8 +27,6 @@ XAUC_NAMES = {"reference": "reference (label ties never count)",
               "tie_aware": "tie-aware (label-tied pairs left out, prediction ties count 1/2)"}
 # Predictions are near-constant (a collapsed model) when their std is below this share of
 # their mean, or when one value covers at least this share of the rows.
-NEAR_CONSTANT_CV = 0.01
-NEAR_CONSTANT_MODE_SHARE = 0.95
 # Quantiles reported by ``distribution_summary``.
 QUANTILE_LEVELS = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 1.0)
 # Smallest leaf of the merge sort (leaves hold 8 to 15 values, compared directly).
@@ -170,17 +168,6 @@ def xauc_key(variant: str) -> str:
     """The key of ``variant`` in :func:`evaluate_predictions`' result when it is not the
     configured one (``xauc`` holds the configured variant)."""
     return "xauc_tie_aware" if variant == "tie_aware" else "xauc"
-
-
-def near_constant(stats: dict) -> str | None:
-    """Why predictions described by ``_describe`` (std, mean, mode_share) look collapsed to
-    a constant, or None."""
-    mean, std, mode = abs(stats["mean"]), stats["std"], stats["mode_share"]
-    if std <= NEAR_CONSTANT_CV * mean or std == 0:
-        return f"near-constant: std {std:.3g} is {std / max(mean, 1e-300):.2%} of the mean {mean:.4g}"
-    if mode >= NEAR_CONSTANT_MODE_SHARE:
-        return f"near-constant: one value covers {mode:.1%} of the rows"
-    return None
 
 
 def _check_pair(

@@ -30,6 +30,10 @@ MAX_SCALED_LABEL = 2**52
 # Relative slack of the truncation in ``scale``: 1.001 s * 1000 is 1000.9999999999999 in
 # float64 and must still become 1001 ms, while real fractions of a unit are truncated.
 _SCALE_REL_TOL = 1e-12
+# auto_label_scale: one scaled unit <= median positive label / 10**4, as a power of ten in
+# [1e-6, 1e6].
+AUTO_RESOLUTION_DIGITS = 1e4
+AUTO_MIN_EXPONENT, AUTO_MAX_EXPONENT = -6, 6
 
 
 class VocabularyError(ValueError):
@@ -140,17 +144,48 @@ def scale_labels(labels: np.ndarray, label_scale: float) -> np.ndarray:
     return np.floor(scaled * (1.0 + _SCALE_REL_TOL)).astype(np.int64)
 
 
+def auto_label_scale(train_labels: np.ndarray) -> float:
+    """The label scale fitted on the training labels: a power of ten, so tokens stay readable.
+
+    Fine enough that one scaled unit is at most 1e-4 of the median positive label (a relative
+    resolution far below any MAE of interest), and no finer than the labels' own decimal
+    precision (integer milliseconds get 1, dollars with cents 100, seconds with millisecond
+    precision 1000: the paper's x1000 on KuaiRec). Fractions in [0, 1] get 1e5 or so.
+    """
+    labels = np.asarray(train_labels, dtype=np.float64).ravel()
+    positive = labels[np.isfinite(labels) & (labels > 0)]
+    if positive.size == 0:
+        raise VocabularyError(f"all {labels.size} training labels are 0 (or not finite): need at "
+                              "least one positive label to fit the label scale")
+    resolution = 10.0 ** math.ceil(math.log10(AUTO_RESOLUTION_DIGITS / np.median(positive)))
+    precision = next((10.0 ** k for k in range(AUTO_MIN_EXPONENT, AUTO_MAX_EXPONENT + 1)
+                      if _integral(positive * 10.0 ** k)), 10.0 ** AUTO_MAX_EXPONENT)
+    scale = min(resolution, precision)
+    # Stay well inside float64's exact integers for the largest label.
+    while scale > 10.0 ** AUTO_MIN_EXPONENT and positive.max() * scale >= MAX_SCALED_LABEL / 1024:
+        scale /= 10.0
+    return float(scale)
+
+
+def _integral(values: np.ndarray) -> bool:
+    """Positive values that are whole numbers (>= 1), up to float rounding."""
+    rounded = np.round(values)
+    return bool(np.all(rounded >= 1) and np.all(np.abs(values - rounded) <= 1e-9 * rounded))
+
+
 def build_vocabulary(train_labels: np.ndarray, config: VocabConfig) -> Vocabulary:
     """Build the vocabulary named by ``config.kind`` from training labels (original units)."""
     _check_config(config)
     labels = np.asarray(train_labels, dtype=np.float64).ravel()
     if labels.size == 0:
         raise VocabularyError("training labels are empty: need at least one label")
-    scaled = scale_labels(labels, config.label_scale)
+    label_scale = (config.label_scale if config.label_scale is not None
+                   else auto_label_scale(labels))
+    scaled = scale_labels(labels, label_scale)
     max_scaled = int(scaled.max())
     if max_scaled == 0:
         raise VocabularyError(
-            f"all {labels.size} training labels scale to 0 (label_scale={config.label_scale:g}): "
+            f"all {labels.size} training labels scale to 0 (label_scale={label_scale:g}): "
             "need at least one positive scaled label"
         )
     params: dict[str, Any] = {
@@ -158,9 +193,14 @@ def build_vocabulary(train_labels: np.ndarray, config: VocabConfig) -> Vocabular
         "n_train_labels": int(labels.size),
         "max_train_label": float(labels.max()),
         "max_train_label_scaled": max_scaled,
+        "label_scale_fitted": config.label_scale is None,
+        "zero_share": float(np.mean(scaled == 0)),
     }
     if config.kind == "dynamic_quantile":
-        tokens, info = _dynamic_quantile_tokens(scaled, config)
+        # Zero labels are the empty sequence <sos><eos> and take no token: Algorithm 1 runs on
+        # the positive labels, so a zero-inflated table gets the same token granularity as its
+        # positive part (on all labels, >= 10% zeros stop it at its first zero quantile).
+        tokens, info = _dynamic_quantile_tokens(scaled[scaled > 0], config)
         if not tokens:
             raise VocabularyError(
                 f"dynamic quantile vocabulary: the q_start={config.q_start} quantile of the "
@@ -174,7 +214,7 @@ def build_vocabulary(train_labels: np.ndarray, config: VocabConfig) -> Vocabular
     else:
         values = _grid_until_past(max_scaled, (1,), 2)
     return Vocabulary(
-        values=np.asarray(values), kind=config.kind, label_scale=config.label_scale, params=params
+        values=np.asarray(values), kind=config.kind, label_scale=label_scale, params=params
     )
 
 
@@ -182,8 +222,9 @@ def _check_config(config: VocabConfig) -> None:
     rules = [
         (config.kind in VOCAB_KINDS, f"kind={config.kind!r}: must be one of {VOCAB_KINDS}"),
         (
-            math.isfinite(config.label_scale) and config.label_scale > 0,
-            f"label_scale={config.label_scale}: must be finite and > 0",
+            config.label_scale is None
+            or (math.isfinite(config.label_scale) and config.label_scale > 0),
+            f"label_scale={config.label_scale}: must be finite and > 0 (or null: fitted)",
         ),
         (
             0 < config.q_end <= config.q_start <= 1,

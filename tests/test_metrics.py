@@ -12,7 +12,6 @@ from grmodel.metrics import (
     evaluate_predictions,
     interval_mae,
     mae,
-    near_constant,
     xauc,
     xauc_sampled,
 )
@@ -194,11 +193,3 @@ def test_evaluation_table_names_the_variants_and_marks_the_headline():
     assert "XAUC reference" not in table and "**XAUC tie-aware (headline)** ↑" in table
 
 
-def test_near_constant_predictions():
-    def stats(values):
-        return distribution_summary(np.arange(len(values), dtype=float), np.asarray(values), 5)["pred"]
-
-    assert near_constant(stats([0.99, 0.991, 0.989, 0.99])).startswith("near-constant: std")
-    assert "one value covers 96.0% of the rows" in near_constant(stats([0.0] * 96 + [5.0] * 4))
-    assert near_constant(stats([0.0] * 70 + list(range(1, 31)))) is None  # zero-inflated, fine
-    assert near_constant(stats([0.0, 0.0])) is not None

@@ -82,11 +82,13 @@ def test_dynamic_quantile_matches_literal_algorithm_1(seed, n, q_start, decay):
     rng = np.random.default_rng(seed)
     labels = np.floor(rng.lognormal(rng.uniform(0, 8), rng.uniform(0.1, 2), n)) / 1000
     labels[rng.random(n) < 0.1] = 0.0
-    config = VocabConfig(q_start=q_start, q_end=min(0.5, q_start), decay=decay)
+    config = VocabConfig(q_start=q_start, q_end=min(0.5, q_start), decay=decay, label_scale=1000.0)
     if not (labels * config.label_scale >= 1).any():
         return
     vocab = build_vocabulary(labels, config)
-    expected = sorted(set(literal_algorithm_1(vocab.scale(labels), config)), reverse=True)
+    scaled = vocab.scale(labels)
+    # Zero labels take no token: Algorithm 1 runs on the positive labels.
+    expected = sorted(set(literal_algorithm_1(scaled[scaled > 0], config)), reverse=True)
     if expected[-1] != 1:
         expected.append(1)
     assert vocab.values.tolist() == expected
@@ -94,7 +96,7 @@ def test_dynamic_quantile_matches_literal_algorithm_1(seed, n, q_start, decay):
 
 def test_unit_token_appended_when_labels_share_a_step():
     labels = np.array([1.0, 2.0, 5.0, 7.0, 30.0] * 50)  # whole seconds: multiples of 1000 units
-    vocab = build_vocabulary(labels, VocabConfig())
+    vocab = build_vocabulary(labels, VocabConfig(label_scale=1000.0))
     assert vocab.params["appended_unit_token"]
     assert vocab.values[-1] == 1
     codec = LabelCodec(vocab)
@@ -115,11 +117,11 @@ def test_depends_only_on_the_labels_passed():
 
 def test_manual_and_binary_contents():
     labels = np.array([0.0, 0.5, 2.0])  # max 2000 scaled units
-    manual = build_vocabulary(labels, VocabConfig(kind="manual"))
+    manual = build_vocabulary(labels, VocabConfig(kind="manual", label_scale=1000.0))
     assert manual.values.tolist() == [3000, 1000, 500, 300, 100, 50, 30, 10, 5, 3, 1]
-    binary = build_vocabulary(labels, VocabConfig(kind="binary"))
+    binary = build_vocabulary(labels, VocabConfig(kind="binary", label_scale=1000.0))
     assert binary.values.tolist() == [2**k for k in range(11, -1, -1)]
-    exact = build_vocabulary(np.array([1.0]), VocabConfig(kind="binary"))
+    exact = build_vocabulary(np.array([1.0]), VocabConfig(kind="binary", label_scale=1000.0))
     assert exact.values[0] == 1024  # the first value past 1000
 
 
@@ -152,12 +154,10 @@ def test_scale_truncates_and_absorbs_float_error():
     ("labels", "rule"),
     [
         (np.array([]), "empty"),
-        (np.zeros(5), "scale to 0"),
-        (np.array([0.0001, 0.0]), "scale to 0"),
+        (np.zeros(5), "are 0"),
         (np.array([1.0, np.nan]), "finite"),
         (np.array([1.0, np.inf]), "finite"),
         (np.array([1.0, -2.0]), "non-negative"),
-        (np.r_[np.zeros(20_000), 5.0], "quantile of the training labels is 0"),
     ],
 )
 def test_bad_labels_name_the_rule(labels, rule):
@@ -207,3 +207,44 @@ def test_load_errors_name_the_file(tmp_path):
     wrong.write_text(json.dumps({"kind": "manual", "label_scale": 1000, "values": [1, 5]}))
     with pytest.raises(VocabularyError, match="wrong.json.*descending"):
         Vocabulary.load(wrong)
+
+
+@pytest.mark.parametrize(("labels", "scale"), [
+    (np.array([0.25, 3.5, 8.125, 61.002]), 1000.0),  # seconds with millisecond precision
+    (np.array([1_234.0, 25_000.0, 100_007.0, 9e6]), 1.0),  # integer milliseconds
+    (np.array([1_000.0, 25_000.0, 1e5, 9e6]), 1e-3),  # whole seconds in ms: units of 1000
+    (np.array([2e5 + 1, 3e5 + 3, 7e5 + 9]), 0.1),  # ms, median 3e5: units of 10 ms
+    (np.array([0.0, 0.0, 0.0, 12.34, 99.99, 430.5]), 100.0),  # dollars with cents, 50% zeros
+    (np.array([3.0, 7.0, 120.0, 15.0]), 1.0),  # whole units: no finer than the data
+    (np.array([0.0, 0.137, 0.5, 0.999999, 1.0]), 1e5),  # completion fractions
+])
+def test_label_scale_is_fitted_to_the_unit(labels, scale):
+    vocab = build_vocabulary(labels, VocabConfig())
+    assert vocab.label_scale == scale
+    assert vocab.params["label_scale_fitted"]
+    codec = LabelCodec(vocab)
+    decoded = codec.decode(codec.encode(labels).sequences)
+    # Within one scaled unit, and one unit is <= 1e-4 of the median positive label.
+    assert np.all(np.abs(decoded - labels) <= 1.0 / scale + 1e-12)
+
+
+def test_a_label_scale_that_zeroes_every_label_is_refused():
+    with pytest.raises(VocabularyError, match="scale to 0"):
+        build_vocabulary(np.array([0.0001, 0.0]), VocabConfig(label_scale=1000.0))
+
+
+def test_a_set_label_scale_is_kept():
+    assert build_vocabulary(np.array([1.5, 2.5]), VocabConfig(label_scale=10.0)).label_scale == 10.0
+
+
+def test_zero_inflated_labels_keep_a_fine_vocabulary():
+    rng = np.random.default_rng(3)
+    spend = np.round(rng.lognormal(3, 1, 20_000), 2)
+    labels = np.where(rng.random(20_000) < 0.75, 0.0, spend)
+    vocab = build_vocabulary(labels, VocabConfig())
+    codec = LabelCodec(vocab)
+    stats = codec.length_stats(labels[labels > 0])
+    # On all labels Algorithm 1 would stop at its first zero quantile and leave positive labels
+    # to hundreds of unit tokens; on the positive part they stay short.
+    assert codec.max_decode_len(labels) <= 25
+    assert stats["p50"] <= 8

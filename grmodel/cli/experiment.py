@@ -11,6 +11,7 @@ from grmodel.experiments.report import results_table
 from grmodel.experiments.robustness import DEFAULT_ROWS, MARKDOWN_FILE, PRESETS, run_robustness
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
+from grmodel.tuning import TuningBudget
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +43,7 @@ def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
     p.add_argument("--figure-rows", type=int, default=20_000,
                    help="test rows sampled for the distribution and generated-token figures")
+    _add_tuning(p)
     p.add_argument("overrides", nargs="*", metavar="[ROW_OR_MODEL:]KEY=VALUE",
                    help="config overrides for every row (train.epochs=4), one model"
                    " (tpm:head.tpm_w_var=0.1) or one row (manual:train.lr=1e-3)")
@@ -61,6 +63,7 @@ def _experiment(args: argparse.Namespace) -> int:
         base_config=load_config(args.config),
         overrides=args.overrides,
         figure_rows=args.figure_rows,
+        tune=_budget(args),
     )
     print(results_table(report))
     print(f"\nreport: {args.out}/report.md ({report['wall_seconds']:.1f} s)")
@@ -88,9 +91,24 @@ def _add_robustness(names: argparse._SubParsersAction) -> None:
     p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
     p.add_argument("--figure-rows", type=int, default=20_000,
                    help="test rows sampled for each dataset's figures")
+    _add_tuning(p)
     p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
                    help="config overrides for every run (train.epochs=2) or one model")
     p.set_defaults(handler=_robustness)
+
+
+def _add_tuning(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tune", action="store_true",
+                   help="first give every model the same tuning budget on the validation split"
+                   " (its grid in grmodel/tuning.py, each candidate --tune-epochs epochs on at"
+                   " most --tune-rows training rows); the report records every trial")
+    p.add_argument("--tune-epochs", type=int, default=1, help="epochs per tuning candidate")
+    p.add_argument("--tune-rows", type=int, default=50_000,
+                   help="training rows per tuning candidate (default 50,000)")
+
+
+def _budget(args: argparse.Namespace) -> TuningBudget | None:
+    return TuningBudget(args.tune_epochs, args.tune_rows) if args.tune else None
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -101,7 +119,8 @@ def _robustness(args: argparse.Namespace) -> int:
     record = run_robustness(args.out, preset=args.preset, seeds=args.seeds,
                             datasets=_split(args.datasets), rows=_split(args.rows),
                             data_seed=args.data_seed, base_config=load_config(args.config),
-                            overrides=args.overrides, figure_rows=args.figure_rows)
+                            overrides=args.overrides, figure_rows=args.figure_rows,
+                            tune=_budget(args))
     print((Path(args.out) / MARKDOWN_FILE).read_text())
     print(f"table: {args.out}/{MARKDOWN_FILE} ({record['wall_seconds']:.1f} s)")
     return 0

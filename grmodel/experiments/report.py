@@ -85,6 +85,11 @@ def summarize_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     summary["intervals"] = intervals
     summary["wall_seconds"] = mean_std([r["wall_seconds"] for r in runs])
     summary["samples_per_second"] = mean_std([r["samples_per_second"] for r in runs])
+    # The trainer's verdict per seed (grmodel/collapse.py): a collapsed model is marked, never
+    # an ordinary row.
+    reasons = [(r.get("collapse") or {}).get("reason") or "" for r in runs]
+    summary["collapsed"] = ([f"seed {seed}: {why}" for seed, why in zip(summary["seeds"], reasons) if why]
+                            or None)
     return summary
 
 
@@ -181,8 +186,14 @@ def results_table(report: dict[str, Any]) -> str:
                 for seed, m, x in zip(s["seeds"], s["mae"]["per_seed"], s[key]["per_seed"])
             )
         cells = [_pm(s["xauc"])] + ([_pm(s["xauc_tie_aware"])] if configured != "tie_aware" else [])
-        lines.append(f"| {name} | {s['model_name'] or '–'} | {_pm(s['mae'])} | {' | '.join(cells)}"
+        label = f"{name} ⚠ COLLAPSED" if s.get("collapsed") else name
+        lines.append(f"| {label} | {s['model_name'] or '–'} | {_pm(s['mae'])} | {' | '.join(cells)}"
                      f" | {per_seed} |")
+    collapsed = [f"- {name}: {'; '.join(s['collapsed'])}" for name, s in report["summary"].items()
+                 if s.get("collapsed")]
+    if collapsed:
+        lines += ["", "⚠ Collapsed models (grmodel/collapse.py; kept with train.on_collapse=warn):",
+                  *collapsed]
     return "\n".join(lines)
 
 
@@ -241,6 +252,25 @@ def _paper_table(experiment: str) -> str:
     return "\n".join(lines)
 
 
+def _tuning_lines(report: dict[str, Any]) -> list[str]:
+    """One line per tuning trial of each tuned row (grmodel/tuning.py)."""
+    lines, seen = [], set()
+    for run in report["runs"]:
+        tuning = run.get("tuning")
+        if not tuning or run["row"] in seen:
+            continue
+        seen.add(run["row"])
+        budget = tuning["budget"]
+        lines.append(f"- **{run['row']}**: chose `{' '.join(tuning['chosen'])}` by validation "
+                     f"{tuning['metric']} ({len(tuning['trials'])} trials, {budget['epochs']} epoch(s)"
+                     f" on at most {budget['max_train_rows']} rows each)")
+        for trial in tuning["trials"]:
+            flag = " (collapsed)" if trial["collapsed"] else ""
+            lines.append(f"  - `{' '.join(trial['overrides'])}`: valid MAE "
+                         f"{trial['valid']['mae']:.4f}, XAUC {trial['valid']['xauc']:.4f}{flag}")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     data, machine = report["dataset"], report["machine"]
     label = data.get("label") or {}
@@ -277,6 +307,10 @@ def render_markdown(report: dict[str, Any]) -> str:
     parts += ["", "## Runs", "", _runs_table(report), "",
               "## Configurations (differences from the library defaults; full configs in report.json)",
               "", *_config_lines(report)]
+    tuning = _tuning_lines(report)
+    if tuning:
+        parts += ["", "## Tuning (the same budget for every row, judged on the validation split)",
+                  "", *tuning]
     parts += ["", "## Figures", ""]
     parts += [f"![{name}](figures/{name})" for name in report["figures"]]
     parts += ["", f"## The paper's numbers ({PAPER_ANCHORS[report['experiment']]['caption']}; not"

@@ -6,7 +6,7 @@ ingest`` for KuaiRec-format raw files, ``grmodel data tabular`` for a table and 
 Every dataset then runs as a ``table1`` experiment (grmodel/experiments/runner.py) with the
 library's defaults and the common overrides, so finished runs are reused. One table gathers
 them: per dataset and model the MAE, both XAUC variants, the MAE's ratio to the oracle's and
-a collapse flag (near-constant test predictions, ``grmodel.metrics.near_constant``), beside
+a collapse flag (the trainer's verdict, or near-constant test predictions: ``grmodel.collapse``), beside
 the train-median and oracle rows.
 
 Layout of ``out_dir``::
@@ -31,6 +31,7 @@ from typing import Any
 
 from grmodel import __version__
 from grmodel.atomic import jsonable, write_text_atomic
+from grmodel.collapse import near_constant
 from grmodel.config import ConfigError, RunConfig
 from grmodel.data.generators.common import GENERATOR_FILE, SPEC_FILE
 from grmodel.data.generators.completion import CompletionConfig, generate_completion
@@ -48,8 +49,9 @@ from grmodel.experiments.runner import (
     run_experiment,
 )
 from grmodel.features import read_manifest
-from grmodel.metrics import XAUC_NAMES, near_constant
+from grmodel.metrics import XAUC_NAMES
 from grmodel.models.heads import DEFAULT_DURATION_FIELD
+from grmodel.tuning import TuningBudget
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +137,11 @@ def run_robustness(
     base_config: RunConfig | None = None,
     overrides: list[str] | None = None,
     figure_rows: int | None = None,
+    tune: TuningBudget | None = None,
 ) -> dict[str, Any]:
     """Prepare, train and evaluate every (dataset, row, seed); write the one table. Returns the
     record (also ``robustness.json``). ``figure_rows``: test rows of each dataset's figures
-    (default the runner's)."""
+    (default the runner's); ``tune``: every model's tuning budget on each dataset."""
     started = time.perf_counter()
     if preset not in PRESETS:
         raise ConfigError(f"robustness: preset {preset!r}: expected one of {list(PRESETS)}")
@@ -156,7 +159,8 @@ def run_robustness(
             r: "no item duration field in this dataset" for r in rows if r in DURATION_ROWS}
         report = run_experiment("table1", out / dataset.name, processed, seeds=seeds,
                                 rows=[r for r in rows if r not in skipped], base_config=base_config,
-                                overrides=overrides, figure_rows=figure_rows or FIGURE_ROWS)
+                                overrides=overrides, figure_rows=figure_rows or FIGURE_ROWS,
+                                tune=tune)
         entries[dataset.name] = dataset_entry(dataset, report, skipped)
     record = {
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -177,6 +181,10 @@ def run_robustness(
     return record
 
 
+def _near_constant(distribution: dict[str, Any]) -> str | None:
+    return near_constant(distribution["pred"]["std"], distribution["true"]["std"])
+
+
 def dataset_entry(dataset: Dataset, report: dict[str, Any], skipped: dict[str, str]
                   ) -> dict[str, Any]:
     """One dataset's lines of the table, from its table1 report."""
@@ -186,11 +194,13 @@ def dataset_entry(dataset: Dataset, report: dict[str, Any], skipped: dict[str, s
     lines = {}
     for name, s in report["summary"].items():
         if name in (TRAIN_MEDIAN, ORACLE):
-            flags = [near_constant(results[name]["distribution"]["pred"])]
+            flags = [_near_constant(results[name]["distribution"])]
             seeds = None
         else:
             runs = [r for r in report["runs"] if r["row"] == name]
-            flags = [near_constant(r["test"]["distribution"]["pred"]) for r in runs]
+            # The trainer's verdict on the validation split, else the same rule on the test split.
+            flags = [((r.get("collapse") or {}).get("reason") or _near_constant(r["test"]["distribution"]))
+                     for r in runs]
             seeds = [r["seed"] for r in runs]
         mae = s["mae"]["mean"]
         collapsed = [f for f in flags if f]
@@ -240,8 +250,9 @@ def render_markdown(record: dict[str, Any]) -> str:
         " (reference) variant.",
         "- MAE ÷ oracle: the row's MAE over the oracle's (the label's true conditional median"
         " given the features: the MAE floor). Values are means over the seeds.",
-        "- **COLLAPSED**: the test predictions are near-constant (std below"
-        " 1% of the mean, or one value on 95% or more of the rows).",
+        "- **COLLAPSED**: the trainer's verdict on the validation split (near-constant"
+        " predictions, or no better than the train median: grmodel/collapse.py), or test"
+        " predictions whose std is at most 1% of the labels'.",
         "",
         "| dataset | row | MAE ↓ | XAUC tie-aware ↑ | MAE ÷ oracle | flag |",
         "|---|---|---:|---:|---:|---|",

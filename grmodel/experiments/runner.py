@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from grmodel import __version__
-from grmodel.atomic import through_json
+from grmodel.atomic import jsonable, through_json, write_text_atomic
 from grmodel.checkpoint import load_checkpoint
 from grmodel.config import ConfigError, RunConfig
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
@@ -52,6 +52,8 @@ from grmodel.models.gr import GRModel
 from grmodel.predict import predict_arrays
 from grmodel.training.loop import train_or_resume
 from grmodel.training.records import dataset_fingerprint
+from grmodel.tuning import TuningBudget
+from grmodel.tuning import tune as tune_model
 from grmodel.vocab import N_SPECIAL
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,8 @@ def plan_experiment(
 ) -> ExperimentPlan:
     """The runs of experiment ``name`` on ``data_dir``; a bad override fails here, at once."""
     experiment = experiment_spec(name, rows)
-    base = base_config or RunConfig()
+    # An experiment reports every row: a collapsed model is kept, and marked in the report.
+    base = (base_config or RunConfig()).with_overrides(["train.on_collapse=warn"])
     scoped = Overrides.parse(list(overrides or []), experiment)
     if seeds < 1:
         raise ConfigError(f"seeds={seeds}: must be >= 1")
@@ -115,8 +118,13 @@ def run_experiment(
     base_config: RunConfig | None = None,
     overrides: list[str] | None = None,
     figure_rows: int = FIGURE_ROWS,
+    tune: TuningBudget | None = None,
 ) -> dict[str, Any]:
     """Run experiment ``name`` (table1 | table3 | table4) and write its reports into ``out_dir``.
+
+    With ``tune``, every row first spends the same tuning budget on the validation split
+    (grmodel/tuning.py; once per row, on the first seed's config) and all its seeds train with
+    the chosen settings; the report records every trial.
 
     The data is ``processed_dir``, or with ``generate`` the named synth preset, generated and
     ingested into ``out_dir/data`` (``data_seed`` seeds both). ``seeds`` runs per row start at
@@ -139,15 +147,39 @@ def run_experiment(
     fingerprint = dataset_fingerprint(data_dir)
 
     out.mkdir(parents=True, exist_ok=True)
+    tuning = {}
+    if tune is not None:
+        for row in plan.experiment.rows:
+            first = plan.runs_of(row.name)[0][2]
+            tuning[row.name] = tuned(first, out / "runs" / row.name / "tuning", fingerprint, tune)
     runs = []
     for k, (row, seed, config) in enumerate(plan.runs, 1):
+        if row.name in tuning:
+            config = config.with_overrides(tuning[row.name]["chosen"])
         model_dir = out / "runs" / row.name / f"seed{seed}"
         log.info("[%d/%d] %s (%s), seed %d", k, len(plan.runs), row.name, row.model_name, seed)
         record = train_or_resume(config, model_dir, fingerprint)
+        record = {**record, "tuning": tuning.get(row.name)}
         runs.append(run_entry(row, seed, model_dir.relative_to(out), record))
     generated = {"preset": generate, "seed": data_seed} if generate else None
     return write_experiment_report(plan, runs, out, figure_rows=figure_rows, generated=generated,
                                    started=started)
+
+
+def tuned(config: RunConfig, work_dir: Path, fingerprint: str, budget: TuningBudget) -> dict[str, Any]:
+    """The tuning record of ``config`` on this data: reused from ``work_dir/tuning.json`` when it
+    was made for the same config, dataset and budget, else made now."""
+    path = work_dir / "tuning.json"
+    key = {"config": config.to_dict(), "dataset_fingerprint": fingerprint,
+           "budget": dataclasses.asdict(budget)}
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if all(saved.get(k) == v for k, v in jsonable(key).items()):
+            log.info("reusing the tuning record in %s", path)
+            return saved["tuning"]
+    record = tune_model(config, work_dir, budget)
+    write_text_atomic(path, json.dumps(jsonable({**key, "tuning": record}), indent=2))
+    return record
 
 
 def run_entry(row: Row, seed: int, model_dir: Path, record: dict[str, Any]) -> dict[str, Any]:

@@ -28,24 +28,74 @@ from grmodel.config import RunConfig
 from grmodel.features import FeatureSchema
 from grmodel.models.base import Batch, WatchTimeModel
 from grmodel.models.embedding import FieldEmbedding, mlp
-from grmodel.vocab import EOS, PAD, SOS, Vocabulary, build_vocabulary
+from grmodel.vocab import EOS, N_SPECIAL, PAD, SOS, Vocabulary, build_vocabulary
 
 
-def window_mask(logits: torch.Tensor, window: int) -> torch.Tensor:
-    """Boolean mask of the ``window`` token ids centred on each argmax (shifted inside range)."""
+def value_rank(vocab_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """Each token id's position in ascending value order: ``<eos>`` (value 0) is 0, the smallest
+    value token (the last id) 1, ..., the largest value token (id 3) ``vocab_size - 3``.
+    ``<pad>`` and ``<sos>``, never generated, get -1."""
+    ids = torch.arange(vocab_size, device=device)
+    rank = torch.where(ids >= N_SPECIAL, vocab_size - ids, -1)
+    return torch.where(ids == EOS, 0, rank)
+
+
+def window_mask(logits: torch.Tensor, window: int, centre: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Boolean mask of eq. 11's window: the ``window + 1`` tokens nearest in value to the centre
+    δ (default the argmax), [δ − window/2, δ + window/2] in value order, truncated at the ends.
+
+    Value order is what eq. 11's id order stands for (token ids are sorted by value); the
+    specials are not in it, except ``<eos>``, whose value 0 sits below the smallest token. A
+    step that decodes ``<eos>`` decides "stop": its window is ``<eos>`` alone and the step is
+    worth exactly 0, however the rest of the mass is spread (by id, ``<eos>`` neighbours the
+    largest tokens, and a row whose answer is 0 could only be predicted as 0 with no mass on
+    any of them). A ``<pad>``/``<sos>`` centre (an untrained model) also keeps only itself.
+    """
+    if centre is None:
+        centre = logits.argmax(dim=-1)
+    rank = value_rank(logits.shape[-1], logits.device)
+    centre_rank = rank[centre].unsqueeze(-1)
+    near = ((rank - centre_rank).abs() <= window // 2) & (rank >= 0)
+    ids = torch.arange(logits.shape[-1], device=logits.device)
+    return torch.where(centre_rank > 0, near, ids == centre.unsqueeze(-1))
+
+
+def value_median(logits: torch.Tensor) -> torch.Tensor:
+    """The token at the probability-weighted median of each step's distribution in value order.
+
+    The first step's distribution is that of the largest token <= y, a monotone function of y,
+    so its median is the token of y's conditional median (the MAE-optimal point), where the
+    argmax is the mode. ``<eos>`` is chosen exactly when it holds half the mass or more.
+    """
     vocab = logits.shape[-1]
-    width = min(window, vocab)
-    start = (logits.argmax(dim=-1, keepdim=True) - window // 2).clamp(0, vocab - width)
-    ids = torch.arange(vocab, device=logits.device)
-    return (ids >= start) & (ids < start + width)
+    order = torch.cat([torch.tensor([EOS], device=logits.device),
+                       torch.arange(vocab - 1, N_SPECIAL - 1, -1, device=logits.device)])
+    probs = torch.softmax(logits.float(), dim=-1)[..., order]
+    cum = probs.cumsum(dim=-1)
+    position = (cum < 0.5 * cum[..., -1:]).sum(dim=-1).clamp(max=order.numel() - 1)
+    return order[position]
 
 
-def windowed_soft_argmax(
-    logits: torch.Tensor, token_values: torch.Tensor, window: int
-) -> torch.Tensor:
-    """Σ over the window around the argmax of softmax(logits)_k · value_k (scaled units)."""
+def windowed_soft_argmax(logits: torch.Tensor, token_values: torch.Tensor, window: int,
+                         centre: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ over eq. 11's window of softmax(logits)_k · value_k (scaled units; not renormalised)."""
     probs = torch.softmax(logits.float(), dim=-1)
-    return (probs * window_mask(logits, window) * token_values).sum(dim=-1)
+    return (probs * window_mask(logits, window, centre) * token_values).sum(dim=-1)
+
+
+def huber_unit(train_labels: np.ndarray) -> float:
+    """The power of ten just below the train median's MAE: the label's typical error size.
+
+    Huber reads labels in this unit, so its weight against the cross-entropy is the same
+    whether the labels are seconds, milliseconds or dollars. On KuaiRec watch time (median
+    MAE of a few seconds) it is 1 s, the unit of the paper's λ_huber = 1.
+    """
+    labels = np.asarray(train_labels, dtype=np.float64)
+    spread = float(np.mean(np.abs(labels - np.median(labels)))) if labels.size else 0.0
+    if not math.isfinite(spread) or spread <= 0:
+        return 1.0
+    return float(10.0 ** math.floor(math.log10(spread)))
 
 
 def teacher_forcing_probability(step: int, total_steps: int, cfg: Any) -> float:
@@ -184,6 +234,7 @@ class GRModel(WatchTimeModel):
             "vocab": vocab.to_dict(),
             "max_decode_len": int(max_len),
             "length_stats": codec.length_stats(train_labels),
+            "huber_unit": config.train.huber_unit or huber_unit(train_labels),
         }
 
     def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
@@ -194,6 +245,10 @@ class GRModel(WatchTimeModel):
         self.max_decode_len = int(label_state["max_decode_len"])
         self.window = mc.window_size
         self.mixup = config.train.mixup
+        self.mixup_window = config.train.mixup_window
+        self.decode_rule = mc.decode
+        # Checkpoints from before the unit was fitted trained with labels in their own unit.
+        self.huber_unit = float(label_state.get("huber_unit", 1.0))
         self.embedding = FieldEmbedding(schema, mc.emb_dim)
         self.encoder = mlp(self.embedding.out_dim, mc.encoder_hidden, mc.d_model, mc.dropout)
         self.token_embedding = nn.Embedding(self.vocab.size, mc.d_model)
@@ -230,14 +285,23 @@ class GRModel(WatchTimeModel):
             x = block(x, c)
         return self.head(x)
 
+    def choose(self, logits: torch.Tensor) -> torch.Tensor:
+        """Each step's decoded token: the argmax (the paper) or the value median."""
+        return value_median(logits) if self.decode_rule == "median" else logits.argmax(dim=-1)
+
+    def step_value(self, logits: torch.Tensor) -> torch.Tensor:
+        """The windowed soft-argmax value of each step, around the decoded token."""
+        return windowed_soft_argmax(logits, self.token_values, self.window, self.choose(logits))
+
     def next_input(self, logits: torch.Tensor) -> torch.Tensor:
-        """The embedding fed back for a predicted step: mixture or argmax token."""
+        """The embedding fed back for a predicted step: mixture or decoded token."""
         weight = self.token_embedding.weight
         if self.mixup == "none":
-            return F.embedding(logits.argmax(dim=-1), weight)
+            return F.embedding(self.choose(logits), weight)
         if self.mixup == "full":
             return torch.softmax(logits.float(), dim=-1).to(weight.dtype) @ weight
-        masked = logits.float().masked_fill(~window_mask(logits, self.window), float("-inf"))
+        window = window_mask(logits, self.mixup_window, self.choose(logits))
+        masked = logits.float().masked_fill(~window, float("-inf"))
         return torch.softmax(masked, dim=-1).to(weight.dtype) @ weight
 
     def loss(self, batch: Batch, step: int, total_steps: int) -> tuple[torch.Tensor, dict[str, float]]:
@@ -253,23 +317,37 @@ class GRModel(WatchTimeModel):
         if p_truth >= 1.0:
             logits = self.decode(teacher, cross)
         else:
-            # Pass 1 (teacher forced) proposes each step's input; pass 2 trains on a mix of
-            # ground truth and those proposals. Gradients reach the token table through the
-            # mixture, not through pass 1's probabilities. Pass 1 runs without dropout: it
-            # stands for what the model feeds itself at inference (and dropout's random masks
-            # are a third of a CPU training step).
-            with torch.no_grad(), _dropout_off(self):
+            # CLEM: pass 1 (teacher forced, in training mode) proposes each step's input; pass
+            # 2 trains on a mix of ground truth and those proposals. With embedding mixup the
+            # proposal is a probability-weighted embedding whose weights keep their gradient:
+            # the paper's output-to-input path (§1, §3.5.2). An argmax proposal has none, so
+            # its pass 1 keeps no graph. `train.clem_pass1=detached` is the faster variant
+            # that cuts the path and runs pass 1 without dropout (not the paper's).
+            if tc.clem_pass1 == "detached":
+                with torch.no_grad(), _dropout_off(self):
+                    proposals = self.decode(teacher, cross)[:, :-1]
+            elif self.mixup == "none":
+                with torch.no_grad():
+                    proposals = self.decode(teacher, cross)[:, :-1]
+            else:
                 proposals = self.decode(teacher, cross)[:, :-1]
             fed_back = self.next_input(proposals)
             use_truth = torch.rand(fed_back.shape[:2], device=tokens.device) < p_truth
             mixed = torch.where(use_truth.unsqueeze(-1), teacher[:, 1:], fed_back)
             logits = self.decode(torch.cat([teacher[:, :1], mixed], dim=1), cross)
+        # Eq. 6: cross-entropy summed over each row's target steps (<pad> ignored), Huber on
+        # the row's windowed soft-argmax sum; both averaged over the rows of the batch. Huber
+        # reads labels in `huber_unit`s (a power of ten fitted on the training labels, 1 s on
+        # KuaiRec watch time), so the balance of the two terms does not depend on the unit.
+        rows = tokens.shape[0]
         ce = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=PAD
-        )
-        step_values = windowed_soft_argmax(logits, self.token_values, self.window)
+            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+            ignore_index=PAD, reduction="sum",
+        ) / rows
+        step_values = self.step_value(logits)
         y_hat = (step_values * (targets != PAD)).sum(dim=1) / self.vocab.label_scale
-        huber = F.huber_loss(y_hat, batch["label"].float(), delta=tc.huber_delta)
+        unit = self.huber_unit
+        huber = F.huber_loss(y_hat / unit, batch["label"].float() / unit, delta=tc.huber_delta)
         loss = tc.lambda_ce * ce + tc.lambda_huber * huber
         return loss, {"ce": ce.item(), "huber": huber.item(), "p_truth": p_truth}
 
@@ -321,8 +399,8 @@ class GRModel(WatchTimeModel):
                 logits = self.head(h)[:, -1]
             else:
                 logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
-            total[rows] += windowed_soft_argmax(logits, self.token_values, self.window) * alive
-            chosen = logits.argmax(dim=-1)
+            total[rows] += self.step_value(logits) * alive
+            chosen = self.choose(logits)
             tokens[rows[alive], step] = chosen[alive]
             alive = alive & (chosen != EOS)
             n_alive = int(alive.sum())

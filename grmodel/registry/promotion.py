@@ -264,7 +264,8 @@ def gate(
     results = evaluate_models(processed_dir, model_dirs, eval_config)
     required = {b: _headline(baselines[b]) for b in policy.require_beats_baselines if b in (baselines or {})}
     metrics = {k: _headline(results[k]) for k in model_dirs} | required
-    checks = decide(policy, metrics["challenger"], metrics.get("champion"), required)
+    checks = [_informative_check(model_dirs["challenger"])]
+    checks += decide(policy, metrics["challenger"], metrics.get("champion"), required)
     active = mlflow.active_run()
     decision = Decision(
         model=name,
@@ -289,6 +290,19 @@ def gate(
         log = [json.loads(d.to_json()) for d in history(name)]
         mlflow.log_dict({"model": name, "decisions": log}, "promotion/promotion_log.json")
     return decision
+
+
+def _informative_check(model_dir: Path) -> dict[str, Any]:
+    """The trainer's collapse verdict (grmodel/collapse.py): a collapsed model never passes."""
+    from grmodel.checkpoint import META_FILE
+
+    verdict = json.loads((Path(model_dir) / META_FILE).read_text()).get("collapse")
+    if verdict is None:
+        return {"check": "not collapsed", "passed": True,
+                "detail": "no collapse verdict recorded (a checkpoint from before the check)"}
+    return {"check": "not collapsed", "passed": not verdict["collapsed"],
+            "detail": verdict["reason"] or (f"validation prediction std {verdict['pred_std']:.4g}"
+                                            f" (labels {verdict['label_std']:.4g})")}
 
 
 def _headline(row: dict[str, Any]) -> dict[str, float]:

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from grmodel import metrics
+from grmodel import collapse, metrics
 from grmodel.atomic import atomic_directory
 from grmodel.checkpoint import (
     META_FILE,
@@ -40,6 +40,7 @@ from grmodel.checkpoint import (
     data_encoders,
     save_checkpoint,
 )
+from grmodel.collapse import ModelCollapsed
 from grmodel.config import RunConfig
 from grmodel.data.streaming import ParquetStream, read_columns, split_paths
 from grmodel.distributed import (
@@ -378,10 +379,20 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
 
     if p.best is None:
         raise RuntimeError(f"{config.model_name}: no epoch finished (total_steps={total_steps})")
+    verdict = None
     if ctx.is_main:
         model.load_state_dict(best_state)
+        verdict = _collapse_verdict(config, model, valid)
+        if verdict.collapsed:
+            message = (f"{config.model_name}: the trained model collapsed on the validation split:"
+                       f" {verdict.reason}")
+            if tc.on_collapse == "fail":
+                raise ModelCollapsed(f"{message}; nothing was written (train.on_collapse=warn"
+                                     " keeps such a model, marked)")
+            log.warning("%s; the model is kept and marked (train.on_collapse=warn)", message)
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
                                history=p.history)
+        meta["collapse"] = verdict.to_dict()
         with atomic_directory(out_dir) as staging:
             save_checkpoint(staging, model, meta,
                             data_encoders(config.data.processed_dir, model.schema))
@@ -395,6 +406,7 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
         history=p.history,
         train_seconds=p.busy,
         samples_per_second=p.seen / max(p.busy, 1e-9),
+        collapse=verdict.to_dict() if verdict is not None else None,
     )
 
 
@@ -410,7 +422,23 @@ def _finished_run(config: RunConfig, out_dir: str | Path, state_dir: str | Path,
         return None
     _info(ctx, "%s already holds the finished model of this config; not training again", out)
     return TrainResult(model_dir=out, best_epoch=meta["epoch"], best_valid=meta["best_valid"],
-                       history=meta["history"])
+                       history=meta["history"], collapse=meta.get("collapse"))
+
+
+def _collapse_verdict(config: RunConfig, model: WatchTimeModel,
+                      valid: SplitArrays) -> collapse.CollapseVerdict:
+    """The best model's verdict on the validation split against the train median (from the
+    manifest's training-label statistics; the validation median when the label column is not
+    the one the manifest describes)."""
+    dc = config.data
+    label = read_manifest(dc.processed_dir).get("label", {})
+    quantiles = label.get("train_stats", {}).get("quantiles", {})
+    if label.get("column", "label") == dc.label_column and "0.5" in quantiles:
+        median = float(quantiles["0.5"])
+    else:
+        median = float(np.median(valid.label))
+    pred = predict_arrays(model, valid.ids, valid.mask, batch_size=config.eval.batch_size)
+    return collapse.judge(pred, valid.label, median, config.train.collapse_std_ratio)
 
 
 # ------------------------------------------------------------------------------- helpers

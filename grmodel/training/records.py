@@ -46,6 +46,7 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     train_seconds: float = 0.0
     samples_per_second: float = 0.0  # over all ranks
+    collapse: dict[str, Any] | None = None  # grmodel/collapse.py verdict (rank 0; None elsewhere)
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any],
@@ -100,6 +101,7 @@ def write_run_record(result: TrainResult, config: RunConfig, fingerprint: str, w
         "best_epoch": result.best_epoch,
         "best_valid": result.best_valid,
         "history": result.history,
+        "collapse": result.collapse,
         **extra,
     }
     write_text_atomic(result.model_dir / RUN_RECORD, json.dumps(jsonable(record), indent=2))

@@ -12,9 +12,11 @@ from grmodel.features import FeatureSchema, read_manifest, read_split
 from grmodel.models.gr import (
     GRModel,
     teacher_forcing_probability,
+    value_median,
     window_mask,
     windowed_soft_argmax,
 )
+from grmodel.vocab import EOS, PAD, SOS
 
 SMALL = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=32", "model.n_heads=4",
          "model.ffn_dim=64", "model.n_layers=2"]
@@ -37,23 +39,55 @@ def make_model(dataset, overrides=()) -> tuple[GRModel, dict]:
     return model, batch
 
 
-def test_window_mask_is_centred_and_shifted_inside_the_vocabulary():
-    logits = torch.full((3, 10), -5.0)
-    logits[0, 5] = logits[1, 0] = logits[2, 9] = 5.0
-    mask = window_mask(logits, 4)
-    assert mask.sum(dim=-1).tolist() == [4, 4, 4]
-    assert mask[0].nonzero().flatten().tolist() == [3, 4, 5, 6]
-    assert mask[1].nonzero().flatten().tolist() == [0, 1, 2, 3]
-    assert mask[2].nonzero().flatten().tolist() == [6, 7, 8, 9]
-    assert window_mask(logits, 50).all()  # window wider than the vocabulary keeps it all
+def test_window_mask_is_centred_and_truncated_at_the_value_tokens():
+    logits = torch.full((3, 12), -5.0)
+    logits[0, 7] = logits[1, 3] = logits[2, 11] = 5.0
+    mask = window_mask(logits, 4)  # n_w = 4: the 5 ids [δ - 2, δ + 2]
+    assert mask[0].nonzero().flatten().tolist() == [5, 6, 7, 8, 9]
+    assert mask[1].nonzero().flatten().tolist() == [3, 4, 5]  # never a special token
+    # The smallest token's window reaches <eos> (value 0, just below it in value order).
+    assert mask[2].nonzero().flatten().tolist() == [EOS, 9, 10, 11]
+    assert window_mask(logits, 50)[:, 3:].all()
+
+
+def test_value_median_is_the_weighted_median_in_value_order():
+    # ids 3..7 hold values 50, 40, 30, 20, 10; <eos> is value 0.
+    probs = torch.tensor([[0.0, 0.0, 0.3, 0.25, 0.0, 0.0, 0.0, 0.45]])
+    logits = probs.clamp_min(1e-9).log()
+    assert logits.argmax().item() == 7  # the mode: value 10
+    assert value_median(logits).item() == 7  # cum: eos .3, value 10 -> .75 >= .5
+    probs = torch.tensor([[0.0, 0.0, 0.2, 0.55, 0.0, 0.0, 0.0, 0.25]])
+    assert value_median(probs.clamp_min(1e-9).log()).item() == 3  # .2, .45 (value 10), 1 (50)
+    probs = torch.tensor([[0.0, 0.0, 0.5, 0.25, 0.0, 0.0, 0.0, 0.25]])
+    assert value_median(probs.clamp_min(1e-9).log()).item() == EOS  # half the mass: stop
+
+
+@pytest.mark.parametrize("special", [PAD, SOS, EOS])
+def test_a_special_argmax_keeps_only_itself(special):
+    logits = torch.zeros(1, 12)
+    logits[0, special] = 3.0
+    assert window_mask(logits, 20)[0].nonzero().flatten().tolist() == [special]
+
+
+def test_an_eos_step_is_worth_zero_when_its_mass_is_on_eos():
+    # <eos> (id 2) sits next to the largest value tokens (ids 3, 4, ...). However much
+    # probability those hold, a step whose argmax is <eos> adds nothing.
+    values = torch.tensor([0.0, 0.0, 0.0, 90_000.0, 40_000.0, 20_000.0, 5.0, 1.0])
+    for rest in (0.0, 2.0, 2.9):
+        logits = torch.tensor([[-9.0, -9.0, 3.0, rest, rest, rest, rest, rest]])
+        assert logits.argmax().item() == EOS
+        assert windowed_soft_argmax(logits, values, 20).item() == 0.0
 
 
 def test_windowed_soft_argmax_is_the_windowed_expectation():
-    logits = torch.tensor([[0.0, 1.0, 3.0, 1.0, 0.0]])
-    values = torch.tensor([0.0, 10.0, 20.0, 30.0, 40.0])
+    logits = torch.tensor([[-9.0, -9.0, -9.0, 0.0, 1.0, 3.0, 1.0, 0.0]])
+    values = torch.tensor([0.0, 0.0, 0.0, 40.0, 30.0, 20.0, 10.0, 1.0])
     probs = torch.softmax(logits, -1)[0]
-    expected = sum(probs[k] * values[k] for k in (1, 2, 3))
-    assert windowed_soft_argmax(logits, values, 3).item() == pytest.approx(expected.item())
+    expected = sum(probs[k] * values[k] for k in (4, 5, 6))  # n_w = 2: ids 4..6, not renormalised
+    assert windowed_soft_argmax(logits, values, 2).item() == pytest.approx(expected.item())
+    around_3 = sum(probs[k] * values[k] for k in (3, 4))  # another centre: the window moves
+    centre = torch.tensor([3])
+    assert windowed_soft_argmax(logits, values, 2, centre).item() == pytest.approx(around_3.item())
 
 
 @pytest.mark.parametrize("schedule", ["inverse_sigmoid", "linear", "exponential"])
