@@ -11,10 +11,16 @@ def build_vocab(
     processed: Input[Dataset],
     data_version: str,
     overrides: list,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     vocabulary: Output[Artifact],
 ):
     """Build GR's vocabulary (its label state) with GR's config after ``overrides``."""
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
-    result = stages.build_vocab(processed.path, vocabulary.path, overrides)
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
+    result = stages.build_vocab(processed.path, vocabulary.path, overrides,
+                                tracking)
     vocabulary.metadata.update({"data_version": data_version, **result})

@@ -12,10 +12,16 @@ def encode_labels(
     vocabulary: Input[Artifact],
     data_version: str,
     overrides: list,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     tokens: Output[Dataset],
 ):
     """Encode every training label with ``vocabulary``; fail when a sequence is wrong."""
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
-    result = stages.encode_labels(processed.path, vocabulary.path, tokens.path, overrides)
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
+    result = stages.encode_labels(processed.path, vocabulary.path, tokens.path, overrides,
+                                  tracking)
     tokens.metadata.update({"data_version": data_version, **result})

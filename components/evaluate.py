@@ -15,6 +15,9 @@ def evaluate(
     data_version: str,
     overrides: list,
     seeds: int,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     evaluation: Output[Artifact],
     report_md: Output[Markdown],
     report_html: Output[HTML],
@@ -26,11 +29,13 @@ def evaluate(
     from pathlib import Path
 
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     model_dirs = {"gr": gr_model.path}
     model_dirs |= {m.metadata["row"]: m.path for m in baseline_models}
     result = stages.evaluate(processed.path, model_dirs, evaluation.path, overrides=overrides,
-                             seeds=seeds)
+                             seeds=seeds, tracking=tracking)
     shutil.copyfile(Path(evaluation.path) / "report.md", report_md.path)
     shutil.copyfile(Path(evaluation.path) / "report.html", report_html.path)
     evaluation.metadata.update({"data_version": data_version})

@@ -13,6 +13,9 @@ def fetch_data(
     data_repo: str,
     preset: str,
     data_seed: int,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     raw: Output[Dataset],
 ) -> str:
     """Write exactly one raw KuaiRec-format data version into ``raw``; return the version.
@@ -22,8 +25,11 @@ def fetch_data(
     or ``path`` (the directory ``data_repo``). The version is DVC's directory hash.
     """
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     result = stages.fetch_data(raw.path, source=source, data_version=data_version,
-                               data_repo=data_repo, preset=preset, data_seed=data_seed)
+                               data_repo=data_repo, preset=preset, data_seed=data_seed,
+                               tracking=tracking)
     raw.metadata.update({"data_version": result["data_version"], "obtained": result["obtained"]})
     return result["data_version"]

@@ -12,10 +12,16 @@ def ingest(
     data_version: str,
     split: str,
     label_mode: str,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     processed: Output[Dataset],
 ):
     """Ingest ``raw`` with the given split protocol and label mode into ``processed``."""
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
-    result = stages.ingest(raw.path, processed.path, {"split": split, "label_mode": label_mode})
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
+    result = stages.ingest(raw.path, processed.path, {"split": split, "label_mode": label_mode},
+                           tracking)
     processed.metadata.update({"data_version": data_version, **result["rows"]})

@@ -23,6 +23,7 @@ def register(
     mlflow_experiment: str,
     mlflow_artifact_root: str,
     pipeline_run_id: str,
+    pipeline_name: str,
     model_name: str,
     min_mae_rel_improvement: float,
     max_xauc_drop: float,
@@ -30,8 +31,9 @@ def register(
     decision_record: Output[Artifact],
     decision: Output[Markdown],
 ) -> str:
-    """Log one nested MLflow run per stage under the pipeline run's parent, register GR as a
-    new version of ``model_name`` (alias ``challenger``) and move ``champion`` to it only if it
+    """Put every stage's MLflow run under the pipeline run's parent (logged live by the stage,
+    or from its record), log GR and the baselines as models, register GR as a new version of
+    ``model_name`` (alias ``challenger``) and move ``champion`` to it only if it
     passes the thresholds against the champion and this run's baselines. Returns the verdict."""
     import shutil
     from pathlib import Path
@@ -39,7 +41,8 @@ def register(
     from grmodel.pipeline.publish import TrackingTarget, track_and_register
     from grmodel.registry import PromotionPolicy
 
-    target = TrackingTarget(tracking_uri, pipeline_run_id, mlflow_experiment, mlflow_artifact_root)
+    target = TrackingTarget(tracking_uri, pipeline_run_id, mlflow_experiment, mlflow_artifact_root,
+                            pipeline_name)
     policy = PromotionPolicy(min_mae_rel_improvement, max_xauc_drop, tuple(require_beats_baselines))
     stage_dirs = [raw.path, raw_validation.path, processed.path, processed_validation.path,
                   vocabulary.path, tokens.path, gr_model.path, *[m.path for m in baseline_models],

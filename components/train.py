@@ -17,6 +17,9 @@ def train_gr(
     seeds: int,
     train_replicas: int,
     train_pvc: str,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     model: Output[Model],
     metrics: Output[Metrics],
 ):
@@ -24,10 +27,13 @@ def train_gr(
     here on this pod's GPU, or with ``train_replicas > 1`` as a PyTorchJob of that many pods
     sharing the claim ``train_pvc`` (mounted here by the pipeline compiled with it)."""
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     result = stages.train(processed.path, model.path, model="gr", overrides=overrides, seeds=seeds,
                           vocab_dir=vocabulary.path, tokens_dir=tokens.path,
-                          replicas=train_replicas, pvc_claim=train_pvc)
+                          replicas=train_replicas, pvc_claim=train_pvc,
+                          tracking=tracking)
     model.metadata.update({"row": "gr", "data_version": data_version})
     for name, value in result.items():
         if isinstance(value, float):
@@ -41,10 +47,16 @@ def train_baseline(
     data_version: str,
     overrides: list,
     seeds: int,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     model: Output[Model],
 ):
     """Train one baseline (cread, tpm, d2q, wlr or vr) for each seed."""
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
-    stages.train(processed.path, model.path, model=baseline, overrides=overrides, seeds=seeds)
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
+    stages.train(processed.path, model.path, model=baseline, overrides=overrides, seeds=seeds,
+                 tracking=tracking)
     model.metadata.update({"row": baseline, "data_version": data_version})

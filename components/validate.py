@@ -11,6 +11,9 @@ def validate(
     data: Input[Dataset],
     kind: str,
     data_version: str,
+    tracking_uri: str,
+    mlflow_experiment: str,
+    mlflow_artifact_root: str,
     report: Output[Artifact],
     report_html: Output[HTML],
     checks: Output[Metrics],
@@ -21,9 +24,11 @@ def validate(
     from pathlib import Path
 
     from grmodel.pipeline import stages
+    from grmodel.pipeline.live import StageTracking
 
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     try:
-        result = stages.validate_data(data.path, kind, report.path)
+        result = stages.validate_data(data.path, kind, report.path, tracking)
     finally:  # the report is the one thing a failed gate must leave behind
         page = Path(report.path) / "validation.html"
         if page.is_file():

@@ -44,6 +44,7 @@ RUN_KIND = "run_kind"  # "pipeline" or "stage"
 STAGE = "stage"
 INHERITED_TAGS = (GIT_COMMIT, VERSION, DATA_VERSION, PIPELINE_RUN_ID)
 GIT_COMMIT_ENV = "GRMODEL_GIT_COMMIT"  # set by docker/ builds
+EPOCH_TIME = "time"  # a history record's wall-clock end (Unix seconds), when it was recorded
 
 # MLflow limits (mlflow.utils.validation): params per batch call and param value length.
 _PARAMS_PER_BATCH = 100
@@ -126,9 +127,11 @@ def start_pipeline_run(
     artifact_root: str | Path | None = None,
     configs: dict[str, Any] | None = None,
     run_name: str | None = None,
+    start_time: float | None = None,
 ) -> str:
-    """The parent run of pipeline run ``pipeline_run_id``: created, or resumed when it exists
-    (a retried pipeline keeps one parent). Its params are ``configs`` flattened."""
+    """The parent run of pipeline run ``pipeline_run_id``: created (started at ``start_time``,
+    Unix seconds, default now), or resumed when it exists (a retried pipeline keeps one
+    parent). Its params are ``configs`` flattened."""
     client = connect(tracking_uri)
     experiment_id = ensure_experiment(tracking_uri, experiment, artifact_root)
     existing = client.search_runs(
@@ -149,7 +152,8 @@ def start_pipeline_run(
             RUN_KIND: "pipeline",
             "mlflow.source.git.commit": commit,  # shown by the MLflow UI
         }
-        run = client.create_run(experiment_id, tags=tags, run_name=run_name or pipeline_run_id)
+        run = client.create_run(experiment_id, tags=tags, run_name=run_name or pipeline_run_id,
+                                start_time=None if start_time is None else int(start_time * 1000))
         run_id = run.info.run_id
     if configs:
         log_configs(configs, run_id=run_id)
@@ -174,11 +178,13 @@ def pipeline_run(tracking_uri: str, **kwargs: Any) -> Iterator[str]:
 
 @contextmanager
 def stage_run(
-    tracking_uri: str, parent_run_id: str, stage: str, configs: dict[str, Any] | None = None
+    tracking_uri: str, parent_run_id: str, stage: str, configs: dict[str, Any] | None = None,
+    start_time: float | None = None,
 ) -> Iterator[str]:
     """A nested run for one stage, active inside the block; FAILED if the block raises.
 
-    It inherits the parent's experiment and its commit, version, data and pipeline tags.
+    It inherits the parent's experiment and its commit, version, data and pipeline tags, and
+    starts at ``start_time`` (Unix seconds; default now).
     """
     import mlflow
 
@@ -186,7 +192,8 @@ def stage_run(
     parent = client.get_run(parent_run_id)
     tags = {k: parent.data.tags[k] for k in INHERITED_TAGS if k in parent.data.tags}
     tags.update({RUN_KIND: "stage", STAGE: stage, "mlflow.parentRunId": parent_run_id})
-    run = client.create_run(parent.info.experiment_id, tags=tags, run_name=stage)
+    run = client.create_run(parent.info.experiment_id, tags=tags, run_name=stage,
+                            start_time=None if start_time is None else int(start_time * 1000))
     # start_run(run_id=...) makes it the active run; leaving the block ends it (FAILED on error).
     with mlflow.start_run(run_id=run.info.run_id):
         if configs:
@@ -222,14 +229,15 @@ def log_configs(configs: dict[str, Any], run_id: str | None = None) -> None:
 
 
 def log_history(history: list[dict[str, Any]], prefix: str = "", run_id: str | None = None) -> None:
-    """Per-epoch training curves: every numeric field of each record, at step = epoch."""
+    """Per-epoch training curves: every numeric field of each record, at step = epoch, timed
+    when the epoch ended (a record's ``time``, Unix seconds) or else now."""
     from mlflow.entities import Metric
 
     metrics = [
-        Metric(f"{prefix}{key}", float(value), _now_ms(), int(record["epoch"]))
+        Metric(f"{prefix}{key}", float(value), _time_ms(record), int(record["epoch"]))
         for record in history
         for key, value in record.items()
-        if key not in ("epoch", "step") and _is_number(value)
+        if key not in ("epoch", "step", EPOCH_TIME) and _is_number(value)
     ]
     connect().log_batch(_run_id(run_id), metrics=metrics)
 
@@ -318,3 +326,8 @@ def _is_number(value: Any) -> bool:
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def _time_ms(record: dict[str, Any]) -> int:
+    when = record.get(EPOCH_TIME)
+    return int(when * 1000) if _is_number(when) else _now_ms()

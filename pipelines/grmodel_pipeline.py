@@ -84,52 +84,60 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
         mlflow_artifact_root: str = _D.mlflow_artifact_root,
         registered_model_name: str = _D.registered_model_name,
     ) -> None:
-        tracking = {"tracking_uri": mlflow_tracking_uri, "mlflow_experiment": mlflow_experiment,
-                    "mlflow_artifact_root": mlflow_artifact_root,
-                    "pipeline_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER}
+        # Stages log their own MLflow runs; the run id is not their input, or Kubeflow could
+        # never serve them from its cache. The uncached register and exit steps take it.
+        stage = {"tracking_uri": mlflow_tracking_uri, "mlflow_experiment": mlflow_experiment,
+                 "mlflow_artifact_root": mlflow_artifact_root}
+        tracking = {**stage, "pipeline_run_id": dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                    "pipeline_name": PIPELINE_NAME}
         closing = close_tracking(**tracking).set_caching_options(False)
         _on_cluster(closing, LIGHT)
 
         with dsl.ExitHandler(closing, name="grmodel-run"):
             fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
-                                 preset=preset, data_seed=data_seed)
+                                 preset=preset, data_seed=data_seed, **stage)
             # Always re-read and verified (data_version "" means "what data.dvc records now"); the
             # steps after it are cached on the resolved version they take as an input.
             _on_cluster(fetched.set_caching_options(False), DATA, RETRIES)
             version = fetched.outputs["Output"]
             raw = fetched.outputs["raw"]
 
-            raw_check = validate(data=raw, kind="raw", data_version=version).set_display_name("validate-raw")
+            raw_check = validate(data=raw, kind="raw", data_version=version, **stage)
+            raw_check.set_display_name("validate-raw")
             _on_cluster(raw_check, DATA)
 
-            ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode)
+            ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode,
+                              **stage)
             _on_cluster(ingested.after(raw_check), DATA)
             processed = ingested.outputs["processed"]
 
-            processed_check = validate(data=processed, kind="processed", data_version=version)
+            processed_check = validate(data=processed, kind="processed", data_version=version,
+                                       **stage)
             _on_cluster(processed_check.set_display_name("validate-processed"), DATA)
 
-            vocab = build_vocab(processed=processed, data_version=version, overrides=overrides)
+            vocab = build_vocab(processed=processed, data_version=version, overrides=overrides,
+                                **stage)
             _on_cluster(vocab.after(processed_check), LIGHT)
             tokens = encode_labels(processed=processed, vocabulary=vocab.outputs["vocabulary"],
-                                   data_version=version, overrides=overrides)
+                                   data_version=version, overrides=overrides, **stage)
             _on_cluster(tokens, DATA)
 
             gr = train_gr(processed=processed, vocabulary=vocab.outputs["vocabulary"],
                           tokens=tokens.outputs["tokens"], data_version=version, overrides=overrides,
-                          seeds=seeds, train_replicas=train_replicas, train_pvc=train_pvc or "")
+                          seeds=seeds, train_replicas=train_replicas, train_pvc=train_pvc or "",
+                          **stage)
             _on_cluster(gr, TRAIN_GPU, RETRIES)
             if train_pvc:
                 kubernetes.mount_pvc(gr, pvc_name=train_pvc, mount_path=DEFAULT_MOUNT)
 
             with dsl.ParallelFor(baselines) as baseline:
                 trained = train_baseline(processed=processed, baseline=baseline, data_version=version,
-                                         overrides=overrides, seeds=seeds)
+                                         overrides=overrides, seeds=seeds, **stage)
                 _on_cluster(trained.after(processed_check), TRAIN_CPU, RETRIES)
 
             evaluated = evaluate(processed=processed, gr_model=gr.outputs["model"],
                                  baseline_models=dsl.Collected(trained.outputs["model"]),
-                                 data_version=version, overrides=overrides, seeds=seeds)
+                                 data_version=version, overrides=overrides, seeds=seeds, **stage)
             _on_cluster(evaluated, DATA)
 
             registered = register(

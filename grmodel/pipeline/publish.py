@@ -1,29 +1,42 @@
-"""The pipeline's last steps: MLflow tracking from the stage records, registration, the gate.
+"""The pipeline's last steps: the MLflow picture of the run, registration, the gate.
 
-:func:`track_and_register` opens (or resumes) the parent run of the pipeline run, logs one
-nested run per stage from the stage's ``stage.json`` (params, metrics, per-epoch curves,
-reports), then, in a nested ``register`` run, logs GR as a pyfunc model, registers it as a new
-version with the alias ``challenger`` and runs the promotion gate against the champion and this
-run's baselines. Retrying it within one pipeline run neither duplicates stage runs nor creates a
-second model version. :func:`close_tracking` (the pipeline's exit handler) marks the parent
-run FINISHED or FAILED, also when a stage failed before anything was tracked.
+:func:`track_and_register` opens (or resumes) the parent run of the pipeline run, named
+``<pipeline>-<UTC start>-<data version>`` and started when the run's first stage started. Each
+stage's run goes under it, as the stage's ``stage.json`` says: a run the stage logged while it
+ran (``grmodel.pipeline.live``) is nested as it is (tagged ``tracked=live``); a stage that ran
+without reachable tracking is logged from its record, with its recorded start and end
+(``tracked=backfilled``); a stage Kubeflow served from its cache (its record ended before this
+run's uncached ``fetch_data`` started) is logged as ``tracked=cached``, naming the run that
+computed it. Then, in a nested ``register`` run, GR and every baseline are logged as pyfunc
+models, GR is registered as a new version with the alias ``challenger`` and the promotion gate
+runs against the champion and this run's baselines. The parent gets the headline test metrics
+of every row, the gate's decision and the report. Retrying it within one pipeline run neither
+duplicates stage runs nor creates a second model version. :func:`close_tracking` (the
+pipeline's exit handler) marks the parent run FINISHED or FAILED, also when a stage failed
+before anything was tracked.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import write_json_atomic, write_text_atomic
+from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking
 from grmodel.pipeline.stages import GR_ROW, StageError, StageRecord, processed_dir
 
 log = logging.getLogger(__name__)
 
 REGISTER_STAGE = "register"
+FETCH_STAGE = "fetch_data"  # never cached: it starts every pipeline run
+TRAIN_PREFIX = "train_"
 PIPELINE_STATUS_TAG = "pipeline_status"
+REPORT_DIR = "report"  # the evaluation report's files in the parent run
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class TrackingTarget:
     pipeline_run_id: str
     experiment: str = "grmodel"
     artifact_root: str = ""  # required by database URIs (sqlite:///...), optional for servers
+    pipeline: str = "grmodel"  # the pipeline's name, the first part of the parent run's name
 
     def __post_init__(self) -> None:
         if not self.uri:
@@ -42,13 +56,27 @@ class TrackingTarget:
         if not self.pipeline_run_id:
             raise StageError("pipeline run id is empty (rule: it keys the MLflow parent run)")
 
-    def parent(self, data_version: str, params: dict[str, Any] | None = None) -> str:
+    def parent(self, data_version: str, params: dict[str, Any] | None = None,
+               started: float | None = None) -> str:
+        """The parent run (created when missing, started at ``started``, default now)."""
         from grmodel.tracking import start_pipeline_run
 
+        started = time.time() if started is None else started
         return start_pipeline_run(
             self.uri, pipeline_run_id=self.pipeline_run_id, data_version=data_version,
             experiment=self.experiment, artifact_root=self.artifact_root or None, configs=params,
+            run_name=parent_run_name(self.pipeline, started, data_version), start_time=started,
         )
+
+    def for_stage(self, data_version: str = "") -> StageTracking:
+        """What a stage needs to log its own run (no pipeline run id: it would defeat caching)."""
+        return StageTracking(self.uri, self.experiment, self.artifact_root, data_version)
+
+
+def parent_run_name(pipeline: str, started: float, data_version: str) -> str:
+    """``grmodel-gr-20261201T071502Z-3f2a9c1b``: pipeline, UTC start, short data version."""
+    when = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
+    return f"{pipeline}-{when}-{data_version.removesuffix('.dir')[:8] or 'unknown'}"
 
 
 def track_and_register(
@@ -73,16 +101,25 @@ def track_and_register(
     from grmodel.tracking import finish_run, stage_run
 
     records = [(StageRecord.read(d), Path(d)) for d in stage_dirs]
+    fetched = next((r for r, _ in records if r.stage == FETCH_STAGE), None)
+    if fetched is None:
+        raise StageError(f"no {FETCH_STAGE} record among the stage outputs (rule: it starts"
+                         " every pipeline run)")
     register_params = {"promotion": policy.to_dict(), "registry": {"model_name": model_name}}
     # The parent's params: every stage's configs, so the run is rebuilt from its parent alone.
     params = {record.stage: record.params for record, _ in records} | {REGISTER_STAGE: register_params}
-    parent = target.parent(data_version, params)
+    parent = target.parent(data_version, params, started=fetched.started)
     for record, stage_dir in records:
-        _log_stage(target, parent, record, stage_dir)
+        cached = record.stage != FETCH_STAGE and record.ended < fetched.started
+        _log_stage(target, parent, record, stage_dir, cached)
     log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
+    baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
+                 if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR_ROW}
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
         decision = _register_and_gate(target, run_id, ingested, gr_model_dir, evaluation_dir,
                                       model_name, policy)
+        _log_baselines(baselines, processed_dir(ingested))
+    _summarize(target, parent, Path(evaluation_dir), decision)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = json.loads(decision.to_json())
@@ -126,12 +163,13 @@ def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
     finish_run(target.uri, parent, failed=state != "SUCCEEDED")
 
 
-def select_gr_seed(gr_model_dir: str | Path) -> Path:
-    """The GR run to register: the seed with the best validation score (never the test's)."""
+def select_seed(model_dir: str | Path) -> Path:
+    """The seed of a trained row to log or register: the one with the best validation score
+    (never the test's)."""
     from grmodel.training.records import RUN_RECORD
 
     candidates = []
-    for run in sorted(Path(gr_model_dir).glob("seed*")):
+    for run in sorted(Path(model_dir).glob("seed*")):
         path = run / RUN_RECORD
         if path.is_file():
             record = json.loads(path.read_text())
@@ -139,7 +177,7 @@ def select_gr_seed(gr_model_dir: str | Path) -> Path:
             score = record["best_valid"][metric]
             candidates.append((score if metric == "mae" else -score, run.name, run))
     if not candidates:
-        raise StageError(f"{gr_model_dir}: no finished GR run (rule: seed<k>/{RUN_RECORD})")
+        raise StageError(f"{model_dir}: no finished run (rule: seed<k>/{RUN_RECORD})")
     return min(candidates)[2]
 
 
@@ -157,7 +195,7 @@ def _register_and_gate(target: TrackingTarget, run_id: str, ingested: str | Path
         version = min(existing, key=lambda v: int(v.version)).version
         log.info("%s version %s was registered by this pipeline run already", model_name, version)
     else:
-        chosen = select_gr_seed(gr_model_dir)
+        chosen = select_seed(gr_model_dir)
         registry.log_model(chosen, data, name=GR_ROW)
         version = registry.register_model(model_name, run_id, GR_ROW, target.uri).version
     metrics_path = Path(evaluation_dir) / "metrics.json"
@@ -170,18 +208,79 @@ def _register_and_gate(target: TrackingTarget, run_id: str, ingested: str | Path
     return decision
 
 
-def _log_stage(target: TrackingTarget, parent: str, record: StageRecord, stage_dir: Path) -> None:
-    from grmodel.tracking import connect, log_artifacts, log_history, sql_string, stage_run
+def _log_baselines(model_dirs: dict[str, Path], data: Path) -> None:
+    """Each baseline's best seed as a pyfunc model of the active run, named by its row."""
+    from grmodel import registry
+
+    for row, model_dir in sorted(model_dirs.items()):
+        registry.log_model(select_seed(model_dir), data, name=row)
+
+
+def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decision: Any) -> None:
+    """The parent run at a glance: every row's headline test metrics, the gate's verdict and
+    the report (its HTML page is what the MLflow UI shows)."""
+    from mlflow.entities import Metric
+
+    from grmodel.tracking import connect, log_artifacts, metric_key
 
     client = connect(target.uri)
-    experiment_id = client.get_run(parent).info.experiment_id
+    report = json.loads((evaluation_dir / "report.json").read_text())
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"test.{metric_key(row)}.{name}", float(s[name]["mean"]), now, 0)
+               for row, s in report["summary"].items()
+               for name in ("mae", "xauc", "xauc_tie_aware") if s[name]["mean"] is not None]
+    metrics.append(Metric("gate.promoted", float(decision.promoted), now, 0))
+    client.log_batch(parent, metrics=metrics)
+    for key, value in {"gate.verdict": decision.verdict, "gate.model": decision.model,
+                       "gate.challenger_version": decision.challenger_version}.items():
+        client.set_tag(parent, key, value)
+    files = [evaluation_dir / f for f in ("report.html", "report.md", "report.json", "figures")]
+    log_artifacts([f for f in files if f.exists()], REPORT_DIR, run_id=parent)
+    client.set_tag(parent, "report", f"{client.get_run(parent).info.artifact_uri}/{REPORT_DIR}/report.html")
+
+
+def _log_stage(target: TrackingTarget, parent: str, record: StageRecord, stage_dir: Path,
+               cached: bool) -> None:
+    """Put the stage's run under ``parent``: nest its live run, or log it from its record."""
+    from mlflow.exceptions import MlflowException
+
+    from grmodel.tracking import INHERITED_TAGS, connect, sql_string
+
+    client = connect(target.uri)
+    parent_run = client.get_run(parent)
     done = client.search_runs(
-        [experiment_id],
+        [parent_run.info.experiment_id],
         f"tags.mlflow.parentRunId = {sql_string(parent)} and tags.stage = {sql_string(record.stage)}"
         " and attributes.status = 'FINISHED'", max_results=1)
     if done:
         return
-    with stage_run(target.uri, parent, record.stage, record.params) as run_id:
+    live = None
+    if record.mlflow_run_id and not cached:
+        try:
+            live = client.get_run(record.mlflow_run_id)
+        except MlflowException:  # logged to another tracking server than this one
+            live = None
+    if live is not None and live.info.status == "FINISHED":
+        tags = {k: parent_run.data.tags[k] for k in INHERITED_TAGS if k in parent_run.data.tags}
+        for key, value in (tags | {"mlflow.parentRunId": parent}).items():
+            client.set_tag(record.mlflow_run_id, key, value)
+        return
+    _log_from_record(target, parent, record, stage_dir, CACHED if cached else BACKFILLED)
+
+
+def _log_from_record(target: TrackingTarget, parent: str, record: StageRecord, stage_dir: Path,
+                     how: str) -> None:
+    """A stage run made from its record: backfilled with the stage's own start and end, or a
+    cache hit, which took no time in this run and names the run that computed it."""
+    from grmodel.tracking import connect, log_artifacts, log_history, stage_run
+
+    client = connect(target.uri)
+    backfilled = how == BACKFILLED  # with the stage's own start and end, not this step's
+    with stage_run(target.uri, parent, record.stage, record.params,
+                   start_time=record.started if backfilled else None) as run_id:
+        client.set_tag(run_id, TRACKED_TAG, how)
+        if how == CACHED and record.mlflow_run_id:
+            client.set_tag(run_id, "cached_from_run", record.mlflow_run_id)
         client.log_metric(run_id, "stage_seconds", max(record.ended - record.started, 0.0))
         for name, value in record.metrics.items():
             client.log_metric(run_id, name, float(value))
@@ -189,4 +288,5 @@ def _log_stage(target: TrackingTarget, parent: str, record: StageRecord, stage_d
             log_history(history, prefix=prefix, run_id=run_id)
         if record.artifacts:
             log_artifacts([stage_dir / a for a in record.artifacts], run_id=run_id)
-
+    if backfilled:
+        client.set_terminated(run_id, "FINISHED", end_time=int(record.ended * 1000))

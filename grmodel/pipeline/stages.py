@@ -3,9 +3,10 @@
 Each stage reads its inputs from directories, writes its output directory atomically (complete
 or absent) and leaves a :class:`StageRecord` (``stage.json``) in it: the configs it ran with,
 its metrics and curves, and the files worth keeping. The data stages and the trainings are pure
-functions of the data version and the configs, so Kubeflow may cache them; MLflow tracking is
-done once, by :func:`track_and_register` at the end of a run, from those records (one nested run
-per stage under the pipeline run's parent), so a cached stage still shows up in the new run.
+functions of the data version and the configs, so Kubeflow may cache them. Given a
+``StageTracking``, a stage logs its own MLflow run while it runs (``grmodel.pipeline.live``);
+:func:`track_and_register` at the end of a run nests those runs under the pipeline run's parent,
+and logs from the records what ran untracked or came from Kubeflow's cache.
 
 Stages in order: :func:`fetch_data` → :func:`validate_data` (raw) → :func:`ingest` →
 :func:`validate_data` (processed) → :func:`build_vocab` → :func:`encode_labels` →
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from grmodel.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from grmodel.pipeline.live import StageTracking, live_run
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ class StageRecord:
     artifacts: list[str] = field(default_factory=list)  # paths relative to the stage directory
     started: float = 0.0  # Unix seconds
     ended: float = 0.0
+    mlflow_run_id: str = ""  # the run the stage logged while it ran ("": not tracked live)
 
     def write(self, out_dir: Path) -> None:
         write_json_atomic(out_dir / STAGE_RECORD, dataclasses.asdict(self))
@@ -80,6 +83,7 @@ def fetch_data(
     data_repo: str = ".",
     preset: str = "default",
     data_seed: int = 2024,
+    tracking: StageTracking | None = None,
 ) -> dict[str, Any]:
     """Write exactly one raw KuaiRec-format data version into ``out_dir``; return its version.
 
@@ -97,7 +101,7 @@ def fetch_data(
         raise StageError(f"data source {source!r}: expected one of {list(DATA_SOURCES)}")
     out = Path(out_dir)
     git_rev = None  # a commit whose data.dvc records the version (dvc sources)
-    with atomic_directory(out) as tmp:
+    with live_run(tracking, "fetch_data", started) as live, atomic_directory(out) as tmp:
         raw = tmp / "raw"
         if source == "dvc":
             repo = _checkout(data_repo, tmp / "repo")
@@ -129,13 +133,15 @@ def fetch_data(
                              f" hashes to {got}")
         result = {"data_version": got, "obtained": how, "source": source, "git_rev": git_rev,
                   "files": sorted(p.name for p in raw.iterdir())}
-        StageRecord(
+        record = StageRecord(
             "fetch_data",
             params={"data": {"source": source, "data_version": got, "git_rev": git_rev,
                              "repo": str(data_repo), "preset": preset, "data_seed": data_seed}},
             metrics={"raw_bytes": float(sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()))},
-            started=started, ended=time.time(),
-        ).write(tmp)
+            started=started, ended=time.time(), mlflow_run_id=live.run_id,
+        )
+        record.write(tmp)
+        live.log_record(record, tmp)
     log.info("data version %s (%s) in %s", got, how, out)
     return result
 
@@ -172,37 +178,41 @@ def processed_dir(ingested: str | Path) -> Path:
     return Path(ingested) / "processed"
 
 
-def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path) -> dict[str, Any]:
+def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path,
+                  tracking: StageTracking | None = None) -> dict[str, Any]:
     """The great-expectations gate: ``kind`` is ``raw`` (a :func:`fetch_data` output) or
     ``processed`` (an :func:`ingest` output). Writes the reports, then raises
     ``ValidationFailed`` when a check failed, which stops the pipeline."""
     from grmodel.validation import validate_processed, validate_raw_kuairec
 
     started = time.time()
-    if kind == "raw":
-        report = validate_raw_kuairec(raw_dir(data_dir))
-    elif kind == "processed":
-        report = validate_processed(processed_dir(data_dir))
-    else:
+    if kind not in ("raw", "processed"):
         raise StageError(f"validation kind {kind!r}: expected 'raw' or 'processed'")
-    out = Path(out_dir)
-    # The report is kept even when the gate fails: it is what the user reads next.
-    out.mkdir(parents=True, exist_ok=True)
-    report.write(out)
-    counts = report.counts()
-    StageRecord(
-        f"validate_{kind}",
-        params={"validation": {"suite": report.suite, **report.params}},
-        metrics={f"checks_{k}": float(v) for k, v in counts.items()},
-        artifacts=["validation.json", "validation.md", "validation.html"],
-        started=started, ended=time.time(),
-    ).write(out)
-    report.raise_for_failure()
+    with live_run(tracking, f"validate_{kind}", started) as live:
+        if kind == "raw":
+            report = validate_raw_kuairec(raw_dir(data_dir))
+        else:
+            report = validate_processed(processed_dir(data_dir))
+        out = Path(out_dir)
+        # The report is kept even when the gate fails: it is what the user reads next.
+        out.mkdir(parents=True, exist_ok=True)
+        report.write(out)
+        counts = report.counts()
+        record = StageRecord(
+            f"validate_{kind}",
+            params={"validation": {"suite": report.suite, **report.params}},
+            metrics={f"checks_{k}": float(v) for k, v in counts.items()},
+            artifacts=["validation.json", "validation.md", "validation.html"],
+            started=started, ended=time.time(), mlflow_run_id=live.run_id,
+        )
+        record.write(out)
+        live.log_record(record, out)
+        report.raise_for_failure()
     return {"success": report.success, "counts": counts, "summary": report.summary()}
 
 
-def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any] | None = None
-           ) -> dict[str, Any]:
+def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any] | None = None,
+           tracking: StageTracking | None = None) -> dict[str, Any]:
     """Turn raw KuaiRec files into the processed train/valid/test tables (``options``:
     fields of ``IngestConfig``, such as ``split`` and ``label_mode``)."""
     from grmodel.data.io import DataSpecError
@@ -214,21 +224,23 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
         config = IngestConfig.from_dict(options or {})
     except DataSpecError as exc:
         raise StageError(f"ingest options: {exc}") from None
-    with atomic_directory(out_dir) as tmp:
+    with live_run(tracking, "ingest", started) as live, atomic_directory(out_dir) as tmp:
         ingest_kuairec(raw_dir(fetched_dir), processed_dir(tmp), config)
         manifest = read_manifest(processed_dir(tmp))
         rows = {f"{split}_rows": float(n) for split, n in manifest["splits"]["rows"].items()}
-        StageRecord("ingest", params={"ingest": dataclasses.asdict(config)}, metrics=rows,
-                    artifacts=["processed/manifest.json"], started=started, ended=time.time()
-                    ).write(tmp)
+        record = StageRecord("ingest", params={"ingest": dataclasses.asdict(config)}, metrics=rows,
+                             artifacts=["processed/manifest.json"], started=started,
+                             ended=time.time(), mlflow_run_id=live.run_id)
+        record.write(tmp)
+        live.log_record(record, tmp)
     return {"rows": rows, "label": manifest.get("label")}
 
 
 # --------------------------------------------------------------------------- vocabulary
 
 
-def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] | None = None
-                ) -> dict[str, Any]:
+def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] | None = None,
+                tracking: StageTracking | None = None) -> dict[str, Any]:
     """GR's vocabulary (its label state: token values, decode length) from the train labels."""
     from grmodel.features import read_labels
     from grmodel.models.gr import GRModel
@@ -237,19 +249,22 @@ def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] 
     started = time.time()
     data = processed_dir(ingested)
     config = gr_config(data, overrides)
-    labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
-    state = GRModel.fit_label_state(labels, config)
-    record = {"label_state": state, "vocab_config": dataclasses.asdict(config.vocab),
-              "max_decode_len_config": config.model.max_decode_len,
-              "dataset_fingerprint": dataset_fingerprint(data), "train_rows": int(labels.size)}
-    with atomic_directory(out_dir) as tmp:
+    with live_run(tracking, "build_vocab", started) as live, atomic_directory(out_dir) as tmp:
+        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+        state = GRModel.fit_label_state(labels, config)
+        record = {"label_state": state, "vocab_config": dataclasses.asdict(config.vocab),
+                  "max_decode_len_config": config.model.max_decode_len,
+                  "dataset_fingerprint": dataset_fingerprint(data), "train_rows": int(labels.size)}
         write_json_atomic(tmp / VOCABULARY_FILE, record)
-        StageRecord(
+        stage = StageRecord(
             "build_vocab", params={"vocab": record["vocab_config"]},
             metrics={"vocab_size": float(len(state["vocab"]["values"])),
                      "max_decode_len": float(state["max_decode_len"])},
             artifacts=[VOCABULARY_FILE], started=started, ended=time.time(),
-        ).write(tmp)
+            mlflow_run_id=live.run_id,
+        )
+        stage.write(tmp)
+        live.log_record(stage, tmp)
     return {"vocab_size": len(state["vocab"]["values"]), "max_decode_len": state["max_decode_len"]}
 
 
@@ -270,7 +285,8 @@ def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str,
 
 
 def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Path,
-                  overrides: list[str] | None = None) -> dict[str, Any]:
+                  overrides: list[str] | None = None, tracking: StageTracking | None = None
+                  ) -> dict[str, Any]:
     """Greedy-encode every training label into its token sequence, gate the sequences with
     the token suite (every label encodes within the decode length and decodes back), and
     write them for training: ``tokens.parquet`` with one fixed-length list per train row."""
@@ -287,11 +303,12 @@ def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Pa
     config = gr_config(data, overrides)
     state = read_vocabulary(vocab_dir, config, data)
     vocab = Vocabulary.from_dict(state["vocab"])
-    labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
-    max_len = int(state["max_decode_len"])
-    encoded = LabelCodec(vocab).encode(labels, max_len=max_len)
-    report = validate_tokens(labels, vocab, max_len, encoded=encoded, source=str(data / "train.parquet"))
-    with atomic_directory(out_dir) as tmp:
+    with live_run(tracking, "encode_labels", started) as live, atomic_directory(out_dir) as tmp:
+        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+        max_len = int(state["max_decode_len"])
+        encoded = LabelCodec(vocab).encode(labels, max_len=max_len)
+        report = validate_tokens(labels, vocab, max_len, encoded=encoded,
+                                 source=str(data / "train.parquet"))
         report.write(tmp / "validation")
         report.raise_for_failure()  # nothing is written when a sequence is wrong
         width = encoded.sequences.shape[1]
@@ -303,12 +320,14 @@ def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Pa
         })
         pq.write_table(table, tmp / TOKENS_FILE)
         lengths = encoded.lengths
-        StageRecord(
+        record = StageRecord(
             "encode_labels", params={"tokens": {"max_decode_len": max_len, "rows": int(labels.size)}},
             metrics={"mean_length": float(lengths.mean()), "max_length": float(lengths.max()),
                      **{f"checks_{k}": float(v) for k, v in report.counts().items()}},
-            artifacts=["validation"], started=started, ended=time.time(),
-        ).write(tmp)
+            artifacts=["validation"], started=started, ended=time.time(), mlflow_run_id=live.run_id,
+        )
+        record.write(tmp)
+        live.log_record(record, tmp)
     return {"rows": int(labels.size), "mean_length": float(lengths.mean())}
 
 
@@ -348,6 +367,7 @@ def train(
     replicas: int = 1,
     pvc_claim: str = "",
     job_options: dict[str, Any] | None = None,
+    tracking: StageTracking | None = None,
 ) -> dict[str, Any]:
     """Train row ``model`` of Table 1 (``gr`` or a baseline) for each seed into
     ``out_dir/seed<k>``. GR uses the vocabulary and token sequences of the earlier stages.
@@ -357,6 +377,7 @@ def train(
     ``grmodel.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
     """
     from grmodel.features import read_labels
+    from grmodel.tracking import EPOCH_TIME
     from grmodel.training.loop import train_or_resume
     from grmodel.training.records import dataset_fingerprint
 
@@ -376,21 +397,34 @@ def train(
         labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
         targets = {"tokens": read_tokens(tokens_dir, labels)}
     fingerprint = dataset_fingerprint(data)
-    metrics, histories, params = {}, {}, {}
-    with atomic_directory(out_dir) as tmp:
+    metrics, histories, params = {}, {}, {model: plan.runs[0][2].to_dict()}
+    with live_run(tracking, f"train_{model}", started) as live, atomic_directory(out_dir) as tmp:
+        live.log_params(params)  # the config is on show while it trains
         for row, seed, config in plan.runs:
             log.info("training %s (%s), seed %d", row.name, row.model_name, seed)
+            prefix, ended = f"seed{seed}.", {}
+
+            def on_epoch(epoch: dict[str, Any], prefix: str = prefix, ended: dict = ended) -> None:
+                ended[epoch["epoch"]] = time.time()
+                live.log_epoch(epoch, prefix)
+
             if replicas > 1:
                 record = _train_as_pytorchjob(config, data, tmp / f"seed{seed}", fingerprint,
                                               label_state, replicas, pvc_claim, job_options or {})
             else:
-                record = train_or_resume(config, tmp / f"seed{seed}", fingerprint, label_state, targets)
-            params.setdefault(model, config.to_dict())
-            histories[f"seed{seed}."] = record["history"]
-            metrics |= {f"seed{seed}.best_valid_{k}": float(v) for k, v in record["best_valid"].items()}
-            metrics[f"seed{seed}.samples_per_second"] = float(record["samples_per_second"])
-        StageRecord(f"train_{model}", params=params, metrics=metrics, histories=histories,
-                    started=started, ended=time.time()).write(tmp)
+                record = train_or_resume(config, tmp / f"seed{seed}", fingerprint, label_state,
+                                         targets, on_epoch=on_epoch)
+            if not ended:  # trained elsewhere (a PyTorchJob) or reused: its curves now
+                for epoch in record["history"]:
+                    live.log_epoch(epoch, prefix)
+            histories[prefix] = [{**h, **({EPOCH_TIME: ended[h["epoch"]]} if h["epoch"] in ended else {})}
+                                 for h in record["history"]]
+            metrics |= {f"{prefix}best_valid_{k}": float(v) for k, v in record["best_valid"].items()}
+            metrics[f"{prefix}samples_per_second"] = float(record["samples_per_second"])
+        stage = StageRecord(f"train_{model}", params=params, metrics=metrics, histories=histories,
+                            started=started, ended=time.time(), mlflow_run_id=live.run_id)
+        stage.write(tmp)
+        live.log_record(stage, tmp)
     return {"model": model, "seeds": plan.seeds, **metrics}
 
 
@@ -450,6 +484,7 @@ def evaluate(
     *,
     overrides: list[str] | None = None,
     seeds: int = 1,
+    tracking: StageTracking | None = None,
 ) -> dict[str, Any]:
     """Score every trained row (``{row: train output}``) on the same test split beside the
     train median and the oracle; write the report, figures, ``metrics.json`` and
@@ -471,17 +506,19 @@ def evaluate(
             raise StageError(f"{model_dir}: no finished {row.name} run of this config on this data"
                              " (rule: evaluate gets the train outputs of the same pipeline run)")
         runs.append(run_entry(row, seed, model_dir.resolve(), {**record, "resumed": False}))
-    with atomic_directory(out_dir) as tmp:
+    with live_run(tracking, "evaluate", started) as live, atomic_directory(out_dir) as tmp:
         report = write_experiment_report(plan, runs, tmp)
         metrics = headline_metrics(report)
         write_json_atomic(tmp / "metrics.json", metrics)
         write_text_atomic(tmp / "report.html", _report_html(report, tmp))
-        StageRecord(
+        record = StageRecord(
             "evaluate", params={"eval": report["eval_config"]},
             metrics={f"test.{row}.{k}": v for row, m in metrics.items() for k, v in m.items()},
             artifacts=["report.md", "report.json", "report.html", "figures"],
-            started=started, ended=time.time(),
-        ).write(tmp)
+            started=started, ended=time.time(), mlflow_run_id=live.run_id,
+        )
+        record.write(tmp)
+        live.log_record(record, tmp)
     return {"metrics": metrics, "table": results_table(report)}
 
 

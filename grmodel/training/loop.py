@@ -24,6 +24,7 @@ import json
 import logging
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +155,7 @@ def train_model(
     *,
     state_dir: str | Path | None = None,
     resume: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train ``config.model_name`` on ``config.data.processed_dir``; write the best model.
 
@@ -161,7 +163,8 @@ def train_model(
     per training row) come from earlier pipeline stages; by default they are derived here.
     ``state_dir`` turns on resumable training states; ``resume`` continues from the one there
     (or starts afresh when there is none; a finished model of the same config is reused).
-    Launched by torchrun, this process joins the process group for the run.
+    ``on_epoch`` is called with each epoch's history record as it ends (on rank 0), e.g. to
+    track the curves live. Launched by torchrun, this process joins the process group for the run.
     """
     dc, tc = config.data, config.train
     with distributed_context(tc.device) as ctx:
@@ -177,11 +180,11 @@ def train_model(
         valid = SplitArrays.load(dc.processed_dir, "valid", schema, dc.label_column, dc.max_eval_rows)
         if tc.streaming:
             return fit_streaming(config, schema, valid, out_dir, label_state, targets,
-                                 state_dir=state_dir, resume=resume, ctx=ctx)
+                                 state_dir=state_dir, resume=resume, ctx=ctx, on_epoch=on_epoch)
         train = SplitArrays.load(dc.processed_dir, "train", schema, dc.label_column, dc.max_train_rows)
         _check_sizes(dc.processed_dir, len(train), len(valid))
         return fit(config, schema, train, valid, out_dir, label_state, targets,
-                   state_dir=state_dir, resume=resume, ctx=ctx)
+                   state_dir=state_dir, resume=resume, ctx=ctx, on_epoch=on_epoch)
 
 
 def fit(
@@ -196,6 +199,7 @@ def fit(
     state_dir: str | Path | None = None,
     resume: bool = False,
     ctx: DistContext | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train on in-memory arrays (each rank holds the split and trains on its share)."""
     tc = config.train
@@ -210,7 +214,7 @@ def fit(
     check_targets(targets, model.targets(train.label[:1]), len(train), config.model_name)
     extra = {k: torch.from_numpy(compact(v)) for k, v in targets.items()}
     source = MemoryBatches(train, extra, tc.batch_size, tc.seed, ctx)
-    return _train_loop(config, model, source, valid, out_dir, ctx, store, saved)
+    return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
 
 
 def fit_streaming(
@@ -224,6 +228,7 @@ def fit_streaming(
     state_dir: str | Path | None = None,
     resume: bool = False,
     ctx: DistContext | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train on the train split streamed from its Parquet row groups (``train.streaming``)."""
     dc, tc = config.data, config.train
@@ -248,7 +253,7 @@ def fit_streaming(
         check_targets(targets, model.targets(valid.label[:1]), stream.total_rows, config.model_name)
         extra = {k: torch.from_numpy(compact(v)) for k, v in targets.items()}
     source = StreamBatches(stream, tc.loader_workers, ctx, extra, tc.seed)
-    return _train_loop(config, model, source, valid, out_dir, ctx, store, saved)
+    return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
 
 
 
@@ -258,10 +263,11 @@ def train_or_resume(
     fingerprint: str,
     label_state: dict[str, Any] | None = None,
     targets: dict[str, np.ndarray] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``config`` into ``model_dir`` (or reuse a finished identical run); its run record.
 
-    ``label_state`` and ``targets`` pass through to :func:`train_model`.
+    ``label_state``, ``targets`` and ``on_epoch`` pass through to :func:`train_model`.
     """
     record = finished_run(model_dir, config, fingerprint)
     if record is not None:
@@ -269,7 +275,7 @@ def train_or_resume(
         return {**record, "resumed": True}
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    result = train_model(config, model_dir, label_state, targets)
+    result = train_model(config, model_dir, label_state, targets, on_epoch=on_epoch)
     return {**write_run_record(result, config, fingerprint, time.perf_counter() - start), "resumed": False}
 
 
@@ -278,7 +284,8 @@ def train_or_resume(
 
 def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: SplitArrays,
                 out_dir: str | Path, ctx: DistContext, store: StateStore | None,
-                saved: dict[str, Any] | None) -> TrainResult:
+                saved: dict[str, Any] | None,
+                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
     tc = config.train
     module = wrap_for_training(model, ctx)
     optimizer = make_optimizer(model, config)
@@ -361,6 +368,8 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
             **{k: v for k, v in parts.items() if k == "p_truth"},
         }
         p.history.append(record)
+        if on_epoch is not None and ctx.is_main:
+            on_epoch(record)
         _info(ctx, "%s epoch %d: loss %.4f valid MAE %.4f XAUC %.4f (%.0f samples/s)",
               config.model_name, epoch, record["train_loss"], scores["mae"], scores["xauc"],
               record["samples_per_second"])

@@ -113,3 +113,18 @@ def test_every_step_reads_the_optional_credentials_secret(compiled):
         assert secret["secretNameParameter"]["runtimeValue"]["constant"] == CREDENTIALS_SECRET, name
         assert secret["optional"] is True, name
         assert [k["envVar"] for k in secret["keyToEnv"]] == list(CREDENTIAL_KEYS), name
+
+
+def test_cached_stages_track_without_the_pipeline_run_id(compiled):
+    """Every stage gets the MLflow settings to log its own run, but only the uncached register
+    step takes the run id: an input that differs per run would make every cache lookup miss."""
+    tasks = _tasks(compiled["ir"])
+    loop = compiled["ir"]["components"]["comp-for-loop-2"]["dag"]["tasks"]
+    for name, task in {**tasks, **loop}.items():
+        if name == "for-loop-2":
+            continue
+        params = task["inputs"]["parameters"]
+        assert {"tracking_uri", "mlflow_experiment", "mlflow_artifact_root"} <= set(params), name
+        if task.get("cachingOptions", {}).get("enableCache"):
+            assert "pipeline_run_id" not in params, name
+    assert "pipeline_run_id" in tasks["register"]["inputs"]["parameters"]

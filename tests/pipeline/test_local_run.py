@@ -90,6 +90,71 @@ def test_mlflow_holds_the_run_and_the_registry_its_champion(finished):
     assert {a.path for a in client.list_artifacts(by_name["build_vocab"].info.run_id)} == {"vocabulary.json"}
 
 
+def _parent_and_stages(finished):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(finished.params.mlflow_tracking_uri)
+    experiment = client.get_experiment_by_name("grmodel")
+    parent = client.search_runs([experiment.experiment_id], "tags.run_kind = 'pipeline'")[0]
+    stages = client.search_runs([experiment.experiment_id],
+                                f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return client, parent, {r.data.tags["stage"]: r for r in stages}
+
+
+def test_stages_log_their_runs_while_they_run(finished):
+    """Each stage's run is the one it opened itself: it lasts as long as the stage did (not the
+    milliseconds of a run written afterwards), and its curves are timed epoch by epoch."""
+    from grmodel.pipeline.stages import StageRecord
+
+    client, parent, by_name = _parent_and_stages(finished)
+    assert {r.data.tags["tracked"] for name, r in by_name.items() if name != "register"} == {"live"}
+    record = StageRecord.read(finished.run_dir / "train-gr" / "model")
+    train = by_name["train_gr"]
+    assert train.info.run_id == record.mlflow_run_id
+    seconds = (train.info.end_time - train.info.start_time) / 1000
+    assert seconds >= 0.9 * (record.ended - record.started) and seconds > 1.0
+    assert train.info.start_time <= record.started * 1000 + 1000
+    curve = client.get_metric_history(train.info.run_id, "seed2024.valid_mae")
+    times = sorted(m.timestamp for m in curve)
+    assert len(set(times)) == 3 and train.info.start_time < times[0] < times[-1] <= train.info.end_time
+    # The parent spans the run: from the first stage's start to the last step.
+    assert parent.info.start_time <= by_name["fetch_data"].info.start_time
+    assert parent.info.end_time >= by_name["register"].info.end_time
+
+
+def test_the_parent_run_is_named_and_carries_every_rows_results(finished):
+    import re
+
+    client, parent, by_name = _parent_and_stages(finished)
+    version = finished.decision["data_version"]
+    assert re.fullmatch(rf"grmodel-gr-\d{{8}}T\d{{6}}Z-{version[:8]}", parent.info.run_name)
+    metrics = json.loads((finished.evaluation_dir / "metrics.json").read_text())
+    for row in ("gr", "cread", "tpm", "train_median", "oracle_median"):
+        assert parent.data.metrics[f"test.{row}.mae"] == pytest.approx(metrics[row]["mae"]), row
+        assert parent.data.metrics[f"test.{row}.xauc"] == pytest.approx(metrics[row]["xauc"]), row
+    assert parent.data.tags["gate.verdict"] == finished.decision["verdict"] == "promoted"
+    assert parent.data.metrics["gate.promoted"] == 1.0
+    assert parent.data.tags["report"].endswith("/report/report.html")
+    report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/figures"} <= report
+
+
+def test_the_baselines_are_logged_as_models(finished):
+    import mlflow
+    import pandas as pd
+
+    client, _, by_name = _parent_and_stages(finished)
+    register = by_name["register"].info.run_id
+    logged = client.search_logged_models([by_name["register"].info.experiment_id],
+                                         f"source_run_id = '{register}'")
+    assert sorted(m.name for m in logged) == ["cread", "gr", "tpm"]
+    test = pd.read_parquet(finished.run_dir / "ingest" / "processed" / "processed" / "test.parquet")
+    for model in logged:
+        loaded = mlflow.pyfunc.load_model(model.model_uri)
+        columns = loaded.metadata.get_input_schema().input_names()
+        assert loaded.predict(test[columns].head(4)).shape == (4,), model.name
+
+
 def test_the_parent_run_records_what_grmodel_reproduce_needs(finished):
     from mlflow import MlflowClient
 
