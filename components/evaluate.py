@@ -35,7 +35,7 @@ def evaluate(
     model_dirs = {"gr": gr_model.path}
     model_dirs |= {m.metadata["row"]: m.path for m in baseline_models}
     result = stages.evaluate(processed.path, model_dirs, evaluation.path, overrides=overrides,
-                             seeds=seeds, tracking=tracking)
+                             seeds=seeds, data_version=data_version, tracking=tracking)
     shutil.copyfile(Path(evaluation.path) / "report.md", report_md.path)
     shutil.copyfile(Path(evaluation.path) / "report.html", report_html.path)
     evaluation.metadata.update({"data_version": data_version})

@@ -63,6 +63,11 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def headline_variant(report: dict[str, Any]) -> str:
+    """The XAUC variant a report (``report.json``) leads with: tie-aware when the test labels tie."""
+    return report.get("xauc_headline_variant") or report["eval_config"]["xauc"]
+
+
 def xauc_header(variant: str, headline: str) -> str:
     """A column title that names the XAUC variant (and marks the headline one)."""
     short = variant.replace("_", "-")

@@ -198,3 +198,175 @@ def shop_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
     train_model(config, root / "model")
     return {"root": root, "table": table, "processed": root / "processed",
             "model": root / "model"}
+
+
+# -- a real browser for the pages grmodel writes ------------------------------------------------
+def _find_chromium() -> str | None:
+    import shutil
+
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium, installed with apt when missing (CI runs as root on a fresh
+    machine); skipped only where apt cannot install it."""
+    import shutil
+    import subprocess
+
+    found = _find_chromium()
+    if found:
+        return found
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip("chromium is not installed and apt-get (as root) is not available to install it")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for args in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stderr[-3000:]}"
+    found = _find_chromium()
+    assert found, "apt-get installed chromium, but it is not on PATH"
+    return found
+
+
+# Injected into a copy of the page under test (the page itself has no scripts): what the
+# browser laid out, written where --dump-dom shows it.
+_MEASURE = """<script>
+window.addEventListener("load", () => {
+  const d = document.documentElement, r = (x) => Math.round(x);
+  d.setAttribute("data-measured", JSON.stringify({
+    viewport: window.innerWidth, scrollWidth: d.scrollWidth, scrollHeight: d.scrollHeight,
+    images: [...document.images].map((i) => ({loaded: i.complete && i.naturalWidth > 0,
+      natural: i.naturalWidth, width: r(i.getBoundingClientRect().width),
+      right: r(i.getBoundingClientRect().right)})),
+    tables: [...document.querySelectorAll("table")].map((t) => ({
+      rows: t.querySelectorAll("tbody tr").length, right: r(t.getBoundingClientRect().right)})),
+    flagged: document.querySelectorAll("tr.flagged .flag").length,
+    pre_tables: [...document.querySelectorAll("pre")].filter((p) => p.textContent.includes("|---")).length,
+    headings: [...document.querySelectorAll("h1, h2")].map((h) => h.textContent),
+  }));
+});
+</script>"""
+
+
+def render_in_chromium(browser: str, page: Path, out_dir: Path, width: int = 1280) -> dict:
+    """Lay ``page`` out in headless Chromium ``width`` px wide: the measurements (images,
+    tables, scroll width, headings) and a full-page screenshot, ``out_dir/screenshot.png``."""
+    import html.parser
+    import subprocess
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    probe = out_dir / "measured.html"
+    probe.write_text(page.read_text().replace("</body>", _MEASURE + "</body>"))
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--no-first-run", f"--user-data-dir={out_dir / 'profile'}", "--virtual-time-budget=10000"]
+    dumped = subprocess.run([*flags, f"--window-size={width},900", "--dump-dom", probe.as_uri()],
+                            capture_output=True, text=True, timeout=180)
+    assert dumped.returncode == 0, dumped.stderr[-3000:]
+
+    class Root(html.parser.HTMLParser):
+        measured = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "html":
+                self.measured = dict(attrs).get("data-measured")
+
+    root = Root()
+    root.feed(dumped.stdout)
+    assert root.measured, f"the page did not load in Chromium:\n{dumped.stderr[-3000:]}"
+    measured = json.loads(root.measured)
+    shot = out_dir / "screenshot.png"
+    height = min(max(measured["scrollHeight"], 900), 16000)
+    done = subprocess.run([*flags, f"--window-size={width},{height}", f"--screenshot={shot}",
+                           page.as_uri()], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0 and shot.is_file(), done.stderr[-3000:]
+    measured["screenshot"] = shot
+    measured["screenshot_size"] = _png_size(shot)
+    return measured
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    import struct
+
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path}: not a PNG"
+    return struct.unpack(">II", header[16:24])
+
+
+@pytest.fixture(scope="session")
+def browser_render(chromium):
+    """``browser_render(page, out_dir, width=1280)``: see :func:`render_in_chromium`."""
+    return lambda page, out_dir, width=1280: render_in_chromium(chromium, page, out_dir, width)
+
+
+# -- servers the tests start (an MLflow tracking server, a model server) ------------------------
+class Processes:
+    """Start, wait for and stop the servers a test runs on loopback."""
+
+    @staticmethod
+    def free_port() -> int:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    @staticmethod
+    def start(args: list[str], log: Path, **env: str):
+        import subprocess
+        import sys
+
+        # MLflow launches uvicorn by name: the venv's bin directory must be on PATH.
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+        env = {**os.environ, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true", **env}
+        with log.open("w") as out:
+            return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                    start_new_session=True)
+
+    @staticmethod
+    def wait_http(proc, url: str, log: Path, timeout: float = 120.0) -> None:
+        import time
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{url}: process exited with {proc.returncode}:\n"
+                                   f"{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise TimeoutError(f"{url}: not up after {timeout}s:\n{log.read_text()[-3000:]}")
+
+    @staticmethod
+    def stop(proc) -> None:
+        import signal
+        import subprocess
+
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def mlflow_server(self, root: Path):
+        """``mlflow server`` on 127.0.0.1 (sqlite backend, artifacts proxied over HTTP), not
+        yet waited for: (process, uri, log)."""
+        import sys
+
+        port = self.free_port()
+        log = root / "server.log"
+        proc = self.start([sys.executable, "-m", "mlflow", "server",
+                           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                           "--artifacts-destination", str(root / "artifacts"),
+                           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], log,
+                          MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job workers
+        return proc, f"http://127.0.0.1:{port}", log
+
+
+@pytest.fixture(scope="session")
+def processes() -> Processes:
+    return Processes()

@@ -7,7 +7,6 @@ paper's figures appear only in their own table, labelled as the paper's.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -15,52 +14,13 @@ import numpy as np
 
 from grmodel.atomic import jsonable, write_text_atomic
 from grmodel.config import RunConfig
-from grmodel.evaluate import xauc_header
+from grmodel.evaluate import headline_variant, xauc_header
 from grmodel.metrics import XAUC_NAMES, xauc_key
+from grmodel.reporting.numbers import num as _num
+from grmodel.reporting.numbers import plus_minus as _pm
+from grmodel.reporting.paper import PAPER_ANCHORS
 
 HEADLINE = ("mae", "xauc", "xauc_tie_aware")
-
-# The paper's numbers (method.md, "Paper's results"): MAE / XAUC on KuaiRec. Our rows map onto
-# the paper's methods by name; CWM has no model in the zoo.
-PAPER_ANCHORS: dict[str, dict[str, Any]] = {
-    "table1": {
-        "caption": "the paper's Table 1, KuaiRec",
-        "columns": ["watch time", "watch ratio"],
-        "rows": {
-            "vr": ("VR", [(7.634, 0.534), (0.385, 0.691)]),
-            "wlr": ("WLR", [(6.047, 0.545), (0.375, 0.698)]),
-            "d2q": ("D2Q", [(5.426, 0.565), (0.371, 0.712)]),
-            "cwm": ("CWM", [(3.452, 0.580), (0.368, 0.725)]),
-            "tpm": ("TPM", [(3.456, 0.571), (0.361, 0.734)]),
-            "cread": ("CREAD", [(3.307, 0.594), (0.369, 0.738)]),
-            "gr": ("GR", [(3.196, 0.614), (0.333, 0.753)]),
-        },
-    },
-    "table3": {
-        "caption": "the paper's Table 3, KuaiRec watch time",
-        "columns": ["watch time"],
-        "rows": {
-            "manual": ("manual", [(3.281, 0.604)]),
-            "binary": ("binary", [(3.268, 0.605)]),
-            "dynamic_quantile": ("dynamic quantile", [(3.196, 0.614)]),
-        },
-    },
-    "table4": {
-        "caption": "the paper's Table 4, KuaiRec watch time",
-        "columns": ["watch time"],
-        "rows": {
-            "full": ("GR (full CLEM)", [(3.196, 0.614)]),
-            "no_clem": ("w/o CLEM", [(3.416, 0.584)]),
-            "em_teacher_forcing": ("EM with teacher forcing", [(3.241, 0.604)]),
-            "cl_without_em": ("CL w/o EM", [(3.359, 0.588)]),
-            "linear": ("linear decay", [(3.205, 0.613)]),
-            "exponential": ("exponential decay", [(3.211, 0.613)]),
-            "fixed_p_0.5": ("p = 0.5", [(3.208, 0.612)]),
-            "fixed_p_0": ("p = 0", [(3.283, 0.593)]),
-        },
-    },
-}
-
 
 # -- aggregation ----------------------------------------------------------------------------
 def mean_std(values: list[float]) -> dict[str, float | None]:
@@ -150,21 +110,6 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # -- Markdown -------------------------------------------------------------------------------
-def _num(value: float | None, digits: int = 4) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
-
-
-def _pm(stats: dict[str, Any]) -> str:
-    if stats["std"] is None:
-        return _num(stats["mean"])
-    return f"{_num(stats['mean'])} ± {_num(stats['std'])}"
-
-
-def headline_variant(report: dict[str, Any]) -> str:
-    """The XAUC variant the report leads with: tie-aware when the test labels tie."""
-    return report.get("xauc_headline_variant") or report["eval_config"]["xauc"]
-
-
 def results_table(report: dict[str, Any]) -> str:
     """Our results: one line per row, mean ± std over seeds and the per-seed values."""
     configured, headline = report["eval_config"]["xauc"], headline_variant(report)

@@ -110,8 +110,7 @@ def track_and_register(
     params = {record.stage: record.params for record, _ in records} | {REGISTER_STAGE: register_params}
     parent = target.parent(data_version, params, started=fetched.started)
     for record, stage_dir in records:
-        cached = record.stage != FETCH_STAGE and record.ended < fetched.started
-        _log_stage(target, parent, record, stage_dir, cached)
+        nest_stage_run(target, parent, record, stage_dir, cached=is_cache_hit(record, fetched))
     log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
     baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
                  if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR_ROW}
@@ -239,9 +238,16 @@ def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decisi
     client.set_tag(parent, "report", f"{client.get_run(parent).info.artifact_uri}/{REPORT_DIR}/report.html")
 
 
-def _log_stage(target: TrackingTarget, parent: str, record: StageRecord, stage_dir: Path,
-               cached: bool) -> None:
-    """Put the stage's run under ``parent``: nest its live run, or log it from its record."""
+def is_cache_hit(record: StageRecord, fetched: StageRecord) -> bool:
+    """Whether Kubeflow served ``record``'s stage from its cache: it ended before this run's
+    ``fetch_data`` (never cached) started."""
+    return record.stage != FETCH_STAGE and record.ended < fetched.started
+
+
+def nest_stage_run(target: TrackingTarget, parent: str, record: StageRecord, stage_dir: Path,
+                   cached: bool = False) -> None:
+    """Put the stage's run under ``parent``: nest the run it logged live, or log one from its
+    record (backfilled, or a cache hit)."""
     from mlflow.exceptions import MlflowException
 
     from grmodel.tracking import INHERITED_TAGS, connect, sql_string

@@ -16,9 +16,7 @@ Stages in order: :func:`fetch_data` → :func:`validate_data` (raw) → :func:`i
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import html
 import json
 import logging
 import re
@@ -484,6 +482,7 @@ def evaluate(
     *,
     overrides: list[str] | None = None,
     seeds: int = 1,
+    data_version: str = "",
     tracking: StageTracking | None = None,
 ) -> dict[str, Any]:
     """Score every trained row (``{row: train output}``) on the same test split beside the
@@ -491,6 +490,8 @@ def evaluate(
     ``report.html`` (figures inlined) into ``out_dir``."""
     from grmodel.experiments.report import results_table
     from grmodel.experiments.runner import run_entry, write_experiment_report
+    from grmodel.reporting.html import render_report_html
+    from grmodel.tracking import git_commit
     from grmodel.training.records import dataset_fingerprint, finished_run
 
     started = time.time()
@@ -510,7 +511,9 @@ def evaluate(
         report = write_experiment_report(plan, runs, tmp)
         metrics = headline_metrics(report)
         write_json_atomic(tmp / "metrics.json", metrics)
-        write_text_atomic(tmp / "report.html", _report_html(report, tmp))
+        provenance = {"data version": data_version or "unknown", "git commit": git_commit()}
+        write_text_atomic(tmp / "report.html",
+                          render_report_html(report, tmp / "figures", provenance))
         record = StageRecord(
             "evaluate", params={"eval": report["eval_config"]},
             metrics={f"test.{row}.{k}": v for row, m in metrics.items() for k, v in m.items()},
@@ -528,18 +531,3 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
     return {metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"])}
             for name, s in report["summary"].items()}
-
-
-def _report_html(report: dict[str, Any], out: Path) -> str:
-    """A self-contained page for the Kubeflow UI: the table and every figure inlined."""
-    from grmodel.experiments.report import results_table
-
-    figures = "".join(
-        f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" src="data:image/png;base64,'
-        f'{base64.b64encode((out / "figures" / name).read_bytes()).decode()}">'
-        for name in report["figures"]
-    )
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(report['title'])}"
-            f"</title></head><body><h1>{html.escape(report['title'])}</h1>"
-            f"<pre>{html.escape(results_table(report))}</pre>{figures}</body></html>\n")
-

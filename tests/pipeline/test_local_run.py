@@ -155,6 +155,26 @@ def test_the_baselines_are_logged_as_models(finished):
         assert loaded.predict(test[columns].head(4)).shape == (4,), model.name
 
 
+def test_the_report_page_kubeflow_shows_renders_in_chromium(finished, browser_render, tmp_path):
+    """The evaluate step's report.html at 1280 px: its tables (not Markdown in <pre>), every
+    figure loaded and inside the page, no sideways scrolling. The screenshot is kept under
+    runs/ for people to look at."""
+    report = json.loads((finished.evaluation_dir / "report.json").read_text())
+    measured = browser_render(finished.evaluation_dir / "report.html", tmp_path)
+    assert measured["scrollWidth"] <= measured["viewport"] == 1280
+    assert measured["pre_tables"] == 0
+    assert measured["tables"][0]["rows"] == len(report["summary"])  # the results
+    assert len(measured["images"]) == len(report["figures"]) >= 4
+    assert all(i["loaded"] and i["right"] <= 1280 for i in measured["images"])
+    assert {"Provenance", "Results (ours, test split)", "Runs", "Configurations", "Figures",
+            "The paper's numbers, for reference"} <= set(measured["headings"])
+    page = (finished.evaluation_dir / "report.html").read_text()
+    assert finished.decision["data_version"] in page
+    kept = Path(__file__).resolve().parents[2] / "runs" / "report-screenshot.png"
+    kept.parent.mkdir(exist_ok=True)
+    shutil.copyfile(measured["screenshot"], kept)
+
+
 def test_the_parent_run_records_what_grmodel_reproduce_needs(finished):
     from mlflow import MlflowClient
 

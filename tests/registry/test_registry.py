@@ -6,11 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -39,58 +35,13 @@ POLICY = registry.PromotionPolicy(min_mae_rel_improvement=0.01, max_xauc_drop=0.
                                   require_beats_baselines=(TRAIN_MEDIAN,))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start(args: list[str], log: Path, **env: str) -> subprocess.Popen:
-    # MLflow launches uvicorn by name: the venv's bin directory must be on PATH.
-    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
-    env = {**os.environ, "PATH": path, "MLFLOW_DISABLE_TELEMETRY": "true", **env}
-    with log.open("w") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-
-
-def _wait_http(proc: subprocess.Popen, url: str, log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"{url}: not up after {timeout}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the server and the workers it started
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
-def server_process(tmp_path_factory):
+def server_process(tmp_path_factory, processes):
     """Started first (``trained`` asks for it): its start-up overlaps the training and the
     file-store flow, which run before the HTTP flow."""
-    root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    log = root / "server.log"
-    proc = _start([sys.executable, "-m", "mlflow", "server",
-                   "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                   "--artifacts-destination", str(root / "artifacts"),
-                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"], log,
-                  MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no background job workers
-    yield proc, f"http://127.0.0.1:{port}", log
-    _stop(proc)
+    proc, uri, log = processes.mlflow_server(tmp_path_factory.mktemp("mlflow-server"))
+    yield proc, uri, log
+    processes.stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -103,9 +54,9 @@ def trained(server_process, planted_dataset, tmp_path_factory, gr_config):
 
 
 @pytest.fixture(scope="module")
-def server_uri(server_process):
+def server_uri(server_process, processes):
     proc, uri, log = server_process
-    _wait_http(proc, f"{uri}/health", log)
+    processes.wait_http(proc, f"{uri}/health", log)
     return uri
 
 
@@ -276,14 +227,14 @@ def test_failed_runs_never_move_champion(flow, tmp_path):
     assert registry.alias_version(NAME, registry.CHAMPION, uri) == "2"
 
 
-def test_mlflow_models_serve_serves_the_champion(http_flow, tmp_path):
-    port = _free_port()
+def test_mlflow_models_serve_serves_the_champion(http_flow, tmp_path, processes):
+    port = processes.free_port()
     log = tmp_path / "serve.log"
-    proc = _start([sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{NAME}@champion",
-                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port), "-w", "1"], log,
-                  MLFLOW_TRACKING_URI=http_flow["uri"])
+    proc = processes.start([sys.executable, "-m", "mlflow", "models", "serve", "-m",
+                            f"models:/{NAME}@champion", "--env-manager", "local", "-h", "127.0.0.1",
+                            "-p", str(port), "-w", "1"], log, MLFLOW_TRACKING_URI=http_flow["uri"])
     try:
-        _wait_http(proc, f"http://127.0.0.1:{port}/ping", log)
+        processes.wait_http(proc, f"http://127.0.0.1:{port}/ping", log)
         test = read_split(http_flow["data"], "test").head(7)
         body = {"dataframe_split": test[["user_id", "item_id", "item_cat"]].to_dict(orient="split")}
         request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations",
@@ -292,6 +243,6 @@ def test_mlflow_models_serve_serves_the_champion(http_flow, tmp_path):
         with urllib.request.urlopen(request, timeout=30) as response:
             served = json.loads(response.read())["predictions"]
     finally:
-        _stop(proc)
+        processes.stop(proc)
     model = load_checkpoint(http_flow["trained"]["good"].model_dir)[0]
     np.testing.assert_allclose(served, predict_frame(model, pd.DataFrame(test)), rtol=1e-5)
