@@ -218,6 +218,13 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     assert not list(run.glob("**/model.pt"))
     client = MlflowClient(params.mlflow_tracking_uri)
     assert client.search_registered_models() == []
-    parents = client.search_runs([client.get_experiment_by_name("grmodel").experiment_id])
+    experiment = client.get_experiment_by_name("grmodel").experiment_id
+    parents = client.search_runs([experiment], "tags.run_kind = 'pipeline'")
     assert [p.info.status for p in parents] == ["FAILED"]
+    # The stages that ran logged their runs live: the failed gate's run failed, with its report.
+    ran = {r.data.tags["stage"]: r for r in client.search_runs([experiment], "tags.run_kind = 'stage'")}
+    assert {k: r.info.status for k, r in ran.items()} == {"fetch_data": "FINISHED",
+                                                          "validate_raw": "FAILED"}
+    report = {a.path for a in client.list_artifacts(ran["validate_raw"].info.run_id)}
+    assert "validation.html" in report
     shutil.rmtree(raw)
