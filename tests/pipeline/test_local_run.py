@@ -144,6 +144,7 @@ def test_the_baselines_are_logged_as_models(finished):
     import pandas as pd
 
     client, _, by_name = _parent_and_stages(finished)
+    mlflow.set_tracking_uri(finished.params.mlflow_tracking_uri)  # models:/ URIs resolve there
     register = by_name["register"].info.run_id
     logged = client.search_logged_models([by_name["register"].info.experiment_id],
                                          f"source_run_id = '{register}'")
