@@ -13,9 +13,8 @@ on real inputs: ``--model-dir`` (a GR model directory) and ``--data`` (its proce
 the test split is scored). Without them the briefly trained benchmark model is used, which
 emits <eos> at once and says little about decoding.
 
-    run=$(ls -d runs/main/kfp/grmodel-gr-* | tail -1)
-    python bench/bench_gr.py --threads 2 --model-dir $run/train-gr/model/seed2024 \
-        --data $run/ingest/processed/processed
+    python bench/bench_gr.py --threads 2 --model-dir runs/main/latest/models/gr \
+        --data runs/main/latest/processed
     python bench/bench_gr.py --device cuda --train-batches 200
 """
 

@@ -10,13 +10,10 @@ the promotion gate (pipelines/grmodel_pipeline.py).
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from grmodel.pipeline.local import LocalRun, local_tracking, run_local, summary
 from grmodel.pipeline.params import DEFAULT_OVERRIDES, PipelineParams
-
-log = logging.getLogger(__name__)
 
 # Short enough for the main job on 2 CPU cores; the paper's 20 epochs stay the library default.
 MAIN_JOB_OVERRIDES = [*DEFAULT_OVERRIDES, "train.epochs=3", "train.patience=2", "train.progress=false"]
@@ -39,11 +36,10 @@ def main_job_params(workdir: Path, preset: str = "default", seed: int = 2024,
 
 
 def run_main_job(workdir: Path, preset: str = "default", seed: int = 2024,
-                 overrides: list[str] | None = None, repo: Path = Path(".")) -> LocalRun:
+                 overrides: list[str] | None = None, repo: Path = Path("."),
+                 verbose: bool = False) -> LocalRun:
     params = main_job_params(workdir, preset, seed, overrides, repo)
-    log.info("running the grmodel pipeline locally (data: %s %s)", params.data_source,
-             params.data_version or f"{preset}/{seed}")
-    run = run_local(params, workdir)
+    run = run_local(params, workdir, verbose=verbose)
     print(summary(run))
     return run
 

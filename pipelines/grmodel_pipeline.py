@@ -23,7 +23,7 @@ from components.fetch_data import fetch_data
 from components.ingest import ingest
 from components.register import register
 from components.train import train_baseline, train_gr
-from components.validate import validate
+from components.validate import validate_processed, validate_raw
 from grmodel.pipeline.params import PipelineParams
 from grmodel.pytorchjob import DEFAULT_MOUNT
 
@@ -102,8 +102,7 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
             version = fetched.outputs["Output"]
             raw = fetched.outputs["raw"]
 
-            raw_check = validate(data=raw, kind="raw", data_version=version, **stage)
-            raw_check.set_display_name("validate-raw")
+            raw_check = validate_raw(data=raw, data_version=version, **stage)
             _on_cluster(raw_check, DATA)
 
             ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode,
@@ -111,9 +110,9 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
             _on_cluster(ingested.after(raw_check), DATA)
             processed = ingested.outputs["processed"]
 
-            processed_check = validate(data=processed, kind="processed", data_version=version,
-                                       **stage)
-            _on_cluster(processed_check.set_display_name("validate-processed"), DATA)
+            processed_check = validate_processed(data=processed, data_version=version,
+                                                 **stage)
+            _on_cluster(processed_check, DATA)
 
             vocab = build_vocab(processed=processed, data_version=version, overrides=overrides,
                                 **stage)

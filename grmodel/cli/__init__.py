@@ -21,6 +21,11 @@ class CommandError(RuntimeError):
     """An expected failure: printed as one clear message, exit status 1 (no traceback)."""
 
 
+# Libraries whose INFO lines are chatter to a user ("Skipping registering function ...",
+# "Creating initial MLflow database tables"); their warnings still show, everything with -v.
+QUIET_LOGGERS = ("great_expectations", "alembic", "kfp", "mlflow")
+
+
 # command: (module of its group, help), in the order --help lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("grmodel.cli.train", "train a model on a processed dataset"),
@@ -38,6 +43,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "main": ("grmodel.cli.pipeline",
              "the main job: the whole pipeline locally (kfp.local) on the embedded default"),
 }
+
+
+def _quiet(record: logging.LogRecord) -> bool:
+    # A handler filter, not logger levels: some libraries set their loggers' levels on import.
+    return record.levelno >= logging.WARNING or record.name.split(".")[0] not in QUIET_LOGGERS
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -69,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_quiet)
     try:
         return int(args.handler(args) or 0)
     except (CommandError, ValueError, FileNotFoundError) as exc:

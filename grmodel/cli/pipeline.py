@@ -3,6 +3,8 @@
 
 Parameters are ``--param NAME=VALUE`` (names and defaults: ``grmodel.pipeline.params``);
 lists and numbers are written as JSON (``--param 'baselines=["cread","tpm","d2q"]'``).
+``--param 'overrides=[...]'`` adds to the default overrides (which fix what the defaults get
+wrong, such as TPM's w_var); ``--param 'overrides!=[...]'`` replaces them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from grmodel.main_job import main_job_params, run_main_job
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
 from grmodel.pipeline.local import run_local, summary
-from grmodel.pipeline.params import PipelineParams
+from grmodel.pipeline.params import APPENDED_PARAMS, PipelineParams
 from grmodel.pipeline.remote import COMPILED_PIPELINE, cluster_params, compile_pipeline, schedule, submit
 
 
@@ -76,23 +78,37 @@ def _params(p: argparse.ArgumentParser) -> None:
                    help="a pipeline parameter (repeatable)")
 
 
-def parse_params(items: list[str]) -> dict[str, Any]:
-    """``NAME=VALUE`` items as typed values: JSON where the parameter is not a string."""
+def parse_params(items: list[str]) -> list[tuple[str, Any, bool]]:
+    """``NAME=VALUE`` / ``NAME!=VALUE`` items as ``(name, typed value, replace)``: JSON where the
+    parameter is not a string; ``!=`` asks to replace a list that ``=`` would add to."""
     types = {f.name: f.type for f in dataclasses.fields(PipelineParams)}
-    values: dict[str, Any] = {}
+    parsed = []
     for item in items:
         name, sep, text = item.partition("=")
-        name = name.strip()
+        replace = name.endswith("!")
+        name = name.removesuffix("!").strip()
         if not sep or name not in types:
             raise ValueError(f"--param {item!r}: expected NAME=VALUE with NAME one of {sorted(types)}")
         if types[name] == "str":
-            values[name] = text
+            parsed.append((name, text, replace))
             continue
         try:
-            values[name] = json.loads(text)
+            parsed.append((name, json.loads(text), replace))
         except json.JSONDecodeError:
             raise ValueError(f"--param {item!r}: {name} takes JSON ({types[name]})") from None
-    return values
+    return parsed
+
+
+def apply_params(params: PipelineParams, items: list[str]) -> PipelineParams:
+    """``params`` with the ``--param`` items applied: ``overrides=`` appends, ``!=`` replaces."""
+    values: dict[str, Any] = {}
+    for name, value, replace in parse_params(items):
+        if name in APPENDED_PARAMS and not replace:
+            if not isinstance(value, list):
+                raise ValueError(f"--param {name}: takes a JSON list of strings")
+            value = [*values.get(name, getattr(params, name)), *value]
+        values[name] = value
+    return params.with_values(values)
 
 
 def _compile(args: argparse.Namespace) -> int:
@@ -107,13 +123,13 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
-    params = main_job_params(workdir, args.preset, args.seed).with_values(parse_params(args.param))
-    print(summary(run_local(params, workdir)))
+    params = apply_params(main_job_params(workdir, args.preset, args.seed), args.param)
+    print(summary(run_local(params, workdir, verbose=args.verbose)))
     return 0
 
 
 def _cluster_params(args: argparse.Namespace) -> Any:
-    return cluster_params(PipelineParams().with_values(parse_params(args.param)), args.repo)
+    return cluster_params(apply_params(PipelineParams(), args.param), args.repo)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -136,5 +152,6 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    run_main_job(Path(args.workdir), preset=args.preset, seed=args.seed, overrides=args.overrides)
+    run_main_job(Path(args.workdir), preset=args.preset, seed=args.seed, overrides=args.overrides,
+                 verbose=args.verbose)
     return 0

@@ -1,15 +1,18 @@
 """``grmodel registry``: register a run's model, run the promotion gate, show the history.
 
 The tracking server comes from ``--tracking-uri`` or, as for every MLflow tool, the
-``MLFLOW_TRACKING_URI`` environment variable.
+``MLFLOW_TRACKING_URI`` environment variable; with neither, the command stops before MLflow
+runs (which would create a stray ``./mlflow.db``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
+from grmodel.cli import CommandError
 from grmodel.registry import (
     CHAMPION,
     PromotionPolicy,
@@ -59,8 +62,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI)")
 
 
+def _tracking_uri(args: argparse.Namespace) -> str:
+    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        raise CommandError("no MLflow tracking server: pass --tracking-uri URI or set"
+                           " MLFLOW_TRACKING_URI (after `make main`: sqlite:///runs/main/mlflow.db)")
+    return uri
+
+
 def _register(args: argparse.Namespace) -> int:
-    version = register_model(args.name, args.run_id, args.artifact, args.tracking_uri)
+    version = register_model(args.name, args.run_id, args.artifact, _tracking_uri(args))
     print(f"{args.name} version {version.version} (run {args.run_id}) is the challenger")
     return 0
 
@@ -81,7 +92,7 @@ def _promote(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"{path}: metrics file not found")
         baselines = json.loads(path.read_text())
     decision = gate(args.name, args.version, args.data, baselines=baselines, policy=policy,
-                    tracking_uri=args.tracking_uri)
+                    tracking_uri=_tracking_uri(args))
     print(format_history([decision]))
     after = f"v{decision.champion_after}" if decision.champion_after else "none"
     print(f"\n{args.name} v{decision.challenger_version}: {decision.verdict}; champion: {after}")
@@ -89,8 +100,9 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    champion = alias_version(args.name, CHAMPION, args.tracking_uri)  # fails if no such model
-    decisions = history(args.name, args.tracking_uri)
+    uri = _tracking_uri(args)
+    champion = alias_version(args.name, CHAMPION, uri)  # fails if no such model
+    decisions = history(args.name, uri)
     if args.json:
         print(json.dumps([json.loads(d.to_json()) for d in decisions], indent=2))
         return 0

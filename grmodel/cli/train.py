@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from grmodel.atomic import write_json_atomic
@@ -12,9 +13,12 @@ from grmodel.checkpoint import load_checkpoint, load_encoders
 from grmodel.config import ConfigError, RunConfig, load_config
 from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
+from grmodel.locate import dataset_dir, model_dir
 from grmodel.predict import predict_parquet
 from grmodel.registry.pyfunc import resolve_model_uri
 from grmodel.training.loop import default_state_dir, train_model
+
+OVERRIDES_ENV = "GRMODEL_OVERRIDES"  # space-separated section.key=value items for `grmodel train`
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue from the training state when one exists (same config and number"
                         " of processes), else start afresh")
-    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-3")
+    p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-3"
+                   f" (${OVERRIDES_ENV}, space-separated, is applied after them)")
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser("predict", help="score a Parquet file with a trained model")
@@ -62,7 +67,9 @@ def _train(args: argparse.Namespace) -> int:
     env = launch_env()  # under torchrun: only rank 0 logs and prints
     if env is not None and env[0] != 0:
         logging.getLogger().setLevel(logging.WARNING)
-    overrides = [f"data.processed_dir={args.data}", *args.overrides]
+    # $GRMODEL_OVERRIDES comes last: e.g. small sizes for every training a script starts.
+    overrides = [f"data.processed_dir={dataset_dir(args.data)}", *args.overrides,
+                 *os.environ.get(OVERRIDES_ENV, "").split()]
     if args.model:
         overrides.append(f"model_name={args.model}")
     if args.config_json is not None:
@@ -104,8 +111,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    model_dirs = dict(item.split("=", 1) for item in args.model)
-    results = evaluate_models(args.data, model_dirs)
+    model_dirs = {}
+    for item in args.model:
+        name, sep, path = item.partition("=")
+        if not sep:
+            raise ValueError(f"--model {item!r}: expected NAME=DIR, e.g. gr=runs/main/latest/models/gr")
+        model_dirs[name] = model_dir(path)
+    results = evaluate_models(dataset_dir(args.data), model_dirs)
     print(format_table(results))
     if args.out:
         write_json_atomic(args.out, results)

@@ -17,6 +17,7 @@ from grmodel.cli import CommandError
 from grmodel.codec import LabelCodec
 from grmodel.config import VocabConfig
 from grmodel.features import LABEL_COLUMN, DatasetError, label_array, read_split
+from grmodel.locate import dataset_dir
 from grmodel.validation import (
     ProcessedBounds,
     RawBounds,
@@ -88,7 +89,7 @@ def _raw(args: argparse.Namespace) -> int:
 
 def _processed(args: argparse.Namespace) -> int:
     bounds = _bounds(ProcessedBounds, args.settings)
-    return _finish(validate_processed(args.input, bounds), args.out)
+    return _finish(validate_processed(dataset_dir(args.input), bounds), args.out)
 
 
 def _labels(processed_dir: str, split: str) -> Any:

@@ -13,6 +13,8 @@ from grmodel.data.io import DataSpecError
 
 TRAIN, VALID, TEST, DROPPED = 0, 1, 2, -1
 SPLIT_CODES = {"train": TRAIN, "valid": VALID, "test": TEST}
+# Other names a split column may use for a split (compared lower-case).
+SPLIT_ALIASES = {"validation": "valid", "val": "valid"}
 
 
 def check_fractions(valid_fraction: float, test_fraction: float) -> None:

@@ -25,8 +25,8 @@ split, so every model runs on any long-tailed regression task (e.g. lifetime val
                                      # the features (generated data), written to the test
                                      # split as oracle_median
     split: {kind: random, valid_fraction: 0.1, test_fraction: 0.1, seed: 2024}
-    # kind: random | chronological (needs timestamp) | column (split_column holds
-    #       train / valid / test)
+    # kind: random | chronological (needs timestamp) | column: {kind: column, column: NAME},
+    #       the column NAME holds train / valid (or validation, val) / test
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ class SplitSpec:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     seed: int = 2024
-    column: str | None = None  # kind=column: values train / valid / test
+    column: str | None = None  # kind=column: values train / valid (validation, val) / test
 
 
 @dataclass
@@ -507,11 +507,13 @@ def _seconds(column: pd.Series, path: Path, name: str) -> np.ndarray:
 def _codes_from_column(column: pd.Series, path: Path, name: str) -> np.ndarray:
     values = column.astype("string").str.strip().str.lower()
     codes = np.full(len(values), splits.DROPPED, dtype=np.int8)
-    for split, code in splits.SPLIT_CODES.items():
-        codes[(values == split).fillna(False).to_numpy()] = code
+    names = {**{split: split for split in splits.SPLIT_CODES}, **splits.SPLIT_ALIASES}
+    for value, split in names.items():
+        codes[(values == value).fillna(False).to_numpy()] = splits.SPLIT_CODES[split]
     bad = codes == splits.DROPPED
     if bad.any():
         example = column[bad].iloc[0]
         raise RawDataError(f"{path}: column {name!r} has {int(bad.sum())} values such as"
-                           f" {example!r} (rule: one of train, valid, test)")
+                           f" {example!r} (rule: one of train, valid, test; validation and val"
+                           " mean valid)")
     return codes

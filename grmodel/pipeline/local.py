@@ -3,21 +3,33 @@
 Every component runs as a subprocess of this Python environment (``SubprocessRunner`` without a
 venv of its own), with the same artifacts and parameters as on Kubeflow; only the resource,
 GPU and image settings are ignored. Outputs land under ``<workdir>/kfp/<pipeline>-<time>/``.
+
+Each run also gets a folder of its own, ``<workdir>/run-<UTC time>/``: the full log
+(``log.txt``) and stable links into the KFP artifact tree (``raw/``, ``processed/``,
+``models/<row>/``, ``report/``, ``decision/``, ``mlflow.db``, ``kfp/``); ``<workdir>/latest``
+links to the newest.
+The terminal shows one line per stage (``grmodel.pipeline.console``).
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import logging
+import os
+import sys
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from grmodel.pipeline.params import PipelineParams
 
-log = logging.getLogger(__name__)
+LATEST = "latest"
+LOG_FILE = "log.txt"
 
 
 class PipelineFailed(RuntimeError):
@@ -28,9 +40,10 @@ class PipelineFailed(RuntimeError):
 class LocalRun:
     """Where a finished local run left its results."""
 
-    run_dir: Path
+    run_dir: Path  # the KFP artifact tree of the run
     params: PipelineParams
     seconds: float
+    folder: Path  # the run's own folder: log.txt and the stable links
 
     def output(self, task: str, name: str) -> Path:
         path = self.run_dir / task / name
@@ -53,29 +66,129 @@ def local_tracking(workdir: Path) -> dict[str, str]:
             "mlflow_artifact_root": str((workdir / "mlartifacts").resolve())}
 
 
-def run_local(params: PipelineParams, workdir: str | Path) -> LocalRun:
-    """Run the pipeline with ``params`` under ``workdir``; raises :class:`PipelineFailed`."""
+def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = False,
+              terminal: TextIO | None = None) -> LocalRun:
+    """Run the pipeline with ``params`` under ``workdir``; raises :class:`PipelineFailed`.
+
+    ``terminal`` (default: stdout) gets the stage lines, or with ``verbose`` everything the
+    log gets."""
     from kfp import local
 
+    from grmodel.pipeline.console import RunConsole
+    from grmodel.progress import EVENTS_ENV
     from pipelines.grmodel_pipeline import PIPELINE_NAME, grmodel_pipeline
 
     work = Path(workdir).resolve()
     root = work / "kfp"
     root.mkdir(parents=True, exist_ok=True)
+    folder = _new_folder(work)
     before = set(root.glob(f"{PIPELINE_NAME}-*"))
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
-    log.info("local run: images, CPU/memory requests and GPUs apply on Kubeflow only")
     started = time.perf_counter()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "Task .* have no effect in the current local runner")
-            grmodel_pipeline(**params.arguments())
-    except RuntimeError as exc:  # kfp.local: "Task 'x' finished with status FAILURE"
-        raise PipelineFailed(f"local pipeline run under {root} failed: {exc}") from None
+    with open(folder / LOG_FILE, "w", encoding="utf-8", buffering=1) as log:  # tail -f works
+        console = RunConsole(log, terminal or sys.stdout, root, before, verbose=verbose)
+        console.say(f"{PIPELINE_NAME}: running locally (kfp.local; images, CPU/memory requests"
+                    f" and GPUs apply on Kubeflow only); full log: {_shown(folder / LOG_FILE)}")
+        failure = None
+        with _captured(console), _env(EVENTS_ENV, "1"):
+            local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root))
+            try:
+                grmodel_pipeline(**params.arguments())
+            except RuntimeError as exc:  # kfp.local: "Task 'x' finished with status FAILURE"
+                failure = str(exc)
+        console.finish()
     new = sorted(set(root.glob(f"{PIPELINE_NAME}-*")) - before)
+    if new:
+        link_outputs(new[-1], folder, work)
+    _link(work / LATEST, folder)
+    if failure is not None:
+        causes = "; ".join(console.failures) or failure
+        raise PipelineFailed(f"local pipeline run failed: {causes} (log: {_shown(folder / LOG_FILE)})")
     if not new:
         raise PipelineFailed(f"local pipeline run left no run directory under {root}")
-    return LocalRun(new[-1], params, time.perf_counter() - started)
+    return LocalRun(new[-1], params, time.perf_counter() - started, folder)
+
+
+def _new_folder(work: Path) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for n in range(100):
+        folder = work / f"run-{stamp}{f'-{n}' if n else ''}"
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise PipelineFailed(f"{work}: cannot create a run folder run-{stamp}")
+
+
+@contextlib.contextmanager
+def _captured(console: Any) -> Iterator[None]:
+    """kfp.local's output, its log and warnings into the console. Around each step kfp.local
+    swaps the root logger's handlers and patches ``print`` (to indent), and parallel steps
+    restore them out of order: the handlers it falls back to write to the console too, and
+    ``print`` is restored afterwards."""
+    printer = builtins.print
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    root.handlers = [logging.StreamHandler(console)]
+    root.setLevel(logging.INFO)
+    try:
+        with contextlib.redirect_stdout(console), contextlib.redirect_stderr(console), \
+                warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Task .* have no effect in the current local runner")
+            yield
+    finally:
+        builtins.print = printer
+        root.handlers, root.level = handlers, level
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def link_outputs(run_dir: Path, folder: Path, work: Path) -> None:
+    """Stable names for a run's outputs in its folder: links into the KFP artifact tree."""
+    from grmodel.pipeline.stages import STAGE_RECORD
+
+    links = {"kfp": run_dir, "raw": run_dir / "fetch-data" / "raw" / "raw",
+             "processed": run_dir / "ingest" / "processed" / "processed",
+             "report": run_dir / "evaluate" / "evaluation",
+             "decision": run_dir / "register" / "decision_record", "mlflow.db": work / "mlflow.db"}
+    for record in sorted(run_dir.glob("**/model/" + STAGE_RECORD)):
+        row = json.loads(record.read_text())["stage"].removeprefix("train_")
+        seeds = sorted(p for p in record.parent.glob("seed*") if p.is_dir())
+        for i, seed in enumerate(seeds):  # models/<row>: the first seed; models/<row>-seed<k>
+            links[f"models/{row}" if i == 0 else f"models/{row}-{seed.name}"] = seed
+    for name, target in links.items():
+        if target.exists():
+            _link(folder / name, target)
+
+
+def _link(link: Path, target: Path) -> None:
+    """A relative symlink, replacing only a link (never a file or folder someone else made)."""
+    if link.exists() and not link.is_symlink():
+        raise PipelineFailed(f"{link}: exists and is not a link grmodel made; move it away")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(os.path.relpath(target, link.parent), target_is_directory=target.is_dir())
+    os.replace(tmp, link)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def summary(run: LocalRun) -> str:
@@ -89,15 +202,17 @@ def summary(run: LocalRun) -> str:
                f" (alias challenger): {decision['verdict']}")
     if decision["verdict"] == "promoted":
         verdict += " → champion"
+    where = run.folder.parent / LATEST if (run.folder.parent / LATEST).resolve() == run.folder else run.folder
     return "\n".join([
         results_table(report),
         "",
         f"data version: {decision['data_version']}, {report['dataset']['test_rows']} test rows",
-        f"report:  {run.evaluation_dir / 'report.md'}",
-        f"figures: {run.evaluation_dir / 'figures'}",
-        f"models:  {run.run_dir}",
-        f"registry: {verdict}",
-        f"MLflow:  {params.mlflow_tracking_uri} (experiment {params.mlflow_experiment});"
+        f"report:    {_shown(where / 'report' / 'report.md')} (and report.html, figures/)",
+        f"dataset:   {_shown(where / 'processed')}",
+        f"models:    {_shown(where / 'models')}/<row>",
+        f"log:       {_shown(run.folder / LOG_FILE)}",
+        f"registry:  {verdict}",
+        f"MLflow:    {params.mlflow_tracking_uri} (experiment {params.mlflow_experiment});"
         f" load with models:/{params.registered_model_name}@challenger",
         f"took {run.seconds / 60:.1f} min",
     ])

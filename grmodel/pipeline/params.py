@@ -10,6 +10,9 @@ from typing import Any
 # on KuaiRec-shaped data; 0.1 trains (see README, main job).
 DEFAULT_OVERRIDES = ["tpm:head.tpm_w_var=0.1"]
 DEFAULT_BASELINES = ["cread", "tpm"]
+# List parameters that `--param NAME=[...]` adds to (so the fixes above stay) and
+# `--param NAME!=[...]` replaces.
+APPENDED_PARAMS = frozenset({"overrides"})
 
 
 @dataclass

@@ -73,6 +73,11 @@ def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelinePa
             from grmodel.versioning import read_version
 
             values["data_version"] = read_version(repo).md5
+    repo_url = values.get("data_repo", params.data_repo)
+    if params.data_source == "dvc" and not _remote_git_url(repo_url):
+        raise SubmitError(f"data_repo {repo_url!r} is a path on this machine, which cluster pods"
+                          " cannot read; pass data_repo=<the repository's git URL> (https://, ssh://"
+                          " or git@host:path)")
     if not params.mlflow_tracking_uri:
         uri = os.environ.get("MLFLOW_TRACKING_URI", "")
         if not uri:
@@ -152,6 +157,12 @@ def kfp_cron(expression: str) -> str:
         raise SubmitError(f"cron {expression!r}: expected 5 fields (minute hour day month weekday)"
                           " or KFP's 6 (with seconds first)")
     return " ".join(["0", *fields] if len(fields) == 5 else fields)
+
+
+def _remote_git_url(text: str) -> bool:
+    from grmodel.pipeline.stages import GIT_URL
+
+    return bool(GIT_URL.match(text)) and not text.startswith("file:")
 
 
 def _origin_url(repo: Path) -> str:

@@ -152,7 +152,7 @@ def _checkout(data_repo: str, clone_dir: Path) -> Path:
     if not data_repo:
         raise StageError("data source dvc: data_repo is empty (rule: name the git + DVC"
                          " repository, a path or a URL)")
-    if not _GIT_URL.match(data_repo):
+    if not GIT_URL.match(data_repo):
         return Path(data_repo).resolve()
     try:
         subprocess.run(["git", "clone", "--quiet", data_repo, str(clone_dir)], check=True,
@@ -163,7 +163,7 @@ def _checkout(data_repo: str, clone_dir: Path) -> Path:
     return clone_dir
 
 
-_GIT_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
+GIT_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
 
 
 def raw_dir(fetched: str | Path) -> Path:
@@ -207,6 +207,24 @@ def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path,
         live.log_record(record, out)
         report.raise_for_failure()
     return {"success": report.success, "counts": counts, "summary": report.summary()}
+
+
+def validation_gate(data_dir: str | Path, kind: str, data_version: str, report: Any,
+                    html_path: str | Path, checks: Any,
+                    tracking: StageTracking | None = None) -> str:
+    """What the validate components do around :func:`validate_data`: the HTML report to
+    ``html_path`` (for the Kubeflow UI, even when the gate fails), the counts as KFP metrics
+    (``checks``) and the data version as ``report``'s metadata; returns the summary line."""
+    try:
+        result = validate_data(data_dir, kind, report.path, tracking)
+    finally:  # the report is the one thing a failed gate must leave behind
+        page = Path(report.path) / "validation.html"
+        if page.is_file():
+            shutil.copyfile(page, html_path)
+    report.metadata.update({"kind": kind, "data_version": data_version})
+    for status, count in result["counts"].items():
+        checks.log_metric(f"{kind}_checks_{status}", count)
+    return result["summary"]
 
 
 def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any] | None = None,

@@ -137,7 +137,9 @@ def resolve_model_uri(
         path = Path(text)
         if (path / "MLmodel").is_file() and not (path / WEIGHTS_FILE).is_file():
             return _checkpoint_dir(path)  # an MLflow model on disk
-        return path  # a checkpoint directory (load_checkpoint names what is missing)
+        from grmodel.locate import model_dir
+
+        return model_dir(path)  # a checkpoint directory, or a pipeline artifact folder holding one
     import mlflow
 
     from grmodel.tracking import connect

@@ -315,7 +315,8 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
         # A resumed epoch starts with the loss sum and samples of its first part (on rank 0).
         resumed = p.count if first else 0
         running, count = (p.running, p.count) if first and ctx.is_main else (0.0, 0)
-        bar = _progress(batches_per_epoch, epoch, tc.epochs, tc.progress and ctx.is_main, first)
+        bar = _progress(config.model_name, batches_per_epoch, epoch, tc.epochs,
+                        tc.progress, ctx.is_main, first)
         t0 = time.perf_counter()
         b = first
         for batch in source.epoch(epoch, skip=first):
@@ -485,8 +486,16 @@ def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
     return t.to(device)
 
 
-def _progress(total: int, epoch: int, epochs: int, enabled: bool, done: int = 0):
-    if not enabled:
+def _progress(model: str, total: int, epoch: int, epochs: int, bar: bool, is_main: bool,
+              done: int = 0):
+    """A terminal bar (``train.progress``), or event lines when a runner reads the output."""
+    from grmodel import progress
+
+    if not is_main:
+        return None
+    if progress.events_enabled():
+        return progress.EpochEvents(model, total, epoch, epochs, done)
+    if not bar:
         return None
     return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
                 leave=False)

@@ -20,7 +20,7 @@ from components.fetch_data import fetch_data
 from components.ingest import ingest
 from components.register import register
 from components.train import train_baseline, train_gr
-from components.validate import validate
+from components.validate import validate_processed, validate_raw
 
 
 def _out(kind, root: Path, name: str):
@@ -43,14 +43,14 @@ def chain(tmp_path_factory, pipeline_overrides):
     out["version"] = fetch_data.python_func(source="generate", data_version="", data_repo="",
                                             preset="tiny", data_seed=3, raw=a["raw"])
     v = out["version"]
-    out["raw_summary"] = validate.python_func(data=a["raw"], kind="raw", data_version=v,
-                                              report=a["raw_report"], report_html=a["raw_html"],
-                                              checks=a["raw_checks"])
+    out["raw_summary"] = validate_raw.python_func(data=a["raw"], data_version=v,
+                                                  report=a["raw_report"], report_html=a["raw_html"],
+                                                  checks=a["raw_checks"])
     ingest.python_func(raw=a["raw"], data_version=v, split="authors", label_mode="watch_time",
                        processed=a["processed"])
-    validate.python_func(data=a["processed"], kind="processed", data_version=v,
-                         report=a["processed_report"], report_html=a["processed_html"],
-                         checks=a["processed_checks"])
+    validate_processed.python_func(data=a["processed"], data_version=v,
+                                   report=a["processed_report"], report_html=a["processed_html"],
+                                   checks=a["processed_checks"])
     build_vocab.python_func(processed=a["processed"], data_version=v, overrides=pipeline_overrides,
                             vocabulary=a["vocabulary"])
     encode_labels.python_func(processed=a["processed"], vocabulary=a["vocabulary"], data_version=v,

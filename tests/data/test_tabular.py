@@ -105,6 +105,11 @@ def test_split_column(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "ltv.parquet", split={"kind": "column", "column": "fold"})
     assert build_tabular(spec, tmp_path / "out")["splits"]["rows"] == {
         "train": 400, "valid": 100, "test": 100}
+    table["fold"] = table["fold"].replace({"valid": "Validation"})
+    table.loc[450:, "fold"] = table.loc[450:, "fold"].replace({"Validation": " val"})
+    table.to_parquet(tmp_path / "ltv.parquet")
+    assert build_tabular(spec, tmp_path / "aliases")["splits"]["rows"] == {
+        "train": 400, "valid": 100, "test": 100}
     table.loc[5, "fold"] = "holdout"
     table.to_parquet(tmp_path / "ltv.parquet")
     with pytest.raises(RawDataError, match=r"'fold'.*holdout.*one of train, valid, test"):

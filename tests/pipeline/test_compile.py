@@ -55,7 +55,8 @@ def test_light_stages_run_the_runtime_image_without_gpus(compiled):
 
 def test_caching_is_on_for_pure_stages_and_off_where_runs_must_repeat(compiled):
     tasks = _tasks(compiled["ir"])
-    for name in ("validate", "ingest", "validate-2", "build-vocab", "encode-labels", "train-gr", "evaluate"):
+    for name in ("validate-raw", "ingest", "validate-processed", "build-vocab", "encode-labels",
+                 "train-gr", "evaluate"):
         assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
     for name in ("fetch-data", "register"):
         assert not tasks[name]["cachingOptions"].get("enableCache"), name

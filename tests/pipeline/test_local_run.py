@@ -4,13 +4,15 @@ validation stops the run before anything is built or registered."""
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from grmodel.pipeline.local import PipelineFailed, local_tracking, run_local
+from grmodel.pipeline.local import PipelineFailed, local_tracking, run_local, summary
 from grmodel.pipeline.params import PipelineParams
 
 
@@ -28,16 +30,63 @@ def _params(workdir: Path, overrides: list[str], **values) -> PipelineParams:
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory, pipeline_overrides):
+def watched(tmp_path_factory, pipeline_overrides):
+    """The run and what its terminal (not a TTY here) showed."""
     work = tmp_path_factory.mktemp("local-run")
-    return run_local(_params(work, pipeline_overrides), work)
+    terminal = io.StringIO()
+    run = run_local(_params(work, pipeline_overrides), work, terminal=terminal)
+    return run, terminal.getvalue() + summary(run) + "\n"
+
+
+@pytest.fixture(scope="module")
+def finished(watched):
+    return watched[0]
+
+
+TASKS = ["fetch-data", "validate-raw", "ingest", "validate-processed", "build-vocab",
+         "encode-labels", "train-gr", "train-baseline", "train-baseline", "evaluate", "register",
+         "close-tracking"]
+
+
+def test_the_terminal_shows_one_line_per_stage_start_and_end(watched):
+    run, shown = watched
+    lines = shown.splitlines()
+    assert len(lines) <= 80, shown
+    started = sorted(line.split("▸ ")[1] for line in lines if "  ▸ " in line)
+    ended = sorted(line.split("✓ ")[1].split()[0] for line in lines if "  ✓ " in line)
+    assert started == ended == sorted(TASKS)
+    assert re.search(r"✓ validate-raw +\d+\.\d s  (\d+)/\1 checks passed", shown)
+    assert re.search(r"✓ ingest .* [\d,]+ train, [\d,]+ valid, [\d,]+ test rows", shown)
+    assert re.search(r"✓ train-gr .* gr: seed2024 best epoch \d, valid MAE \d", shown)
+    assert re.search(r"✓ evaluate .* test MAE gr \d", shown)
+    assert "registry:  local-gr version 1 (alias challenger): promoted" in shown
+    for chatter in ("executor_input", "Skipping registering", "RuntimeWarning", "KFP Executor"):
+        assert chatter not in shown
+    log = (run.folder / "log.txt").read_text()
+    assert "Got executor_input" in log and "grmodel-progress" in log and "✓ train-gr" in log
+
+
+def test_latest_holds_stable_paths_into_the_run(finished):
+    from grmodel.checkpoint import load_checkpoint
+
+    latest = finished.folder.parent / "latest"
+    assert latest.resolve() == finished.folder
+    assert (latest / "processed" / "manifest.json").is_file()
+    assert (latest / "raw" / "small_matrix.csv").is_file()
+    assert (latest / "report" / "report.md").is_file() and (latest / "report" / "report.html").is_file()
+    assert (latest / "mlflow.db").resolve() == (finished.folder.parent / "mlflow.db").resolve()
+    assert sorted(p.name for p in (latest / "models").iterdir()) == ["cread", "gr", "tpm"]
+    for row in ("gr", "cread", "tpm"):
+        assert load_checkpoint(latest / "models" / row)[1]["model_name"] == row
+    assert (latest / "kfp").resolve() == finished.run_dir  # the artifact tree stays where it is
+    assert not (latest / "models" / "gr").resolve().is_relative_to(finished.folder)
 
 
 def test_every_task_leaves_its_outputs(finished):
     run = finished.run_dir
     fetched = run / "fetch-data" / "raw"
     assert (fetched / "raw" / "small_matrix.csv").is_file()
-    for task in ("validate", "validate-2"):
+    for task in ("validate-raw", "validate-processed"):
         assert (run / task / "report" / "validation.json").is_file()
         assert json.loads((run / task / "report" / "validation.json").read_text())["success"]
     assert (run / "ingest" / "processed" / "processed" / "train.parquet").is_file()
@@ -210,10 +259,12 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
                            for line in lines[1:]]
     matrix.write_text("\n".join(broken) + "\n")
     params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw))
-    with pytest.raises(PipelineFailed, match="validate"):
-        run_local(params, tmp_path)
+    terminal = io.StringIO()
+    with pytest.raises(PipelineFailed, match="validate-raw: ValidationFailed"):
+        run_local(params, tmp_path, terminal=terminal)
+    assert re.search(r"✗ validate-raw .* failed: ValidationFailed: ", terminal.getvalue())
     run = next((tmp_path / "kfp").glob("grmodel-gr-*"))
-    report = json.loads((run / "validate" / "report" / "validation.json").read_text())
+    report = json.loads((run / "validate-raw" / "report" / "validation.json").read_text())
     assert not report["success"]
     assert not (run / "ingest").exists() and not (run / "build-vocab").exists()
     assert not list(run.glob("**/model.pt"))
@@ -229,3 +280,12 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     report = {a.path for a in client.list_artifacts(ran["validate_raw"].info.run_id)}
     assert "validation.html" in report
     shutil.rmtree(raw)
+
+
+def test_commands_given_kfp_artifact_folders_find_what_is_inside(finished, capsys):
+    from grmodel.cli import main
+
+    run = finished.run_dir
+    assert main(["evaluate", "--data", str(run / "ingest" / "processed"),
+                 "--model", f"gr={run / 'train-gr' / 'model'}"]) == 0
+    assert "| gr |" in capsys.readouterr().out

@@ -130,6 +130,25 @@ def test_cluster_params_refuse_what_cannot_run_on_a_cluster(monkeypatch, tmp_pat
         cluster_params(PipelineParams(data_source="generate", mlflow_tracking_uri="sqlite:///x.db"), tmp_path)
     with pytest.raises(SubmitError, match="origin"):
         cluster_params(PipelineParams(mlflow_tracking_uri="http://m"), tmp_path)
+    for local in (str(tmp_path), "/srv/git/grmodel", "file:///srv/git/grmodel.git"):
+        with pytest.raises(SubmitError, match="path on this machine"):
+            cluster_params(PipelineParams(mlflow_tracking_uri="http://m", data_repo=local,
+                                          data_version="abc.dir"), tmp_path)
+    for url in ("https://git.example.com/g.git", "git@git.example.com:team/g.git"):
+        cluster_params(PipelineParams(mlflow_tracking_uri="http://m", data_repo=url,
+                                      data_version="abc.dir"), tmp_path)
+
+
+def test_the_cli_refuses_a_local_origin_as_data_repo(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", "/home/me/grmodel"], check=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example.com")
+    code = main(["pipeline", "submit", "--host", "http://127.0.0.1:9", "--repo", str(tmp_path),
+                 "--param", "data_version=abc.dir"])
+    assert code == 1
+    assert "data_repo '/home/me/grmodel' is a path on this machine" in capsys.readouterr().err
 
 
 def test_cron_expressions():

@@ -246,3 +246,16 @@ def test_mlflow_models_serve_serves_the_champion(http_flow, tmp_path, processes)
         processes.stop(proc)
     model = load_checkpoint(http_flow["trained"]["good"].model_dir)[0]
     np.testing.assert_allclose(served, predict_frame(model, pd.DataFrame(test)), rtol=1e-5)
+
+
+def test_registry_cli_without_a_tracking_server_stops_before_touching_the_disk(tmp_path, monkeypatch,
+                                                                                capsys):
+    from grmodel.cli import main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    for argv in (["history", NAME], ["register", NAME, "--run-id", "abc"],
+                 ["promote", NAME, "--version", "1", "--data", str(tmp_path)]):
+        assert main(["registry", *argv]) == 1
+        assert "pass --tracking-uri URI or set MLFLOW_TRACKING_URI" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no stray ./mlflow.db, no mlruns/
