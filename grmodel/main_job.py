@@ -14,12 +14,12 @@ import logging
 from pathlib import Path
 
 from grmodel.pipeline.local import LocalRun, local_tracking, run_local, summary
-from grmodel.pipeline.params import DEFAULT_OVERRIDES, PipelineParams
+from grmodel.pipeline.params import PipelineParams
 
 log = logging.getLogger(__name__)
 
 # Short enough for the main job on 2 CPU cores; the paper's 20 epochs stay the library default.
-MAIN_JOB_OVERRIDES = [*DEFAULT_OVERRIDES, "train.epochs=3", "train.patience=2", "train.progress=false"]
+MAIN_JOB_OVERRIDES = ["train.epochs=3", "train.patience=2", "train.progress=false"]
 
 
 def main_job_params(workdir: Path, preset: str = "default", seed: int = 2024,

@@ -80,7 +80,7 @@ def run_local(params: PipelineParams, workdir: str | Path) -> LocalRun:
 
 def summary(run: LocalRun) -> str:
     """What the main job prints at the end: the table and where everything is."""
-    from grmodel.experiments.report import results_table
+    from grmodel.comparison.report import results_table
 
     report = json.loads((run.evaluation_dir / "report.json").read_text())
     decision = run.decision

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import write_json_atomic, write_text_atomic
-from grmodel.pipeline.stages import GR_ROW, StageError, StageRecord, processed_dir
+from grmodel.pipeline.stages import GR, StageError, StageRecord, processed_dir
 
 log = logging.getLogger(__name__)
 
@@ -158,8 +158,8 @@ def _register_and_gate(target: TrackingTarget, run_id: str, ingested: str | Path
         log.info("%s version %s was registered by this pipeline run already", model_name, version)
     else:
         chosen = select_gr_seed(gr_model_dir)
-        registry.log_model(chosen, data, name=GR_ROW)
-        version = registry.register_model(model_name, run_id, GR_ROW, target.uri).version
+        registry.log_model(chosen, data, name=GR)
+        version = registry.register_model(model_name, run_id, GR, target.uri).version
     metrics_path = Path(evaluation_dir) / "metrics.json"
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: not found (rule: the evaluate stage writes it)")

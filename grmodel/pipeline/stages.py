@@ -29,16 +29,18 @@ from typing import Any
 
 import numpy as np
 
-from grmodel.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from grmodel.atomic import atomic_directory, through_json, write_json_atomic, write_text_atomic
+from grmodel.comparison.plan import ComparisonPlan, model_comparison, plan_comparison
+from grmodel.comparison.report import results_table
+from grmodel.comparison.results import run_entry, write_comparison_report
 
 log = logging.getLogger(__name__)
 
 STAGE_RECORD = "stage.json"
 VOCABULARY_FILE = "vocabulary.json"
 TOKENS_FILE = "tokens.parquet"
-# The experiment whose rows the pipeline trains: GR and the Table 1 baselines.
-EXPERIMENT = "table1"
-GR_ROW = "gr"
+GR = "gr"  # the model the pipeline ships; the others trained beside it are its baselines
+COMPARISON = ("pipeline", "GR against the baselines")  # the evaluation report's name and title
 DATA_SOURCES = ("dvc", "generate", "path")
 
 
@@ -261,7 +263,7 @@ def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str,
     if not path.is_file():
         raise StageError(f"{path}: not found (rule: build_vocab writes {VOCABULARY_FILE})")
     record = json.loads(path.read_text())
-    if record["vocab_config"] != json.loads(json.dumps(dataclasses.asdict(config.vocab))):
+    if record["vocab_config"] != through_json(dataclasses.asdict(config.vocab)):
         raise StageError(f"{path}: built with vocab config {record['vocab_config']}, but this stage"
                          f" runs with {dataclasses.asdict(config.vocab)} (rule: one GR config per run)")
     if record["dataset_fingerprint"] != dataset_fingerprint(data):
@@ -333,7 +335,7 @@ def read_tokens(tokens_dir: str | Path, labels: np.ndarray) -> np.ndarray:
 
 def gr_config(data: Path, overrides: list[str] | None) -> Any:
     """GR's config for this run: the vocabulary and token stages use it too."""
-    return _plan(data, [GR_ROW], overrides, 1).runs[0][2]
+    return model_plan(data, [GR], overrides, 1).runs[0][2]
 
 
 def train(
@@ -349,7 +351,7 @@ def train(
     pvc_claim: str = "",
     job_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train row ``model`` of Table 1 (``gr`` or a baseline) for each seed into
+    """Train ``model`` (``gr`` or a baseline) for each seed into
     ``out_dir/seed<k>``. GR uses the vocabulary and token sequences of the earlier stages.
 
     With ``replicas > 1`` GR trains as a Kubeflow PyTorchJob of that many pods sharing the
@@ -362,13 +364,13 @@ def train(
 
     started = time.time()
     data = processed_dir(ingested)
-    plan = _plan(data, [model], overrides, seeds)
-    if replicas > 1 and (model != GR_ROW or not pvc_claim):
+    plan = model_plan(data, [model], overrides, seeds)
+    if replicas > 1 and (model != GR or not pvc_claim):
         raise StageError(f"train_replicas={replicas}: only GR trains as a PyTorchJob, and it needs a"
                          " ReadWriteMany claim shared with the job (compile with"
                          " `grmodel pipeline compile --train-pvc CLAIM`)")
     label_state = targets = None
-    if model == GR_ROW:
+    if model == GR:
         if vocab_dir is None or tokens_dir is None:
             raise StageError("training GR needs the build_vocab and encode_labels outputs")
         config = plan.runs[0][2]
@@ -434,10 +436,12 @@ def _pod_namespace() -> str:
     return path.read_text().strip() if path.is_file() else "kubeflow"
 
 
-def _plan(data: Path, rows: list[str], overrides: list[str] | None, seeds: int) -> Any:
-    from grmodel.experiments.runner import plan_experiment
-
-    return plan_experiment(EXPERIMENT, data, seeds=seeds, rows=rows, overrides=overrides)
+def model_plan(data: Path, models: list[str], overrides: list[str] | None, seeds: int
+               ) -> ComparisonPlan:
+    """Every (model, seed) run with its config: the library defaults, the models' named
+    defaults (``grmodel.config.MODEL_DEFAULTS``), then the ``[MODEL:]key=value`` overrides."""
+    comparison = model_comparison(*COMPARISON, models, reference=GR)
+    return plan_comparison(comparison, data, seeds=seeds, overrides=overrides)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -451,17 +455,15 @@ def evaluate(
     overrides: list[str] | None = None,
     seeds: int = 1,
 ) -> dict[str, Any]:
-    """Score every trained row (``{row: train output}``) on the same test split beside the
+    """Score every trained model (``{model: train output}``) on the same test split beside the
     train median and the oracle; write the report, figures, ``metrics.json`` and
     ``report.html`` (figures inlined) into ``out_dir``."""
-    from grmodel.experiments.report import results_table
-    from grmodel.experiments.runner import run_entry, write_experiment_report
     from grmodel.training.records import dataset_fingerprint, finished_run
 
     started = time.time()
     data = processed_dir(ingested)
     rows = list(model_dirs)
-    plan = _plan(data, rows, overrides, seeds)
+    plan = model_plan(data, rows, overrides, seeds)
     fingerprint = dataset_fingerprint(data)
     runs = []
     for row, seed, config in plan.runs:
@@ -472,7 +474,7 @@ def evaluate(
                              " (rule: evaluate gets the train outputs of the same pipeline run)")
         runs.append(run_entry(row, seed, model_dir.resolve(), {**record, "resumed": False}))
     with atomic_directory(out_dir) as tmp:
-        report = write_experiment_report(plan, runs, tmp)
+        report = write_comparison_report(plan, runs, tmp)
         metrics = headline_metrics(report)
         write_json_atomic(tmp / "metrics.json", metrics)
         write_text_atomic(tmp / "report.html", _report_html(report, tmp))
@@ -486,7 +488,7 @@ def evaluate(
 
 
 def headline_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """``{row: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows."""
+    """``{model: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows."""
     from grmodel.tracking import metric_key
 
     return {metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"])}
@@ -495,8 +497,6 @@ def headline_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
 
 def _report_html(report: dict[str, Any], out: Path) -> str:
     """A self-contained page for the Kubeflow UI: the table and every figure inlined."""
-    from grmodel.experiments.report import results_table
-
     figures = "".join(
         f'<h3>{html.escape(name)}</h3><img alt="{html.escape(name)}" src="data:image/png;base64,'
         f'{base64.b64encode((out / "figures" / name).read_bytes()).decode()}">'

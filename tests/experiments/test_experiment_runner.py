@@ -11,9 +11,9 @@ import pytest
 
 from grmodel.checkpoint import load_checkpoint
 from grmodel.cli.experiment import register
+from grmodel.comparison.figures import CURVES_FILE, FIG4_FILE, FIG5_FILE, FIG5A_FILE
 from grmodel.config import CLEM_ABLATIONS, ConfigError, EvalConfig, RunConfig
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN, evaluate_models
-from grmodel.experiments.figures import CURVES_FILE, FIG4_FILE, FIG5_FILE, FIG5A_FILE
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import TABLE1_MODELS
 from grmodel.features import label_array, read_split

@@ -1,7 +1,7 @@
-"""Turn an experiment's runs into its summary, its Markdown report and its JSON record.
+"""Turn a comparison's runs into its summary, its Markdown report and its JSON record.
 
-Every number in the Markdown comes from the runs recorded beside it in ``report.json``; the
-paper's figures appear only in their own table, labelled as the paper's.
+Every number in the Markdown comes from the runs recorded beside it in ``report.json``; a
+paper's figures (given by grmodel/experiments) appear only in their own table, labelled as such.
 """
 
 from __future__ import annotations
@@ -19,48 +19,6 @@ from grmodel.evaluate import xauc_header
 from grmodel.metrics import XAUC_NAMES, xauc_key
 
 HEADLINE = ("mae", "xauc", "xauc_tie_aware")
-
-# The paper's numbers (method.md, "Paper's results"): MAE / XAUC on KuaiRec. Our rows map onto
-# the paper's methods by name; CWM has no model in the zoo.
-PAPER_ANCHORS: dict[str, dict[str, Any]] = {
-    "table1": {
-        "caption": "the paper's Table 1, KuaiRec",
-        "columns": ["watch time", "watch ratio"],
-        "rows": {
-            "vr": ("VR", [(7.634, 0.534), (0.385, 0.691)]),
-            "wlr": ("WLR", [(6.047, 0.545), (0.375, 0.698)]),
-            "d2q": ("D2Q", [(5.426, 0.565), (0.371, 0.712)]),
-            "cwm": ("CWM", [(3.452, 0.580), (0.368, 0.725)]),
-            "tpm": ("TPM", [(3.456, 0.571), (0.361, 0.734)]),
-            "cread": ("CREAD", [(3.307, 0.594), (0.369, 0.738)]),
-            "gr": ("GR", [(3.196, 0.614), (0.333, 0.753)]),
-        },
-    },
-    "table3": {
-        "caption": "the paper's Table 3, KuaiRec watch time",
-        "columns": ["watch time"],
-        "rows": {
-            "manual": ("manual", [(3.281, 0.604)]),
-            "binary": ("binary", [(3.268, 0.605)]),
-            "dynamic_quantile": ("dynamic quantile", [(3.196, 0.614)]),
-        },
-    },
-    "table4": {
-        "caption": "the paper's Table 4, KuaiRec watch time",
-        "columns": ["watch time"],
-        "rows": {
-            "full": ("GR (full CLEM)", [(3.196, 0.614)]),
-            "no_clem": ("w/o CLEM", [(3.416, 0.584)]),
-            "em_teacher_forcing": ("EM with teacher forcing", [(3.241, 0.604)]),
-            "cl_without_em": ("CL w/o EM", [(3.359, 0.588)]),
-            "linear": ("linear decay", [(3.205, 0.613)]),
-            "exponential": ("exponential decay", [(3.211, 0.613)]),
-            "fixed_p_0.5": ("p = 0.5", [(3.208, 0.612)]),
-            "fixed_p_0": ("p = 0", [(3.283, 0.593)]),
-        },
-    },
-}
-
 
 # -- aggregation ----------------------------------------------------------------------------
 def mean_std(values: list[float]) -> dict[str, float | None]:
@@ -243,8 +201,7 @@ def _config_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _paper_table(experiment: str) -> str:
-    anchors = PAPER_ANCHORS[experiment]
+def _paper_table(anchors: dict[str, Any]) -> str:
     header = " | ".join(f"MAE / XAUC ({c})" for c in anchors["columns"])
     lines = [f"| method | {header} |", "|---|" + "---:|" * len(anchors["columns"])]
     for label, cells in anchors["rows"].values():
@@ -271,7 +228,9 @@ def _tuning_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: dict[str, Any], paper: dict[str, Any] | None = None) -> str:
+    """The readable report; ``paper``: a paper's numbers to list after ours (caption, columns,
+    rows), as grmodel/experiments/anchors.py holds them."""
     data, machine = report["dataset"], report["machine"]
     label = data.get("label") or {}
     seeds = ", ".join(str(s) for s in report["seeds"])
@@ -313,16 +272,18 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "", *tuning]
     parts += ["", "## Figures", ""]
     parts += [f"![{name}](figures/{name})" for name in report["figures"]]
-    parts += ["", f"## The paper's numbers ({PAPER_ANCHORS[report['experiment']]['caption']}; not"
-              " ours, not this dataset; XAUC as published, the authors' reference variant)", "",
-              _paper_table(report["experiment"]), ""]
+    if paper is not None:
+        parts += ["", f"## The paper's numbers ({paper['caption']}; not ours, not this dataset; XAUC"
+                  " as published, the authors' reference variant)", "", _paper_table(paper)]
+    parts += [""]
     return "\n".join(parts)
 
 
 # -- files ----------------------------------------------------------------------------------
-def write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_reports(report: dict[str, Any], out_dir: Path, paper: dict[str, Any] | None = None
+                  ) -> tuple[Path, Path]:
     """``report.json`` and ``report.md`` in ``out_dir``, each written atomically."""
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
     write_text_atomic(json_path, json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
-    write_text_atomic(md_path, render_markdown(report))
+    write_text_atomic(md_path, render_markdown(report, paper))
     return json_path, md_path
