@@ -15,7 +15,7 @@ emits <eos> at once and says little about decoding.
 
     run=$(ls -d runs/main/kfp/grmodel-gr-* | tail -1)
     python bench/bench_gr.py --threads 2 --model-dir $run/train-gr/model/seed2024 \
-        --data $run/ingest/processed/processed
+        --data $run/ingest/processed
     python bench/bench_gr.py --device cuda --train-batches 200
 """
 

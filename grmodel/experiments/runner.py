@@ -4,11 +4,11 @@ seed), then score all on one test split and write the reports (grmodel/compariso
 Layout of ``out_dir``::
 
     data/raw, data/processed   only with ``generate=PRESET`` (generated and ingested once)
-    runs/<row>/seed<k>/        one model directory per run, with ``run.json`` (its record)
+    runs/<row>/seed<k>/        one model directory per run, with ``training.json`` (its record)
     report.json, report.md     everything, and the readable summary
     figures/*.png              see grmodel/comparison/figures.py
 
-A run is skipped when its directory already holds a finished model (``run.json`` is written
+A run is skipped when its directory already holds a finished model (``training.json`` is written
 only after the trainer has published the model) trained with the same config on the same data
 (same fingerprint), so an interrupted experiment resumes where it stopped. Evaluation and the
 reports are always redone from the kept models.

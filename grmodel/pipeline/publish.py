@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import write_json_atomic, write_text_atomic
-from grmodel.pipeline.stages import GR, StageError, StageRecord, processed_dir
+from grmodel.pipeline.stages import GR, StageError, StageRecord
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def track_and_register(
     *,
     data_version: str,
     stage_dirs: list[str | Path],
-    ingested: str | Path,
+    processed: str | Path,
     gr_model_dir: str | Path,
     evaluation_dir: str | Path,
     model_name: str,
@@ -81,7 +81,7 @@ def track_and_register(
         _log_stage(target, parent, record, stage_dir)
     log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
-        decision = _register_and_gate(target, run_id, ingested, gr_model_dir, evaluation_dir,
+        decision = _register_and_gate(target, run_id, processed, gr_model_dir, evaluation_dir,
                                       model_name, policy)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,29 +128,29 @@ def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
 
 def select_gr_seed(gr_model_dir: str | Path) -> Path:
     """The GR run to register: the seed with the best validation score (never the test's)."""
-    from grmodel.training.records import RUN_RECORD
+    from grmodel.training.records import TRAINING_RECORD
 
     candidates = []
     for run in sorted(Path(gr_model_dir).glob("seed*")):
-        path = run / RUN_RECORD
+        path = run / TRAINING_RECORD
         if path.is_file():
             record = json.loads(path.read_text())
             metric = record["config"]["train"]["select_metric"]
             score = record["best_valid"][metric]
             candidates.append((score if metric == "mae" else -score, run.name, run))
     if not candidates:
-        raise StageError(f"{gr_model_dir}: no finished GR run (rule: seed<k>/{RUN_RECORD})")
+        raise StageError(f"{gr_model_dir}: no finished GR run (rule: seed<k>/{TRAINING_RECORD})")
     return min(candidates)[2]
 
 
-def _register_and_gate(target: TrackingTarget, run_id: str, ingested: str | Path,
+def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Path,
                        gr_model_dir: str | Path, evaluation_dir: str | Path, model_name: str,
                        policy: Any) -> Any:
     from grmodel import registry
     from grmodel.tracking import PIPELINE_RUN_ID, connect, sql_string
 
     client = connect(target.uri)
-    data = processed_dir(ingested)
+    data = Path(processed)
     existing = client.search_model_versions(
         f"name = {sql_string(model_name)} and tags.{PIPELINE_RUN_ID} = {sql_string(target.pipeline_run_id)}")
     if existing:  # a retried step: judge the version this pipeline run registered

@@ -37,7 +37,8 @@ from grmodel.comparison.results import run_entry, write_comparison_report
 log = logging.getLogger(__name__)
 
 STAGE_RECORD = "stage.json"
-VOCABULARY_FILE = "vocabulary.json"
+VOCABULARY_FILE = "vocabulary.json"  # build_vocab's record: the label state and what it was built from
+LABEL_STATE_FILE = "label_state.json"  # a model's label state alone (what --label-state reads)
 TOKENS_FILE = "tokens.parquet"
 GR = "gr"  # the model the pipeline ships; the others trained beside it are its baselines
 COMPARISON = ("pipeline", "GR against the baselines")  # the evaluation report's name and title
@@ -169,11 +170,6 @@ def raw_dir(fetched: str | Path) -> Path:
     return Path(fetched) / "raw"
 
 
-def processed_dir(ingested: str | Path) -> Path:
-    """The processed tables inside an :func:`ingest` output."""
-    return Path(ingested) / "processed"
-
-
 def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path) -> dict[str, Any]:
     """The great-expectations gate: ``kind`` is ``raw`` (a :func:`fetch_data` output) or
     ``processed`` (an :func:`ingest` output). Writes the reports, then raises
@@ -184,7 +180,7 @@ def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path) -> dict[
     if kind == "raw":
         report = validate_raw_kuairec(raw_dir(data_dir))
     elif kind == "processed":
-        report = validate_processed(processed_dir(data_dir))
+        report = validate_processed(Path(data_dir))
     else:
         raise StageError(f"validation kind {kind!r}: expected 'raw' or 'processed'")
     out = Path(out_dir)
@@ -217,11 +213,11 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
     except DataSpecError as exc:
         raise StageError(f"ingest options: {exc}") from None
     with atomic_directory(out_dir) as tmp:
-        ingest_kuairec(raw_dir(fetched_dir), processed_dir(tmp), config)
-        manifest = read_manifest(processed_dir(tmp))
+        ingest_kuairec(raw_dir(fetched_dir), tmp, config)  # the output is the processed dataset
+        manifest = read_manifest(tmp)
         rows = {f"{split}_rows": float(n) for split, n in manifest["splits"]["rows"].items()}
         StageRecord("ingest", params={"ingest": dataclasses.asdict(config)}, metrics=rows,
-                    artifacts=["processed/manifest.json"], started=started, ended=time.time()
+                    artifacts=["manifest.json"], started=started, ended=time.time()
                     ).write(tmp)
     return {"rows": rows, "label": manifest.get("label")}
 
@@ -229,7 +225,7 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
 # --------------------------------------------------------------------------- vocabulary
 
 
-def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] | None = None
+def build_vocab(processed: str | Path, out_dir: str | Path, overrides: list[str] | None = None
                 ) -> dict[str, Any]:
     """GR's vocabulary (its label state: token values, decode length) from the train labels."""
     from grmodel.features import read_labels
@@ -237,7 +233,7 @@ def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] 
     from grmodel.training.records import dataset_fingerprint
 
     started = time.time()
-    data = processed_dir(ingested)
+    data = Path(processed)
     config = gr_config(data, overrides)
     labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
     state = GRModel.fit_label_state(labels, config)
@@ -271,7 +267,7 @@ def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str,
     return record["label_state"]
 
 
-def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Path,
+def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | Path,
                   overrides: list[str] | None = None) -> dict[str, Any]:
     """Greedy-encode every training label into its token sequence, gate the sequences with
     the token suite (every label encodes within the decode length and decodes back), and
@@ -285,7 +281,7 @@ def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Pa
     from grmodel.vocab import Vocabulary
 
     started = time.time()
-    data = processed_dir(ingested)
+    data = Path(processed)
     config = gr_config(data, overrides)
     state = read_vocabulary(vocab_dir, config, data)
     vocab = Vocabulary.from_dict(state["vocab"])
@@ -339,7 +335,7 @@ def gr_config(data: Path, overrides: list[str] | None) -> Any:
 
 
 def train(
-    ingested: str | Path,
+    processed: str | Path,
     out_dir: str | Path,
     *,
     model: str,
@@ -363,7 +359,7 @@ def train(
     from grmodel.training.records import dataset_fingerprint
 
     started = time.time()
-    data = processed_dir(ingested)
+    data = Path(processed)
     plan = model_plan(data, [model], overrides, seeds)
     if replicas > 1 and (model != GR or not pvc_claim):
         raise StageError(f"train_replicas={replicas}: only GR trains as a PyTorchJob, and it needs a"
@@ -403,7 +399,7 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     with the same run record an in-pod training writes."""
     from grmodel import pytorchjob
     from grmodel.checkpoint import META_FILE
-    from grmodel.training.records import TrainResult, write_run_record
+    from grmodel.training.records import TrainResult, write_training_record
 
     options = dict(options)
     pod_mount = options.pop("mount_path", pytorchjob.DEFAULT_MOUNT)
@@ -412,12 +408,12 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     shared = here / job_dir
     if not (shared / "processed").is_dir():
         shutil.copytree(data, shared / "processed")
-    write_json_atomic(shared / VOCABULARY_FILE, label_state)
+    write_json_atomic(shared / LABEL_STATE_FILE, label_state)
     pod = f"{pod_mount}/{job_dir}"
     started = time.perf_counter()
     job_model = pytorchjob.run_pytorchjob(
         config, replicas=replicas, pvc_claim=pvc_claim, data_dir=f"{pod}/processed",
-        out_dir=f"{pod}/model", label_state_path=f"{pod}/{VOCABULARY_FILE}", local_mount=here,
+        out_dir=f"{pod}/model", label_state_path=f"{pod}/{LABEL_STATE_FILE}", local_mount=here,
         mount_path=pod_mount, namespace=options.pop("namespace", None) or _pod_namespace(),
         **options)
     shutil.copytree(job_model, model_dir)
@@ -427,7 +423,7 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     result = TrainResult(model_dir, meta["epoch"], meta["best_valid"], meta["history"],
                          train_seconds=seconds,
                          samples_per_second=float(np.mean(speeds)) if speeds else 0.0)
-    return write_run_record(result, config, fingerprint, seconds, replicas=replicas)
+    return write_training_record(result, config, fingerprint, seconds, replicas=replicas)
 
 
 def _pod_namespace() -> str:
@@ -448,7 +444,7 @@ def model_plan(data: Path, models: list[str], overrides: list[str] | None, seeds
 
 
 def evaluate(
-    ingested: str | Path,
+    processed: str | Path,
     model_dirs: dict[str, str | Path],
     out_dir: str | Path,
     *,
@@ -461,7 +457,7 @@ def evaluate(
     from grmodel.training.records import dataset_fingerprint, finished_run
 
     started = time.time()
-    data = processed_dir(ingested)
+    data = Path(processed)
     rows = list(model_dirs)
     plan = model_plan(data, rows, overrides, seeds)
     fingerprint = dataset_fingerprint(data)

@@ -64,7 +64,7 @@ from grmodel.training.records import (
     TrainResult,
     config_differences,
     finished_run,
-    write_run_record,
+    write_training_record,
 )
 from grmodel.training.state import STATE_FILE, Progress, StateStore, restore, resumed_label_state
 
@@ -270,7 +270,8 @@ def train_or_resume(
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = train_model(config, model_dir, label_state, targets)
-    return {**write_run_record(result, config, fingerprint, time.perf_counter() - start), "resumed": False}
+    record = write_training_record(result, config, fingerprint, time.perf_counter() - start)
+    return {**record, "resumed": False}
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -40,7 +40,7 @@ def test_every_task_leaves_its_outputs(finished):
     for task in ("validate", "validate-2"):
         assert (run / task / "report" / "validation.json").is_file()
         assert json.loads((run / task / "report" / "validation.json").read_text())["success"]
-    assert (run / "ingest" / "processed" / "processed" / "train.parquet").is_file()
+    assert (run / "ingest" / "processed" / "train.parquet").is_file()
     assert (run / "build-vocab" / "vocabulary" / "vocabulary.json").is_file()
     assert (run / "encode-labels" / "tokens" / "tokens.parquet").is_file()
     assert (run / "train-gr" / "model" / "seed2024" / "model.pt").is_file()
