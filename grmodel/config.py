@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 VocabKind = Literal["dynamic_quantile", "manual", "binary"]
 TFSchedule = Literal["none", "inverse_sigmoid", "linear", "exponential", "fixed"]
 MixupMode = Literal["window", "full", "none"]
@@ -210,12 +212,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         text = path.read_text()
-        if path.suffix in {".yaml", ".yml"}:
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        else:
-            raw = json.loads(text)
+        raw = (yaml.safe_load(text) or {}) if path.suffix in {".yaml", ".yml"} else json.loads(text)
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
         cfg = RunConfig.from_dict(raw)

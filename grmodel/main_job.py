@@ -15,6 +15,7 @@ from pathlib import Path
 
 from grmodel.pipeline.local import LocalRun, local_tracking, run_local, summary
 from grmodel.pipeline.params import PipelineParams
+from grmodel.versioning import read_version
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +30,6 @@ def main_job_params(workdir: Path, preset: str = "default", seed: int = 2024,
     values = {"overrides": [*MAIN_JOB_OVERRIDES, *(overrides or [])], "data_seed": seed,
               "preset": preset, **local_tracking(workdir)}
     if _recorded_default(repo, preset, seed):
-        from grmodel.versioning import read_version
-
         values |= {"data_source": "dvc", "data_repo": str(repo.resolve()),
                    "data_version": read_version(repo).md5}
     else:
@@ -52,7 +51,6 @@ def _recorded_default(repo: Path, preset: str, seed: int) -> bool:
     """Whether data.dvc records generated data with exactly these generator settings."""
     if not (repo / "data.dvc").is_file():
         return False
-    from grmodel.versioning import read_version
 
     config = (read_version(repo).generator or {}).get("config", {})
     return config.get("preset_name") == preset and config.get("seed") == seed

@@ -29,6 +29,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from grmodel.atomic import through_json
+from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
 from grmodel.config import RunConfig
 from grmodel.images import gpu_image, runtime_image
 
@@ -299,8 +300,6 @@ def run_pytorchjob(
     mounted here (default: the same ``mount_path``). Other keywords go to
     :func:`pytorchjob_manifest` (``gpus_per_replica``, ``image``, ``cpu``, ``memory``, ...).
     """
-    from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
-
     name = name or f"grmodel-{config.model_name}-{config_digest(config)[:10]}"
     manifest = pytorchjob_manifest(config, name=name, namespace=namespace, replicas=replicas,
                                    pvc_claim=pvc_claim, data_dir=data_dir, out_dir=out_dir,

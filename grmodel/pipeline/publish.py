@@ -17,8 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.pipeline.stages import GR, StageError, StageRecord
+from grmodel.registry import format_history
+from grmodel.reproduce import RunRecord, log_run_record
+from grmodel.tracking import (
+    PIPELINE_RUN_ID,
+    connect,
+    finish_run,
+    log_artifacts,
+    log_history,
+    sql_string,
+    stage_run,
+    start_pipeline_run,
+)
+from grmodel.training.records import TRAINING_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +57,6 @@ class TrackingTarget:
             raise StageError("pipeline run id is empty (rule: it keys the MLflow parent run)")
 
     def parent(self, data_version: str, params: dict[str, Any] | None = None) -> str:
-        from grmodel.tracking import start_pipeline_run
-
         return start_pipeline_run(
             self.uri, pipeline_run_id=self.pipeline_run_id, data_version=data_version,
             experiment=self.experiment, artifact_root=self.artifact_root or None, configs=params,
@@ -68,10 +80,6 @@ def track_and_register(
     ``policy`` is a ``grmodel.registry.PromotionPolicy``; the baselines it names are taken
     from the evaluation stage's ``metrics.json`` (means over seeds, same test split).
     """
-    from grmodel.registry import format_history
-    from grmodel.reproduce import log_run_record
-    from grmodel.tracking import finish_run, stage_run
-
     records = [(StageRecord.read(d), Path(d)) for d in stage_dirs]
     register_params = {"promotion": policy.to_dict(), "registry": {"model_name": model_name}}
     # The parent's params: every stage's configs, so the run is rebuilt from its parent alone.
@@ -97,7 +105,6 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
     """The run's ``grmodel.reproduce.RunRecord`` (what ``grmodel reproduce RUN_ID`` re-runs): the
     data version and its commit, the ingest options, each model's first-seed config, and the
     test metrics of those runs beside the median and oracle rows."""
-    from grmodel.reproduce import RunRecord
 
     by_stage = {record.stage: record for record, _ in records}
     data = by_stage["fetch_data"].params["data"]
@@ -116,8 +123,6 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
 
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
     """Mark the parent run with the pipeline's final ``state`` (SUCCEEDED, FAILED, ...)."""
-    from grmodel.tracking import connect, finish_run
-
     parent = target.parent("unknown")
     client = connect(target.uri)
     client.set_tag(parent, PIPELINE_STATUS_TAG, state)
@@ -128,8 +133,6 @@ def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
 
 def select_gr_seed(gr_model_dir: str | Path) -> Path:
     """The GR run to register: the seed with the best validation score (never the test's)."""
-    from grmodel.training.records import TRAINING_RECORD
-
     candidates = []
     for run in sorted(Path(gr_model_dir).glob("seed*")):
         path = run / TRAINING_RECORD
@@ -146,9 +149,6 @@ def select_gr_seed(gr_model_dir: str | Path) -> Path:
 def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Path,
                        gr_model_dir: str | Path, evaluation_dir: str | Path, model_name: str,
                        policy: Any) -> Any:
-    from grmodel import registry
-    from grmodel.tracking import PIPELINE_RUN_ID, connect, sql_string
-
     client = connect(target.uri)
     data = Path(processed)
     existing = client.search_model_versions(
@@ -171,8 +171,6 @@ def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Pat
 
 
 def _log_stage(target: TrackingTarget, parent: str, record: StageRecord, stage_dir: Path) -> None:
-    from grmodel.tracking import connect, log_artifacts, log_history, sql_string, stage_run
-
     client = connect(target.uri)
     experiment_id = client.get_run(parent).info.experiment_id
     done = client.search_runs(
