@@ -48,7 +48,7 @@ def register(
                   vocabulary.path, tokens.path, gr_model.path, *[m.path for m in baseline_models],
                   evaluation.path]
     record = track_and_register(
-        target, data_version=data_version, stage_dirs=stage_dirs, ingested=processed.path,
+        target, data_version=data_version, stage_dirs=stage_dirs, processed=processed.path,
         gr_model_dir=gr_model.path, evaluation_dir=evaluation.path, model_name=model_name,
         policy=policy, out_dir=decision_record.path)
     shutil.copyfile(Path(decision_record.path) / "decision.md", decision.path)

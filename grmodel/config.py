@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 VocabKind = Literal["dynamic_quantile", "manual", "binary"]
 TFSchedule = Literal["none", "inverse_sigmoid", "linear", "exponential", "fixed"]
 MixupMode = Literal["window", "full", "none"]
@@ -188,6 +190,20 @@ CLEM_ABLATIONS: dict[str, list[str]] = {
 }
 
 
+# Named per-model defaults over the library's, applied before any override by everything that
+# builds a model's config (the pipeline and the experiments, through grmodel/comparison/plan.py).
+# TPM: at the spec's w_var = 1.0 the (correctly computed) sqrt(Var) term collapses TPM to the
+# median on KuaiRec-shaped data; 0.1 trains (README, main job).
+MODEL_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "tpm": ("head.tpm_w_var=0.1",),
+}
+
+
+def model_defaults(model_name: str) -> list[str]:
+    """The ``key=value`` defaults of ``model_name`` (:data:`MODEL_DEFAULTS`), often none."""
+    return list(MODEL_DEFAULTS.get(model_name, ()))
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a JSON or YAML config file (or the defaults) and apply ``key=value`` overrides."""
     cfg = RunConfig()
@@ -196,12 +212,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         text = path.read_text()
-        if path.suffix in {".yaml", ".yml"}:
-            import yaml
-
-            raw = yaml.safe_load(text) or {}
-        else:
-            raw = json.loads(text)
+        raw = (yaml.safe_load(text) or {}) if path.suffix in {".yaml", ".yml"} else json.loads(text)
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
         cfg = RunConfig.from_dict(raw)

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,6 @@ def distributed_context(device_name: str = "auto") -> Iterator[DistContext]:
 
     A process group that already exists (a caller set one up) is used and left alone.
     """
-    import torch.distributed as dist
-
     env = launch_env()
     if env is None:
         yield DistContext(device=resolve_device(device_name))
@@ -134,7 +134,6 @@ def wrap_for_training(model: nn.Module, ctx: DistContext) -> nn.Module:
     module = LossModule(model)
     if not ctx.distributed:
         return module
-    from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(module, device_ids=device_ids, forward_sync_buffers=False)
@@ -142,8 +141,6 @@ def wrap_for_training(model: nn.Module, ctx: DistContext) -> nn.Module:
 
 def barrier(ctx: DistContext) -> None:
     if ctx.distributed:
-        import torch.distributed as dist
-
         dist.barrier()
 
 
@@ -151,7 +148,6 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     """Element-wise sums over ranks (float64), e.g. loss sums and sample counts."""
     if not ctx.distributed:
         return list(values)
-    import torch.distributed as dist
 
     t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t)
@@ -161,7 +157,6 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
 def all_min(value: int, ctx: DistContext) -> int:
     if not ctx.distributed:
         return value
-    import torch.distributed as dist
 
     t = torch.tensor([value], dtype=torch.int64, device=ctx.device)
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
@@ -172,7 +167,6 @@ def all_gather_tensor(t: torch.Tensor, ctx: DistContext) -> list[torch.Tensor]:
     """Every rank's ``t`` (same shape and dtype on all ranks), as CPU tensors in rank order."""
     if not ctx.distributed:
         return [t.cpu()]
-    import torch.distributed as dist
 
     local = t.to(ctx.device)
     parts = [torch.empty_like(local) for _ in range(ctx.world_size)]

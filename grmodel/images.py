@@ -10,6 +10,7 @@ pipeline compiled from version X runs the code of version X. The registry comes 
 from __future__ import annotations
 
 import os
+import sys
 
 from grmodel import __version__
 
@@ -41,7 +42,6 @@ def gpu_image() -> str:
 def main(argv: list[str] | None = None) -> int:
     """``python -m grmodel.images [runtime|gpu|tag|version|registry]``: print what docker/build.sh
     builds, so the build and the components name the same images. No argument prints both images."""
-    import sys
 
     args = sys.argv[1:] if argv is None else argv
     values = {"runtime": runtime_image, "gpu": gpu_image, "tag": image_tag,

@@ -1,5 +1,5 @@
 """The dataset or model a person points a command at: the folder itself, or a pipeline artifact
-folder holding it (an ingest output keeps its tables in ``processed/``, a train output its model
+folder holding it (a KFP artifact folder, a run folder, a train output with its model
 in ``seed<k>/``), so a path copied from the Kubeflow UI or ``runs/main/kfp/...`` works too."""
 
 from __future__ import annotations

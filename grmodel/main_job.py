@@ -13,10 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from grmodel.pipeline.local import LocalRun, local_tracking, run_local, summary
-from grmodel.pipeline.params import DEFAULT_OVERRIDES, PipelineParams
+from grmodel.pipeline.params import PipelineParams
+from grmodel.versioning import read_version
 
 # Short enough for the main job on 2 CPU cores; the paper's 20 epochs stay the library default.
-MAIN_JOB_OVERRIDES = [*DEFAULT_OVERRIDES, "train.epochs=3", "train.patience=2", "train.progress=false"]
+MAIN_JOB_OVERRIDES = ["train.epochs=3", "train.patience=2", "train.progress=false"]
 
 
 def main_job_params(workdir: Path, preset: str = "default", seed: int = 2024,
@@ -26,8 +27,6 @@ def main_job_params(workdir: Path, preset: str = "default", seed: int = 2024,
     values = {"overrides": [*MAIN_JOB_OVERRIDES, *(overrides or [])], "data_seed": seed,
               "preset": preset, **local_tracking(workdir)}
     if _recorded_default(repo, preset, seed):
-        from grmodel.versioning import read_version
-
         values |= {"data_source": "dvc", "data_repo": str(repo.resolve()),
                    "data_version": read_version(repo).md5}
     else:
@@ -48,7 +47,6 @@ def _recorded_default(repo: Path, preset: str, seed: int) -> bool:
     """Whether data.dvc records generated data with exactly these generator settings."""
     if not (repo / "data.dvc").is_file():
         return False
-    from grmodel.versioning import read_version
 
     config = (read_version(repo).generator or {}).get("config", {})
     return config.get("preset_name") == preset and config.get("seed") == seed

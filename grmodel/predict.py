@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from grmodel.atomic import atomic_file
 from grmodel.distributed import autocast
@@ -39,8 +40,6 @@ def predict_arrays(
     out = np.empty(len(ids), dtype=np.float64)
     starts = range(0, len(ids), batch_size)
     if progress:
-        from tqdm import tqdm
-
         starts = tqdm(starts, desc="predict", unit="batch")
     use_amp = model.config.train.amp_bf16
     for start in starts:

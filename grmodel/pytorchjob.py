@@ -21,7 +21,6 @@ submits a ``kubeflow.org/v1`` PyTorchJob (the Kubeflow Training Operator runs on
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -29,6 +28,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from grmodel.atomic import through_json
+from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
 from grmodel.config import RunConfig
 from grmodel.images import gpu_image, runtime_image
 
@@ -191,7 +192,7 @@ def pytorchjob_manifest(
     }
     if replicas > 1:
         specs["Worker"] = {"replicas": replicas - 1, "restartPolicy": "OnFailure",
-                           "template": json.loads(json.dumps(template))}
+                           "template": through_json(template)}
     run_policy: dict[str, Any] = {"cleanPodPolicy": "None", "backoffLimit": backoff_limit}
     if active_deadline_s is not None:
         run_policy["activeDeadlineSeconds"] = active_deadline_s
@@ -299,8 +300,6 @@ def run_pytorchjob(
     mounted here (default: the same ``mount_path``). Other keywords go to
     :func:`pytorchjob_manifest` (``gpus_per_replica``, ``image``, ``cpu``, ``memory``, ...).
     """
-    from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
-
     name = name or f"grmodel-{config.model_name}-{config_digest(config)[:10]}"
     manifest = pytorchjob_manifest(config, name=name, namespace=namespace, replicas=replicas,
                                    pvc_claim=pvc_claim, data_dir=data_dir, out_dir=out_dir,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from grmodel.atomic import write_json_atomic
-from grmodel.config import VocabConfig
+from grmodel.config import VocabConfig, VocabKind
 
 PAD, SOS, EOS = 0, 1, 2
 N_SPECIAL = 3
-VOCAB_KINDS = ("dynamic_quantile", "manual", "binary")
+VOCAB_KINDS = typing.get_args(VocabKind)
 FORMAT_VERSION = 1
 # Scaled labels must stay exactly representable in float64 (and far from int64 overflow).
 MAX_SCALED_LABEL = 2**52

@@ -115,7 +115,7 @@ def trained_gr(planted_dataset: Path, tmp_path_factory: pytest.TempPathFactory):
 
 # The pipeline's tests: tiny generated data, a GR that learns in seconds, 1-epoch baselines.
 PIPELINE_OVERRIDES = [*FAST_GR, "train.epochs=3", "train.patience=3", "head.cread_M=10",
-                      "tpm:head.tpm_w_var=0.1", "cread:train.epochs=1", "tpm:train.epochs=1"]
+                      "cread:train.epochs=1", "tpm:train.epochs=1"]
 
 
 @pytest.fixture(scope="session")

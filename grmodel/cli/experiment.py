@@ -6,8 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grmodel.comparison.report import results_table
 from grmodel.config import load_config
-from grmodel.experiments.report import results_table
 from grmodel.experiments.robustness import DEFAULT_ROWS, MARKDOWN_FILE, PRESETS, run_robustness
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
@@ -74,8 +76,6 @@ def split_paths(processed_dir: str | Path, split: str) -> list[Path]:
 
 def row_groups(paths: Sequence[str | Path], max_rows: int | None = None) -> list[RowGroup]:
     """Every row group of ``paths`` in file order, cut after ``max_rows`` rows when given."""
-    import pyarrow.parquet as pq
-
     groups: list[RowGroup] = []
     start = 0
     for path in paths:
@@ -125,9 +125,6 @@ def batches_per_rank(total_rows: int, world_size: int, workers: int, batch_size:
 def read_columns(paths: Sequence[str | Path], columns: Sequence[str],
                  max_rows: int | None = None) -> pd.DataFrame:
     """Only ``columns`` of a split (e.g. the label, to fit a vocabulary without the features)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     tables = []
     rows = 0
     for path in paths:
@@ -150,8 +147,6 @@ def read_columns(paths: Sequence[str | Path], columns: Sequence[str],
 
 
 def _check_columns(path: str | Path, columns: Sequence[str]) -> None:
-    import pyarrow.parquet as pq
-
     names = set(pq.read_schema(path).names)
     missing = [c for c in columns if c not in names]
     if missing:
@@ -221,8 +216,6 @@ class ParquetStream(IterableDataset):
         return self._shuffled_batches(self._read(pieces), rng)
 
     def _read(self, pieces: list[Piece]) -> Iterator[dict[str, np.ndarray]]:
-        import pyarrow.parquet as pq
-
         files: dict[str, pq.ParquetFile] = {}
         columns = [*self.schema.names, self.label_column]
         for piece in pieces:

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from grmodel import __version__
 from grmodel.atomic import atomic_directory, write_json_atomic
@@ -303,8 +304,6 @@ class TabularSpec:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> TabularSpec:
-        import yaml
-
         path = Path(path)
         if not path.is_file():
             raise DataSpecError(f"{path}: dataset spec not found")

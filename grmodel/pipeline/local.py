@@ -159,7 +159,7 @@ def link_outputs(run_dir: Path, folder: Path, work: Path) -> None:
     from grmodel.pipeline.stages import STAGE_RECORD
 
     links = {"kfp": run_dir, "raw": run_dir / "fetch-data" / "raw" / "raw",
-             "processed": run_dir / "ingest" / "processed" / "processed",
+             "processed": run_dir / "ingest" / "processed",
              "report": run_dir / "evaluate" / "evaluation",
              "decision": run_dir / "register" / "decision_record", "mlflow.db": work / "mlflow.db"}
     for record in sorted(run_dir.glob("**/model/" + STAGE_RECORD)):
@@ -193,7 +193,7 @@ def _shown(path: Path) -> str:
 
 def summary(run: LocalRun) -> str:
     """What the main job prints at the end: the table and where everything is."""
-    from grmodel.experiments.report import results_table
+    from grmodel.comparison.report import results_table
 
     report = json.loads((run.evaluation_dir / "report.json").read_text())
     decision = run.decision

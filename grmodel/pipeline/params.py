@@ -6,9 +6,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-# TPM: at the spec's w_var = 1.0 the (correctly computed) √Var term collapses TPM to the median
-# on KuaiRec-shaped data; 0.1 trains (see README, main job).
-DEFAULT_OVERRIDES = ["tpm:head.tpm_w_var=0.1"]
 DEFAULT_BASELINES = ["cread", "tpm"]
 # List parameters that `--param NAME=[...]` adds to (so the fixes above stay) and
 # `--param NAME!=[...]` replaces.
@@ -28,8 +25,9 @@ class PipelineParams:
     data_seed: int = 2024  # generate: the generator's seed
     split: str = "authors"  # authors | random | chronological
     label_mode: str = "watch_time"
-    # Models: [MODEL:]section.key=value config overrides, the baselines, seeds per model.
-    overrides: list[str] = field(default_factory=lambda: list(DEFAULT_OVERRIDES))
+    # Models: [MODEL:]section.key=value config overrides (over the library defaults and the
+    # models' named defaults, grmodel.config.MODEL_DEFAULTS), the baselines, seeds per model.
+    overrides: list[str] = field(default_factory=list)
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     seeds: int = 1
     train_replicas: int = 1  # > 1: GR trains as a PyTorchJob with this many replicas

@@ -26,9 +26,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking
-from grmodel.pipeline.stages import GR_ROW, StageError, StageRecord, processed_dir
+from grmodel.pipeline.stages import GR, StageError, StageRecord
+from grmodel.registry import format_history
+from grmodel.reproduce import RunRecord, log_run_record
+from grmodel.tracking import (
+    INHERITED_TAGS,
+    PIPELINE_RUN_ID,
+    connect,
+    finish_run,
+    log_artifacts,
+    log_history,
+    metric_key,
+    sql_string,
+    stage_run,
+    start_pipeline_run,
+)
+from grmodel.training.records import TRAINING_RECORD
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +75,6 @@ class TrackingTarget:
     def parent(self, data_version: str, params: dict[str, Any] | None = None,
                started: float | None = None) -> str:
         """The parent run (created when missing, started at ``started``, default now)."""
-        from grmodel.tracking import start_pipeline_run
-
         started = time.time() if started is None else started
         return start_pipeline_run(
             self.uri, pipeline_run_id=self.pipeline_run_id, data_version=data_version,
@@ -84,7 +98,7 @@ def track_and_register(
     *,
     data_version: str,
     stage_dirs: list[str | Path],
-    ingested: str | Path,
+    processed: str | Path,
     gr_model_dir: str | Path,
     evaluation_dir: str | Path,
     model_name: str,
@@ -96,10 +110,6 @@ def track_and_register(
     ``policy`` is a ``grmodel.registry.PromotionPolicy``; the baselines it names are taken
     from the evaluation stage's ``metrics.json`` (means over seeds, same test split).
     """
-    from grmodel.registry import format_history
-    from grmodel.reproduce import log_run_record
-    from grmodel.tracking import finish_run, stage_run
-
     records = [(StageRecord.read(d), Path(d)) for d in stage_dirs]
     fetched = next((r for r, _ in records if r.stage == FETCH_STAGE), None)
     if fetched is None:
@@ -113,11 +123,11 @@ def track_and_register(
         nest_stage_run(target, parent, record, stage_dir, cached=is_cache_hit(record, fetched))
     log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
     baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
-                 if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR_ROW}
+                 if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR}
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
-        decision = _register_and_gate(target, run_id, ingested, gr_model_dir, evaluation_dir,
+        decision = _register_and_gate(target, run_id, processed, gr_model_dir, evaluation_dir,
                                       model_name, policy)
-        _log_baselines(baselines, processed_dir(ingested))
+        _log_baselines(baselines, Path(processed))
     _summarize(target, parent, Path(evaluation_dir), decision)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -133,7 +143,6 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
     """The run's ``grmodel.reproduce.RunRecord`` (what ``grmodel reproduce RUN_ID`` re-runs): the
     data version and its commit, the ingest options, each model's first-seed config, and the
     test metrics of those runs beside the median and oracle rows."""
-    from grmodel.reproduce import RunRecord
 
     by_stage = {record.stage: record for record, _ in records}
     data = by_stage["fetch_data"].params["data"]
@@ -152,8 +161,6 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
 
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
     """Mark the parent run with the pipeline's final ``state`` (SUCCEEDED, FAILED, ...)."""
-    from grmodel.tracking import connect, finish_run
-
     parent = target.parent("unknown")
     client = connect(target.uri)
     client.set_tag(parent, PIPELINE_STATUS_TAG, state)
@@ -165,29 +172,25 @@ def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
 def select_seed(model_dir: str | Path) -> Path:
     """The seed of a trained row to log or register: the one with the best validation score
     (never the test's)."""
-    from grmodel.training.records import RUN_RECORD
 
     candidates = []
     for run in sorted(Path(model_dir).glob("seed*")):
-        path = run / RUN_RECORD
+        path = run / TRAINING_RECORD
         if path.is_file():
             record = json.loads(path.read_text())
             metric = record["config"]["train"]["select_metric"]
             score = record["best_valid"][metric]
             candidates.append((score if metric == "mae" else -score, run.name, run))
     if not candidates:
-        raise StageError(f"{model_dir}: no finished run (rule: seed<k>/{RUN_RECORD})")
+        raise StageError(f"{model_dir}: no finished run (rule: seed<k>/{TRAINING_RECORD})")
     return min(candidates)[2]
 
 
-def _register_and_gate(target: TrackingTarget, run_id: str, ingested: str | Path,
+def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Path,
                        gr_model_dir: str | Path, evaluation_dir: str | Path, model_name: str,
                        policy: Any) -> Any:
-    from grmodel import registry
-    from grmodel.tracking import PIPELINE_RUN_ID, connect, sql_string
-
     client = connect(target.uri)
-    data = processed_dir(ingested)
+    data = Path(processed)
     existing = client.search_model_versions(
         f"name = {sql_string(model_name)} and tags.{PIPELINE_RUN_ID} = {sql_string(target.pipeline_run_id)}")
     if existing:  # a retried step: judge the version this pipeline run registered
@@ -195,8 +198,8 @@ def _register_and_gate(target: TrackingTarget, run_id: str, ingested: str | Path
         log.info("%s version %s was registered by this pipeline run already", model_name, version)
     else:
         chosen = select_seed(gr_model_dir)
-        registry.log_model(chosen, data, name=GR_ROW)
-        version = registry.register_model(model_name, run_id, GR_ROW, target.uri).version
+        registry.log_model(chosen, data, name=GR)
+        version = registry.register_model(model_name, run_id, GR, target.uri).version
     metrics_path = Path(evaluation_dir) / "metrics.json"
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: not found (rule: the evaluate stage writes it)")
@@ -209,7 +212,6 @@ def _register_and_gate(target: TrackingTarget, run_id: str, ingested: str | Path
 
 def _log_baselines(model_dirs: dict[str, Path], data: Path) -> None:
     """Each baseline's best seed as a pyfunc model of the active run, named by its row."""
-    from grmodel import registry
 
     for row, model_dir in sorted(model_dirs.items()):
         registry.log_model(select_seed(model_dir), data, name=row)
@@ -220,7 +222,6 @@ def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decisi
     the report (its HTML page is what the MLflow UI shows)."""
     from mlflow.entities import Metric
 
-    from grmodel.tracking import connect, log_artifacts, metric_key
 
     client = connect(target.uri)
     report = json.loads((evaluation_dir / "report.json").read_text())
@@ -250,7 +251,6 @@ def nest_stage_run(target: TrackingTarget, parent: str, record: StageRecord, sta
     record (backfilled, or a cache hit)."""
     from mlflow.exceptions import MlflowException
 
-    from grmodel.tracking import INHERITED_TAGS, connect, sql_string
 
     client = connect(target.uri)
     parent_run = client.get_run(parent)
@@ -278,7 +278,6 @@ def _log_from_record(target: TrackingTarget, parent: str, record: StageRecord, s
                      how: str) -> None:
     """A stage run made from its record: backfilled with the stage's own start and end, or a
     cache hit, which took no time in this run and names the run that computed it."""
-    from grmodel.tracking import connect, log_artifacts, log_history, stage_run
 
     client = connect(target.uri)
     backfilled = how == BACKFILLED  # with the stage's own start and end, not this step's

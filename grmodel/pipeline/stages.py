@@ -28,17 +28,20 @@ from typing import Any
 
 import numpy as np
 
-from grmodel.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from grmodel.atomic import atomic_directory, through_json, write_json_atomic, write_text_atomic
+from grmodel.comparison.plan import ComparisonPlan, model_comparison, plan_comparison
+from grmodel.comparison.report import results_table
+from grmodel.comparison.results import run_entry, write_comparison_report
 from grmodel.pipeline.live import StageTracking, live_run
 
 log = logging.getLogger(__name__)
 
 STAGE_RECORD = "stage.json"
-VOCABULARY_FILE = "vocabulary.json"
+VOCABULARY_FILE = "vocabulary.json"  # build_vocab's record: the label state and what it was built from
+LABEL_STATE_FILE = "label_state.json"  # a model's label state alone (what --label-state reads)
 TOKENS_FILE = "tokens.parquet"
-# The experiment whose rows the pipeline trains: GR and the Table 1 baselines.
-EXPERIMENT = "table1"
-GR_ROW = "gr"
+GR = "gr"  # the model the pipeline ships; the others trained beside it are its baselines
+COMPARISON = ("pipeline", "GR against the baselines")  # the evaluation report's name and title
 DATA_SOURCES = ("dvc", "generate", "path")
 
 
@@ -171,11 +174,6 @@ def raw_dir(fetched: str | Path) -> Path:
     return Path(fetched) / "raw"
 
 
-def processed_dir(ingested: str | Path) -> Path:
-    """The processed tables inside an :func:`ingest` output."""
-    return Path(ingested) / "processed"
-
-
 def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path,
                   tracking: StageTracking | None = None) -> dict[str, Any]:
     """The great-expectations gate: ``kind`` is ``raw`` (a :func:`fetch_data` output) or
@@ -190,7 +188,7 @@ def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path,
         if kind == "raw":
             report = validate_raw_kuairec(raw_dir(data_dir))
         else:
-            report = validate_processed(processed_dir(data_dir))
+            report = validate_processed(Path(data_dir))
         out = Path(out_dir)
         # The report is kept even when the gate fails: it is what the user reads next.
         out.mkdir(parents=True, exist_ok=True)
@@ -241,11 +239,11 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
     except DataSpecError as exc:
         raise StageError(f"ingest options: {exc}") from None
     with live_run(tracking, "ingest", started) as live, atomic_directory(out_dir) as tmp:
-        ingest_kuairec(raw_dir(fetched_dir), processed_dir(tmp), config)
-        manifest = read_manifest(processed_dir(tmp))
+        ingest_kuairec(raw_dir(fetched_dir), tmp, config)  # the output is the processed dataset
+        manifest = read_manifest(tmp)
         rows = {f"{split}_rows": float(n) for split, n in manifest["splits"]["rows"].items()}
         record = StageRecord("ingest", params={"ingest": dataclasses.asdict(config)}, metrics=rows,
-                             artifacts=["processed/manifest.json"], started=started,
+                             artifacts=["manifest.json"], started=started,
                              ended=time.time(), mlflow_run_id=live.run_id)
         record.write(tmp)
         live.log_record(record, tmp)
@@ -255,7 +253,7 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
 # --------------------------------------------------------------------------- vocabulary
 
 
-def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] | None = None,
+def build_vocab(processed: str | Path, out_dir: str | Path, overrides: list[str] | None = None,
                 tracking: StageTracking | None = None) -> dict[str, Any]:
     """GR's vocabulary (its label state: token values, decode length) from the train labels."""
     from grmodel.features import read_labels
@@ -263,7 +261,7 @@ def build_vocab(ingested: str | Path, out_dir: str | Path, overrides: list[str] 
     from grmodel.training.records import dataset_fingerprint
 
     started = time.time()
-    data = processed_dir(ingested)
+    data = Path(processed)
     config = gr_config(data, overrides)
     with live_run(tracking, "build_vocab", started) as live, atomic_directory(out_dir) as tmp:
         labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
@@ -292,7 +290,7 @@ def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str,
     if not path.is_file():
         raise StageError(f"{path}: not found (rule: build_vocab writes {VOCABULARY_FILE})")
     record = json.loads(path.read_text())
-    if record["vocab_config"] != json.loads(json.dumps(dataclasses.asdict(config.vocab))):
+    if record["vocab_config"] != through_json(dataclasses.asdict(config.vocab)):
         raise StageError(f"{path}: built with vocab config {record['vocab_config']}, but this stage"
                          f" runs with {dataclasses.asdict(config.vocab)} (rule: one GR config per run)")
     if record["dataset_fingerprint"] != dataset_fingerprint(data):
@@ -300,7 +298,7 @@ def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str,
     return record["label_state"]
 
 
-def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Path,
+def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | Path,
                   overrides: list[str] | None = None, tracking: StageTracking | None = None
                   ) -> dict[str, Any]:
     """Greedy-encode every training label into its token sequence, gate the sequences with
@@ -315,7 +313,7 @@ def encode_labels(ingested: str | Path, vocab_dir: str | Path, out_dir: str | Pa
     from grmodel.vocab import Vocabulary
 
     started = time.time()
-    data = processed_dir(ingested)
+    data = Path(processed)
     config = gr_config(data, overrides)
     state = read_vocabulary(vocab_dir, config, data)
     vocab = Vocabulary.from_dict(state["vocab"])
@@ -368,11 +366,11 @@ def read_tokens(tokens_dir: str | Path, labels: np.ndarray) -> np.ndarray:
 
 def gr_config(data: Path, overrides: list[str] | None) -> Any:
     """GR's config for this run: the vocabulary and token stages use it too."""
-    return _plan(data, [GR_ROW], overrides, 1).runs[0][2]
+    return model_plan(data, [GR], overrides, 1).runs[0][2]
 
 
 def train(
-    ingested: str | Path,
+    processed: str | Path,
     out_dir: str | Path,
     *,
     model: str,
@@ -385,7 +383,7 @@ def train(
     job_options: dict[str, Any] | None = None,
     tracking: StageTracking | None = None,
 ) -> dict[str, Any]:
-    """Train row ``model`` of Table 1 (``gr`` or a baseline) for each seed into
+    """Train ``model`` (``gr`` or a baseline) for each seed into
     ``out_dir/seed<k>``. GR uses the vocabulary and token sequences of the earlier stages.
 
     With ``replicas > 1`` GR trains as a Kubeflow PyTorchJob of that many pods sharing the
@@ -398,14 +396,14 @@ def train(
     from grmodel.training.records import dataset_fingerprint
 
     started = time.time()
-    data = processed_dir(ingested)
-    plan = _plan(data, [model], overrides, seeds)
-    if replicas > 1 and (model != GR_ROW or not pvc_claim):
+    data = Path(processed)
+    plan = model_plan(data, [model], overrides, seeds)
+    if replicas > 1 and (model != GR or not pvc_claim):
         raise StageError(f"train_replicas={replicas}: only GR trains as a PyTorchJob, and it needs a"
                          " ReadWriteMany claim shared with the job (compile with"
                          " `grmodel pipeline compile --train-pvc CLAIM`)")
     label_state = targets = None
-    if model == GR_ROW:
+    if model == GR:
         if vocab_dir is None or tokens_dir is None:
             raise StageError("training GR needs the build_vocab and encode_labels outputs")
         config = plan.runs[0][2]
@@ -451,7 +449,7 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     with the same run record an in-pod training writes."""
     from grmodel import pytorchjob
     from grmodel.checkpoint import META_FILE
-    from grmodel.training.records import TrainResult, write_run_record
+    from grmodel.training.records import TrainResult, write_training_record
 
     options = dict(options)
     pod_mount = options.pop("mount_path", pytorchjob.DEFAULT_MOUNT)
@@ -460,12 +458,12 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     shared = here / job_dir
     if not (shared / "processed").is_dir():
         shutil.copytree(data, shared / "processed")
-    write_json_atomic(shared / VOCABULARY_FILE, label_state)
+    write_json_atomic(shared / LABEL_STATE_FILE, label_state)
     pod = f"{pod_mount}/{job_dir}"
     started = time.perf_counter()
     job_model = pytorchjob.run_pytorchjob(
         config, replicas=replicas, pvc_claim=pvc_claim, data_dir=f"{pod}/processed",
-        out_dir=f"{pod}/model", label_state_path=f"{pod}/{VOCABULARY_FILE}", local_mount=here,
+        out_dir=f"{pod}/model", label_state_path=f"{pod}/{LABEL_STATE_FILE}", local_mount=here,
         mount_path=pod_mount, namespace=options.pop("namespace", None) or _pod_namespace(),
         **options)
     shutil.copytree(job_model, model_dir)
@@ -475,7 +473,7 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     result = TrainResult(model_dir, meta["epoch"], meta["best_valid"], meta["history"],
                          train_seconds=seconds,
                          samples_per_second=float(np.mean(speeds)) if speeds else 0.0)
-    return write_run_record(result, config, fingerprint, seconds, replicas=replicas)
+    return write_training_record(result, config, fingerprint, seconds, replicas=replicas)
 
 
 def _pod_namespace() -> str:
@@ -484,17 +482,19 @@ def _pod_namespace() -> str:
     return path.read_text().strip() if path.is_file() else "kubeflow"
 
 
-def _plan(data: Path, rows: list[str], overrides: list[str] | None, seeds: int) -> Any:
-    from grmodel.experiments.runner import plan_experiment
-
-    return plan_experiment(EXPERIMENT, data, seeds=seeds, rows=rows, overrides=overrides)
+def model_plan(data: Path, models: list[str], overrides: list[str] | None, seeds: int
+               ) -> ComparisonPlan:
+    """Every (model, seed) run with its config: the library defaults, the models' named
+    defaults (``grmodel.config.MODEL_DEFAULTS``), then the ``[MODEL:]key=value`` overrides."""
+    comparison = model_comparison(*COMPARISON, models, reference=GR)
+    return plan_comparison(comparison, data, seeds=seeds, overrides=overrides)
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
 def evaluate(
-    ingested: str | Path,
+    processed: str | Path,
     model_dirs: dict[str, str | Path],
     out_dir: str | Path,
     *,
@@ -503,19 +503,17 @@ def evaluate(
     data_version: str = "",
     tracking: StageTracking | None = None,
 ) -> dict[str, Any]:
-    """Score every trained row (``{row: train output}``) on the same test split beside the
+    """Score every trained model (``{model: train output}``) on the same test split beside the
     train median and the oracle; write the report, figures, ``metrics.json`` and
     ``report.html`` (figures inlined) into ``out_dir``."""
-    from grmodel.experiments.report import results_table
-    from grmodel.experiments.runner import run_entry, write_experiment_report
     from grmodel.reporting.html import render_report_html
     from grmodel.tracking import git_commit
     from grmodel.training.records import dataset_fingerprint, finished_run
 
     started = time.time()
-    data = processed_dir(ingested)
+    data = Path(processed)
     rows = list(model_dirs)
-    plan = _plan(data, rows, overrides, seeds)
+    plan = model_plan(data, rows, overrides, seeds)
     fingerprint = dataset_fingerprint(data)
     runs = []
     for row, seed, config in plan.runs:
@@ -526,7 +524,7 @@ def evaluate(
                              " (rule: evaluate gets the train outputs of the same pipeline run)")
         runs.append(run_entry(row, seed, model_dir.resolve(), {**record, "resumed": False}))
     with live_run(tracking, "evaluate", started) as live, atomic_directory(out_dir) as tmp:
-        report = write_experiment_report(plan, runs, tmp)
+        report = write_comparison_report(plan, runs, tmp)
         metrics = headline_metrics(report)
         write_json_atomic(tmp / "metrics.json", metrics)
         provenance = {"data version": data_version or "unknown", "git commit": git_commit()}
@@ -544,7 +542,7 @@ def evaluate(
 
 
 def headline_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """``{row: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows."""
+    """``{model: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows."""
     from grmodel.tracking import metric_key
 
     return {metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"])}

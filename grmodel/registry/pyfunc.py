@@ -1,13 +1,14 @@
 """MLflow pyfunc packaging of a trained model, and reading one back.
 
-Any model of the zoo is logged as an MLflow pyfunc model whose loader is ``grmodel.registry``
-(``loader_module``; :func:`grmodel.registry._load_pyfunc`), so nothing is pickled. The model holds a code
-reference (that loader module, and ``grmodel==<version>`` among its pinned pip requirements),
-an input signature naming the feature columns, and ``data/checkpoint/``: the weights
-(``model.pt``, a state_dict read with ``weights_only=True``), ``checkpoint.json`` and, as JSON,
-the config, the vocabulary (the model's label state) and the feature encoders (the processed
-dataset's manifest). ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` call
-:func:`_load_pyfunc`; predict takes a DataFrame of feature ids and returns watch time. Serve it
+Any model of the zoo is logged as an MLflow pyfunc model whose loader module is
+``grmodel.registry`` (it re-exports :func:`_load_pyfunc`), so nothing is pickled. The model holds
+a code reference (that loader module, and ``grmodel==<version>`` among its pinned pip
+requirements), an input signature naming the feature columns, and ``data/checkpoint/``: the
+weights (``model.pt``, a state_dict read with ``weights_only=True``), ``checkpoint.json`` and, as
+JSON, the config (``config.json``), the model's label state (``label_state.json``: GR's
+vocabulary, a baseline's label statistics) and the feature encoders (the processed dataset's
+manifest). ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` call :func:`_load_pyfunc`;
+predict takes a DataFrame of feature ids and returns watch time. Serve it
 where grmodel is installed (the project's image):
 ``mlflow models serve -m models:/NAME@champion --env-manager local``.
 """
@@ -98,7 +99,7 @@ def log_model(
         for file_name in (WEIGHTS_FILE, META_FILE, *checkpoint_files(model_dir)):
             shutil.copy2(model_dir / file_name, data / file_name)
         for file_name, payload in (("config.json", meta["config"]),
-                                   ("vocabulary.json", meta["label_state"]),
+                                   ("label_state.json", meta["label_state"]),
                                    ("feature_encoders.json", encoders)):
             (data / file_name).write_text(json.dumps(payload, indent=2, sort_keys=True))
         return mlflow.pyfunc.log_model(

@@ -65,7 +65,7 @@ from grmodel.training.records import (
     TrainResult,
     config_differences,
     finished_run,
-    write_run_record,
+    write_training_record,
 )
 from grmodel.training.state import STATE_FILE, Progress, StateStore, restore, resumed_label_state
 
@@ -203,17 +203,12 @@ def fit(
 ) -> TrainResult:
     """Train on in-memory arrays (each rank holds the split and trains on its share)."""
     tc = config.train
-    ctx = ctx or DistContext(device=resolve_device(tc.device))
-    store = StateStore(state_dir) if state_dir is not None else None
-    saved = store.load(config, ctx) if store is not None and resume else None
-    _setup(tc)
-    label_state = resumed_label_state(saved, label_state, store)
+    ctx, store, saved, label_state = _start(config, label_state, state_dir, resume, ctx)
     model = build_model(config, schema, train, label_state).to(ctx.device)
     if targets is None:
         targets = model.targets(train.label)
     check_targets(targets, model.targets(train.label[:1]), len(train), config.model_name)
-    extra = {k: torch.from_numpy(compact(v)) for k, v in targets.items()}
-    source = MemoryBatches(train, extra, tc.batch_size, tc.seed, ctx)
+    source = MemoryBatches(train, _tensors(targets), tc.batch_size, tc.seed, ctx)
     return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
 
 
@@ -232,12 +227,8 @@ def fit_streaming(
 ) -> TrainResult:
     """Train on the train split streamed from its Parquet row groups (``train.streaming``)."""
     dc, tc = config.data, config.train
-    ctx = ctx or DistContext(device=resolve_device(tc.device))
-    store = StateStore(state_dir) if state_dir is not None else None
-    saved = store.load(config, ctx) if store is not None and resume else None
-    _setup(tc)
+    ctx, store, saved, label_state = _start(config, label_state, state_dir, resume, ctx)
     paths = split_paths(dc.processed_dir, "train")
-    label_state = resumed_label_state(saved, label_state, store)
     if label_state is None:
         label_state = fit_label_state_from_columns(config, schema, paths)
     model = model_class(config.model_name)(schema, config, label_state).to(ctx.device)
@@ -251,10 +242,25 @@ def fit_streaming(
     if targets is not None:
         # Precomputed targets are looked up by each streamed row's index in the split.
         check_targets(targets, model.targets(valid.label[:1]), stream.total_rows, config.model_name)
-        extra = {k: torch.from_numpy(compact(v)) for k, v in targets.items()}
+        extra = _tensors(targets)
     source = StreamBatches(stream, tc.loader_workers, ctx, extra, tc.seed)
     return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
 
+
+def _start(config: RunConfig, label_state: dict[str, Any] | None, state_dir: str | Path | None,
+           resume: bool, ctx: DistContext | None
+           ) -> tuple[DistContext, StateStore | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """What both entry points do first: the context, the state store and the saved state (with
+    ``resume``), threads and seeds, and the label state (the saved run's, when resuming)."""
+    ctx = ctx or DistContext(device=resolve_device(config.train.device))
+    store = StateStore(state_dir) if state_dir is not None else None
+    saved = store.load(config, ctx) if store is not None and resume else None
+    _setup(config.train)
+    return ctx, store, saved, resumed_label_state(saved, label_state, store)
+
+
+def _tensors(targets: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(compact(v)) for k, v in targets.items()}
 
 
 def train_or_resume(
@@ -276,7 +282,8 @@ def train_or_resume(
     model_dir.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     result = train_model(config, model_dir, label_state, targets, on_epoch=on_epoch)
-    return {**write_run_record(result, config, fingerprint, time.perf_counter() - start), "resumed": False}
+    record = write_training_record(result, config, fingerprint, time.perf_counter() - start)
+    return {**record, "resumed": False}
 
 
 # ----------------------------------------------------------------------------- the loop

@@ -1,9 +1,9 @@
 """What a finished training run records, and the one rule for "is this the same config".
 
-``run.json`` beside a trained model (written after the model, so it marks the run finished)
+``training.json`` beside a trained model (written after the model, so it marks the run finished)
 holds the config, the dataset fingerprint, timings and the validation history. In-pod training,
 a PyTorchJob's model, the experiment runner and the pipeline all write it through
-:func:`write_run_record` and reuse a finished run through :func:`finished_run`.
+:func:`write_training_record` and reuse a finished run through :func:`finished_run`.
 
 Configs are compared leaf by leaf with :func:`config_differences`; what may differ depends on
 the question, and each answer is a named set of keys here: :data:`RESUME_FREE_KEYS` (a killed
@@ -29,7 +29,7 @@ from grmodel.features import SPLITS
 
 log = logging.getLogger(__name__)
 
-RUN_RECORD = "run.json"
+TRAINING_RECORD = "training.json"
 # Settings that may change between a killed run and its resumption: they do not change results.
 RESUME_FREE_KEYS = frozenset({"train.progress", "train.num_threads", "train.loader_workers",
                               "train.checkpoint_every_steps", "train.device"})
@@ -89,9 +89,9 @@ def dataset_fingerprint(processed_dir: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_run_record(result: TrainResult, config: RunConfig, fingerprint: str, wall_seconds: float,
+def write_training_record(result: TrainResult, config: RunConfig, fingerprint: str, wall_seconds: float,
                      **extra: Any) -> dict[str, Any]:
-    """Write ``run.json`` beside a trained model (it marks the run finished); the record."""
+    """Write ``training.json`` beside a trained model (it marks the run finished); the record."""
     record = {
         "config": config.to_dict(),
         "dataset_fingerprint": fingerprint,
@@ -104,13 +104,13 @@ def write_run_record(result: TrainResult, config: RunConfig, fingerprint: str, w
         "collapse": result.collapse,
         **extra,
     }
-    write_text_atomic(result.model_dir / RUN_RECORD, json.dumps(jsonable(record), indent=2))
+    write_text_atomic(result.model_dir / TRAINING_RECORD, json.dumps(jsonable(record), indent=2))
     return record
 
 
 def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[str, Any] | None:
     """The record of a finished run of ``config`` on this data in ``model_dir``, else None."""
-    path = model_dir / RUN_RECORD
+    path = model_dir / TRAINING_RECORD
     if not (path.is_file() and (model_dir / WEIGHTS_FILE).is_file()):
         return None
     try:

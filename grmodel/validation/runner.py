@@ -21,12 +21,16 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 
 from grmodel import __version__
 from grmodel.codec import EncodedLabels, LabelCodec
@@ -105,8 +109,6 @@ def _batch_definition() -> Any:
 
 
 def _gx_version() -> str:
-    from importlib.metadata import version
-
     return version("great_expectations")
 
 
@@ -330,8 +332,6 @@ def _arrow_read(
     path: Path, names: list[str], wanted: dict[str, ColumnKind], as_text: set[str],
     bad_rows: list[Any],
 ) -> pa.Table:
-    import pyarrow.csv as pcsv
-
     lock = threading.Lock()
 
     def keep_bad_row(row: Any) -> str:
@@ -381,8 +381,6 @@ def _coerce_text(text: pa.ChunkedArray, kind: ColumnKind) -> pd.Series:
     Arrow kernels throughout (a regex decides what parses, then a cast): pandas' to_numeric
     takes seconds per million strings.
     """
-    import pyarrow.compute as pc
-
     trimmed = pc.utf8_trim_whitespace(text)
     is_null = pc.or_(pc.is_null(trimmed), pc.is_in(trimmed, pa.array(sorted(NULL_TEXT))))
     parses = pc.fill_null(pc.match_substring_regex(trimmed, NUMBER_TEXT[kind]), False)
@@ -402,8 +400,6 @@ def _coerce_text(text: pa.ChunkedArray, kind: ColumnKind) -> pd.Series:
 
 def read_parquet_table(path: Path, columns: dict[str, ColumnKind]) -> LoadedTable:
     """Read the declared columns of a Parquet file (those present); never raises on bad data."""
-    import pyarrow.parquet as pq
-
     name = path.name
     if not path.is_file():
         finding = _finding(name, "expect_file_to_exist", f"{name} is present", note=str(path))

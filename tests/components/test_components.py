@@ -149,7 +149,7 @@ def test_registering_the_same_pipeline_run_again_adds_no_version(chain, tmp_path
     runs_before = len(client.search_runs([client.get_experiment_by_name("components").experiment_id]))
     record = track_and_register(
         TrackingTarget(uri, "components-test", "components", str(chain["root"] / "mlartifacts")),
-        data_version=chain["version"], stage_dirs=stage_dirs, ingested=a["processed"].path,
+        data_version=chain["version"], stage_dirs=stage_dirs, processed=a["processed"].path,
         gr_model_dir=a["gr"].path, evaluation_dir=a["evaluation"].path, model_name="components-gr",
         policy=PromotionPolicy(require_beats_baselines=()), out_dir=tmp_path / "decision")
     assert record["challenger_version"] == "1" and record["verdict"] == "promoted"

@@ -11,13 +11,13 @@ import pytest
 
 from grmodel.checkpoint import load_checkpoint
 from grmodel.cli.experiment import register
+from grmodel.comparison.figures import CURVES_FILE, FIG4_FILE, FIG5_FILE, FIG5A_FILE
 from grmodel.config import CLEM_ABLATIONS, ConfigError, EvalConfig, RunConfig
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN, evaluate_models
-from grmodel.experiments.figures import CURVES_FILE, FIG4_FILE, FIG5_FILE, FIG5A_FILE
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import TABLE1_MODELS
 from grmodel.features import label_array, read_split
-from grmodel.training.records import RUN_RECORD, finished_run
+from grmodel.training.records import TRAINING_RECORD, finished_run
 
 # Tiny models and a handful of optimiser steps: these tests check the plumbing, not accuracy.
 TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
@@ -114,14 +114,14 @@ def test_finished_runs_are_reused_unless_the_config_changes(table1: Path):
 
 def test_a_run_counts_as_finished_only_with_a_matching_record(table1: Path, tmp_path: Path):
     model_dir = Path(shutil.copytree(table1 / "runs" / "vr" / "seed2024", tmp_path / "vr"))
-    record = json.loads((model_dir / RUN_RECORD).read_text())
+    record = json.loads((model_dir / TRAINING_RECORD).read_text())
     config = RunConfig.from_dict(record["config"])
     fingerprint = record["dataset_fingerprint"]
     assert finished_run(model_dir, config, fingerprint)["best_epoch"] == record["best_epoch"]
     assert finished_run(model_dir, config.with_overrides(["train.num_threads=2"]), fingerprint)
     assert finished_run(model_dir, config.with_overrides(["train.lr=1e-4"]), fingerprint) is None
     assert finished_run(model_dir, config, "0" * 64) is None
-    (model_dir / RUN_RECORD).write_text("{not json")
+    (model_dir / TRAINING_RECORD).write_text("{not json")
     assert finished_run(model_dir, config, fingerprint) is None
 
 

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from grmodel.comparison.plan import Overrides, base_seed, row_config
 from grmodel.config import CLEM_ABLATIONS, ConfigError, RunConfig
-from grmodel.experiments.specs import (
-    TABLE1_MODELS,
-    Overrides,
-    base_seed,
-    experiment_spec,
-    row_config,
-)
+from grmodel.experiments.specs import TABLE1_MODELS, experiment_spec
 
 
 def configs(name: str, items: list[str], rows: list[str] | None = None) -> dict[str, RunConfig]:

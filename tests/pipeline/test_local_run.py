@@ -89,7 +89,7 @@ def test_every_task_leaves_its_outputs(finished):
     for task in ("validate-raw", "validate-processed"):
         assert (run / task / "report" / "validation.json").is_file()
         assert json.loads((run / task / "report" / "validation.json").read_text())["success"]
-    assert (run / "ingest" / "processed" / "processed" / "train.parquet").is_file()
+    assert (run / "ingest" / "processed" / "train.parquet").is_file()
     assert (run / "build-vocab" / "vocabulary" / "vocabulary.json").is_file()
     assert (run / "encode-labels" / "tokens" / "tokens.parquet").is_file()
     assert (run / "train-gr" / "model" / "seed2024" / "model.pt").is_file()
@@ -198,7 +198,7 @@ def test_the_baselines_are_logged_as_models(finished):
     logged = client.search_logged_models([by_name["register"].info.experiment_id],
                                          f"source_run_id = '{register}'")
     assert sorted(m.name for m in logged) == ["cread", "gr", "tpm"]
-    test = pd.read_parquet(finished.run_dir / "ingest" / "processed" / "processed" / "test.parquet")
+    test = pd.read_parquet(finished.run_dir / "ingest" / "processed" / "test.parquet")
     for model in logged:
         loaded = mlflow.pyfunc.load_model(model.model_uri)
         columns = loaded.metadata.get_input_schema().input_names()

@@ -90,33 +90,31 @@ def test_fetch_errors_leave_no_output(tmp_path, kwargs, message):
 
 
 @pytest.fixture
-def ingested(tmp_path, planted_dataset) -> Path:
-    """An ingest output holding the planted dataset."""
-    (tmp_path / "ingested").mkdir()
-    (tmp_path / "ingested" / "processed").symlink_to(planted_dataset)
-    return tmp_path / "ingested"
+def processed(planted_dataset) -> Path:
+    """An ingest output: the processed dataset itself (here the planted one)."""
+    return planted_dataset
 
 
-def test_vocabulary_and_tokens_refuse_another_config_or_other_labels(ingested, tmp_path):
-    stages.build_vocab(ingested, tmp_path / "vocab", ["vocab.decay=0.98"])
-    stages.encode_labels(ingested, tmp_path / "vocab", tmp_path / "tokens", ["vocab.decay=0.98"])
-    config = stages.gr_config(stages.processed_dir(ingested), ["vocab.decay=0.97"])
+def test_vocabulary_and_tokens_refuse_another_config_or_other_labels(processed, tmp_path):
+    stages.build_vocab(processed, tmp_path / "vocab", ["vocab.decay=0.98"])
+    stages.encode_labels(processed, tmp_path / "vocab", tmp_path / "tokens", ["vocab.decay=0.98"])
+    config = stages.gr_config(processed, ["vocab.decay=0.97"])
     with pytest.raises(StageError, match="built with vocab config"):
-        stages.read_vocabulary(tmp_path / "vocab", config, stages.processed_dir(ingested))
+        stages.read_vocabulary(tmp_path / "vocab", config, processed)
     with pytest.raises(StageError, match="built with vocab config"):
-        stages.encode_labels(ingested, tmp_path / "vocab", tmp_path / "t2", ["vocab.decay=0.97"])
+        stages.encode_labels(processed, tmp_path / "vocab", tmp_path / "t2", ["vocab.decay=0.97"])
     assert not (tmp_path / "t2").exists()
     with pytest.raises(StageError, match="not the 3 training labels"):
         stages.read_tokens(tmp_path / "tokens", np.array([1.0, 2.0, 3.0]))
     with pytest.raises(StageError, match="build_vocab and encode_labels"):
-        stages.train(ingested, tmp_path / "model", model="gr")
+        stages.train(processed, tmp_path / "model", model="gr")
 
 
-def test_unknown_options_and_kinds_are_named(ingested, tmp_path):
+def test_unknown_options_and_kinds_are_named(processed, tmp_path):
     with pytest.raises(StageError, match=r"unknown option\(s\) \['splitt'\]"):
         stages.ingest(tmp_path, tmp_path / "out", {"splitt": "random"})
     with pytest.raises(StageError, match="validation kind 'tokens'"):
-        stages.validate_data(ingested, "tokens", tmp_path / "report")
+        stages.validate_data(processed, "tokens", tmp_path / "report")
     with pytest.raises(StageError, match="stage.json"):
         stages.StageRecord.read(tmp_path)
 
@@ -143,16 +141,16 @@ class TrainingOperator:
         return {**self.jobs[name], "status": {"conditions": [{"type": "Succeeded", "status": "True"}]}}
 
 
-def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(ingested, tmp_path):
+def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(processed, tmp_path):
     from grmodel.pytorchjob import DEFAULT_MOUNT
-    from grmodel.training.records import RUN_RECORD, dataset_fingerprint, finished_run
+    from grmodel.training.records import TRAINING_RECORD, dataset_fingerprint, finished_run
 
     overrides = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "train.epochs=1",
                  "train.progress=false", "train.num_threads=1"]
-    stages.build_vocab(ingested, tmp_path / "vocab", overrides)
-    stages.encode_labels(ingested, tmp_path / "vocab", tmp_path / "tokens", overrides)
+    stages.build_vocab(processed, tmp_path / "vocab", overrides)
+    stages.encode_labels(processed, tmp_path / "vocab", tmp_path / "tokens", overrides)
     operator = TrainingOperator(tmp_path / "claim", DEFAULT_MOUNT)
-    result = stages.train(ingested, tmp_path / "model", model="gr", overrides=overrides,
+    result = stages.train(processed, tmp_path / "model", model="gr", overrides=overrides,
                           vocab_dir=tmp_path / "vocab", tokens_dir=tmp_path / "tokens", replicas=2,
                           pvc_claim="rwx", job_options={"api": operator, "local_mount": tmp_path / "claim",
                                                         "namespace": "ml", "poll_s": 0.0})
@@ -160,12 +158,12 @@ def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(ingested, tmp_path):
     (job,) = operator.jobs.values()
     assert job["replicas"] == 2 and job["metadata"]["namespace"] == "ml"
     seed_dir = tmp_path / "model" / "seed2024"
-    assert (seed_dir / RUN_RECORD).is_file()
-    config = stages.gr_config(stages.processed_dir(ingested), overrides)
-    data = stages.processed_dir(ingested)
+    assert (seed_dir / TRAINING_RECORD).is_file()
+    config = stages.gr_config(processed, overrides)
+    data = processed
     assert finished_run(seed_dir, config, dataset_fingerprint(data)) is not None  # evaluate takes it
     with pytest.raises(StageError, match="ReadWriteMany claim"):
-        stages.train(ingested, tmp_path / "m2", model="gr", overrides=overrides, replicas=2,
+        stages.train(processed, tmp_path / "m2", model="gr", overrides=overrides, replicas=2,
                      vocab_dir=tmp_path / "vocab", tokens_dir=tmp_path / "tokens")
     with pytest.raises(StageError, match="only GR trains as a PyTorchJob"):
-        stages.train(ingested, tmp_path / "m3", model="cread", replicas=2, pvc_claim="rwx")
+        stages.train(processed, tmp_path / "m3", model="cread", replicas=2, pvc_claim="rwx")

@@ -171,7 +171,7 @@ def test_logged_model_is_code_json_and_state_dict(flow, tmp_path):
     local = Path(mlflow.artifacts.download_artifacts(f"models:/{NAME}/2", dst_path=str(tmp_path)))
     files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))]
-    assert {"data/checkpoint/model.pt", "data/checkpoint/config.json", "data/checkpoint/vocabulary.json",
+    assert {"data/checkpoint/model.pt", "data/checkpoint/config.json", "data/checkpoint/label_state.json",
             "data/checkpoint/feature_encoders.json", "data/checkpoint/checkpoint.json"} <= files
     assert not [f for f in files if f.endswith(".py")]  # code is referenced, not copied
     mlmodel = (local / "MLmodel").read_text()
@@ -181,7 +181,7 @@ def test_logged_model_is_code_json_and_state_dict(flow, tmp_path):
     assert requirements[0] == f"grmodel=={grmodel.__version__}" and "torch==2.13.0" in requirements
     payload = torch.load(local / "data/checkpoint/model.pt", weights_only=True)
     assert set(payload) == {"state_dict", "meta"}
-    vocab = json.loads((local / "data/checkpoint/vocabulary.json").read_text())
+    vocab = json.loads((local / "data/checkpoint/label_state.json").read_text())
     assert vocab["vocab"]["kind"] == "dynamic_quantile"
     signature = mlflow.models.get_model_info(str(local)).signature
     assert signature.inputs.input_names() == ["user_id", "item_id", "item_cat"]

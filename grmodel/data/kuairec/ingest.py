@@ -9,6 +9,7 @@ What the ingest did and why is recorded in the manifest (see ``ingest_kuairec``)
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -553,7 +554,6 @@ def _oracle(raw: Path, optional: list[str], mode: str, user_raw: np.ndarray,
 def _generator(raw: Path, optional: list[str]) -> dict[str, Any] | None:
     if SYNTH_FILE not in optional:
         return None
-    import json
 
     try:
         record = json.loads((raw / SYNTH_FILE).read_text())

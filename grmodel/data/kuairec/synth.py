@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pcsv
 
 from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data.io import DataSpecError, sha256_file
@@ -49,7 +50,7 @@ from grmodel.data.kuairec.schema import (
     BIG,
     GENERATOR,
     ITEM_FILE,
-     ONEHOT_LEVELS,
+    ONEHOT_LEVELS,
     ORACLE_FILE,
     SMALL,
     SYNTH_FILE,
@@ -598,8 +599,6 @@ def _dates(ts_ms: np.ndarray) -> np.ndarray:
 
 def _csv_writer(path: Path, schema: pa.Schema) -> Any:
     """Unquoted like the real matrices (no value holds a comma); nulls as empty fields."""
-    import pyarrow.csv as pcsv
-
     options = pcsv.WriteOptions(quoting_style="none", quoting_header="none")
     return pcsv.CSVWriter(path, schema, write_options=options)
 

@@ -1,7 +1,7 @@
-"""Turn an experiment's runs into its summary, its Markdown report and its JSON record.
+"""Turn a comparison's runs into its summary, its Markdown report and its JSON record.
 
-Every number in the Markdown comes from the runs recorded beside it in ``report.json``; the
-paper's figures appear only in their own table, labelled as the paper's.
+Every number in the Markdown comes from the runs recorded beside it in ``report.json``; a
+paper's figures (given by grmodel/experiments) appear only in their own table, labelled as such.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from grmodel.evaluate import headline_variant, xauc_header
 from grmodel.metrics import XAUC_NAMES, xauc_key
 from grmodel.reporting.numbers import num as _num
 from grmodel.reporting.numbers import plus_minus as _pm
-from grmodel.reporting.paper import PAPER_ANCHORS
 
 HEADLINE = ("mae", "xauc", "xauc_tie_aware")
 
@@ -188,8 +187,7 @@ def _config_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _paper_table(experiment: str) -> str:
-    anchors = PAPER_ANCHORS[experiment]
+def _paper_table(anchors: dict[str, Any]) -> str:
     header = " | ".join(f"MAE / XAUC ({c})" for c in anchors["columns"])
     lines = [f"| method | {header} |", "|---|" + "---:|" * len(anchors["columns"])]
     for label, cells in anchors["rows"].values():
@@ -216,7 +214,9 @@ def _tuning_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def render_markdown(report: dict[str, Any]) -> str:
+def render_markdown(report: dict[str, Any], paper: dict[str, Any] | None = None) -> str:
+    """The readable report; ``paper``: a paper's numbers to list after ours (caption, columns,
+    rows), as grmodel/experiments/anchors.py holds them."""
     data, machine = report["dataset"], report["machine"]
     label = data.get("label") or {}
     seeds = ", ".join(str(s) for s in report["seeds"])
@@ -258,16 +258,18 @@ def render_markdown(report: dict[str, Any]) -> str:
                   "", *tuning]
     parts += ["", "## Figures", ""]
     parts += [f"![{name}](figures/{name})" for name in report["figures"]]
-    parts += ["", f"## The paper's numbers ({PAPER_ANCHORS[report['experiment']]['caption']}; not"
-              " ours, not this dataset; XAUC as published, the authors' reference variant)", "",
-              _paper_table(report["experiment"]), ""]
+    if paper is not None:
+        parts += ["", f"## The paper's numbers ({paper['caption']}; not ours, not this dataset; XAUC"
+                  " as published, the authors' reference variant)", "", _paper_table(paper)]
+    parts += [""]
     return "\n".join(parts)
 
 
 # -- files ----------------------------------------------------------------------------------
-def write_reports(report: dict[str, Any], out_dir: Path) -> tuple[Path, Path]:
+def write_reports(report: dict[str, Any], out_dir: Path, paper: dict[str, Any] | None = None
+                  ) -> tuple[Path, Path]:
     """``report.json`` and ``report.md`` in ``out_dir``, each written atomically."""
     json_path, md_path = out_dir / "report.json", out_dir / "report.md"
     write_text_atomic(json_path, json.dumps(jsonable(report), indent=2, allow_nan=False) + "\n")
-    write_text_atomic(md_path, render_markdown(report))
+    write_text_atomic(md_path, render_markdown(report, paper))
     return json_path, md_path
