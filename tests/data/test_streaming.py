@@ -115,7 +115,7 @@ def test_missing_column_is_named_with_its_file(grouped, tmp_path):
 
 def test_streaming_training_learns(grouped, gr_config, tmp_path):
     config = gr_config(grouped, "train.streaming=true", "train.shuffle_buffer=1000",
-                       "train.epochs=5", "train.patience=5", "train.lr=3e-3")
+                       "train.epochs=8", "train.patience=8", "train.lr=3e-3")
     result = train_model(config, tmp_path / "m")
     losses = [h["train_loss"] for h in result.history]
     assert losses[-1] < losses[0]
