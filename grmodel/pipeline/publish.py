@@ -152,13 +152,14 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
 
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
     """Mark the parent run with the pipeline's final ``state`` (SUCCEEDED, FAILED, ...)."""
+    from grmodel.redact import redact
     from grmodel.tracking import connect, finish_run
 
     parent = target.parent("unknown")
     client = connect(target.uri)
     client.set_tag(parent, PIPELINE_STATUS_TAG, state)
     if error:
-        client.set_tag(parent, "pipeline_error", error[:5000])
+        client.set_tag(parent, "pipeline_error", redact(error)[:5000])
     finish_run(target.uri, parent, failed=state != "SUCCEEDED")
 
 
