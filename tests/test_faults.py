@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from grmodel.experiments.runner import dataset_fingerprint
+from grmodel.training.records import dataset_fingerprint
 
 TINY = ["model.emb_dim=8", "model.encoder_hidden=16", "model.d_model=8", "model.n_heads=2",
         "model.ffn_dim=16", "model.n_layers=1", "train.progress=false", "train.num_threads=1",
@@ -114,6 +114,31 @@ def test_evaluate_killed_at_a_random_moment_then_rerun(work, tmp_path):
     assert (json.loads((tmp_path / "metrics.json").read_text())
             == json.loads((tmp_path / "reference.json").read_text()))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".metrics.json")]
+
+
+def test_vocabulary_stage_killed_at_a_random_moment_then_rerun(work, tmp_path):
+    """The pipeline's build_vocab stage, run as its component runs it (a process)."""
+    (tmp_path / "ingested").mkdir()
+    (tmp_path / "ingested" / "processed").symlink_to(work / "p")
+    code = ("import sys; from grmodel.pipeline.stages import build_vocab\n"
+            "build_vocab('ingested', sys.argv[1], ['model.n_layers=1'])\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def stage(out: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-c", code, out], cwd=tmp_path, env=env,
+                                stderr=subprocess.PIPE, text=True)
+
+    assert stage("reference").wait(timeout=600) == 0
+    proc = stage("vocab")
+    time.sleep(random.Random(os.getpid()).uniform(0.5, 4.0))
+    proc.kill()
+    proc.communicate()
+    if (tmp_path / "vocab").exists():  # finished before the kill: complete, never partial
+        assert json.loads((tmp_path / "vocab" / "vocabulary.json").read_text())
+    assert stage("vocab").wait(timeout=600) == 0
+    assert ((tmp_path / "vocab" / "vocabulary.json").read_text()
+            == (tmp_path / "reference" / "vocabulary.json").read_text())
+    assert _leftovers(tmp_path) == []
 
 
 def test_two_writers_of_one_output_never_corrupt_it(work, tmp_path):

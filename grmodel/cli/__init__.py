@@ -127,7 +127,6 @@ def _unreachable(exc: BaseException) -> bool:
 
 def error_line(command: str, exc: BaseException) -> tuple[str, int]:
     """The one line printed for an error (credentials redacted) and the exit status."""
-
     if _unreachable(exc):
         text = " ".join(str(e) for e in _chain(exc))
         url = re.search(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()]+|host='[^']+', port=\d+", text)
