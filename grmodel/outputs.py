@@ -28,6 +28,10 @@ from pathlib import Path
 MARKER = ".grmodel-output.json"
 # Synthetic raw data is marked by its generator record: a marker file would change its DVC hash.
 DATA_MARKS = ("synth.json",)
+# Records that grmodel outputs held before the marker existed (a model, a processed dataset, a
+# stage, a run, a report, a main-job workdir): such a directory is grmodel's too.
+LEGACY_RECORDS = ("checkpoint.json", "manifest.json", "stage.json", "run_record.json",
+                  "validation.json", "report.json", "mlflow.db")
 OVERWRITE_RULE = "an existing grmodel output is replaced only with --overwrite"
 
 
@@ -38,7 +42,7 @@ class OutputError(ValueError):
 def is_grmodel_output(path: str | Path) -> bool:
     """Whether ``path`` is a directory that grmodel wrote (it carries grmodel's mark)."""
     path = Path(path)
-    return any((path / name).is_file() for name in (MARKER, *DATA_MARKS))
+    return any((path / name).is_file() for name in (MARKER, *DATA_MARKS, *LEGACY_RECORDS))
 
 
 def write_marker(directory: str | Path) -> None:

@@ -152,7 +152,13 @@ def test_the_library_never_replaces_a_foreign_directory(tmp_path):
     with pytest.raises(OutputError, match="did not write"), atomic_directory(foreign) as tmp:
         (tmp / "new").write_text("y")
     assert _snapshot(foreign) == {"keep.txt": b"x"}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign"]  # nothing left beside it
+    legacy = tmp_path / "legacy"  # a stage output written before grmodel marked its outputs
+    legacy.mkdir()
+    (legacy / "stage.json").write_text("{}")
+    with atomic_directory(legacy) as tmp:
+        (tmp / "new").write_text("y")
+    assert (legacy / "new").is_file() and (legacy / MARKER).is_file()
     with pytest.raises(OutputError, match="not a directory"):
         (tmp_path / "file").write_text("z")
         check_output(tmp_path / "file", overwrite=True)
