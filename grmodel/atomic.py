@@ -8,6 +8,7 @@ half-written file that a later stage could mistake for a result.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import math
 import os
@@ -44,35 +45,48 @@ def write_json_atomic(path: str | Path, payload: Any) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(out_dir: str | Path) -> Iterator[Path]:
+def atomic_directory(out_dir: str | Path, *, mark: bool = True) -> Iterator[Path]:
     """Yield a temporary sibling of ``out_dir``; on success it replaces ``out_dir`` whole.
 
     On any failure the temporary directory is removed, so ``out_dir`` is either the complete
-    new output, or whatever was there before.
+    new output, or whatever was there before. The output policy (grmodel.outputs) holds: a
+    non-empty directory that grmodel did not write is never replaced, one process at a time
+    writes ``out_dir``, and temporaries left by a killed writer are removed first. ``mark``
+    adds grmodel's marker file; data versions (whose DVC hash it would change) are marked by
+    their generator record instead.
     """
+    from grmodel.outputs import check_output, output_lock, write_marker
+
     out = Path(out_dir)
+    check_output(out, overwrite=True)  # the command checked --overwrite and its inputs
     out.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkdtemp: its directories are private (0700); this one becomes the output.
-    tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
-    tmp.mkdir()
-    try:
-        yield tmp
-        if out.exists():
-            # A directory cannot be renamed over a non-empty one: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            try:
+    with output_lock(out):
+        for stale in out.parent.glob(f"{glob.escape(out.name)}.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)  # a killed writer's: we hold the lock
+        # Not mkdtemp: its directories are private (0700); this one becomes the output.
+        tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            if mark:
+                write_marker(tmp)
+            check_output(out, overwrite=True)  # still ours to replace
+            if out.exists():
+                # A directory cannot be renamed over a non-empty one: move the old one aside.
+                old = Path(tempfile.mkdtemp(prefix=f"{out.name}.old-", dir=out.parent))
+                os.replace(out, old / out.name)
+                try:
+                    os.replace(tmp, out)
+                except BaseException:
+                    os.replace(old / out.name, out)
+                    raise
+                finally:
+                    shutil.rmtree(old, ignore_errors=True)
+            else:
                 os.replace(tmp, out)
-            except BaseException:
-                os.replace(old / out.name, out)
-                raise
-            finally:
-                shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def through_json(value: Any) -> Any:

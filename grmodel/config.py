@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -161,7 +162,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> RunConfig:
-        return _build(cls, raw, "")
+        config = _build(cls, raw, "")
+        check_ranges(config)
+        return config
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -211,12 +214,51 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        text = path.read_text()
-        raw = (yaml.safe_load(text) or {}) if path.suffix in {".yaml", ".yml"} else json.loads(text)
+        is_yaml = path.suffix in {".yaml", ".yml"}
+        try:
+            text = path.read_text(encoding="utf-8")
+            raw = (yaml.safe_load(text) or {}) if is_yaml else json.loads(text)
+        except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise ConfigError(f"config file {path}: not valid UTF-8 {'YAML' if is_yaml else 'JSON'}"
+                              f" ({detail}) (rule: a config file is a UTF-8 JSON or YAML mapping)"
+                              ) from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
         cfg = RunConfig.from_dict(raw)
     return cfg.with_overrides(overrides or [])
+
+
+# Bounds of numeric config values (inclusive lower, exclusive upper where stated): a value out
+# of range fails here, naming the key, instead of deep inside a training run.
+RANGES: dict[str, tuple[float, float | None]] = {
+    "train.epochs": (1, None), "train.batch_size": (1, None), "train.patience": (1, None),
+    "train.max_steps": (1, None), "train.checkpoint_every_steps": (1, None),
+    "train.num_threads": (1, None), "train.shuffle_buffer": (1, None),
+    "train.loader_workers": (0, None), "train.mixup_window": (1, None),
+    "train.tf_p0": (0, 1), "train.tf_fixed_p": (0, 1), "train.huber_delta": (1e-12, None),
+    "train.lambda_ce": (0, None), "train.lambda_huber": (0, None),
+    "train.embedding_weight_decay": (0, None), "train.lr": (1e-12, None),
+    "eval.batch_size": (1, None), "eval.n_intervals": (1, None), "eval.histogram_bins": (1, None),
+    "eval.interval_width": (1e-12, None),
+    "data.max_train_rows": (1, None), "data.max_eval_rows": (1, None),
+    "vocab.label_scale": (1e-12, None), "vocab.max_iterations": (1, None),
+    "model.emb_dim": (1, None), "model.encoder_hidden": (1, None), "model.n_heads": (1, None),
+    "model.ffn_dim": (1, None), "model.n_layers": (1, None), "model.window_size": (1, None),
+    "model.max_decode_len": (1, None), "model.dropout": (0, 0.999999),
+}
+
+
+def check_ranges(config: RunConfig) -> None:
+    """Raise ConfigError for the first value outside :data:`RANGES` (None means unset)."""
+    for key, (low, high) in RANGES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name, None)
+        if value is None:
+            continue
+        if not math.isfinite(value) or value < low or (high is not None and value > high):
+            bound = f">= {low}" if high is None else f"in [{low}, {high}]"
+            raise ConfigError(f"config {key}={value!r}: out of range (rule: {key} must be {bound})")
 
 
 def _parse_scalar(text: str) -> Any:

@@ -218,11 +218,13 @@ def log_configs(configs: dict[str, Any], run_id: str | None = None) -> None:
     """Log each config (dataclass or dict) as params prefixed by its key: ``gr.train.lr``."""
     from mlflow.entities import Param
 
+    from grmodel.redact import redact
+
     params = {}
     for name, config in configs.items():
         params.update(flatten_config(config, metric_key(name)))
     run_id = _run_id(run_id)
-    items = [Param(k, v) for k, v in sorted(params.items())]
+    items = [Param(k, redact(v)) for k, v in sorted(params.items())]
     client = connect()
     for start in range(0, len(items), _PARAMS_PER_BATCH):
         client.log_batch(run_id, params=items[start : start + _PARAMS_PER_BATCH])

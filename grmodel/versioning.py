@@ -236,7 +236,7 @@ def regenerate(recorded: DataVersion, out_dir: str | Path) -> None:
     except TypeError as exc:
         raise VersioningError(f"{DVC_FILE}: meta.generator.config does not fit SynthConfig"
                               f" ({exc})") from None
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, mark=False) as tmp:
         generate_kuairec(tmp, config)
         got = directory_hash(tmp)
         if got != recorded.md5:
@@ -262,7 +262,7 @@ def export_version(repo_root: str | Path, version: str, out_dir: str | Path,
     if recorded.md5 != version:
         raise VersioningError(f"{DVC_FILE} at {rev} records {recorded.md5}, not {version}")
     try:
-        with atomic_directory(out_dir) as tmp:
+        with atomic_directory(out_dir, mark=False) as tmp:
             _read_at_rev(root, rev, tmp)
             got = directory_hash(tmp)
             if got != version:

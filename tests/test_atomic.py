@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from grmodel.atomic import atomic_directory, atomic_file, write_json_atomic, write_text_atomic
+from grmodel.outputs import MARKER
 
 
 def test_atomic_directory_replaces_on_success_and_keeps_the_old_on_failure(tmp_path: Path
@@ -16,10 +17,10 @@ def test_atomic_directory_replaces_on_success_and_keeps_the_old_on_failure(tmp_p
     with pytest.raises(RuntimeError), atomic_directory(out) as tmp:
         (tmp / "b.txt").write_text("half")
         raise RuntimeError("boom")
-    assert sorted(p.name for p in out.iterdir()) == ["a.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "a.txt"]
     with atomic_directory(out) as tmp:
         (tmp / "c.txt").write_text("2")
-    assert sorted(p.name for p in out.iterdir()) == ["c.txt"]
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "c.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 

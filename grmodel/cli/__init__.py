@@ -12,9 +12,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import re
+import signal
 import sys
+import threading
+import traceback
+import warnings
 
 from grmodel import __version__
+from grmodel.redact import install_log_redaction, redact
 
 
 class CommandError(RuntimeError):
@@ -24,6 +31,26 @@ class CommandError(RuntimeError):
 # Libraries whose INFO lines are chatter to a user ("Skipping registering function ...",
 # "Creating initial MLflow database tables"); their warnings still show, everything with -v.
 QUIET_LOGGERS = ("great_expectations", "alembic", "kfp", "mlflow")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so that every temporary output is removed on the way out."""
+
+
+# Exit statuses (the README's table): what a script or scheduler can tell apart.
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_INTERNAL = 0, 1, 2, 3, 70
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+# Rules for errors whose message does not state one, by exception class name.
+DEFAULT_RULES = {
+    "FileNotFoundError": "every input must exist",
+    "IsADirectoryError": "a file was expected",
+    "NotADirectoryError": "a directory was expected",
+    "PermissionError": "grmodel needs read access to its inputs and write access to its outputs",
+    "ConfigError": "config values must fit the config schema (grmodel/config.py)",
+    "UnicodeDecodeError": "text inputs are UTF-8",
+}
+_UNREACHABLE = ("ConnectionError", "MaxRetryError", "NewConnectionError", "ConnectTimeout",
+                "ReadTimeout", "TimeoutError", "ConnectionRefusedError", "ProtocolError")
 
 
 # command: (module of its group, help), in the order --help lists them.
@@ -55,7 +82,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     imported and registered, the others are listed by their help; without, all are."""
     parser = argparse.ArgumentParser(prog="grmodel", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"grmodel {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the traceback of an error")
     subparsers = parser.add_subparsers(dest="command", required=True)
     groups = {module for module, _ in COMMANDS.values()}
     if command is not None:
@@ -67,7 +95,72 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
             importlib.import_module(module).register(subparsers)
         else:
             subparsers.add_parser(name, help=help_text)
+    _name_leaves(parser)
     return parser
+
+
+def _name_leaves(parser: argparse.ArgumentParser) -> None:
+    """Give every leaf command its name (``data tabular``) for its error lines."""
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not groups:
+        parser.set_defaults(command_name=parser.prog.partition(" ")[2])
+    for group in groups:
+        for child in dict.fromkeys(group.choices.values()):  # aliases map to one parser
+            _name_leaves(child)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether a network service (MLflow, the KFP API, a git remote) could not be reached."""
+    names = {type(e).__name__ for e in _chain(exc)} | {
+        c.__name__ for e in _chain(exc) for c in type(e).__mro__}
+    text = str(exc)
+    return bool(names & set(_UNREACHABLE)) or "Max retries exceeded" in text
+
+
+def error_line(command: str, exc: BaseException) -> tuple[str, int]:
+    """The one line printed for an error (credentials redacted) and the exit status."""
+    if _unreachable(exc):
+        text = " ".join(str(e) for e in _chain(exc))
+        url = re.search(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()]+|host='[^']+', port=\d+", text)
+        reason = ("connection refused" if "refused" in text.lower() else
+                  "timed out" if "timed out" in text.lower() else "no connection")
+        message = (f"{url.group(0) if url else 'a service'}: not reachable ({reason}) (rule: the"
+                   " MLflow tracking server, the Kubeflow API and git remotes must be reachable;"
+                   " check the URL, the network and MLFLOW_TRACKING_URI)")
+        status = EXIT_ENVIRONMENT
+    else:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        known = isinstance(exc, CommandError | ValueError | LookupError | OSError)
+        if known:
+            rule = DEFAULT_RULES.get(type(exc).__name__, "see `grmodel " + command + " --help`")
+            message = text if "rule:" in text or "(rule" in text else f"{text} (rule: {rule})"
+            status = EXIT_ENVIRONMENT if isinstance(exc, OSError) and not isinstance(
+                exc, FileNotFoundError | IsADirectoryError | NotADirectoryError) else EXIT_ERROR
+        else:
+            message = (f"internal error {type(exc).__name__}: {text} (rule: this is a bug in"
+                       " grmodel; rerun with -v for the traceback and report it)")
+            status = EXIT_INTERNAL
+    return redact(f"grmodel {command}: error: {message}"), status
+
+
+def _quiet_http_retries(record: logging.LogRecord) -> bool:
+    """Without -v, an HTTP client's retry warnings are not shown: the error line says it."""
+    return record.levelno >= logging.ERROR or not record.name.startswith(
+        ("urllib3", "kfp_server_api", "mlflow.utils.request_utils"))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,15 +172,31 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if not args.verbose:
+    install_log_redaction()
+    if not args.verbose:  # an unreachable server is one error line, not pages of retries
         for handler in logging.getLogger().handlers:
             handler.addFilter(_quiet)
+            handler.addFilter(_quiet_http_retries)
+        warnings.filterwarnings("ignore", category=FutureWarning, module="kfp")
+    # MLflow retries an unreachable server 7 times with doubling back-off (minutes); a command
+    # line reports it after a few seconds instead (an explicit setting wins).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+    command = getattr(args, "command_name", args.command)
     try:
         return int(args.handler(args) or 0)
-    except (CommandError, ValueError, FileNotFoundError) as exc:
-        # Library errors (DatasetError, ConfigError, ...) are ValueErrors with a full message;
-        # --verbose keeps the traceback for debugging.
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        print(f"grmodel {command}: interrupted ({name}); temporary outputs removed, earlier outputs"
+              " untouched", file=sys.stderr)
+        return EXIT_SIGTERM if name == "SIGTERM" else EXIT_SIGINT
+    except Exception as exc:
+        line, status = error_line(command, exc)
         if args.verbose:
-            raise
-        print(f"grmodel {args.command}: error: {exc}", file=sys.stderr)
-        return 1
+            print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        print(line, file=sys.stderr)
+        return status
+
+

@@ -19,7 +19,8 @@ from grmodel import versioning
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
-from grmodel.data.tabular import build_tabular
+from grmodel.data.tabular import TabularSpec, build_tabular
+from grmodel.outputs import check_output
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,18 +28,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     commands = data.add_subparsers(dest="data_command", required=True)
 
     p = commands.add_parser("synth", help="write KuaiRec-shaped raw files with an oracle")
-    p.add_argument("out", help="raw directory to write (replaced atomically)")
+    p.add_argument("out", help="raw directory to write (see --overwrite)")
     p.add_argument("--preset", default="default", choices=("tiny", "default", "full"))
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--side-dir", default=None,
                    help="folder with the real user_features.csv and item_categories.csv")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any SynthConfig field")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing grmodel output (never a directory grmodel did not write)")
     p.set_defaults(handler=_synth)
 
     p = commands.add_parser("ingest", help="KuaiRec 2.0 raw files -> processed dataset")
     p.add_argument("raw", help="directory with big_matrix.csv, small_matrix.csv, ...")
-    p.add_argument("out", help="processed directory to write (replaced atomically)")
+    p.add_argument("out", help="processed directory to write (see --overwrite)")
     p.add_argument("--label-mode", choices=("watch_time", "watch_ratio", "norm_ratio"))
     p.add_argument("--split", choices=("authors", "random", "chronological"))
     p.add_argument("--valid-mode", choices=("random", "last"))
@@ -47,11 +50,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any IngestConfig field")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing grmodel output (never a directory grmodel did not write)")
     p.set_defaults(handler=_ingest)
 
     p = commands.add_parser("tabular", help="a YAML dataset spec -> processed dataset")
     p.add_argument("spec", help="dataset spec (YAML); see grmodel/data/tabular.py")
-    p.add_argument("out", help="processed directory to write (replaced atomically)")
+    p.add_argument("out", help="processed directory to write (see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing grmodel output (never a directory grmodel did not write)")
     p.set_defaults(handler=_tabular)
 
     p = commands.add_parser("version", help="print the data version in use (data.dvc)")
@@ -78,6 +85,7 @@ def _repo_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    check_output(args.out, inputs=[args.side_dir], overwrite=args.overwrite)
     overrides = _parse_overrides(SynthConfig, args.set)
     for name, value in (("seed", args.seed), ("side_dir", args.side_dir)):
         if value is not None:
@@ -89,6 +97,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    check_output(args.out, inputs=[args.raw], overwrite=args.overwrite)
     overrides = _parse_overrides(IngestConfig, args.set)
     flags = {"label_mode": args.label_mode, "split": args.split, "valid_mode": args.valid_mode,
              "dedupe": args.dedupe, "seed": args.seed}
@@ -99,7 +108,9 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _tabular(args: argparse.Namespace) -> int:
-    _print_summary(args.out, build_tabular(args.spec, args.out))
+    spec = TabularSpec.from_yaml(args.spec)
+    check_output(args.out, inputs=[args.spec, spec.source_path], overwrite=args.overwrite)
+    _print_summary(args.out, build_tabular(spec, args.out))
     return 0
 
 

@@ -11,6 +11,7 @@ from grmodel.config import load_config
 from grmodel.experiments.robustness import DEFAULT_ROWS, MARKDOWN_FILE, PRESETS, run_robustness
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
+from grmodel.outputs import claim_directory
 from grmodel.tuning import TuningBudget
 
 
@@ -47,10 +48,15 @@ def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
     p.add_argument("overrides", nargs="*", metavar="[ROW_OR_MODEL:]KEY=VALUE",
                    help="config overrides for every row (train.epochs=4), one model"
                    " (tpm:head.tpm_w_var=0.1) or one row (manual:train.lr=1e-3)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing directory that grmodel wrote for another purpose")
     p.set_defaults(handler=_experiment)
 
 
 def _experiment(args: argparse.Namespace) -> int:
+    # An experiment directory is continued: its finished identical runs are reused.
+    claim_directory(args.out, inputs=[args.data, args.config], overwrite=args.overwrite,
+                    reuse=True)
     rows = _split(args.rows)
     report = run_experiment(
         args.experiment,
@@ -94,6 +100,8 @@ def _add_robustness(names: argparse._SubParsersAction) -> None:
     _add_tuning(p)
     p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
                    help="config overrides for every run (train.epochs=2) or one model")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing directory that grmodel wrote for another purpose")
     p.set_defaults(handler=_robustness)
 
 
@@ -116,6 +124,7 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _robustness(args: argparse.Namespace) -> int:
+    claim_directory(args.out, inputs=[args.config], overwrite=args.overwrite, reuse=True)
     record = run_robustness(args.out, preset=args.preset, seeds=args.seeds,
                             datasets=_split(args.datasets), rows=_split(args.rows),
                             data_seed=args.data_seed, base_config=load_config(args.config),

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.main_job import main_job_params, run_main_job
+from grmodel.outputs import claim_directory, output_lock
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
 from grmodel.pipeline.local import run_local, summary
 from grmodel.pipeline.params import APPENDED_PARAMS, PipelineParams
@@ -40,6 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="default", help="data: the generator preset (tiny, default, full)")
     p.add_argument("--seed", type=int, default=2024, help="data: the generator seed")
     _params(p)
+    p.add_argument("--overwrite", action="store_true",
+                   help="use a workdir that grmodel wrote for another purpose")
     p.set_defaults(handler=_run)
 
     for name, text in (("submit", "start one run on a Kubeflow Pipelines cluster"),
@@ -70,6 +73,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", default="default", help="generator preset (tiny, default, full)")
     p.add_argument("--seed", type=int, default=2024)
     p.add_argument("overrides", nargs="*", help="[MODEL:]section.key=value config overrides")
+    p.add_argument("--overwrite", action="store_true",
+                   help="use a workdir that grmodel wrote for another purpose")
     p.set_defaults(handler=_main)
 
 
@@ -124,7 +129,9 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     params = apply_params(main_job_params(workdir, args.preset, args.seed), args.param)
-    print(summary(run_local(params, workdir, verbose=args.verbose)))
+    with output_lock(workdir):  # one run at a time per workdir; its cached stages are reused
+        claim_directory(workdir, overwrite=args.overwrite, reuse=True)
+        print(summary(run_local(params, workdir, verbose=args.verbose)))
     return 0
 
 
@@ -152,6 +159,8 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    run_main_job(Path(args.workdir), preset=args.preset, seed=args.seed, overrides=args.overrides,
-                 verbose=args.verbose)
+    with output_lock(args.workdir):  # one run at a time per workdir; its cached stages are reused
+        claim_directory(args.workdir, overwrite=args.overwrite, reuse=True)
+        run_main_job(Path(args.workdir), preset=args.preset, seed=args.seed,
+                     overrides=args.overrides, verbose=args.verbose)
     return 0

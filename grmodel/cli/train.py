@@ -10,13 +10,15 @@ from pathlib import Path
 
 from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import load_checkpoint, load_encoders
+from grmodel.cli import CommandError
 from grmodel.config import ConfigError, RunConfig, load_config
 from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
 from grmodel.locate import dataset_dir, model_dir
+from grmodel.outputs import check_output, check_output_file
 from grmodel.predict import predict_parquet
 from grmodel.registry.pyfunc import resolve_model_uri
-from grmodel.training.loop import default_state_dir, train_model
+from grmodel.training.loop import default_state_dir, finished_model, train_model
 
 OVERRIDES_ENV = "GRMODEL_OVERRIDES"  # space-separated section.key=value items for `grmodel train`
 
@@ -41,6 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         " of processes), else start afresh")
     p.add_argument("overrides", nargs="*", help="section.key=value overrides, e.g. train.lr=1e-3"
                    f" (${OVERRIDES_ENV}, space-separated, is applied after them)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing grmodel output (never a directory grmodel did not write)")
     p.set_defaults(handler=_train)
 
     p = subparsers.add_parser("predict", help="score a Parquet file with a trained model")
@@ -53,12 +57,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--raw-ids", action="store_true",
                    help="the feature columns hold raw values (source ids, categories, numbers):"
                         " the model's encoders map them to ids (unseen values to the OOV id)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing grmodel output (never a directory grmodel did not write)")
     p.set_defaults(handler=_predict)
 
     p = subparsers.add_parser("evaluate", help="score model directories on the test split")
     p.add_argument("--data", required=True, help="processed dataset directory")
     p.add_argument("--model", action="append", required=True, metavar="NAME=DIR")
     p.add_argument("--out", default=None, help="write the metrics JSON here")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing grmodel output (never a directory grmodel did not write)")
     p.set_defaults(handler=_evaluate)
 
 
@@ -88,7 +96,14 @@ def _train(args: argparse.Namespace) -> int:
         if not path.is_file():
             raise FileNotFoundError(f"--label-state {path}: not found")
         label_state = json.loads(path.read_text())
+    identical = not args.overwrite and finished_model(config, args.out) is not None
+    check_output(args.out, inputs=[args.data, args.label_state, args.config, args.state_dir],
+                 overwrite=args.overwrite, identical=identical)
     state_dir = args.state_dir or default_state_dir(args.out)
+    if identical:
+        print(f"{args.out} already holds the finished model of this config and dataset: reused,"
+              " not trained again (pass --overwrite to train again)")
+        return 0
     result = train_model(config, args.out, label_state, state_dir=state_dir, resume=args.resume)
     if env is not None and env[0] != 0:
         return 0
@@ -101,6 +116,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    source = Path(args.input)
+    if not source.is_file():
+        raise FileNotFoundError(f"{source}: input file not found")
+    check_output_file(args.output, inputs=[args.input, args.model], overwrite=args.overwrite)
     model_dir = resolve_model_uri(args.model)
     model, _ = load_checkpoint(model_dir)
     encoders = load_encoders(model_dir, model.schema) if args.raw_ids else None
@@ -114,9 +133,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     model_dirs = {}
     for item in args.model:
         name, sep, path = item.partition("=")
-        if not sep:
-            raise ValueError(f"--model {item!r}: expected NAME=DIR, e.g. gr=runs/main/latest/models/gr")
+        if not sep or not name or not path:
+            raise CommandError(f"--model {item!r}: expected NAME=DIR (rule: each model is named,"
+                               " e.g. gr=runs/main/latest/models/gr)")
         model_dirs[name] = model_dir(path)
+    if args.out:
+        check_output_file(args.out, inputs=[args.data, *model_dirs.values()],
+                          overwrite=args.overwrite)
     results = evaluate_models(dataset_dir(args.data), model_dirs)
     print(format_table(results))
     if args.out:

@@ -18,6 +18,7 @@ from grmodel.codec import LabelCodec
 from grmodel.config import VocabConfig
 from grmodel.features import LABEL_COLUMN, DatasetError, label_array, read_split
 from grmodel.locate import dataset_dir
+from grmodel.outputs import claim_directory
 from grmodel.validation import (
     ProcessedBounds,
     RawBounds,
@@ -39,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p = targets.add_parser(name, help=help_text)
         p.add_argument("--input", required=True, help=input_help)
         p.add_argument("--out", required=True, help="directory for validation.{json,md,html}")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the reports of an earlier validation in --out")
         p.add_argument(
             "--set", action="append", default=[], metavar="NAME=VALUE", dest="settings",
             help="change a bound of the suite, e.g. big_rows=[100,200] (JSON values)",
@@ -75,6 +78,12 @@ def _bounds(cls: type, settings: list[str]) -> Any:
     return cls(**changes)
 
 
+def _claim(args: argparse.Namespace) -> None:
+    """--out may not hold files grmodel did not write, nor overlap the input."""
+    claim_directory(args.out, inputs=[args.input, getattr(args, "vocab", None)],
+                    overwrite=args.overwrite)
+
+
 def _finish(report: Any, out: str) -> int:
     paths = report.write(out)
     stream = sys.stdout if report.success else sys.stderr
@@ -84,10 +93,12 @@ def _finish(report: Any, out: str) -> int:
 
 
 def _raw(args: argparse.Namespace) -> int:
+    _claim(args)
     return _finish(validate_raw_kuairec(args.input, _bounds(RawBounds, args.settings)), args.out)
 
 
 def _processed(args: argparse.Namespace) -> int:
+    _claim(args)
     bounds = _bounds(ProcessedBounds, args.settings)
     return _finish(validate_processed(dataset_dir(args.input), bounds), args.out)
 
@@ -101,6 +112,7 @@ def _labels(processed_dir: str, split: str) -> Any:
 
 
 def _tokens(args: argparse.Namespace) -> int:
+    _claim(args)
     train_source = f"{args.input}/train.parquet"
     train = label_array(read_split(args.input, "train"), source=train_source)
     vocab = Vocabulary.load(args.vocab) if args.vocab else build_vocabulary(train, VocabConfig())

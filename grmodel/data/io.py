@@ -41,8 +41,13 @@ def read_header(path: Path) -> list[str]:
     """The column names on a CSV file's first line (fails on a missing or empty file)."""
     if not path.is_file():
         raise RawDataError(f"{path}: file not found (rule: required input file)")
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        first = handle.readline()
+    with open(path, "rb") as handle:
+        line = handle.readline()
+    try:
+        first = line.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise RawDataError(f"{path}: header line is not UTF-8 (byte {exc.start}: {exc.reason})"
+                           " (rule: CSV files are UTF-8 text)") from None
     if not first.strip():
         raise RawDataError(f"{path}: empty file (rule: a CSV starts with a header line)")
     return [name.strip().strip('"') for name in first.rstrip("\r\n").split(",")]

@@ -308,7 +308,10 @@ class TabularSpec:
         if not path.is_file():
             raise DataSpecError(f"{path}: dataset spec not found")
         try:
-            raw = yaml.safe_load(path.read_text())
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise DataSpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}) (rule: a"
+                                " dataset spec is a UTF-8 YAML file)") from None
         except yaml.YAMLError as exc:
             raise DataSpecError(f"{path}: not valid YAML: {exc}") from None
         return cls.from_dict(raw or {}, base_dir=path.parent)

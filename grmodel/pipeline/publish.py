@@ -30,6 +30,7 @@ from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking
 from grmodel.pipeline.stages import GR, StageError, StageRecord
+from grmodel.redact import redact
 from grmodel.registry import format_history
 from grmodel.reproduce import RunRecord, log_run_record
 from grmodel.tracking import (
@@ -165,7 +166,7 @@ def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
     client = connect(target.uri)
     client.set_tag(parent, PIPELINE_STATUS_TAG, state)
     if error:
-        client.set_tag(parent, "pipeline_error", error[:5000])
+        client.set_tag(parent, "pipeline_error", redact(error)[:5000])
     finish_run(target.uri, parent, failed=state != "SUCCEEDED")
 
 

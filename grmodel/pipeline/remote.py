@@ -8,6 +8,7 @@ existing token in ``KFP_TOKEN``) and are never printed or written into the spec.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -16,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.pipeline.params import PipelineParams
+
+log = logging.getLogger(__name__)
 
 COMPILED_PIPELINE = Path(__file__).resolve().parents[2] / "pipelines" / "grmodel_pipeline.yaml"
 TOKEN_ENV = "KFP_TOKEN"  # noqa: S105 - the name of a variable, not a secret
@@ -88,6 +91,16 @@ def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelinePa
             "mlflow_tracking_uri", "").startswith("sqlite:"):
         raise SubmitError("mlflow_tracking_uri is a sqlite file: pods on a cluster share no disk;"
                           " use the MLflow server's http(s) URI")
+    from grmodel.redact import strip_credentials
+
+    # Credentials never travel as run parameters (KFP shows and stores them): the pods read
+    # them from the grmodel-credentials Secret.
+    for name in ("data_repo", "mlflow_tracking_uri"):
+        given = values.get(name, getattr(params, name))
+        if strip_credentials(given) != given:
+            values[name] = strip_credentials(given)
+            log.warning("%s: credentials removed from the URL; on the cluster they come from the"
+                        " grmodel-credentials Secret (see docs/pipeline.md)", name)
     return params.with_values(values)
 
 

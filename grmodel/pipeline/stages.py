@@ -96,6 +96,7 @@ def fetch_data(
     ``data_repo`` as it is (real KuaiRec). The version is DVC's directory hash in every case.
     """
     from grmodel import versioning
+    from grmodel.redact import strip_credentials
 
     started = time.time()
     if source not in DATA_SOURCES:
@@ -137,7 +138,8 @@ def fetch_data(
         record = StageRecord(
             "fetch_data",
             params={"data": {"source": source, "data_version": got, "git_rev": git_rev,
-                             "repo": str(data_repo), "preset": preset, "data_seed": data_seed}},
+                             "repo": strip_credentials(str(data_repo)), "preset": preset,
+                             "data_seed": data_seed}},
             metrics={"raw_bytes": float(sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()))},
             started=started, ended=time.time(), mlflow_run_id=live.run_id,
         )
@@ -152,17 +154,24 @@ def _checkout(data_repo: str, clone_dir: Path) -> Path:
     maps data versions to commits) into ``clone_dir``."""
     import subprocess
 
+    from grmodel.redact import redact
+
     if not data_repo:
         raise StageError("data source dvc: data_repo is empty (rule: name the git + DVC"
                          " repository, a path or a URL)")
+    if data_repo.startswith("-"):
+        raise StageError(f"data_repo {redact(data_repo)!r}: starts with '-' (rule: data_repo is a"
+                         " path or a git URL, never a git option)")
     if not GIT_URL.match(data_repo):
         return Path(data_repo).resolve()
     try:
-        subprocess.run(["git", "clone", "--quiet", data_repo, str(clone_dir)], check=True,
+        # "--" ends git's options: the URL is never read as one.
+        subprocess.run(["git", "clone", "--quiet", "--", data_repo, str(clone_dir)], check=True,
                        capture_output=True, text=True, timeout=600)
     except (OSError, subprocess.SubprocessError) as exc:
-        detail = getattr(exc, "stderr", "") or exc
-        raise StageError(f"git clone of data_repo {data_repo} failed: {detail}") from None
+        detail = " ".join(str(getattr(exc, "stderr", "") or exc).split())
+        raise StageError(f"git clone of data_repo {redact(data_repo)} failed: {redact(detail)}"
+                         " (rule: data_repo must be a reachable git + DVC repository)") from None
     return clone_dir
 
 

@@ -20,6 +20,7 @@ optimiser, best-so-far, position in the epoch, every rank's RNG) at each epoch e
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import random
@@ -410,6 +411,7 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
                                history=p.history)
         meta["collapse"] = verdict.to_dict()
+        meta["manifest_sha256"] = manifest_digest(config.data.processed_dir)
         with atomic_directory(out_dir) as staging:
             save_checkpoint(staging, model, meta,
                             data_encoders(config.data.processed_dir, model.schema))
@@ -431,13 +433,33 @@ def _finished_run(config: RunConfig, out_dir: str | Path, state_dir: str | Path,
                   ctx: DistContext) -> TrainResult | None:
     """With ``resume``: the already published model of this config, when no state is left
     (a restarted job whose training had finished)."""
+    if (Path(state_dir) / STATE_FILE).is_file():
+        return None
+    result = finished_model(config, out_dir)
+    if result is not None:
+        _info(ctx, "%s already holds the finished model of this config; not training again", out_dir)
+    return result
+
+
+def manifest_digest(processed_dir: str | Path) -> str:
+    """sha256 of a processed dataset's manifest (it records every source file's sha256 and the
+    ingest options): which data a model was trained on."""
+    return hashlib.sha256((Path(processed_dir) / "manifest.json").read_bytes()).hexdigest()
+
+
+def finished_model(config: RunConfig, out_dir: str | Path) -> TrainResult | None:
+    """The finished model of ``config`` on the same dataset in ``out_dir``, else None."""
     out = Path(out_dir)
-    if (Path(state_dir) / STATE_FILE).is_file() or not (out / WEIGHTS_FILE).is_file():
+    if not ((out / WEIGHTS_FILE).is_file() and (out / META_FILE).is_file()):
         return None
-    meta = json.loads((out / META_FILE).read_text())
-    if config_differences(meta["config"], config.to_dict(), RESUME_FREE_KEYS):
+    try:
+        meta = json.loads((out / META_FILE).read_text())
+        same = (not config_differences(meta["config"], config.to_dict(), RESUME_FREE_KEYS)
+                and meta.get("manifest_sha256") == manifest_digest(config.data.processed_dir))
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or of another version
         return None
-    _info(ctx, "%s already holds the finished model of this config; not training again", out)
+    if not same:
+        return None
     return TrainResult(model_dir=out, best_epoch=meta["epoch"], best_valid=meta["best_valid"],
                        history=meta["history"], collapse=meta.get("collapse"))
 

@@ -5,6 +5,7 @@ and records them; the tests check what a real server would have received."""
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -120,6 +121,33 @@ def test_the_cli_submits_with_params_and_keeps_the_token_out_of_the_spec(kfp_ser
     assert run["body"]["runtime_config"]["parameters"]["seeds"] == 3
     assert run["authorization"] == "Bearer s3cret-token"
     assert "s3cret-token" not in json.dumps(run["body"])
+
+
+def test_submit_sends_no_credentials_and_compile_writes_none(kfp_server, monkeypatch, tmp_path,
+                                                             capsys, caplog):
+    """A checkout whose origin carries a token, MLflow's URI a password: the submitted run's
+    parameters, every request, the CLI's streams and the compiled YAML hold neither (pods get
+    them from the grmodel-credentials Secret)."""
+    secret = "FAKESECRET42"
+    server, host = kfp_server
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "remote", "add", "origin", f"https://oauth2:{secret}@git.example.com/d.git"],
+                   cwd=repo, check=True)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://user:{secret}@mlflow.example.com")
+    for verbose in ([], ["-v"]):
+        assert main([*verbose, "pipeline", "submit", "--host", host, "--repo", str(repo),
+                     "--param", "data_version=abc.dir"]) == 0
+    streams = capsys.readouterr()
+    assert secret not in streams.out + streams.err + caplog.text
+    assert "credentials removed from the URL" in caplog.text
+    assert secret not in json.dumps(server.requests)
+    parameters = _posts(server, "/runs")[0]["body"]["runtime_config"]["parameters"]
+    assert parameters["data_repo"] == "https://git.example.com/d.git"
+    assert parameters["mlflow_tracking_uri"] == "http://mlflow.example.com"
+    assert main(["pipeline", "compile", "--out", str(tmp_path / "p.yaml")]) == 0
+    assert secret not in (tmp_path / "p.yaml").read_text()
 
 
 def test_cluster_params_refuse_what_cannot_run_on_a_cluster(monkeypatch, tmp_path):

@@ -199,7 +199,7 @@ def generate_kuairec(out_dir: str | Path, config: SynthConfig) -> dict[str, Any]
     config.validate()
     rngs = random_streams(config.seed)
     world = build_world(config, rngs)
-    with atomic_directory(out_dir) as tmp:
+    with atomic_directory(out_dir, mark=False) as tmp:
         big = big_matrix(config, world, rngs["big"], rngs["big_labels"])
         small = small_matrix(config, world, rngs["small"], rngs["small_labels"])
         _write_matrix(tmp / BIG, big, world, config.chunk_rows)
