@@ -16,11 +16,12 @@ export GIT_PYTHON_REFRESH := quiet
 
 # The lock lists every dependency (--no-deps); torch is its CPU build (+cpu), found through pip's
 # configuration (a wheel directory or the PyTorch CPU index in PIP_EXTRA_INDEX_URL).
+# PYTHONWARNINGS=ignore: setuptools explains editable installs at length on every install.
 $(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --no-deps -r $(LOCK)
-	$(BIN)/pip install --quiet --no-deps -e .
+	PYTHONWARNINGS=ignore $(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/pip check
 	touch $(STAMP)
 

@@ -56,7 +56,10 @@ def main() -> None:
         f"train.max_steps={args.steps}", f"train.batch_size={args.batch_size}",
         "train.progress=false", "data.max_eval_rows=4096", f"train.amp_bf16={not args.no_amp}",
         f"train.streaming={args.streaming}", f"train.loader_workers={args.workers}",
-        *([f"train.num_threads={args.threads}"] if args.threads else []), *args.overrides,
+        *([f"train.num_threads={args.threads}"] if args.threads else []),
+        # A speed benchmark of a few steps: a model that has not learnt yet is kept, marked, and
+        # its verdict printed and recorded, instead of ending the run before the figures.
+        "train.on_collapse=warn", *args.overrides,
     ]
     config = RunConfig().with_overrides(overrides)
     with tempfile.TemporaryDirectory(prefix="bench-train-gpu-") as tmp:
@@ -78,13 +81,16 @@ def main() -> None:
     gpu = f"; peak GPU memory {peak_gpu:.2f} GB" if cuda else ""
     load = os.getloadavg()[0]
     print(f"  peak host RSS {peak_rss:.2f} GB{gpu}; load average {load:.1f}")
+    if result.collapse and result.collapse.get("collapsed"):
+        print(f"  the model collapsed (not a quality figure): {result.collapse.get('reason')}")
     if args.json:
         args.json.write_text(json.dumps({
             "device": name, "precision": amp, "batch_size": args.batch_size, "input": source,
             "preset": args.preset, "steps": steps, "epochs": len(result.history),
             "samples_per_second": result.samples_per_second, "train_seconds": result.train_seconds,
             "wall_seconds": wall, "peak_host_rss_gb": peak_rss, "peak_gpu_memory_gb": peak_gpu,
-            "load_average": load, "model": vars(config.model), "data": str(data),
+            "load_average": load, "collapse": result.collapse, "model": vars(config.model),
+            "data": str(data),
             "model_dir": str(args.model_out) if args.model_out else None,
         }, indent=2))
 

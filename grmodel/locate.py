@@ -17,9 +17,12 @@ def dataset_dir(path: str | Path) -> Path:
 
 def model_dir(path: str | Path) -> Path:
     """The model checkpoint (a folder with ``model.pt``) at or inside ``path``."""
-    from grmodel.checkpoint import WEIGHTS_FILE
+    from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
 
-    return _find(Path(path), WEIGHTS_FILE, "model", "runs/main/latest/models/gr")
+    root = Path(path)
+    if (root / META_FILE).is_file():
+        return root  # a checkpoint folder: the reader names the file it lacks (say, model.pt)
+    return _find(root, WEIGHTS_FILE, "model", "runs/main/latest/models/gr")
 
 
 def _find(root: Path, marker: str, what: str, example: str) -> Path:

@@ -68,6 +68,12 @@ def predict_frame(
     return predict_arrays(model, ids, mask, batch_size=batch_size, progress=progress)
 
 
+def check_input(source: str | Path) -> None:
+    """Fails, naming the file and the rule, unless ``source`` is a file to score."""
+    if not Path(source).is_file():
+        raise DatasetError(f"{source}: not found (rule: the input is a Parquet file)")
+
+
 def predict_parquet(
     model: WatchTimeModel,
     source: str | Path,
@@ -90,8 +96,7 @@ def predict_parquet(
 
     chunk_rows = -(-max(chunk_rows, 1) // batch_size) * batch_size
     source, output = Path(source), Path(output)
-    if not source.is_file():
-        raise DatasetError(f"{source}: not found (rule: the input is a Parquet file)")
+    check_input(source)
     try:
         reader = pq.ParquetFile(source)
     except (pa.ArrowException, OSError) as exc:

@@ -30,8 +30,8 @@ def test_no_better_than_the_median_is_collapsed():
     assert verdict.collapsed and "no better than the train median" in verdict.reason
 
 
-# All weights zero and nothing learned: every row gets the same prediction.
-CONSTANT = ["model.init_range=0.0", "train.lr=0.0", "train.max_steps=2", "train.epochs=1"]
+# All weights zero and (almost) nothing learned: every row gets the same prediction.
+CONSTANT = ["model.init_range=0.0", "train.lr=1e-12", "train.max_steps=2", "train.epochs=1"]
 
 
 def test_a_constant_model_fails_its_training_run(planted_dataset, gr_config, tmp_path):

@@ -118,24 +118,27 @@ def test_evaluate_killed_at_a_random_moment_then_rerun(work, tmp_path):
 
 def test_vocabulary_stage_killed_at_a_random_moment_then_rerun(work, tmp_path):
     """The pipeline's build_vocab stage, run as its component runs it (a process)."""
-    (tmp_path / "ingested").mkdir()
-    (tmp_path / "ingested" / "processed").symlink_to(work / "p")
+    (tmp_path / "processed").symlink_to(work / "p")  # an ingest output is the processed dataset
     code = ("import sys; from grmodel.pipeline.stages import build_vocab\n"
-            "build_vocab('ingested', sys.argv[1], ['model.n_layers=1'])\n")
+            "build_vocab('processed', sys.argv[1], ['model.n_layers=1'])\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def stage(out: str) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-c", code, out], cwd=tmp_path, env=env,
                                 stderr=subprocess.PIPE, text=True)
 
-    assert stage("reference").wait(timeout=600) == 0
+    def finished(proc: subprocess.Popen) -> None:
+        err = proc.communicate(timeout=600)[1]
+        assert proc.returncode == 0, err  # the stage's one-line error on failure
+
+    finished(stage("reference"))
     proc = stage("vocab")
     time.sleep(random.Random(os.getpid()).uniform(0.5, 4.0))
     proc.kill()
     proc.communicate()
     if (tmp_path / "vocab").exists():  # finished before the kill: complete, never partial
         assert json.loads((tmp_path / "vocab" / "vocabulary.json").read_text())
-    assert stage("vocab").wait(timeout=600) == 0
+    finished(stage("vocab"))
     assert ((tmp_path / "vocab" / "vocabulary.json").read_text()
             == (tmp_path / "reference" / "vocabulary.json").read_text())
     assert _leftovers(tmp_path) == []

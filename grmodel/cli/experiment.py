@@ -8,7 +8,13 @@ from pathlib import Path
 
 from grmodel.comparison.report import results_table
 from grmodel.config import load_config
-from grmodel.experiments.robustness import DEFAULT_ROWS, MARKDOWN_FILE, PRESETS, run_robustness
+from grmodel.experiments.robustness import (
+    DEFAULT_ROWS,
+    MARKDOWN_FILE,
+    PRESETS,
+    check_request,
+    run_robustness,
+)
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
 from grmodel.outputs import claim_directory
@@ -124,10 +130,14 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _robustness(args: argparse.Namespace) -> int:
+    base_config = load_config(args.config)
+    # A bad request fails before the output directory is created or marked.
+    check_request(preset=args.preset, seeds=args.seeds, datasets=_split(args.datasets),
+                  rows=_split(args.rows), base_config=base_config, overrides=args.overrides)
     claim_directory(args.out, inputs=[args.config], overwrite=args.overwrite, reuse=True)
     record = run_robustness(args.out, preset=args.preset, seeds=args.seeds,
                             datasets=_split(args.datasets), rows=_split(args.rows),
-                            data_seed=args.data_seed, base_config=load_config(args.config),
+                            data_seed=args.data_seed, base_config=base_config,
                             overrides=args.overrides, figure_rows=args.figure_rows,
                             tune=_budget(args))
     print((Path(args.out) / MARKDOWN_FILE).read_text())

@@ -16,7 +16,7 @@ from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
 from grmodel.locate import dataset_dir, model_dir
 from grmodel.outputs import check_output, check_output_file
-from grmodel.predict import predict_parquet
+from grmodel.predict import check_input, predict_parquet
 from grmodel.registry.pyfunc import resolve_model_uri
 from grmodel.training.loop import default_state_dir, finished_model, train_model
 
@@ -116,9 +116,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    source = Path(args.input)
-    if not source.is_file():
-        raise FileNotFoundError(f"{source}: input file not found")
+    check_input(args.input)  # before the output checks: a missing input is the first thing to fix
     check_output_file(args.output, inputs=[args.input, args.model], overwrite=args.overwrite)
     model_dir = resolve_model_uri(args.model)
     model, _ = load_checkpoint(model_dir)

@@ -216,7 +216,7 @@ def _tuning_lines(report: dict[str, Any]) -> list[str]:
 
 def render_markdown(report: dict[str, Any], paper: dict[str, Any] | None = None) -> str:
     """The readable report; ``paper``: a paper's numbers to list after ours (caption, columns,
-    rows), as grmodel/experiments/anchors.py holds them."""
+    rows), as grmodel/reporting/paper.py holds them."""
     data, machine = report["dataset"], report["machine"]
     label = data.get("label") or {}
     seeds = ", ".join(str(s) for s in report["seeds"])

@@ -87,6 +87,7 @@ def write_comparison_report(
             summary[constant] = summarize_constant(results[constant])
     report = {
         "experiment": experiment.name,
+        "paper": paper,  # the paper's numbers listed beside ours, if any (reporting/paper.py)
         "title": experiment.title,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "grmodel_version": __version__,

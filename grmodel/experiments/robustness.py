@@ -126,6 +126,28 @@ def has_duration_field(processed_dir: Path) -> bool:
     return any(f["name"] == DEFAULT_DURATION_FIELD for f in fields)
 
 
+def check_request(
+    *,
+    preset: str,
+    seeds: int,
+    datasets: list[str] | None,
+    rows: list[str] | None,
+    base_config: RunConfig | None,
+    overrides: list[str] | None,
+) -> tuple[list[Dataset], list[str]]:
+    """The datasets and rows of a suite request; a bad preset, dataset, row, seed count or
+    override fails here, before anything is written (the command calls it before it claims
+    its output directory)."""
+    if preset not in PRESETS:
+        raise ConfigError(f"robustness: preset {preset!r}: expected one of {list(PRESETS)}")
+    chosen = select_datasets(datasets)
+    rows = list(rows or DEFAULT_ROWS)
+    # Plan on a placeholder path (nothing is read or written there).
+    plan_experiment("table1", Path("data"), seeds=seeds, rows=rows, base_config=base_config,
+                    overrides=overrides)
+    return chosen, rows
+
+
 def run_robustness(
     out_dir: str | Path,
     *,
@@ -143,14 +165,9 @@ def run_robustness(
     record (also ``robustness.json``). ``figure_rows``: test rows of each dataset's figures
     (default the runner's); ``tune``: every model's tuning budget on each dataset."""
     started = time.perf_counter()
-    if preset not in PRESETS:
-        raise ConfigError(f"robustness: preset {preset!r}: expected one of {list(PRESETS)}")
-    chosen = select_datasets(datasets)
-    rows = list(rows or DEFAULT_ROWS)
+    chosen, rows = check_request(preset=preset, seeds=seeds, datasets=datasets, rows=rows,
+                                 base_config=base_config, overrides=overrides)
     out = Path(out_dir)
-    # Plan once on a placeholder: a bad row, seed count or override fails before any data is made.
-    plan_experiment("table1", out / "data", seeds=seeds, rows=rows, base_config=base_config,
-                    overrides=overrides)
     entries = {}
     for k, dataset in enumerate(chosen, 1):
         log.info("[dataset %d/%d] %s (%s)", k, len(chosen), dataset.name, dataset.shape)

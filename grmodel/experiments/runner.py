@@ -30,10 +30,10 @@ from grmodel.comparison.results import FIGURE_ROWS, run_entry, write_comparison_
 from grmodel.config import ConfigError, RunConfig
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SYNTH_FILE, SynthConfig, generate_kuairec
-from grmodel.experiments.anchors import PAPER_ANCHORS
 from grmodel.experiments.specs import experiment_spec
+from grmodel.reporting.paper import PAPER_ANCHORS
 from grmodel.training.loop import train_or_resume
-from grmodel.training.records import dataset_fingerprint
+from grmodel.training.records import RESULT_NEUTRAL_KEYS, config_differences, dataset_fingerprint
 from grmodel.tuning import TuningBudget
 from grmodel.tuning import tune as tune_model
 
@@ -124,7 +124,10 @@ def tuned(config: RunConfig, work_dir: Path, fingerprint: str, budget: TuningBud
            "budget": dataclasses.asdict(budget)}
     if path.is_file():
         saved = json.loads(path.read_text())
-        if all(saved.get(k) == v for k, v in jsonable(key).items()):
+        same = (saved.get("dataset_fingerprint") == fingerprint
+                and saved.get("budget") == key["budget"] and "config" in saved
+                and not config_differences(saved["config"], key["config"], RESULT_NEUTRAL_KEYS))
+        if same:
             log.info("reusing the tuning record in %s", path)
             return saved["tuning"]
     record = tune_model(config, work_dir, budget)

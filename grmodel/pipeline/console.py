@@ -39,7 +39,7 @@ class RunConsole(io.TextIOBase):
     """
 
     def __init__(self, log: TextIO, terminal: TextIO, run_root: Path, existing: set[Path], *,
-                 verbose: bool = False, tty: bool | None = None, every: float = 30.0) -> None:
+                 verbose: bool = False, tty: bool | None = None, every: float = 120.0) -> None:
         super().__init__()
         self.log, self.terminal, self.verbose = log, terminal, verbose
         self.root, self.existing = run_root, existing

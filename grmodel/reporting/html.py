@@ -45,7 +45,7 @@ tbody tr:nth-child(even){background:#fafbfc}
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 tr.flagged td{background:#fff1f0}
 .flag{display:inline-block;margin-left:6px;padding:0 6px;border-radius:3px;background:#c62828;
- color:#fff;font-size:12px;font-weight:600}
+ color:#fff;font-size:12px;font-weight:600;white-space:normal;max-width:420px;overflow-wrap:anywhere}
 .warning{border-left:4px solid #c62828;background:#fff1f0;padding:8px 12px;margin:8px 0}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:4px 16px;margin:0}
 dl.facts dt{font-weight:600;color:#3a424d}
@@ -79,7 +79,7 @@ def render_report_html(report: dict[str, Any], figures_dir: Path,
         _runs(report),
         _configs(report),
         _figures(report, figures_dir),
-        _paper(report["experiment"]),
+        _paper(report.get("paper") or PAPER_ANCHORS.get(report["experiment"])),
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -214,8 +214,7 @@ def _figures(report: dict[str, Any], figures_dir: Path) -> str:
     return f'<section id="figures"><h2>Figures</h2>{"".join(parts)}</section>' if parts else ""
 
 
-def _paper(experiment: str) -> str:
-    anchors = PAPER_ANCHORS.get(experiment)
+def _paper(anchors: dict[str, Any] | None) -> str:
     if anchors is None:
         return ""
     head = _head(["method", *[(f"MAE / XAUC ({c})", "num") for c in anchors["columns"]]])

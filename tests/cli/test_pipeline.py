@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 
 from grmodel.cli.pipeline import apply_params
-from grmodel.pipeline.params import DEFAULT_OVERRIDES, PipelineParams
+from grmodel.pipeline.params import PipelineParams
 
 
 def test_overrides_add_to_the_defaults_and_bang_replaces():
-    base = PipelineParams()
+    # The models' own defaults live in grmodel.config.MODEL_DEFAULTS; a run's list adds to them.
+    given = ["tpm:head.tpm_w_var=0.5"]
+    base = PipelineParams(overrides=list(given))
     added = apply_params(base, ['overrides=["train.epochs=1"]', 'overrides=["gr:train.lr=1e-3"]'])
-    assert added.overrides == [*DEFAULT_OVERRIDES, "train.epochs=1", "gr:train.lr=1e-3"]
+    assert added.overrides == [*given, "train.epochs=1", "gr:train.lr=1e-3"]
     assert apply_params(base, ['overrides!=["train.epochs=1"]']).overrides == ["train.epochs=1"]
     assert apply_params(base, ['overrides!=[]']).overrides == []
-    assert base.overrides == DEFAULT_OVERRIDES  # the defaults themselves are untouched
+    assert base.overrides == given  # the defaults themselves are untouched
 
 
 def test_other_parameters_are_set_typed():

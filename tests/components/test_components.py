@@ -38,23 +38,26 @@ def chain(tmp_path_factory, pipeline_overrides):
         "gr": dsl.Model, "gr_metrics": dsl.Metrics, "cread": dsl.Model, "tpm": dsl.Model,
         "evaluation": dsl.Artifact, "report_md": dsl.Markdown, "report_html": dsl.HTML,
         "metrics": dsl.Metrics, "decision_record": dsl.Artifact, "decision": dsl.Markdown}.items()}
-    common = {"overrides": pipeline_overrides, "seeds": 1}
-    out = {"artifacts": a, "root": root}
+    out = {"artifacts": a, "root": root, "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"}
+    # Every stage logs its run live into the same store the register step nests them under.
+    track = {"tracking_uri": out["tracking_uri"], "mlflow_experiment": "components",
+             "mlflow_artifact_root": str(root / "mlartifacts")}
+    common = {"overrides": pipeline_overrides, "seeds": 1, **track}
     out["version"] = fetch_data.python_func(source="generate", data_version="", data_repo="",
-                                            preset="tiny", data_seed=3, raw=a["raw"])
+                                            preset="tiny", data_seed=3, raw=a["raw"], **track)
     v = out["version"]
     out["raw_summary"] = validate_raw.python_func(data=a["raw"], data_version=v,
                                                   report=a["raw_report"], report_html=a["raw_html"],
-                                                  checks=a["raw_checks"])
+                                                  checks=a["raw_checks"], **track)
     ingest.python_func(raw=a["raw"], data_version=v, split="authors", label_mode="watch_time",
-                       processed=a["processed"])
+                       processed=a["processed"], **track)
     validate_processed.python_func(data=a["processed"], data_version=v,
                                    report=a["processed_report"], report_html=a["processed_html"],
-                                   checks=a["processed_checks"])
+                                   checks=a["processed_checks"], **track)
     build_vocab.python_func(processed=a["processed"], data_version=v, overrides=pipeline_overrides,
-                            vocabulary=a["vocabulary"])
+                            vocabulary=a["vocabulary"], **track)
     encode_labels.python_func(processed=a["processed"], vocabulary=a["vocabulary"], data_version=v,
-                              overrides=pipeline_overrides, tokens=a["tokens"])
+                              overrides=pipeline_overrides, tokens=a["tokens"], **track)
     train_gr.python_func(processed=a["processed"], vocabulary=a["vocabulary"], tokens=a["tokens"],
                          data_version=v, train_replicas=1, train_pvc="", model=a["gr"],
                          metrics=a["gr_metrics"], **common)
@@ -65,15 +68,14 @@ def chain(tmp_path_factory, pipeline_overrides):
         processed=a["processed"], gr_model=a["gr"], baseline_models=[a["cread"], a["tpm"]],
         data_version=v, evaluation=a["evaluation"], report_md=a["report_md"],
         report_html=a["report_html"], metrics=a["metrics"], **common)
-    out["tracking_uri"] = f"sqlite:///{root / 'mlflow.db'}"
     out["verdict"] = register.python_func(
         raw=a["raw"], raw_validation=a["raw_report"], processed=a["processed"],
         processed_validation=a["processed_report"], vocabulary=a["vocabulary"], tokens=a["tokens"],
         gr_model=a["gr"], baseline_models=[a["cread"], a["tpm"]], evaluation=a["evaluation"],
-        data_version=v, tracking_uri=out["tracking_uri"], mlflow_experiment="components",
-        mlflow_artifact_root=str(root / "mlartifacts"), pipeline_run_id="components-test",
+        data_version=v, pipeline_run_id="components-test", pipeline_name="components",
         model_name="components-gr", min_mae_rel_improvement=0.01, max_xauc_drop=0.005,
-        require_beats_baselines=[], decision_record=a["decision_record"], decision=a["decision"])
+        require_beats_baselines=[], decision_record=a["decision_record"], decision=a["decision"],
+        **track)
     return out
 
 
