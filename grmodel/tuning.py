@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.config import ConfigError, RunConfig
+from grmodel.outputs import is_grmodel_output
 from grmodel.training.loop import train_model
 
 log = logging.getLogger(__name__)
@@ -70,10 +71,10 @@ def tune(config: RunConfig, work_dir: str | Path, budget: TuningBudget | None = 
         ])
         trial_dir = work / f"trial{k}"
         log.info("tuning %s: trial %d/%d %s", config.model_name, k + 1, len(grid), " ".join(candidate))
-        try:
-            result = train_model(trial, trial_dir)
-        finally:
-            shutil.rmtree(trial_dir, ignore_errors=True)
+        result = train_model(trial, trial_dir)
+        # Only the model this trial just wrote is removed: never a folder grmodel did not write.
+        if is_grmodel_output(trial_dir):
+            shutil.rmtree(trial_dir)
         collapsed = bool(result.collapse and result.collapse["collapsed"])
         trials.append({"overrides": list(candidate), "valid": result.best_valid,
                        "collapsed": collapsed})

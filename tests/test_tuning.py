@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from grmodel.experiments.runner import run_experiment
+from grmodel.outputs import OutputError
 from grmodel.tuning import TUNING_GRIDS, TuningBudget
 
 TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
@@ -38,3 +41,16 @@ def test_table1_tunes_each_row_once_and_records_the_trials(planted_dataset, tmp_
     run_experiment("table1", tmp_path / "exp", planted_dataset, rows=["gr", "tpm"],
                    overrides=TINY, tune=budget, figure_rows=200)
     assert json.loads(record.read_text()) == before
+
+
+def test_a_folder_grmodel_did_not_write_is_never_removed(planted_dataset, tmp_path):
+    from grmodel.config import RunConfig
+    from grmodel.tuning import tune
+
+    work = tmp_path / "tuning"
+    (work / "trial0").mkdir(parents=True)
+    (work / "trial0" / "notes.txt").write_text("mine")
+    config = RunConfig().with_overrides([*TINY, "model_name=gr", f"data.processed_dir={planted_dataset}"])
+    with pytest.raises(OutputError, match="grmodel"):  # the output policy refuses to train into it
+        tune(config, work, TuningBudget(epochs=1, max_train_rows=400))
+    assert (work / "trial0" / "notes.txt").read_text() == "mine"
