@@ -230,7 +230,8 @@ def test_ctrl_c_during_training_is_one_line_and_leaves_no_model(work, tmp_path):
                  "train.batch_size=64", "train.patience=50"], tmp_path)
     _wait_for(lambda: (tmp_path / "m.state" / "state.json").is_file(), proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    # Under load the interrupt lands between batches only after a long torch call: allow for it.
+    _, err = proc.communicate(timeout=240)
     assert proc.returncode == EXIT_SIGINT, err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("grmodel train: interrupted (SIGINT)")
