@@ -658,6 +658,11 @@ def _write_oracle(path: Path, config: SynthConfig, world: _World, big: dict[str,
     median, mean = oracle_ratio(config, mu, pi0)
     duration = world.duration_ms[item]
     median = np.rint(median * duration) / duration  # same whole-ms rounding as the data
+    # The mean to whole microseconds of play: exp/log differ in their last bits between CPUs
+    # and C libraries, and the recorded data version (data.dvc) must regenerate byte for byte
+    # on any machine. A ratio of two integers is one correctly rounded division everywhere.
+    micro = duration * 1000.0
+    mean = np.rint(mean * micro) / micro
     # Positions follow the raw ids' order, so the rows come out sorted by (user_id, video_id).
     user_ids, item_ids = world.user_ids[user], world.item_ids[item]
     table = pa.table({"user_id": user_ids, "video_id": item_ids,
