@@ -29,7 +29,8 @@ from grmodel.comparison.plan import ComparisonPlan, plan_comparison
 from grmodel.comparison.results import FIGURE_ROWS, run_entry, write_comparison_report
 from grmodel.config import ConfigError, RunConfig
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
-from grmodel.data.kuairec.synth import SYNTH_FILE, SynthConfig, generate_kuairec
+from grmodel.data.kuairec.schema import SYNTH_FILE
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.experiments.specs import experiment_spec
 from grmodel.reporting.paper import PAPER_ANCHORS
 from grmodel.training.loop import train_or_resume

@@ -2,7 +2,7 @@
 
 Each family draws labels from a planted law whose conditional median given the features the
 models see is known (``oracle_median``: the MAE floor). The KuaiRec-shaped default generator
-lives in ``grmodel/data/kuairec/synth.py``; the families here give other label shapes for the
+lives in ``grmodel/data/kuairec/synth/``; the families here give other label shapes for the
 robustness suite (docs/robustness.md):
 
 * ``customer_value``: zero-inflated dollars with cents (a tabular spec source);

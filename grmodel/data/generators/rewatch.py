@@ -34,16 +34,10 @@ from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data.generators.common import Presets, level_effects, normal_cdf
 from grmodel.data.io import sha256_file
 from grmodel.data.kuairec.schema import BIG, ORACLE_FILE, SMALL, SYNTH_FILE
-from grmodel.data.kuairec.synth import (
-    SynthConfig,
-    _write_matrix,
-    _write_side_files,
-    big_matrix,
-    build_world,
-    random_streams,
-    ratio_marginals,
-    small_matrix,
-)
+from grmodel.data.kuairec.synth import SynthConfig, ratio_marginals
+from grmodel.data.kuairec.synth.files import write_matrix, write_side_files
+from grmodel.data.kuairec.synth.matrices import big_matrix, small_matrix
+from grmodel.data.kuairec.synth.world import build_world, random_streams
 
 PATIENCE_FIELDS = ("register_days_range", "fans_user_num_range", "onehot_feat5")
 
@@ -101,9 +95,9 @@ def generate_rewatch(out_dir: str | Path, config: RewatchConfig) -> dict[str, An
             law = _law(config, world, effects, rows["user"], rows["item"])
             play = np.rint(_draw_ratio(config, law, label_rng) * rows["duration"]).astype(np.int64)
             rows.update(play=play, ratio=play / rows["duration"])
-            _write_matrix(tmp / name, rows, world, synth.chunk_rows)
+            write_matrix(tmp / name, rows, world, synth.chunk_rows)
             matrices[name] = rows
-        _write_side_files(tmp, synth, world)
+        write_side_files(tmp, synth, world)
         oracle_rows = _write_oracle(tmp / ORACLE_FILE, config, world, effects, matrices)
         summary = {
             "config": dataclasses.asdict(config),

@@ -1,7 +1,7 @@
 """The KuaiRec 2.0 raw files: their names, columns and rules, in one place.
 
-The ingest (ingest.py), the generator (synth.py), the raw validation suites
-(grmodel/validation/suites.py) and the data versioning (grmodel/versioning.py) all read them
+The ingest (ingest.py), the generator (synth/), the raw validation suites
+(grmodel/validation/raw.py) and the data versioning (grmodel/versioning.py) all read them
 from here; /work/shared/docs/kuairec.md describes the files.
 """
 
@@ -20,8 +20,12 @@ RAW_FILES = (*INTERACTION_FILES, ITEM_FILE, USER_FILE)
 DAILY_FILE = "item_daily_features.csv"
 ORACLE_FILE, SYNTH_FILE = "oracle.csv", "synth.json"
 # The generator's name in synth.json and in data.dvc's meta: a recorded identifier, kept as the
-# first versions wrote it (the generator now lives in grmodel/data/kuairec/synth.py).
+# first versions wrote it (the generator now lives in grmodel/data/kuairec/synth/).
 GENERATOR = "grmodel.data.synth.generate_kuairec"
+
+# Times: ``time`` and ``date`` are local to UTC+8 (Beijing); ``timestamp`` is Unix seconds.
+UTC_PLUS_8_MS = 8 * 3600 * 1000
+DAY_MS = 86_400_000
 
 # Columns of an interaction matrix. ``date`` is read as float: rows of the small matrix lack
 # their date (kuairec.md). The ingest orders rows by ``timestamp`` and never reads ``date``.

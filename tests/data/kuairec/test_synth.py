@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from grmodel.data.io import DataSpecError
-from grmodel.data.kuairec import synth
-from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec.schema import ONEHOT_LEVELS
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec, law, matrices, ratio_marginals, world
 
 MATRIX_HEADER = ("user_id,video_id,play_duration,video_duration,time,date,timestamp,"
                  "watch_ratio")
@@ -59,7 +59,7 @@ def test_side_files_match_the_real_schema(tiny_raw: Path) -> None:
     assert len(users.columns) == 31 and users.columns[0] == "user_id"
     assert set(users.user_active_degree) <= {"full_active", "high_active", "middle_active",
                                              "UNKNOWN"}
-    for k, levels in enumerate(synth.ONEHOT_LEVELS):
+    for k, levels in enumerate(ONEHOT_LEVELS):
         values = users[f"onehot_feat{k}"].dropna()
         assert values.between(0, levels - 1).all()
     tags = pd.read_csv(tiny_raw / "item_categories.csv")
@@ -82,10 +82,10 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Pat
 def test_default_preset_marginals_are_near_kuairec() -> None:
     """kuairec.md: big-matrix watch ratio median 0.7235, p99 4.79, 0.92% above 5."""
     config = SynthConfig.preset("default")
-    rngs = synth.random_streams(config.seed)
-    world = synth.build_world(config, rngs)
-    ratio = synth.big_matrix(config, world, rngs["big"], rngs["big_labels"])["ratio"]
-    figures = synth.ratio_marginals(ratio)
+    rngs = world.random_streams(config.seed)
+    latent = world.build_world(config, rngs)
+    ratio = matrices.big_matrix(config, latent, rngs["big"], rngs["big_labels"])["ratio"]
+    figures = ratio_marginals(ratio)
     assert 0.65 < figures["median"] < 0.8
     assert 4.0 < figures["p99"] < 6.0
     assert 0.006 < figures["share_above_5"] < 0.014
@@ -96,8 +96,8 @@ def test_default_preset_marginals_are_near_kuairec() -> None:
 def test_oracle_quantile_solves_the_cdf_exactly() -> None:
     config = SynthConfig.preset("tiny")
     q = np.array([1e-9, 1e-4, 0.01, 0.1, 0.3, 0.45, 0.5])
-    s = synth._standard_quantile(config, q)
-    h, _ = synth.standard_cdf(config, s)
+    s = law._standard_quantile(config, q)
+    h, _ = law.standard_cdf(config, s)
     np.testing.assert_allclose(h, q, rtol=1e-10)
 
 
@@ -105,9 +105,9 @@ def test_oracle_quantile_solves_the_cdf_exactly() -> None:
 def test_oracle_matches_monte_carlo(mu: float, pi0: float) -> None:
     config = SynthConfig.preset("tiny")
     n = 400_000
-    draws = synth._draw_ratio(config, np.full(n, mu), np.full(n, pi0),
+    draws = law.draw_ratio(config, np.full(n, mu), np.full(n, pi0),
                               np.random.default_rng(0))
-    median, mean = synth.oracle_ratio(config, np.array([mu]), np.array([pi0]))
+    median, mean = law.oracle_ratio(config, np.array([mu]), np.array([pi0]))
     # The median: half the draws on each side (a few standard errors of a proportion).
     assert abs((draws <= median[0]).mean() - 0.5) < 0.005 or median[0] == 0
     if pi0 >= 0.5:
