@@ -7,20 +7,16 @@ import pandas as pd
 import pytest
 
 from grmodel.features import FeatureSchema, FieldSpec
-from grmodel.validation.suites import (
+from grmodel.validation.checks import (
     Check,
-    ProcessedBounds,
-    RawBounds,
     TableSuite,
     between,
     first_offending_field,
-    interaction_suite,
-    label_tail_ratio,
     not_null,
-    processed_split_suite,
     report_kwargs,
-    watch_ratio_deviation,
 )
+from grmodel.validation.processed import ProcessedBounds, label_tail_ratio, processed_split_suite
+from grmodel.validation.raw import RawBounds, interaction_suite, watch_ratio_deviation
 
 
 def test_mostly_makes_a_check_a_warning() -> None:
