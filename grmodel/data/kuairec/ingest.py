@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
-import pyarrow.compute as pc
 
 from grmodel.data import splits
 from grmodel.data.io import (
@@ -30,6 +28,23 @@ from grmodel.data.io import (
     read_header,
     sha256_file,
 )
+from grmodel.data.kuairec.fields import (
+    LABEL_UNITS,
+    LabelMode,
+    daily_fields,
+    duration_field,
+    label_column,
+    tag_fields,
+    user_fields,
+)
+from grmodel.data.kuairec.readers import (
+    exact_duplicates,
+    factorize_ids,
+    read_item_daily,
+    read_item_tags,
+    read_matrix,
+    read_user_features,
+)
 from grmodel.data.kuairec.schema import (
     BIG,
     DAILY_FILE,
@@ -37,32 +52,24 @@ from grmodel.data.kuairec.schema import (
     DEFAULT_USER_FIELDS,
     ITEM_FILE,
     MATRIX_COLUMNS,
-    MAX_TAGS,
     ORACLE_COLUMNS,
     ORACLE_FILE,
     SMALL,
     SYNTH_FILE,
-    TAG_LIST,
     USER_FILE,
-    USER_STRING_FIELDS,
 )
 from grmodel.data.tabular import (
     ROW_GROUP_ROWS,
     EncodedField,
-    bucket_field,
     categorical_field,
-    label_stats,
     split_rows_summary,
-    vocabulary,
     write_processed,
 )
 from grmodel.features import LABEL_COLUMN, OOV_ID
 
 log = logging.getLogger(__name__)
 
-LabelMode = Literal["watch_time", "watch_ratio", "norm_ratio"]
 SplitKind = Literal["authors", "random", "chronological"]
-LABEL_UNITS = {"watch_time": "s", "watch_ratio": "ratio", "norm_ratio": "normalised ratio"}
 
 
 @dataclass
@@ -120,145 +127,6 @@ class IngestConfig:
             raise DataSpecError("IngestConfig.row_group_rows must be >= 1")
 
 
-# ---------------------------------------------------------------------------------- readers
-
-
-def read_user_features(path: Path, fields: tuple[str, ...]) -> pd.DataFrame:
-    """user_id plus the named profile fields: strings stay strings, numbers are float64 with
-    NaN for gaps (integer-valued, checked)."""
-    kinds = {"user_id": "int", **{f: "str" if f in USER_STRING_FIELDS else "int"
-                                  for f in fields}}
-    table = read_csv(path, kinds)
-    frame = pd.DataFrame({name: column_array(table, name) for name in kinds})
-    user = frame["user_id"].to_numpy()
-    check_rule(path, "user_id", ~np.isfinite(user) | (user < 0), "non-negative integer id", user)
-    frame["user_id"] = user.astype(np.int64)
-    dup = frame["user_id"].duplicated().to_numpy()
-    check_rule(path, "user_id", dup, "one row per user", user)
-    return frame
-
-
-def read_item_tags(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(video ids, tags [n, 4] with -1 where a video has fewer tags), parsing the ``feat``
-    list literals such as ``"[27, 9]"`` with a pattern, never ``eval``."""
-    table = read_csv(path, {"video_id": "int", "feat": "str"})
-    video = column_array(table, "video_id")
-    check_rule(path, "video_id", ~np.isfinite(video) | (video < 0), "non-negative integer id",
-               video)
-    check_rule(path, "video_id", pd.Series(video).duplicated().to_numpy(), "one row per video",
-               video)
-    feat = table.column("feat")
-    ok = pc.fill_null(pc.match_substring_regex(feat, TAG_LIST), False).to_numpy(
-        zero_copy_only=False)
-    check_rule(path, "feat", ~ok, "a list literal of integer tags such as [27, 9]",
-               feat.to_numpy(zero_copy_only=False))
-    inner = pc.replace_substring_regex(feat, r"[\[\]\s]", "")
-    parts = pc.split_pattern(inner, ",")
-    counts = np.where(pc.equal(inner, "").to_numpy(zero_copy_only=False), 0,
-                      pc.list_value_length(parts).to_numpy(zero_copy_only=False))
-    check_rule(path, "feat", counts > MAX_TAGS, f"at most {MAX_TAGS} tags per video",
-               feat.to_numpy(zero_copy_only=False))
-    flat = pc.list_flatten(parts).to_numpy(zero_copy_only=False)
-    flat = flat[flat != ""].astype(np.int64)
-    tags = np.full((len(video), MAX_TAGS), -1, dtype=np.int64)
-    row = np.repeat(np.arange(len(video)), counts)
-    slot = np.arange(len(row)) - np.repeat(np.cumsum(counts) - counts, counts)
-    tags[row, slot] = flat
-    return video.astype(np.int64), tags
-
-
-def read_item_daily(path: Path, fields: tuple[str, ...]) -> pd.DataFrame:
-    """One row per video: the static ``fields`` as of the video's earliest date."""
-    table = read_csv(path, {"video_id": "int", "date": "float",
-                            **dict.fromkeys(fields, "str")}, null_strings=True)
-    frame = table.to_pandas()
-    video = frame["video_id"].to_numpy()
-    check_rule(path, "video_id", ~np.isfinite(video) | (video < 0), "non-negative integer id",
-               video)
-    frame["video_id"] = video.astype(np.int64)
-    frame = frame.sort_values(["video_id", "date"], kind="stable")
-    return frame.drop_duplicates("video_id").reset_index(drop=True)
-
-
-def read_matrix(path: Path) -> dict[str, np.ndarray]:
-    """An interaction matrix as float64 numpy columns, checked against the row rules.
-
-    Integer columns stay float64 (checked whole): exact-duplicate detection and the seconds
-    conversions need no cast, and ids are cast once where they are written.
-    """
-    table = read_csv(path, MATRIX_COLUMNS)
-    out = {}
-    for name in MATRIX_COLUMNS:
-        out[name] = column_array(table, name)
-        table = table.drop_columns([name])  # frees each column's Arrow buffers as it goes
-    for name in ("user_id", "video_id"):
-        values = out[name]
-        check_rule(path, name, ~np.isfinite(values) | (values < 0),
-                   "non-negative integer id, never missing", values)
-    for name in ("play_duration", "watch_ratio"):
-        values = out[name]
-        check_rule(path, name, ~np.isfinite(values) | (values < 0),
-                   "non-negative, never missing", values)
-    duration = out["video_duration"]
-    check_rule(path, "video_duration", ~np.isfinite(duration) | (duration <= 0),
-               "positive milliseconds, never missing", duration)
-    check_rule(path, "timestamp", np.isinf(out["timestamp"]), "finite seconds or missing",
-               out["timestamp"])
-    return out
-
-
-def exact_duplicates(matrix: dict[str, np.ndarray]) -> np.ndarray:
-    """True for every row equal in all columns to an earlier row (the first copy stays False).
-
-    Rows are sorted by a 64-bit hash of their values (packed with the row number into one
-    integer, which sorts far faster than an argsort), and each row is compared, column by
-    column, with its neighbour of the same hash. A hash group that holds two different rows
-    (a collision) is settled by a full comparison, so the result is exact.
-    """
-    columns = [np.ascontiguousarray(matrix[name], dtype=np.float64).view(np.uint64)
-               for name in MATRIX_COLUMNS]
-    n = len(columns[0])
-    digest = np.zeros(n, dtype=np.uint64)
-    for bits in columns:
-        digest ^= bits
-        digest *= np.uint64(0x9E3779B97F4A7C15)
-        digest ^= digest >> np.uint64(29)
-    row_bits = np.uint64(max(1, (n - 1).bit_length()))
-    packed = (digest >> row_bits << row_bits) | np.arange(n, dtype=np.uint64)
-    packed.sort()
-    order = (packed & ((np.uint64(1) << row_bits) - np.uint64(1))).astype(np.int64)
-    prefix = packed >> row_bits
-    del packed, digest
-    same = np.flatnonzero(prefix[1:] == prefix[:-1])
-    earlier, later = order[same], order[same + 1]
-    equal = np.ones(len(same), dtype=bool)
-    for bits in columns:
-        equal &= bits[earlier] == bits[later]
-    duplicate = np.zeros(n, dtype=bool)
-    duplicate[later[equal]] = True
-    if not equal.all():
-        rows = np.sort(order[np.isin(prefix, prefix[same[~equal]])])
-        subset = pd.DataFrame({i: bits[rows] for i, bits in enumerate(columns)})
-        duplicate[rows] = subset.duplicated().to_numpy()
-    return duplicate
-
-
-def factorize_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(int32 position of each row's id among the sorted distinct ids, those ids as int64).
-
-    Whole-number ids up to a few times the row count use a lookup table (linear time);
-    sparser ids fall back to a sort.
-    """
-    ids = ids.astype(np.int64)
-    if len(ids) and ids.max() < max(4 * len(ids), 1 << 20):
-        present = np.zeros(int(ids.max()) + 1, dtype=bool)
-        present[ids] = True
-        position = np.cumsum(present, dtype=np.int64) - 1
-        return position[ids].astype(np.int32), np.flatnonzero(present)
-    values, inverse = np.unique(ids, return_inverse=True)
-    return inverse.astype(np.int32), values
-
-
 # ----------------------------------------------------------------------------------- ingest
 
 
@@ -304,15 +172,17 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
 
     fields = [categorical_field("user_id", "user", user_values, user_train, user_index,
                                 optional=False)]
-    fields += _user_fields(users, user_values, user_train, user_index, config)
+    fields += user_fields(users, user_values, user_train, user_index, config.user_fields,
+                          config.unknown_as_missing)
     fields.append(categorical_field("item_id", "item", item_values, item_train, item_index,
                                     optional=False))
-    fields += _tag_fields(item_ids, item_tags, item_values, item_train, item_index)
-    fields.append(_duration_field(rows, train, item_index, item_values, item_train, config))
+    fields += tag_fields(item_ids, item_tags, item_values, item_train, item_index)
+    fields.append(duration_field(rows, train, item_index, item_values, item_train,
+                                 config.duration_buckets))
     if daily is not None:
-        fields += _daily_fields(daily, config.daily_fields, item_values, item_train, item_index)
+        fields += daily_fields(daily, config.daily_fields, item_values, item_train, item_index)
 
-    label, label_info = _label(rows, item_index, train, config.label_mode)
+    label, label_info = label_column(rows, item_index, train, config.label_mode)
     user_raw = rows["user_id"].astype(np.int64)
     item_raw = rows["video_id"].astype(np.int64)
 
@@ -384,89 +254,6 @@ def _split_codes(rows: dict[str, np.ndarray], config: IngestConfig) -> np.ndarra
                                    config.test_fraction, config.seed)
     return splits.chronological_split(rows["timestamp"], config.valid_fraction,
                                       config.test_fraction)
-
-
-def _lookup(values: np.ndarray, position: np.ndarray) -> np.ndarray:
-    """values[position], missing (None / NaN) where position is -1."""
-    out = values[np.maximum(position, 0)]
-    if out.dtype.kind in "fc":
-        out = np.where(position >= 0, out, np.nan)
-    else:
-        out = out.astype(object)
-        out[position < 0] = None
-    return out
-
-
-def _user_fields(users: pd.DataFrame, user_values: np.ndarray, user_train: np.ndarray,
-                 user_index: np.ndarray, config: IngestConfig) -> list[EncodedField]:
-    position = pd.Index(users["user_id"]).get_indexer(user_values)
-    fields = []
-    for name in config.user_fields:
-        values = _lookup(users[name].to_numpy(), position)
-        if name == "user_active_degree" and config.unknown_as_missing:
-            values[values == "UNKNOWN"] = None
-        fields.append(categorical_field(name, "user", values, user_train, user_index))
-    return fields
-
-
-def _tag_fields(item_ids: np.ndarray, item_tags: np.ndarray, item_values: np.ndarray,
-                item_train: np.ndarray, item_index: np.ndarray) -> list[EncodedField]:
-    """item_tag_0..3: one vocabulary (the tags of training videos) and one embedding table."""
-    position = pd.Index(item_ids).get_indexer(item_values)
-    tags = np.where(position[:, None] >= 0, item_tags[np.maximum(position, 0)], -1)
-    tags = np.where(tags >= 0, tags, np.nan)
-    vocab = vocabulary(tags[item_train].ravel(), np.ones(int(item_train.sum()) * MAX_TAGS, bool))
-    return [categorical_field(f"item_tag_{k}", "item", tags[:, k], item_train, item_index,
-                              table="item_tag", vocab=vocab) for k in range(MAX_TAGS)]
-
-
-def _duration_field(rows: dict[str, np.ndarray], train: np.ndarray, item_index: np.ndarray,
-                    item_values: np.ndarray, item_train: np.ndarray, config: IngestConfig
-                    ) -> EncodedField:
-    """Each video's mean duration (s) over its training rows -- over all its rows when it
-    has none (a video's length is known when it is served) -- in quantile buckets fitted on
-    the training videos."""
-    n = len(item_values)
-    seconds = rows["video_duration"] / 1000.0
-    train_sum = np.bincount(item_index[train], seconds[train], minlength=n)
-    train_count = np.bincount(item_index[train], minlength=n)
-    all_sum = np.bincount(item_index, seconds, minlength=n)
-    all_count = np.bincount(item_index, minlength=n)
-    mean = np.where(train_count > 0, train_sum / np.maximum(train_count, 1),
-                    all_sum / np.maximum(all_count, 1))
-    return bucket_field("item_duration_bucket", "item", mean, item_train,
-                        config.duration_buckets, item_index, optional=False)
-
-
-def _daily_fields(daily: pd.DataFrame, names: tuple[str, ...], item_values: np.ndarray,
-                  item_train: np.ndarray, item_index: np.ndarray) -> list[EncodedField]:
-    position = pd.Index(daily["video_id"]).get_indexer(item_values)
-    return [categorical_field(f"item_{name}", "item", _lookup(daily[name].to_numpy(), position),
-                              item_train, item_index) for name in names]
-
-
-def _label(rows: dict[str, np.ndarray], item_index: np.ndarray, train: np.ndarray,
-           mode: str) -> tuple[np.ndarray, dict[str, Any]]:
-    info: dict[str, Any] = {"mode": mode, "unit": LABEL_UNITS[mode], "column": LABEL_COLUMN}
-    if mode == "watch_time":
-        label = rows["play_duration"] / 1000.0
-        info["definition"] = "play_duration / 1000 (seconds)"
-    elif mode == "watch_ratio":
-        label = rows["watch_ratio"]
-        info["definition"] = "watch_ratio = play_duration / video_duration"
-    else:
-        # The GR authors' label: per-video min-max over BOTH matrices, test rows included.
-        ratio = rows["watch_ratio"]
-        grouped = pd.Series(ratio).groupby(item_index).agg(["min", "max"])
-        low = grouped["min"].to_numpy()[item_index]
-        span = grouped["max"].to_numpy()[item_index] - low
-        label = np.where(span > 0, (ratio - low) / np.where(span > 0, span, 1.0), 0.0)
-        info["definition"] = ("(watch_ratio - min) / (max - min) per video over both matrices;"
-                              " 0 where a video's max equals its min")
-        info["leaks_test_statistics"] = True
-    info.setdefault("leaks_test_statistics", False)
-    info["train_stats"] = label_stats(label[train])
-    return label, info
 
 
 def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[str, np.ndarray],

@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 
 from grmodel.data.io import DataSpecError, RawDataError
-from grmodel.data.kuairec import ingest as kuairec
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.features import FeatureSchema, label_array, read_manifest, read_split
@@ -188,26 +187,6 @@ def test_integers_written_as_floats_are_accepted(raw_copy: Path, tiny_processed:
     ingest_kuairec(raw_copy, tmp_path / "p", IngestConfig())
     pd.testing.assert_frame_equal(read_split(tmp_path / "p", "test"),
                                   read_split(tiny_processed, "test"))
-
-
-def test_item_tags_are_parsed_without_eval(tmp_path: Path) -> None:
-    path = tmp_path / "item_categories.csv"
-    path.write_text('video_id,feat\n0,"[27, 9]"\n1,[8]\n2,[]\n3,"[1,2, 3,4]"\n')
-    videos, tags = kuairec.read_item_tags(path)
-    np.testing.assert_array_equal(videos, [0, 1, 2, 3])
-    np.testing.assert_array_equal(tags, [[27, 9, -1, -1], [8, -1, -1, -1], [-1] * 4, [1, 2, 3, 4]])
-    path.write_text('video_id,feat\n0,"[27, 9]"\n1,"__import__(\'os\')"\n')
-    with pytest.raises(RawDataError, match=r"item_categories.csv: column 'feat'.*list literal"):
-        kuairec.read_item_tags(path)
-
-
-def test_exact_duplicates_compares_whole_rows() -> None:
-    matrix = {name: np.zeros(5) for name in kuairec.MATRIX_COLUMNS}
-    matrix["timestamp"] = np.array([1.0, 1.0, np.nan, np.nan, 2.0])
-    matrix["watch_ratio"] = np.array([0.5, 0.5, 0.1, 0.1, 0.5])
-    matrix["user_id"] = np.array([1, 1, 1, 1, 2], dtype=float)
-    duplicate = kuairec.exact_duplicates(matrix)
-    np.testing.assert_array_equal(duplicate, [False, True, False, True, False])
 
 
 # ------------------------------------------------------------------------------- bad input

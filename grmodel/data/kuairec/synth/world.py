@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from grmodel.data.io import DataSpecError
-from grmodel.data.kuairec.ingest import read_item_tags, read_user_features
+from grmodel.data.kuairec.readers import read_item_tags, read_user_features
 from grmodel.data.kuairec.schema import ITEM_FILE, ONEHOT_LEVELS, USER_FILE
 from grmodel.data.kuairec.synth.config import SynthConfig
 
