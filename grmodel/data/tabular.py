@@ -1,13 +1,9 @@
-"""Processed datasets from any table, and the encoding machinery every ingest shares.
+"""Processed datasets from any table (the encoding is data/encoding.py, the writing
+data/processed.py).
 
-The shared part: vocabularies fitted on training rows only (id 0 missing, 1 unseen, 2.. known
-values in sorted order), quantile buckets for numeric fields, training-label statistics, and
-``write_processed`` which writes the three split files and the manifest atomically, in row
-chunks so that memory stays bounded at any size.
-
-The generic front end: a YAML :class:`TabularSpec` names a Parquet or CSV file, user-side and
-item-side categorical fields, numeric fields to bucketise, a non-negative label and the
-split, so every model runs on any long-tailed regression task (e.g. lifetime value)::
+A YAML :class:`TabularSpec` names a Parquet or CSV file, user-side and item-side categorical
+fields, numeric fields to bucketise, a non-negative label and the split, so every model runs
+on any long-tailed regression task (e.g. lifetime value)::
 
     name: ltv
     source: customers.parquet        # relative to the spec file; .parquet or .csv
@@ -33,8 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,9 +39,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from grmodel import __version__
-from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data import splits
+from grmodel.data.encoding import EncodedField, bucket_field, categorical_field, label_stats
 from grmodel.data.io import (
     DataSpecError,
     RawDataError,
@@ -55,191 +48,16 @@ from grmodel.data.io import (
     read_csv,
     sha256_file,
 )
+from grmodel.data.processed import split_rows_summary, write_processed
 from grmodel.features import (
-    ENCODERS_FILE,
-    ENCODERS_FORMAT,
     FEW_SPLIT_ROWS,
-    FIRST_KNOWN_ID,
-    FORMAT,
     LABEL_COLUMN,
-    MISSING_ID,
-    SPLITS,
-    FeatureSchema,
-    FieldSpec,
-    bucketise,
-    encode,
-    vocabulary_record,
 )
 
 log = logging.getLogger(__name__)
 
-LABEL_QUANTILES = (0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999)
-# Rows per Parquet row group of a processed split: small enough that the streaming trainer's
-# shards and shuffle mix many of them (grmodel/data/streaming.py), large enough to read fast.
-ROW_GROUP_ROWS = 65_536
 RESERVED_COLUMNS = ("label", "duration_s", "timestamp", "user_id_raw", "item_id_raw",
                     "oracle_median", "oracle_mean")
-
-
-# --------------------------------------------------------------------------------- encoding
-
-
-def vocabulary(values: np.ndarray, fit_rows: np.ndarray) -> np.ndarray:
-    """Sorted distinct non-missing values among ``values[fit_rows]`` (the training rows)."""
-    seen = pd.Series(values[fit_rows]).dropna().unique()
-    return np.sort(np.asarray(seen))
-
-
-def quantile_edges(values: np.ndarray, n_buckets: int) -> np.ndarray:
-    """Inner bucket edges at the 1/n .. (n-1)/n quantiles of the finite values (deduplicated)."""
-    finite = values[np.isfinite(values)]
-    if len(finite) == 0 or n_buckets < 2:
-        return np.empty(0)
-    return np.unique(np.quantile(finite, np.arange(1, n_buckets) / n_buckets))
-
-
-def label_stats(y: np.ndarray) -> dict[str, Any]:
-    """Descriptive statistics of (training) labels, recorded in the manifest."""
-    if len(y) == 0:
-        return {"count": 0}
-    q = np.quantile(y, LABEL_QUANTILES)
-    return {
-        "count": int(len(y)), "mean": float(y.mean()), "std": float(y.std()),
-        "min": float(y.min()), "max": float(y.max()),
-        "quantiles": {f"{p:g}": float(v) for p, v in zip(LABEL_QUANTILES, q)},
-        "share_zero": float((y == 0).mean()),
-    }
-
-
-@dataclass
-class EncodedField:
-    """A field's ids, per row, or per entity with ``index`` mapping rows to entities."""
-
-    spec: FieldSpec
-    ids: np.ndarray
-    index: np.ndarray | None = None
-    fitted: dict[str, Any] = field(default_factory=dict)  # what the manifest records
-    encoder: dict[str, Any] = field(default_factory=dict)  # its entry in ENCODERS_FILE
-
-    def rows(self, rows: np.ndarray) -> np.ndarray:
-        return self.ids[rows] if self.index is None else self.ids[self.index[rows]]
-
-
-def categorical_field(name: str, side: str, values: np.ndarray, fit_rows: np.ndarray,
-                      index: np.ndarray | None = None, optional: bool = True,
-                      table: str | None = None, vocab: np.ndarray | None = None
-                      ) -> EncodedField:
-    """Fit a vocabulary on the fitting rows (or use ``vocab``, shared by a table's fields) and
-    encode every value."""
-    if vocab is None:
-        vocab = vocabulary(values, fit_rows)
-    spec = FieldSpec(name, side, FIRST_KNOWN_ID + len(vocab),  # type: ignore[arg-type]
-                     mask_column=f"{name}_mask" if optional else None, table=table)
-    return EncodedField(spec, encode(values, vocab), index, {"known_values": len(vocab)},
-                        vocabulary_record(vocab))
-
-
-def bucket_field(name: str, side: str, values: np.ndarray, fit_rows: np.ndarray,
-                 n_buckets: int, index: np.ndarray | None = None, optional: bool = True
-                 ) -> EncodedField:
-    """Quantile buckets fitted on the fitting rows' values."""
-    edges = quantile_edges(values[fit_rows], n_buckets)
-    spec = FieldSpec(name, side, FIRST_KNOWN_ID + len(edges) + 1,  # type: ignore[arg-type]
-                     mask_column=f"{name}_mask" if optional else None)
-    fitted = {"buckets": len(edges) + 1, "edges": [float(e) for e in edges]}
-    return EncodedField(spec, bucketise(values, edges), index, fitted,
-                        {"edges": fitted["edges"]})
-
-
-# ---------------------------------------------------------------------------------- writing
-
-
-def write_processed(
-    out_dir: str | Path,
-    fields: list[EncodedField],
-    columns: Callable[[np.ndarray], dict[str, np.ndarray]],
-    split_rows: dict[str, np.ndarray],
-    manifest: dict[str, Any],
-    test_columns: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None,
-    chunk_rows: int = 1_000_000,
-    row_group_rows: int = ROW_GROUP_ROWS,
-) -> dict[str, Any]:
-    """Write ``<split>.parquet`` for each split and ``manifest.json``, all or nothing.
-
-    ``columns(rows)`` gives the non-feature columns (label, duration_s, ...) of those rows;
-    ``test_columns`` adds columns to the test split only (the oracle). Rows are encoded
-    ``chunk_rows`` at a time and stored in row groups of ``row_group_rows`` (all full but the
-    last of each split): the unit the streaming trainer reads, shards and shuffles.
-    """
-    if row_group_rows < 1:
-        raise ValueError(f"write_processed: row_group_rows={row_group_rows} must be >= 1")
-    # Whole row groups per chunk, so that chunk boundaries leave no short groups behind.
-    chunk_rows = max(row_group_rows, chunk_rows // row_group_rows * row_group_rows)
-    schema = FeatureSchema(tuple(f.spec for f in fields))
-    with atomic_directory(out_dir) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
-        # Parquet encoding is single-threaded per file: two files at a time use both cores.
-        futures = {
-            split: pool.submit(_write_split, tmp / f"{split}.parquet", split_rows[split], fields,
-                               columns, test_columns if split == "test" else None, chunk_rows,
-                               row_group_rows)
-            for split in SPLITS
-        }
-        written = {split: future.result() for split, future in futures.items()}
-        manifest = {
-            "format": FORMAT,
-            "grmodel_version": __version__,
-            **manifest,
-            "features": schema.to_dict(),
-            "encoders": {f.spec.name: {"cardinality": f.spec.cardinality, **f.fitted}
-                         for f in fields},
-            "columns": written,
-        }
-        write_json_atomic(tmp / ENCODERS_FILE, {"format": ENCODERS_FORMAT, "fields": {
-            f.spec.name: f.encoder for f in fields}})
-        write_json_atomic(tmp / "manifest.json", manifest)
-    return manifest
-
-
-def _write_split(path: Path, rows: np.ndarray, fields: list[EncodedField],
-                 columns: Callable[[np.ndarray], dict[str, np.ndarray]],
-                 extra: Callable[[np.ndarray], dict[str, np.ndarray]] | None,
-                 chunk_rows: int, row_group_rows: int) -> list[str]:
-    writer = None
-    try:
-        # At least one pass, so that an empty split still gets a file with the schema.
-        for lo in range(0, max(len(rows), 1), chunk_rows):
-            part = rows[lo: lo + chunk_rows]
-            data: dict[str, np.ndarray] = {}
-            positions: dict[int, np.ndarray] = {}  # row -> entity, once per shared index
-            for f in fields:
-                if f.index is None:
-                    data[f.spec.name] = f.ids[part]
-                else:
-                    if id(f.index) not in positions:
-                        positions[id(f.index)] = f.index[part]
-                    data[f.spec.name] = f.ids[positions[id(f.index)]]
-            masks = [f.spec.mask_column for f in fields if f.spec.mask_column]
-            for f in fields:
-                if f.spec.mask_column:
-                    data[f.spec.mask_column] = (data[f.spec.name] != MISSING_ID).astype(np.uint8)
-            data.update(columns(part))
-            if extra is not None:
-                data.update(extra(part))
-            table = pa.table(data)
-            if writer is None:
-                # Dictionary pages pay off for ids, not for masks (zstd packs those) or floats.
-                dictionary = [name for name, values in data.items()
-                              if name not in masks and values.dtype.kind != "f"]
-                writer = pq.ParquetWriter(path, table.schema, compression="zstd",
-                                          compression_level=1, use_dictionary=dictionary)
-            writer.write_table(table, row_group_size=row_group_rows)
-    finally:
-        if writer is not None:
-            writer.close()
-    return list(data)
-
-
-# ------------------------------------------------------------------------------ tabular spec
 
 
 @dataclass
@@ -446,9 +264,6 @@ def plausibility_warnings(path: Path, train_label: np.ndarray,
         log.warning("%s", warning)
     return warnings
 
-
-def split_rows_summary(split_rows: dict[str, np.ndarray]) -> dict[str, int]:
-    return {name: int(len(rows)) for name, rows in split_rows.items()}
 
 
 def _split_summary(split_rows: dict[str, np.ndarray], codes: np.ndarray, kind: str

@@ -8,14 +8,7 @@ import pytest
 import yaml
 
 from grmodel.data.io import DataSpecError, RawDataError
-from grmodel.data.tabular import (
-    TabularSpec,
-    bucketise,
-    build_tabular,
-    encode,
-    quantile_edges,
-    vocabulary,
-)
+from grmodel.data.tabular import TabularSpec, build_tabular
 from grmodel.features import FeatureSchema, label_array, read_manifest, read_split
 
 
@@ -164,22 +157,6 @@ def test_an_oracle_column_reaches_the_test_split_only(tmp_path: Path) -> None:
     table.to_parquet(tmp_path / "ltv.parquet")
     with pytest.raises(RawDataError, match="'true_median'.*non-negative"):
         build_tabular(_spec(tmp_path, "ltv.parquet", oracle="true_median"), tmp_path / "out2")
-
-
-def test_vocabulary_is_fitted_on_the_fitting_rows_only() -> None:
-    values = np.array(["b", "a", None, "c", "a", "z"], dtype=object)
-    fit = np.array([True, True, True, False, True, False])
-    vocab = vocabulary(values, fit)
-    assert list(vocab) == ["a", "b"]
-    np.testing.assert_array_equal(encode(values, vocab), [3, 2, 0, 1, 2, 1])
-
-
-def test_quantile_buckets() -> None:
-    edges = quantile_edges(np.arange(100, dtype=float), 4)
-    np.testing.assert_allclose(edges, [24.75, 49.5, 74.25])
-    ids = bucketise(np.array([np.nan, -5.0, 24.75, 50.0, 1e9]), edges)
-    np.testing.assert_array_equal(ids, [0, 2, 3, 4, 5])
-    assert len(quantile_edges(np.ones(50), 10)) == 1  # ties collapse to one edge
 
 
 def test_duplicate_header_of_a_used_column_is_refused(tmp_path: Path, caplog) -> None:

@@ -8,14 +8,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from grmodel.data.kuairec.schema import MAX_TAGS
-from grmodel.data.tabular import (
+from grmodel.data.encoding import (
     EncodedField,
     bucket_field,
     categorical_field,
     label_stats,
     vocabulary,
 )
+from grmodel.data.kuairec.schema import MAX_TAGS
 from grmodel.features import LABEL_COLUMN
 
 LabelMode = Literal["watch_time", "watch_ratio", "norm_ratio"]

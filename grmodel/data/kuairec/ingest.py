@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from grmodel.data import splits
+from grmodel.data.encoding import EncodedField, categorical_field
 from grmodel.data.io import (
     DataSpecError,
     RawDataError,
@@ -58,13 +59,7 @@ from grmodel.data.kuairec.schema import (
     SYNTH_FILE,
     USER_FILE,
 )
-from grmodel.data.tabular import (
-    ROW_GROUP_ROWS,
-    EncodedField,
-    categorical_field,
-    split_rows_summary,
-    write_processed,
-)
+from grmodel.data.processed import ROW_GROUP_ROWS, split_rows_summary, write_processed
 from grmodel.features import LABEL_COLUMN, OOV_ID
 
 log = logging.getLogger(__name__)
