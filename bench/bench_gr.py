@@ -33,7 +33,7 @@ from grmodel.config import RunConfig
 from grmodel.distributed import autocast, resolve_device
 from grmodel.features import FeatureSchema, FieldSpec, read_split
 from grmodel.models.gr import GRModel
-from grmodel.training.loop import make_optimizer
+from grmodel.training.epochs import make_optimizer
 
 
 def kuairec_like(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

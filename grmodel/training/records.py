@@ -81,6 +81,12 @@ def _normal(config: dict[str, Any]) -> dict[str, Any]:
     return through_json(RunConfig.from_dict(config).to_dict())
 
 
+def manifest_digest(processed_dir: str | Path) -> str:
+    """sha256 of a processed dataset's manifest (it records every source file's sha256 and the
+    ingest options): which data a model was trained on."""
+    return hashlib.sha256((Path(processed_dir) / "manifest.json").read_bytes()).hexdigest()
+
+
 def dataset_fingerprint(processed_dir: str | Path) -> str:
     """sha256 over the manifest and the three split files."""
     digest = hashlib.sha256()
