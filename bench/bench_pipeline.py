@@ -34,7 +34,7 @@ def main() -> None:
 
     from grmodel.main_job import main_job_params
     from grmodel.pipeline.local import run_local
-    from grmodel.pipeline.stages import STAGE_RECORD
+    from grmodel.pipeline.stages.record import STAGE_RECORD
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         work = Path(tmp)

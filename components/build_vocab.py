@@ -17,10 +17,9 @@ def build_vocab(
     vocabulary: Output[Artifact],
 ):
     """Build GR's vocabulary (its label state) with GR's config after ``overrides``."""
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.labels import build_vocab
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = stages.build_vocab(processed.path, vocabulary.path, overrides,
-                                tracking)
+    result = build_vocab(processed.path, vocabulary.path, overrides, tracking)
     vocabulary.metadata.update({"data_version": data_version, **result})

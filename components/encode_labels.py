@@ -18,10 +18,9 @@ def encode_labels(
     tokens: Output[Dataset],
 ):
     """Encode every training label with ``vocabulary``; fail when a sequence is wrong."""
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.labels import encode_labels
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = stages.encode_labels(processed.path, vocabulary.path, tokens.path, overrides,
-                                  tracking)
+    result = encode_labels(processed.path, vocabulary.path, tokens.path, overrides, tracking)
     tokens.metadata.update({"data_version": data_version, **result})

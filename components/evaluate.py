@@ -28,14 +28,14 @@ def evaluate(
     import shutil
     from pathlib import Path
 
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.evaluate import evaluate
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     model_dirs = {"gr": gr_model.path}
     model_dirs |= {m.metadata["row"]: m.path for m in baseline_models}
-    result = stages.evaluate(processed.path, model_dirs, evaluation.path, overrides=overrides,
-                             seeds=seeds, data_version=data_version, tracking=tracking)
+    result = evaluate(processed.path, model_dirs, evaluation.path, overrides=overrides,
+                      seeds=seeds, data_version=data_version, tracking=tracking)
     shutil.copyfile(Path(evaluation.path) / "report.md", report_md.path)
     shutil.copyfile(Path(evaluation.path) / "report.html", report_html.path)
     evaluation.metadata.update({"data_version": data_version})

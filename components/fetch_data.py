@@ -24,12 +24,12 @@ def fetch_data(
     the version its ``data.dvc`` records), ``generate`` (synth ``preset`` with ``data_seed``)
     or ``path`` (the directory ``data_repo``). The version is DVC's directory hash.
     """
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.data import fetch_data
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = stages.fetch_data(raw.path, source=source, data_version=data_version,
-                               data_repo=data_repo, preset=preset, data_seed=data_seed,
-                               tracking=tracking)
+    result = fetch_data(raw.path, source=source, data_version=data_version,
+                        data_repo=data_repo, preset=preset, data_seed=data_seed,
+                        tracking=tracking)
     raw.metadata.update({"data_version": result["data_version"], "obtained": result["obtained"]})
     return result["data_version"]

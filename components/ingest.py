@@ -18,10 +18,9 @@ def ingest(
     processed: Output[Dataset],
 ):
     """Ingest ``raw`` with the given split protocol and label mode into ``processed``."""
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.data import ingest
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = stages.ingest(raw.path, processed.path, {"split": split, "label_mode": label_mode},
-                           tracking)
+    result = ingest(raw.path, processed.path, {"split": split, "label_mode": label_mode}, tracking)
     processed.metadata.update({"data_version": data_version, **result["rows"]})

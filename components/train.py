@@ -26,14 +26,14 @@ def train_gr(
     """Train GR for each seed with the vocabulary and token sequences of the earlier stages:
     here on this pod's GPU, or with ``train_replicas > 1`` as a PyTorchJob of that many pods
     sharing the claim ``train_pvc`` (mounted here by the pipeline compiled with it)."""
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.train import train
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = stages.train(processed.path, model.path, model="gr", overrides=overrides, seeds=seeds,
-                          vocab_dir=vocabulary.path, tokens_dir=tokens.path,
-                          replicas=train_replicas, pvc_claim=train_pvc,
-                          tracking=tracking)
+    result = train(processed.path, model.path, model="gr", overrides=overrides, seeds=seeds,
+                   vocab_dir=vocabulary.path, tokens_dir=tokens.path,
+                   replicas=train_replicas, pvc_claim=train_pvc,
+                   tracking=tracking)
     model.metadata.update({"row": "gr", "data_version": data_version})
     for name, value in result.items():
         if isinstance(value, float):
@@ -53,10 +53,10 @@ def train_baseline(
     model: Output[Model],
 ):
     """Train one baseline (cread, tpm, d2q, wlr or vr) for each seed."""
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.train import train
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    stages.train(processed.path, model.path, model=baseline, overrides=overrides, seeds=seeds,
-                 tracking=tracking)
+    train(processed.path, model.path, model=baseline, overrides=overrides, seeds=seeds,
+          tracking=tracking)
     model.metadata.update({"row": baseline, "data_version": data_version})

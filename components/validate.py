@@ -22,12 +22,12 @@ def validate_raw(
 ) -> str:
     """Validate the raw files of a fetch; fail the task when a check fails, which stops every
     downstream stage. The JSON, Markdown and HTML reports go to ``report``."""
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.data import validation_gate
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    return stages.validation_gate(data.path, "raw", data_version, report, report_html.path, checks,
-                                  tracking)
+    return validation_gate(data.path, "raw", data_version, report, report_html.path, checks,
+                           tracking)
 
 
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
@@ -42,9 +42,9 @@ def validate_processed(
     checks: Output[Metrics],
 ) -> str:
     """Validate the processed tables of an ingest, as :func:`validate_raw` does the raw files."""
-    from grmodel.pipeline import stages
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.stages.data import validation_gate
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    return stages.validation_gate(data.path, "processed", data_version, report, report_html.path,
-                                  checks, tracking)
+    return validation_gate(data.path, "processed", data_version, report, report_html.path,
+                           checks, tracking)

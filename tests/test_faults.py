@@ -119,7 +119,7 @@ def test_evaluate_killed_at_a_random_moment_then_rerun(work, tmp_path):
 def test_vocabulary_stage_killed_at_a_random_moment_then_rerun(work, tmp_path):
     """The pipeline's build_vocab stage, run as its component runs it (a process)."""
     (tmp_path / "processed").symlink_to(work / "p")  # an ingest output is the processed dataset
-    code = ("import sys; from grmodel.pipeline.stages import build_vocab\n"
+    code = ("import sys; from grmodel.pipeline.stages.labels import build_vocab\n"
             "build_vocab('processed', sys.argv[1], ['model.n_layers=1'])\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -68,16 +68,17 @@ def test_logged_params_and_stage_records_hold_no_credentials(tmp_path, monkeypat
     from mlflow import MlflowClient
 
     from grmodel import tracking
-    from grmodel.pipeline import stages
+    from grmodel.pipeline.stages.data import fetch_data
+    from grmodel.pipeline.stages.record import StageError
 
     monkeypatch.chdir(tmp_path)
     # A data repository reachable only as a directory; its URL form carries a token.
-    with pytest.raises(stages.StageError) as failed:
-        stages.fetch_data(tmp_path / "fetched", source="dvc",
+    with pytest.raises(StageError) as failed:
+        fetch_data(tmp_path / "fetched", source="dvc",
                           data_repo=f"https://tok:{SECRET}@127.0.0.1:9/data.git")
     assert SECRET not in str(failed.value) and "https://***@127.0.0.1:9/data.git" in str(failed.value)
-    with pytest.raises(stages.StageError, match="never a git option"):
-        stages.fetch_data(tmp_path / "fetched", source="dvc", data_repo="--upload-pack=touch x")
+    with pytest.raises(StageError, match="never a git option"):
+        fetch_data(tmp_path / "fetched", source="dvc", data_repo="--upload-pack=touch x")
     assert not (tmp_path / "x").exists() and not (tmp_path / "fetched").exists()
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -156,7 +156,7 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 def link_outputs(run_dir: Path, folder: Path, work: Path) -> None:
     """Stable names for a run's outputs in its folder: links into the KFP artifact tree."""
-    from grmodel.pipeline.stages import STAGE_RECORD
+    from grmodel.pipeline.stages.record import STAGE_RECORD
 
     links = {"kfp": run_dir, "raw": run_dir / "fetch-data" / "raw" / "raw",
              "processed": run_dir / "ingest" / "processed",

@@ -29,7 +29,8 @@ from typing import Any
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking
-from grmodel.pipeline.stages import GR, StageError, StageRecord
+from grmodel.pipeline.stages.plan import GR
+from grmodel.pipeline.stages.record import StageError, StageRecord
 from grmodel.redact import redact
 from grmodel.registry import format_history
 from grmodel.reproduce import RunRecord, log_run_record

@@ -173,7 +173,7 @@ def kfp_cron(expression: str) -> str:
 
 
 def _remote_git_url(text: str) -> bool:
-    from grmodel.pipeline.stages import GIT_URL
+    from grmodel.pipeline.stages.data import GIT_URL
 
     return bool(GIT_URL.match(text)) and not text.startswith("file:")
 

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from grmodel.pipeline import stages
 from grmodel.pipeline.live import StageTracking
 from grmodel.pipeline.publish import TrackingTarget, is_cache_hit, nest_stage_run
-from grmodel.pipeline.stages import StageRecord
+from grmodel.pipeline.stages.data import fetch_data, validate_data
+from grmodel.pipeline.stages.record import StageRecord
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def server(tmp_path_factory, processes):
 
 
 def _fetch(out, tracking):
-    stages.fetch_data(out, source="generate", preset="tiny", data_seed=3, tracking=tracking)
+    fetch_data(out, source="generate", preset="tiny", data_seed=3, tracking=tracking)
     return StageRecord.read(out)
 
 
@@ -36,7 +36,7 @@ def ran(server, tmp_path_factory):
     root = tmp_path_factory.mktemp("stages")
     tracking = StageTracking(server, "live-test")
     first = _fetch(root / "fetch1", tracking)
-    stages.validate_data(root / "fetch1", "raw", root / "check1", tracking)
+    validate_data(root / "fetch1", "raw", root / "check1", tracking)
     time.sleep(0.05)
     second = _fetch(root / "fetch2", tracking)
     started = time.perf_counter()

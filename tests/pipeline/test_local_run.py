@@ -153,7 +153,7 @@ def _parent_and_stages(finished):
 def test_stages_log_their_runs_while_they_run(finished):
     """Each stage's run is the one it opened itself: it lasts as long as the stage did (not the
     milliseconds of a run written afterwards), and its curves are timed epoch by epoch."""
-    from grmodel.pipeline.stages import StageRecord
+    from grmodel.pipeline.stages.record import StageRecord
 
     client, parent, by_name = _parent_and_stages(finished)
     assert {r.data.tags["tracked"] for name, r in by_name.items() if name != "register"} == {"live"}

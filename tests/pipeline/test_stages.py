@@ -13,8 +13,10 @@ from dvc.repo import Repo
 
 from grmodel import outputs, versioning
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
-from grmodel.pipeline import stages
-from grmodel.pipeline.stages import StageError
+from grmodel.pipeline.stages import labels, train
+from grmodel.pipeline.stages.data import fetch_data, ingest, raw_dir, validate_data
+from grmodel.pipeline.stages.plan import gr_config
+from grmodel.pipeline.stages.record import StageError, StageRecord
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -47,19 +49,19 @@ def dvc_repo(tmp_path_factory) -> tuple[Path, str, str]:
 
 def test_fetch_reads_the_recorded_version_and_any_older_one(dvc_repo, tmp_path):
     repo, v1, v2 = dvc_repo
-    now = stages.fetch_data(tmp_path / "now", source="dvc", data_repo=str(repo))
+    now = fetch_data(tmp_path / "now", source="dvc", data_repo=str(repo))
     assert now["data_version"] == v2 and now["obtained"] == "present"
-    old = stages.fetch_data(tmp_path / "old", source="dvc", data_repo=str(repo), data_version=v1)
+    old = fetch_data(tmp_path / "old", source="dvc", data_repo=str(repo), data_version=v1)
     assert old["data_version"] == v1 and old["obtained"] == "exported"
-    assert versioning.directory_hash(stages.raw_dir(tmp_path / "old")) == v1
+    assert versioning.directory_hash(raw_dir(tmp_path / "old")) == v1
     assert versioning.require_version(repo) == v2  # the workspace is left as it was
-    record = stages.StageRecord.read(tmp_path / "old")
+    record = StageRecord.read(tmp_path / "old")
     assert record.params["data"]["data_version"] == v1
 
 
 def test_fetch_clones_a_repository_url_and_pulls_from_its_remote(dvc_repo, tmp_path):
     repo, _, v2 = dvc_repo
-    fetched = stages.fetch_data(tmp_path / "out", source="dvc", data_repo=f"file://{repo}")
+    fetched = fetch_data(tmp_path / "out", source="dvc", data_repo=f"file://{repo}")
     assert fetched["data_version"] == v2 and fetched["obtained"] == "pulled"
     # the raw version, its stage record and grmodel's output mark, nothing else
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
@@ -74,7 +76,7 @@ def test_fetch_refuses_a_workspace_edited_after_dvc_add(dvc_repo, tmp_path):
     try:
         matrix.write_bytes(original + b"1,2,3000,4000,,,1593878400.0,0.75\n")
         with pytest.raises(versioning.VersioningError, match="changes that no data version records"):
-            stages.fetch_data(tmp_path / "out", source="dvc", data_repo=str(repo), data_version=v2)
+            fetch_data(tmp_path / "out", source="dvc", data_repo=str(repo), data_version=v2)
         assert not (tmp_path / "out").exists()
     finally:
         matrix.write_bytes(original)
@@ -88,7 +90,7 @@ def test_fetch_refuses_a_workspace_edited_after_dvc_add(dvc_repo, tmp_path):
 ])
 def test_fetch_errors_leave_no_output(tmp_path, kwargs, message):
     with pytest.raises(StageError, match=message):
-        stages.fetch_data(tmp_path / "out", **kwargs)
+        fetch_data(tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
 
 
@@ -99,27 +101,27 @@ def processed(planted_dataset) -> Path:
 
 
 def test_vocabulary_and_tokens_refuse_another_config_or_other_labels(processed, tmp_path):
-    stages.build_vocab(processed, tmp_path / "vocab", ["vocab.decay=0.98"])
-    stages.encode_labels(processed, tmp_path / "vocab", tmp_path / "tokens", ["vocab.decay=0.98"])
-    config = stages.gr_config(processed, ["vocab.decay=0.97"])
+    labels.build_vocab(processed, tmp_path / "vocab", ["vocab.decay=0.98"])
+    labels.encode_labels(processed, tmp_path / "vocab", tmp_path / "tokens", ["vocab.decay=0.98"])
+    config = gr_config(processed, ["vocab.decay=0.97"])
     with pytest.raises(StageError, match="built with vocab config"):
-        stages.read_vocabulary(tmp_path / "vocab", config, processed)
+        labels.read_vocabulary(tmp_path / "vocab", config, processed)
     with pytest.raises(StageError, match="built with vocab config"):
-        stages.encode_labels(processed, tmp_path / "vocab", tmp_path / "t2", ["vocab.decay=0.97"])
+        labels.encode_labels(processed, tmp_path / "vocab", tmp_path / "t2", ["vocab.decay=0.97"])
     assert not (tmp_path / "t2").exists()
     with pytest.raises(StageError, match="not the 3 training labels"):
-        stages.read_tokens(tmp_path / "tokens", np.array([1.0, 2.0, 3.0]))
+        labels.read_tokens(tmp_path / "tokens", np.array([1.0, 2.0, 3.0]))
     with pytest.raises(StageError, match="build_vocab and encode_labels"):
-        stages.train(processed, tmp_path / "model", model="gr")
+        train.train(processed, tmp_path / "model", model="gr")
 
 
 def test_unknown_options_and_kinds_are_named(processed, tmp_path):
     with pytest.raises(StageError, match=r"unknown option\(s\) \['splitt'\]"):
-        stages.ingest(tmp_path, tmp_path / "out", {"splitt": "random"})
+        ingest(tmp_path, tmp_path / "out", {"splitt": "random"})
     with pytest.raises(StageError, match="validation kind 'tokens'"):
-        stages.validate_data(processed, "tokens", tmp_path / "report")
+        validate_data(processed, "tokens", tmp_path / "report")
     with pytest.raises(StageError, match="stage.json"):
-        stages.StageRecord.read(tmp_path)
+        StageRecord.read(tmp_path)
 
 
 class TrainingOperator:
@@ -152,10 +154,10 @@ def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(processed, tmp_path):
     # since this test is about where and how GR trains, not how well
     overrides = ["model.d_model=16", "model.n_heads=2", "model.n_layers=1", "train.epochs=1",
                  "train.progress=false", "train.num_threads=1", "train.on_collapse=warn"]
-    stages.build_vocab(processed, tmp_path / "vocab", overrides)
-    stages.encode_labels(processed, tmp_path / "vocab", tmp_path / "tokens", overrides)
+    labels.build_vocab(processed, tmp_path / "vocab", overrides)
+    labels.encode_labels(processed, tmp_path / "vocab", tmp_path / "tokens", overrides)
     operator = TrainingOperator(tmp_path / "claim", DEFAULT_MOUNT)
-    result = stages.train(processed, tmp_path / "model", model="gr", overrides=overrides,
+    result = train.train(processed, tmp_path / "model", model="gr", overrides=overrides,
                           vocab_dir=tmp_path / "vocab", tokens_dir=tmp_path / "tokens", replicas=2,
                           pvc_claim="rwx", job_options={"api": operator, "local_mount": tmp_path / "claim",
                                                         "namespace": "ml", "poll_s": 0.0})
@@ -164,11 +166,11 @@ def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(processed, tmp_path):
     assert job["replicas"] == 2 and job["metadata"]["namespace"] == "ml"
     seed_dir = tmp_path / "model" / "seed2024"
     assert (seed_dir / TRAINING_RECORD).is_file()
-    config = stages.gr_config(processed, overrides)
+    config = gr_config(processed, overrides)
     data = processed
     assert finished_run(seed_dir, config, dataset_fingerprint(data)) is not None  # evaluate takes it
     with pytest.raises(StageError, match="ReadWriteMany claim"):
-        stages.train(processed, tmp_path / "m2", model="gr", overrides=overrides, replicas=2,
+        train.train(processed, tmp_path / "m2", model="gr", overrides=overrides, replicas=2,
                      vocab_dir=tmp_path / "vocab", tokens_dir=tmp_path / "tokens")
     with pytest.raises(StageError, match="only GR trains as a PyTorchJob"):
-        stages.train(processed, tmp_path / "m3", model="cread", replicas=2, pvc_claim="rwx")
+        train.train(processed, tmp_path / "m3", model="cread", replicas=2, pvc_claim="rwx")

@@ -1,0 +1,120 @@
+"""GR's label stages: its vocabulary (the label state) from the train labels, then every train
+label's token sequence, gated by the token suite."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from grmodel.atomic import atomic_directory, through_json, write_json_atomic
+from grmodel.codec import LabelCodec
+from grmodel.features import read_labels
+from grmodel.models.gr import GRModel
+from grmodel.pipeline.live import StageTracking, live_run
+from grmodel.pipeline.stages.plan import gr_config
+from grmodel.pipeline.stages.record import StageError, StageRecord
+from grmodel.training.records import dataset_fingerprint
+from grmodel.validation import validate_tokens
+from grmodel.vocab import Vocabulary
+
+VOCABULARY_FILE = "vocabulary.json"  # build_vocab's record: the label state and what it was built from
+TOKENS_FILE = "tokens.parquet"
+
+
+def build_vocab(processed: str | Path, out_dir: str | Path, overrides: list[str] | None = None,
+                tracking: StageTracking | None = None) -> dict[str, Any]:
+    """GR's vocabulary (its label state: token values, decode length) from the train labels."""
+    started = time.time()
+    data = Path(processed)
+    config = gr_config(data, overrides)
+    with live_run(tracking, "build_vocab", started) as live, atomic_directory(out_dir) as tmp:
+        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+        state = GRModel.fit_label_state(labels, config)
+        record = {"label_state": state, "vocab_config": dataclasses.asdict(config.vocab),
+                  "max_decode_len_config": config.model.max_decode_len,
+                  "dataset_fingerprint": dataset_fingerprint(data), "train_rows": int(labels.size)}
+        write_json_atomic(tmp / VOCABULARY_FILE, record)
+        stage = StageRecord(
+            "build_vocab", params={"vocab": record["vocab_config"]},
+            metrics={"vocab_size": float(len(state["vocab"]["values"])),
+                     "max_decode_len": float(state["max_decode_len"])},
+            artifacts=[VOCABULARY_FILE], started=started, ended=time.time(),
+            mlflow_run_id=live.run_id,
+        )
+        stage.write(tmp)
+        live.log_record(stage, tmp)
+    return {"vocab_size": len(state["vocab"]["values"]), "max_decode_len": state["max_decode_len"]}
+
+
+def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str, Any]:
+    """The label state in ``vocab_dir``, checked against the config and data it will serve."""
+    path = Path(vocab_dir) / VOCABULARY_FILE
+    if not path.is_file():
+        raise StageError(f"{path}: not found (rule: build_vocab writes {VOCABULARY_FILE})")
+    record = json.loads(path.read_text())
+    if record["vocab_config"] != through_json(dataclasses.asdict(config.vocab)):
+        raise StageError(f"{path}: built with vocab config {record['vocab_config']}, but this stage"
+                         f" runs with {dataclasses.asdict(config.vocab)} (rule: one GR config per run)")
+    if record["dataset_fingerprint"] != dataset_fingerprint(data):
+        raise StageError(f"{path}: built on another dataset than {data}")
+    return record["label_state"]
+
+
+def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | Path,
+                  overrides: list[str] | None = None, tracking: StageTracking | None = None
+                  ) -> dict[str, Any]:
+    """Greedy-encode every training label into its token sequence, gate the sequences with
+    the token suite (every label encodes within the decode length and decodes back), and
+    write them for training: ``tokens.parquet`` with one fixed-length list per train row."""
+    started = time.time()
+    data = Path(processed)
+    config = gr_config(data, overrides)
+    state = read_vocabulary(vocab_dir, config, data)
+    vocab = Vocabulary.from_dict(state["vocab"])
+    with live_run(tracking, "encode_labels", started) as live, atomic_directory(out_dir) as tmp:
+        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+        max_len = int(state["max_decode_len"])
+        encoded = LabelCodec(vocab).encode(labels, max_len=max_len)
+        report = validate_tokens(labels, vocab, max_len, encoded=encoded,
+                                 source=str(data / "train.parquet"))
+        report.write(tmp / "validation")
+        report.raise_for_failure()  # nothing is written when a sequence is wrong
+        width = encoded.sequences.shape[1]
+        flat = pa.array(encoded.sequences.astype(np.int32).ravel())
+        table = pa.table({
+            "label": pa.array(labels),
+            "length": pa.array(encoded.lengths.astype(np.int32)),
+            "tokens": pa.FixedSizeListArray.from_arrays(flat, width),
+        })
+        pq.write_table(table, tmp / TOKENS_FILE)
+        lengths = encoded.lengths
+        record = StageRecord(
+            "encode_labels", params={"tokens": {"max_decode_len": max_len, "rows": int(labels.size)}},
+            metrics={"mean_length": float(lengths.mean()), "max_length": float(lengths.max()),
+                     **{f"checks_{k}": float(v) for k, v in report.counts().items()}},
+            artifacts=["validation"], started=started, ended=time.time(), mlflow_run_id=live.run_id,
+        )
+        record.write(tmp)
+        live.log_record(record, tmp)
+    return {"rows": int(labels.size), "mean_length": float(lengths.mean())}
+
+
+def read_tokens(tokens_dir: str | Path, labels: np.ndarray) -> np.ndarray:
+    """The token sequences of :func:`encode_labels`, checked row by row against ``labels``."""
+    path = Path(tokens_dir) / TOKENS_FILE
+    if not path.is_file():
+        raise StageError(f"{path}: not found (rule: encode_labels writes {TOKENS_FILE})")
+    table = pq.read_table(path)
+    column = table.column("tokens").combine_chunks()
+    sequences = np.asarray(column.values).reshape(len(table), column.type.list_size).astype(np.int64)
+    if len(table) != labels.size or not np.array_equal(table.column("label").to_numpy(), labels):
+        raise StageError(f"{path}: its {len(table)} labels are not the {labels.size} training labels"
+                         " of this dataset (rule: tokens are encoded from the same train split)")
+    return sequences
