@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from grmodel.outputs import check_output, output_lock, write_marker
+
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
@@ -55,8 +57,6 @@ def atomic_directory(out_dir: str | Path, *, mark: bool = True) -> Iterator[Path
     adds grmodel's marker file; data versions (whose DVC hash it would change) are marked by
     their generator record instead.
     """
-    from grmodel.outputs import check_output, output_lock, write_marker
-
     out = Path(out_dir)
     check_output(out, overwrite=True)  # the command checked --overwrite and its inputs
     out.parent.mkdir(parents=True, exist_ok=True)

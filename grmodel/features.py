@@ -27,6 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 FORMAT = "grmodel.processed/1"
 MISSING_ID = 0
@@ -135,8 +136,6 @@ def _type_name(dtype: Any) -> str:
 
 
 def _is_integer_type(dtype: Any) -> bool:
-    import pyarrow as pa
-
     if isinstance(dtype, pa.DataType):
         return pa.types.is_integer(dtype)
     return pd.api.types.is_integer_dtype(dtype)

@@ -17,6 +17,7 @@ def dataset_dir(path: str | Path) -> Path:
 
 def model_dir(path: str | Path) -> Path:
     """The model checkpoint (a folder with ``model.pt``) at or inside ``path``."""
+    # lazy: checkpoint imports torch, which dataset_dir's callers (grmodel validate) never need
     from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
 
     root = Path(path)

@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from grmodel import __version__
+
 MARKER = ".grmodel-output.json"
 # Synthetic raw data is marked by its generator record: a marker file would change its DVC hash.
 DATA_MARKS = ("synth.json",)
@@ -47,8 +49,6 @@ def is_grmodel_output(path: str | Path) -> bool:
 
 def write_marker(directory: str | Path) -> None:
     """Mark ``directory`` as a grmodel output (it may later be replaced with --overwrite)."""
-    from grmodel import __version__
-
     (Path(directory) / MARKER).write_text(
         json.dumps({"written_by": "grmodel", "grmodel_version": __version__,
                     "written_at": time.time()}) + "\n", encoding="utf-8")

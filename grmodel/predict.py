@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from tqdm import tqdm
 
@@ -91,9 +93,6 @@ def predict_parquet(
     Chunks are whole batches (``chunk_rows`` rounded up to a multiple of ``batch_size``), so
     every batch holds the rows it would hold in memory and the predictions are identical.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     chunk_rows = -(-max(chunk_rows, 1) // batch_size) * batch_size
     source, output = Path(source), Path(output)
     check_input(source)
@@ -113,8 +112,6 @@ def predict_parquet(
     total = reader.metadata.num_rows
     bar = None
     if progress:
-        from tqdm import tqdm
-
         # Only on a terminal (disable=None), and cleared when done: a failure's message
         # stays one line.
         bar = tqdm(total=total, desc="predict", unit="row", disable=None, leave=False)

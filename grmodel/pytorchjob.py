@@ -327,6 +327,8 @@ def _cpu_count(cpu: str) -> int:
 
 
 def _custom_objects_api() -> Any:
+    # lazy: the Kubernetes client (kfp's dependency, not ours) only when a job is submitted; the
+    # pipeline and its train stage import this module for its names and defaults
     from kubernetes import client, config
 
     try:

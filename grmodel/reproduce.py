@@ -214,6 +214,7 @@ def log_run_record(record: RunRecord, run_id: str | None = None,
     """Attach ``record`` to MLflow run ``run_id`` (default: the active run): tags
     ``data_version`` and ``data_git_rev`` (for search) and the artifact ``run_record.json``
     (what ``grmodel reproduce`` reads)."""
+    # lazy: mlflow (seconds to import) only for MLflow runs; a run_record.json file needs none
     import mlflow
 
     if run_id is None:
@@ -230,6 +231,7 @@ def log_run_record(record: RunRecord, run_id: str | None = None,
 def record_from_mlflow(run_id: str, tracking_uri: str | None = None) -> RunRecord:
     """The :class:`RunRecord` of a past MLflow run (its ``run_record.json`` artifact, checked
     against its ``data_version`` tag)."""
+    # lazy: mlflow only for MLflow runs (see log_run_record)
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 

@@ -27,7 +27,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from grmodel import __version__
+from grmodel.redact import redact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -57,6 +60,8 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
     None keeps MLflow's current URI (``MLFLOW_TRACKING_URI`` or an earlier ``connect``). The URI
     is set process-wide because MLflow's model logging and registration read it from there.
     """
+    # lazy: mlflow takes seconds to import and is needed only when a run is tracked; untracked
+    # stages and commands use this module's names (tags, EPOCH_TIME, metric_key, git_commit)
     import mlflow
 
     if tracking_uri is not None:
@@ -81,8 +86,6 @@ def git_commit(path: str | Path | None = None) -> str:
 
 def dvc_data_version(dvc_file: str | Path = "data.dvc") -> str:
     """The md5 that ``dvc add`` recorded for the data (``<hash>.dir`` for a directory)."""
-    import yaml
-
     path = Path(dvc_file)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not found (rule: the data version is read from a .dvc file)")
@@ -186,6 +189,7 @@ def stage_run(
     It inherits the parent's experiment and its commit, version, data and pipeline tags, and
     starts at ``start_time`` (Unix seconds; default now).
     """
+    # lazy: mlflow, see connect
     import mlflow
 
     client = connect(tracking_uri)
@@ -216,9 +220,8 @@ def flatten_config(config: Any, prefix: str = "") -> dict[str, str]:
 
 def log_configs(configs: dict[str, Any], run_id: str | None = None) -> None:
     """Log each config (dataclass or dict) as params prefixed by its key: ``gr.train.lr``."""
+    # lazy: mlflow, see connect
     from mlflow.entities import Param
-
-    from grmodel.redact import redact
 
     params = {}
     for name, config in configs.items():
@@ -233,6 +236,7 @@ def log_configs(configs: dict[str, Any], run_id: str | None = None) -> None:
 def log_history(history: list[dict[str, Any]], prefix: str = "", run_id: str | None = None) -> None:
     """Per-epoch training curves: every numeric field of each record, at step = epoch, timed
     when the epoch ended (a record's ``time``, Unix seconds) or else now."""
+    # lazy: mlflow, see connect
     from mlflow.entities import Metric
 
     metrics = [
@@ -284,6 +288,7 @@ def log_artifacts(paths: list[str | Path], artifact_path: str | None = None,
 
 def log_vocabulary(model_dir: str | Path, run_id: str | None = None) -> None:
     """The model's label state (GR: its vocabulary) as ``vocabulary/<model>.json``."""
+    # lazy: checkpoint imports torch; the data stages log through this module without it
     from grmodel.checkpoint import META_FILE
 
     path = Path(model_dir) / META_FILE
@@ -294,6 +299,7 @@ def log_vocabulary(model_dir: str | Path, run_id: str | None = None) -> None:
 
 
 def _log_metrics(values: dict[str, float], run_id: str | None) -> None:
+    # lazy: mlflow, see connect
     from mlflow.entities import Metric
 
     now = _now_ms()
@@ -304,6 +310,7 @@ def _log_metrics(values: dict[str, float], run_id: str | None) -> None:
 def _run_id(run_id: str | None) -> str:
     if run_id is not None:
         return run_id
+    # lazy: mlflow, see connect
     import mlflow
 
     run = mlflow.active_run()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,12 +31,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+from dvc.exceptions import DvcException
+from dvc.fs import DVCFileSystem
+from dvc.repo import Repo
+from dvc.utils.serialize import modify_yaml
+from dvc_data.hashfile.build import build
+from dvc_data.hashfile.db import HashFileDB
+from dvc_objects.fs.local import LocalFileSystem
 
 from grmodel.atomic import atomic_directory
 from grmodel.data.io import sha256_file
 from grmodel.data.kuairec.schema import GENERATOR, SYNTH_FILE
+from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 
 log = logging.getLogger(__name__)
+
+# A git URL (cloned), as opposed to a path on this machine.
+GIT_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
 
 DATA_DIR = "data"
 DVC_FILE = "data.dvc"
@@ -130,10 +142,6 @@ def version_rev(repo_root: str | Path, version: str) -> str | None:
 def directory_hash(path: str | Path) -> str:
     """DVC's own hash of a directory (what ``dvc add`` would record), computed without
     writing anything to a cache."""
-    from dvc_data.hashfile.build import build
-    from dvc_data.hashfile.db import HashFileDB
-    from dvc_objects.fs.local import LocalFileSystem
-
     fs = LocalFileSystem()
     # dry_run: hash only; the staging store DVC uses is in memory.
     _, _, obj = build(HashFileDB(fs, str(path)), str(path), fs, "md5", dry_run=True)
@@ -225,8 +233,6 @@ def ensure_data(repo_root: str | Path, force: bool = False) -> EnsureOutcome:
 def regenerate(recorded: DataVersion, out_dir: str | Path) -> None:
     """Rebuild ``recorded`` from its generator settings into ``out_dir``; ``out_dir`` is
     replaced only when the result hashes to ``recorded.md5``."""
-    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
-
     generator = recorded.generator or {}
     if generator.get("name") != GENERATOR or not isinstance(generator.get("config"), dict):
         raise VersioningError(f"{DVC_FILE}: meta.generator must name {GENERATOR} and hold its"
@@ -329,9 +335,6 @@ def generator_settings(data_dir: str | Path) -> dict[str, Any] | None:
 @contextlib.contextmanager
 def _dvc_repo(root: Path, step: str) -> Iterator[Any]:
     """An open DVC repo; DVC's errors become one VersioningError naming the step."""
-    from dvc.exceptions import DvcException
-    from dvc.repo import Repo
-
     try:
         with Repo(str(root)) as repo:
             repo.scm_context.quiet = True  # no "to track the changes with git" hints
@@ -370,8 +373,6 @@ def _in_cache(root: Path, version: str) -> bool:
 
 
 def _read_at_rev(root: Path, rev: str, out_dir: Path) -> None:
-    from dvc.fs import DVCFileSystem
-
     fs = DVCFileSystem(repo=str(root), rev=rev)
     try:
         fs.get(f"{DATA_DIR}/", f"{out_dir}/", recursive=True)
@@ -384,8 +385,6 @@ def _read_at_rev(root: Path, rev: str, out_dir: Path) -> None:
 def _write_generator(dvc_file: Path, generator: dict[str, Any] | None) -> None:
     """Set (or drop) ``meta.generator`` in a .dvc file, keeping every other key; written
     the way DVC writes .dvc files, so DVC's own rewrites (``dvc commit``) leave it as is."""
-    from dvc.utils.serialize import modify_yaml
-
     with modify_yaml(str(dvc_file)) as raw:
         meta = raw.get("meta") or {}
         meta.pop("generator", None)

@@ -10,6 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
 from grmodel.atomic import atomic_file
 
 FIG5A_FILE = "fig5a_interval_mae.png"
@@ -44,8 +48,6 @@ def _save(figure: Any, path: Path) -> None:
 
 
 def _colors(names: list[str]) -> dict[str, Any]:
-    from matplotlib import colormaps
-
     palette = colormaps["tab10" if len(names) <= 10 else "tab20"]
     return {name: palette(k % palette.N) for k, name in enumerate(names)}
 
@@ -53,8 +55,6 @@ def _colors(names: list[str]) -> dict[str, Any]:
 def _grid(n_panels: int, width: float = 4.2, height: float = 3.3) -> tuple[Any, list[Any]]:
     """Up to four panels a line. Fixed margins instead of a layout engine: a layout engine
     measures every tick label and doubles the drawing time."""
-    from matplotlib.figure import Figure
-
     cols = min(n_panels, 4)
     rows = -(-n_panels // cols)
     figure = Figure(figsize=(width * cols, height * rows))
@@ -135,8 +135,6 @@ def _token_frequency(frequencies: dict[str, Any]) -> Any:
 
 def _training_curves(runs: list[dict[str, Any]]) -> Any:
     """Validation MAE and XAUC per epoch, one colour per row, one line per seed."""
-    from matplotlib.ticker import MaxNLocator
-
     figure, axes = _grid(2, width=5.5, height=3.8)
     colors = _colors(list(dict.fromkeys(r["row"] for r in runs)))
     labelled: set[str] = set()

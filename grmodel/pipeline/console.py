@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 from grmodel.progress import parse_event
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -72,8 +74,6 @@ class RunConsole(io.TextIOBase):
         with self._lock:
             self.log.write(text + "\n")
             if self._bars and self.tty:
-                from tqdm import tqdm
-
                 tqdm.write(text, file=self.terminal)
             else:
                 self.terminal.write(text + "\n")
@@ -160,8 +160,6 @@ class RunConsole(io.TextIOBase):
         if self.tty:
             bar = self._bars.get(model)
             if bar is None:
-                from tqdm import tqdm
-
                 bar = tqdm(total=total, desc=label, unit="batch", file=self.terminal, leave=False,
                            position=len(self._bars), dynamic_ncols=True, mininterval=0,
                            miniters=1)  # events come every few seconds: draw each

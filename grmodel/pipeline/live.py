@@ -21,6 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grmodel import __version__
+from grmodel.tracking import (
+    DATA_VERSION,
+    GIT_COMMIT,
+    RUN_KIND,
+    STAGE,
+    VERSION,
+    connect,
+    ensure_experiment,
+    git_commit,
+    log_artifacts,
+    log_configs,
+    log_history,
+)
+
 log = logging.getLogger(__name__)
 
 TRACKED_TAG = "tracked"  # how a stage run was logged: live, backfilled or cached
@@ -45,20 +60,14 @@ class LiveRun:
         self.uri, self.run_id = uri, run_id
 
     def log_params(self, configs: dict[str, Any]) -> None:
-        from grmodel.tracking import log_configs
-
         self._safely("params", lambda: log_configs(configs, run_id=self.run_id))
 
     def log_epoch(self, record: dict[str, Any], prefix: str = "") -> None:
         """One epoch's history record, timestamped now (as it ends)."""
-        from grmodel.tracking import log_history
-
         self._safely("an epoch", lambda: log_history([record], prefix=prefix, run_id=self.run_id))
 
     def log_record(self, record: Any, stage_dir: Path) -> None:
         """The stage's finished ``StageRecord``: params, metrics, duration and artifacts."""
-        from grmodel.tracking import connect, log_artifacts, log_configs
-
         def log_all() -> None:
             client = connect(self.uri)
             log_configs(record.params, run_id=self.run_id)
@@ -82,8 +91,6 @@ class LiveRun:
             self.run_id = ""
 
     def _end(self, status: str) -> None:
-        from grmodel.tracking import connect
-
         try:
             connect(self.uri).set_terminated(self.run_id, status)
         except Exception as exc:  # noqa: BLE001
@@ -106,18 +113,6 @@ def live_run(tracking: StageTracking | None, stage: str, started: float) -> Iter
 
 
 def _start(tracking: StageTracking, stage: str, started: float) -> LiveRun:
-    from grmodel import __version__
-    from grmodel.tracking import (
-        DATA_VERSION,
-        GIT_COMMIT,
-        RUN_KIND,
-        STAGE,
-        VERSION,
-        connect,
-        ensure_experiment,
-        git_commit,
-    )
-
     reason = _unreachable(tracking.uri)
     if reason:
         log.warning("MLflow %s is unreachable from this stage (%s): %s is tracked by the register"

@@ -26,7 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from kfp import local
+
+from grmodel.comparison.report import results_table
+from grmodel.pipeline.console import RunConsole
 from grmodel.pipeline.params import PipelineParams
+from grmodel.pipeline.stages.record import STAGE_RECORD
+from grmodel.progress import EVENTS_ENV
 
 LATEST = "latest"
 LOG_FILE = "log.txt"
@@ -72,10 +78,7 @@ def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = Fa
 
     ``terminal`` (default: stdout) gets the stage lines, or with ``verbose`` everything the
     log gets."""
-    from kfp import local
-
-    from grmodel.pipeline.console import RunConsole
-    from grmodel.progress import EVENTS_ENV
+    # lazy: the DAG (pipelines/) is built on this package; it is loaded only to run it
     from pipelines.grmodel_pipeline import PIPELINE_NAME, grmodel_pipeline
 
     work = Path(workdir).resolve()
@@ -156,8 +159,6 @@ def _env(name: str, value: str) -> Iterator[None]:
 
 def link_outputs(run_dir: Path, folder: Path, work: Path) -> None:
     """Stable names for a run's outputs in its folder: links into the KFP artifact tree."""
-    from grmodel.pipeline.stages.record import STAGE_RECORD
-
     links = {"kfp": run_dir, "raw": run_dir / "fetch-data" / "raw" / "raw",
              "processed": run_dir / "ingest" / "processed",
              "report": run_dir / "evaluate" / "evaluation",
@@ -193,8 +194,6 @@ def _shown(path: Path) -> str:
 
 def summary(run: LocalRun) -> str:
     """What the main job prints at the end: the table and where everything is."""
-    from grmodel.comparison.report import results_table
-
     report = json.loads((run.evaluation_dir / "report.json").read_text())
     decision = run.decision
     params = run.params

@@ -26,6 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking
@@ -222,8 +225,6 @@ def _log_baselines(model_dirs: dict[str, Path], data: Path) -> None:
 def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decision: Any) -> None:
     """The parent run at a glance: every row's headline test metrics, the gate's verdict and
     the report (its HTML page is what the MLflow UI shows)."""
-    from mlflow.entities import Metric
-
 
     client = connect(target.uri)
     report = json.loads((evaluation_dir / "report.json").read_text())
@@ -251,8 +252,6 @@ def nest_stage_run(target: TrackingTarget, parent: str, record: StageRecord, sta
                    cached: bool = False) -> None:
     """Put the stage's run under ``parent``: nest the run it logged live, or log one from its
     record (backfilled, or a cache hit)."""
-    from mlflow.exceptions import MlflowException
-
 
     client = connect(target.uri)
     parent_run = client.get_run(parent)

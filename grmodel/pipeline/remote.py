@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import kfp
+import yaml
+from kfp import compiler
+
+from grmodel.atomic import atomic_file
 from grmodel.pipeline.params import PipelineParams
+from grmodel.redact import strip_credentials
+from grmodel.versioning import GIT_URL, read_version
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +46,7 @@ class Submitted:
 def compile_pipeline(out_path: str | Path, train_pvc: str | None = None) -> Path:
     """Write the pipeline's IR YAML to ``out_path`` (atomically); ``train_pvc`` compiles the
     variant whose GR step shares that claim with multi-replica PyTorchJobs."""
-    from kfp import compiler
-
-    from grmodel.atomic import atomic_file
+    # lazy: the DAG (pipelines/) is built on this package; it is loaded only to compile it
     from pipelines.grmodel_pipeline import build_pipeline
 
     out = Path(out_path)
@@ -54,8 +59,6 @@ def compile_pipeline(out_path: str | Path, train_pvc: str | None = None) -> Path
 def load_compiled(path: str | Path = COMPILED_PIPELINE) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pipeline spec of a compiled package and its Kubernetes platform spec (``{}`` if none):
     the YAML holds them as two documents."""
-    import yaml
-
     docs = list(yaml.safe_load_all(Path(path).read_text()))
     return docs[0], docs[1] if len(docs) > 1 else {}
 
@@ -73,8 +76,6 @@ def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelinePa
         if not params.data_repo:
             values["data_repo"] = _origin_url(Path(repo))
         if not params.data_version:
-            from grmodel.versioning import read_version
-
             values["data_version"] = read_version(repo).md5
     repo_url = values.get("data_repo", params.data_repo)
     if params.data_source == "dvc" and not _remote_git_url(repo_url):
@@ -91,8 +92,6 @@ def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelinePa
             "mlflow_tracking_uri", "").startswith("sqlite:"):
         raise SubmitError("mlflow_tracking_uri is a sqlite file: pods on a cluster share no disk;"
                           " use the MLflow server's http(s) URI")
-    from grmodel.redact import strip_credentials
-
     # Credentials never travel as run parameters (KFP shows and stores them): the pods read
     # them from the grmodel-credentials Secret.
     for name in ("data_repo", "mlflow_tracking_uri"):
@@ -105,8 +104,6 @@ def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelinePa
 
 
 def kfp_client(host: str, namespace: str | None = None) -> Any:
-    import kfp
-
     return kfp.Client(host=host, namespace=namespace, existing_token=os.environ.get(TOKEN_ENV) or None)
 
 
@@ -173,8 +170,6 @@ def kfp_cron(expression: str) -> str:
 
 
 def _remote_git_url(text: str) -> bool:
-    from grmodel.pipeline.stages.data import GIT_URL
-
     return bool(GIT_URL.match(text)) and not text.startswith("file:")
 
 

@@ -21,13 +21,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from grmodel.checkpoint import META_FILE
+from grmodel.config import EvalConfig
+from grmodel.evaluate import evaluate_models
 from grmodel.registry.pyfunc import resolve_model_uri
+from grmodel.tracking import DATA_VERSION, connect, sql_string
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
-
-    from grmodel.config import EvalConfig
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -52,9 +54,9 @@ def register_model(
     Idempotent per run: when ``name`` already has a version from this run, that version is
     returned (and, if no gate has judged it yet, given the ``challenger`` alias again).
     """
+    # lazy: mlflow (seconds to import) only where the registry is read or written; grmodel.registry
+    # is also loaded by `grmodel predict` on a model folder, which never needs it
     from mlflow.exceptions import MlflowException
-
-    from grmodel.tracking import connect, sql_string
 
     client = connect(tracking_uri)
     existing = client.search_model_versions(f"name = {sql_string(name)} and run_id = {sql_string(run_id)}")
@@ -85,8 +87,6 @@ def register_model(
 
 def alias_version(name: str, alias: str, tracking_uri: str | None = None) -> str | None:
     """The version an alias points to, or None when ``name`` has no such alias."""
-    from grmodel.tracking import connect
-
     return _alias_version(connect(tracking_uri), name, alias)
 
 
@@ -99,6 +99,7 @@ def _alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
 @contextmanager
 def _not_found_is_value_error(client: MlflowClient) -> Iterator[None]:
     """A missing model or version is a user error: one line naming it, no MLflow traceback."""
+    # lazy: mlflow, see register_model
     from mlflow.exceptions import MlflowException
 
     try:
@@ -122,8 +123,6 @@ def evaluate_registered(
     config: EvalConfig | None = None,
 ) -> dict[str, Any]:
     """Metrics of a registered version (by alias or number) on ``processed_dir``'s test split."""
-    from grmodel.evaluate import evaluate_models
-
     label = str(alias_or_version)
     model_dir = resolve_model_uri(model_uri(name, alias_or_version), tracking_uri)
     return evaluate_models(processed_dir, {label: model_dir}, config)[label]
@@ -241,10 +240,8 @@ def gate(
     version's tags before the alias moves; judging a version again returns its recorded
     decision (and completes a promotion that was interrupted before the alias moved).
     """
+    # lazy: mlflow, see register_model
     import mlflow
-
-    from grmodel.evaluate import evaluate_models
-    from grmodel.tracking import DATA_VERSION, connect
 
     client = connect(tracking_uri)
     version = str(version)
@@ -294,8 +291,6 @@ def gate(
 
 def _informative_check(model_dir: Path) -> dict[str, Any]:
     """The trainer's collapse verdict (grmodel/collapse.py): a collapsed model never passes."""
-    from grmodel.checkpoint import META_FILE
-
     verdict = json.loads((Path(model_dir) / META_FILE).read_text()).get("collapse")
     if verdict is None:
         return {"check": "not collapsed", "passed": True,
@@ -311,8 +306,6 @@ def _headline(row: dict[str, Any]) -> dict[str, float]:
 
 def history(name: str, tracking_uri: str | None = None) -> list[Decision]:
     """Every gate decision on ``name``, oldest first."""
-    from grmodel.tracking import connect, sql_string
-
     client = connect(tracking_uri)
     versions = client.search_model_versions(f"name = {sql_string(name)}")
     decisions = [Decision.from_json(v.tags[DECISION_TAG]) for v in versions if DECISION_TAG in v.tags]

@@ -27,8 +27,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from grmodel import __version__
+from grmodel.checkpoint import (
+    META_FILE,
+    WEIGHTS_FILE,
+    CheckpointError,
+    checkpoint_files,
+    load_checkpoint,
+)
+from grmodel.distributed import resolve_device
+from grmodel.features import read_manifest, read_split
+from grmodel.locate import model_dir
+from grmodel.predict import predict_frame
+from grmodel.tracking import connect
 
 if TYPE_CHECKING:
     from mlflow.models import ModelSignature
@@ -55,17 +68,12 @@ class WatchTimePyfunc:
         self.model = model
 
     def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
-        from grmodel.predict import predict_frame
-
         batch_size = int((params or {}).get("batch_size", DEFAULT_BATCH_SIZE))
         return predict_frame(self.model, model_input, batch_size=batch_size)
 
 
 def _load_pyfunc(data_path: str) -> WatchTimePyfunc:
     """MLflow's entry point (:data:`LOADER_MODULE` re-exports it)."""
-    from grmodel.checkpoint import load_checkpoint
-    from grmodel.distributed import resolve_device
-
     model, _ = load_checkpoint(data_path, resolve_device("auto"))
     return WatchTimePyfunc(model)
 
@@ -82,10 +90,9 @@ def log_model(
     """Log a trained model directory into the active run as a pyfunc model named ``name``
     (default: the model's name, e.g. ``gr``). With ``processed_dir`` its manifest is logged as
     the feature encoders and five test rows as the input example."""
+    # lazy: mlflow (seconds to import) only to log or download a model; a model folder is read
+    # without it (`grmodel predict`, `grmodel evaluate`)
     import mlflow
-
-    from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, checkpoint_files, load_checkpoint
-    from grmodel.features import read_manifest, read_split
 
     if mlflow.active_run() is None:
         raise RuntimeError("registry.log_model: no active MLflow run (use tracking.stage_run)")
@@ -115,6 +122,7 @@ def log_model(
 
 
 def _signature(feature_names: list[str]) -> ModelSignature:
+    # lazy: mlflow only to log a model (see log_model)
     from mlflow.models import ModelSignature  # noqa: F811 - the runtime import of the type
     from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema, TensorSpec
 
@@ -131,19 +139,14 @@ def resolve_model_uri(
     """The local checkpoint directory for a model directory, a local MLflow model, or an MLflow
     URI (``models:/NAME@champion``, ``models:/NAME/3``, ``runs:/RUN/gr``), downloading the latter
     into ``dst_dir`` (default: a temporary directory removed when the process exits)."""
-    from grmodel.checkpoint import WEIGHTS_FILE, CheckpointError
-
     text = str(uri_or_dir)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", text) is None:  # a local path, not a URI
         path = Path(text)
         if (path / "MLmodel").is_file() and not (path / WEIGHTS_FILE).is_file():
             return _checkpoint_dir(path)  # an MLflow model on disk
-        from grmodel.locate import model_dir
-
         return model_dir(path)  # a checkpoint directory, or a pipeline artifact folder holding one
+    # lazy: mlflow only for an MLflow URI (see log_model)
     import mlflow
-
-    from grmodel.tracking import connect
 
     connect(tracking_uri)
     if dst_dir is None:
@@ -158,10 +161,6 @@ def resolve_model_uri(
 
 def _checkpoint_dir(mlflow_model_dir: Path) -> Path:
     """``data/checkpoint`` of a grmodel pyfunc model, checked via its MLmodel file."""
-    import yaml
-
-    from grmodel.checkpoint import CheckpointError
-
     mlmodel = mlflow_model_dir / "MLmodel"
     if not mlmodel.is_file():
         raise CheckpointError(f"{mlmodel}: not found (rule: an MLflow model has an MLmodel file)")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import shutil
 import subprocess
 import time
@@ -26,7 +25,6 @@ from grmodel.validation import validate_processed, validate_raw_kuairec
 log = logging.getLogger(__name__)
 
 DATA_SOURCES = ("dvc", "generate", "path")
-GIT_URL = re.compile(r"^(https?|ssh|git|file)://|^[\w.-]+@[\w.-]+:")
 
 
 def fetch_data(
@@ -106,7 +104,7 @@ def _checkout(data_repo: str, clone_dir: Path) -> Path:
     if data_repo.startswith("-"):
         raise StageError(f"data_repo {redact(data_repo)!r}: starts with '-' (rule: data_repo is a"
                          " path or a git URL, never a git option)")
-    if not GIT_URL.match(data_repo):
+    if not versioning.GIT_URL.match(data_repo):
         return Path(data_repo).resolve()
     try:
         # "--" ends git's options: the URL is never read as one.
