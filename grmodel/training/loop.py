@@ -128,11 +128,11 @@ def train_model(
         manifest = read_manifest(dc.processed_dir)
         schema = FeatureSchema.from_dict(manifest["features"])
         valid = SplitArrays.load(dc.processed_dir, "valid", schema, dc.label_column, dc.max_eval_rows)
-        if tc.streaming:
-            return fit_streaming(config, schema, valid, out_dir, label_state, targets,
-                                 state_dir=state_dir, resume=resume, ctx=ctx, on_epoch=on_epoch)
-        train = SplitArrays.load(dc.processed_dir, "train", schema, dc.label_column, dc.max_train_rows)
-        _check_sizes(dc.processed_dir, len(train), len(valid))
+        train = None  # streamed
+        if not tc.streaming:
+            train = SplitArrays.load(dc.processed_dir, "train", schema, dc.label_column,
+                                     dc.max_train_rows)
+            _check_sizes(dc.processed_dir, len(train), len(valid))
         return fit(config, schema, train, valid, out_dir, label_state, targets,
                    state_dir=state_dir, resume=resume, ctx=ctx, on_epoch=on_epoch)
 
@@ -140,7 +140,7 @@ def train_model(
 def fit(
     config: RunConfig,
     schema: FeatureSchema,
-    train: SplitArrays,
+    train: SplitArrays | None,
     valid: SplitArrays,
     out_dir: str | Path,
     label_state: dict[str, Any] | None = None,
@@ -151,33 +151,31 @@ def fit(
     ctx: DistContext | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Train on in-memory arrays (each rank holds the split and trains on its share)."""
-    tc = config.train
+    """Train on ``train`` in memory (each rank holds the split and trains on its share) or, with
+    ``train=None``, on the train split streamed from its Parquet row groups (``train.streaming``)."""
     ctx, store, saved, label_state = _start(config, label_state, state_dir, resume, ctx)
+    if train is None:
+        model, source = _streamed(config, schema, valid, label_state, targets, ctx)
+    else:
+        model, source = _in_memory(config, schema, train, label_state, targets, ctx)
+    return run_epochs(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
+
+
+def _in_memory(config: RunConfig, schema: FeatureSchema, train: SplitArrays,
+               label_state: dict[str, Any] | None, targets: dict[str, np.ndarray] | None,
+               ctx: DistContext) -> tuple[WatchTimeModel, MemoryBatches]:
+    tc = config.train
     model = build_model(config, schema, train, label_state).to(ctx.device)
     if targets is None:
         targets = model.targets(train.label)
     check_targets(targets, model.targets(train.label[:1]), len(train), config.model_name)
-    source = MemoryBatches(train, _tensors(targets), tc.batch_size, tc.seed, ctx)
-    return run_epochs(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
+    return model, MemoryBatches(train, _tensors(targets), tc.batch_size, tc.seed, ctx)
 
 
-def fit_streaming(
-    config: RunConfig,
-    schema: FeatureSchema,
-    valid: SplitArrays,
-    out_dir: str | Path,
-    label_state: dict[str, Any] | None = None,
-    targets: dict[str, np.ndarray] | None = None,
-    *,
-    state_dir: str | Path | None = None,
-    resume: bool = False,
-    ctx: DistContext | None = None,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> TrainResult:
-    """Train on the train split streamed from its Parquet row groups (``train.streaming``)."""
+def _streamed(config: RunConfig, schema: FeatureSchema, valid: SplitArrays,
+              label_state: dict[str, Any] | None, targets: dict[str, np.ndarray] | None,
+              ctx: DistContext) -> tuple[WatchTimeModel, StreamBatches]:
     dc, tc = config.data, config.train
-    ctx, store, saved, label_state = _start(config, label_state, state_dir, resume, ctx)
     paths = split_paths(dc.processed_dir, "train")
     if label_state is None:
         label_state = fit_label_state_from_columns(config, schema, paths)
@@ -193,8 +191,7 @@ def fit_streaming(
         # Precomputed targets are looked up by each streamed row's index in the split.
         check_targets(targets, model.targets(valid.label[:1]), stream.total_rows, config.model_name)
         extra = _tensors(targets)
-    source = StreamBatches(stream, tc.loader_workers, ctx, extra, tc.seed)
-    return run_epochs(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
+    return model, StreamBatches(stream, tc.loader_workers, ctx, extra, tc.seed)
 
 
 def _start(config: RunConfig, label_state: dict[str, Any] | None, state_dir: str | Path | None,
