@@ -190,3 +190,47 @@ def test_codec_vocabulary_and_decoder_values_line_up(planted_dataset):
     restored = (steps * emitted).sum(dim=1).double() / model.vocab.label_scale
     np.testing.assert_allclose(restored.numpy(), labels, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(model.codec.decode(sequences), labels, rtol=1e-3, atol=1e-3)
+
+
+def _padded_loss(model: GRModel, batch: dict, p_truth: float) -> torch.Tensor:
+    """Eq. 6 on the whole padded grid, the way the decoder ran before it was packed: the
+    reference the packed decoder must equal (dropout off; p_truth 0 or 1, so no draws)."""
+    tokens = batch["tokens"][:, : int((batch["tokens"] != PAD).sum(dim=1).max())]
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    cross = model.encode(batch["ids"], batch["mask"])
+    teacher = model.token_embedding(inputs)
+    if p_truth >= 1.0:
+        logits = model.decode(teacher, cross)
+    else:
+        fed_back = model.next_input(model.decode(teacher, cross)[:, :-1])
+        logits = model.decode(torch.cat([teacher[:, :1], fed_back], dim=1), cross)
+    rows = tokens.shape[0]
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                           targets.reshape(-1), ignore_index=PAD,
+                                           reduction="sum") / rows
+    y_hat = (model.step_value(logits) * (targets != PAD)).sum(dim=1) / model.vocab.label_scale
+    unit, tc = model.huber_unit, model.config.train
+    huber = torch.nn.functional.huber_loss(y_hat / unit, batch["label"] / unit,
+                                           delta=tc.huber_delta)
+    return tc.lambda_ce * ce + tc.lambda_huber * huber
+
+
+@pytest.mark.parametrize("p_truth", [1.0, 0.0])
+@pytest.mark.parametrize("mixup", ["window", "full"])
+def test_the_packed_decoder_computes_the_padded_grids_loss_and_gradient(planted_dataset, p_truth,
+                                                                         mixup):
+    torch.manual_seed(0)
+    model, batch = make_model(planted_dataset, ["train.tf_schedule=fixed",
+                                                f"train.tf_fixed_p={p_truth}",
+                                                f"train.mixup={mixup}"])
+    assert (batch["tokens"] != PAD).sum(dim=1).unique().numel() > 2  # rows of several lengths
+    model.eval()  # dropout off: both ways then compute the same function
+    packed, _ = model.loss(batch, step=10, total_steps=100)
+    packed.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    reference = _padded_loss(model, batch, p_truth)
+    reference.backward()
+    assert packed.item() == pytest.approx(reference.item(), rel=1e-5)
+    for got, want in zip(grads, (p.grad for p in model.parameters())):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
