@@ -137,6 +137,58 @@ def _dropout_off(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+class _ShortSoftmax(torch.autograd.Function):
+    """Softmax over a short last dimension (attention over at most a few dozen steps).
+
+    torch's CPU softmax kernel vectorises along the last dimension and is slow when it is
+    short: at GR's training sizes ([512, 8, T, T], T about 10) it took 3x what these few
+    elementwise ops take, forward and backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = (x - x.amax(dim=-1, keepdim=True)).exp_()
+        y = y.div_(y.sum(dim=-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(dim=-1, keepdim=True))
+
+
+def short_softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension, fast when it is short (see _ShortSoftmax)."""
+    return _ShortSoftmax.apply(x)
+
+
+class Dropout16(nn.Module):
+    """Dropout whose keep mask comes from 16-bit random draws, four per 64-bit integer.
+
+    torch's CPU dropout draws a double per element through ``bernoulli_``: at GR's sizes that
+    made each dropout cost about three times the linear layer before it. Here ``p`` is rounded
+    to a multiple of 1/65536 (0.1 becomes 0.100006).
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability {p} is not in [0, 1)")
+        self.p = p
+        self.threshold = round(p * 65536) - 32768  # int16 draws at or above it are kept
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        n = x.numel()
+        # The full int64 range: random_() alone leaves the top bit, one int16 lane's sign, 0.
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+        bits.random_(-(2**63), 2**63 - 1)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
 class Packing:
     """Where the real steps of a batch of right-padded sequences sit, for running the decoder
     on those steps alone.
@@ -150,19 +202,14 @@ class Packing:
 
     def __init__(self, real: torch.Tensor):
         self.rows, self.steps = real.shape
-        self.flat = real.reshape(-1).nonzero().squeeze(1)  # [N] position in the [B*T] grid
-        self.row = self.flat // self.steps  # [N] each step's row
-        self.first = self.flat % self.steps == 0  # [N] step 0 of its row
+        self.row, self.step = real.nonzero(as_tuple=True)  # [N] each real step's place
+        self.first = self.step == 0  # [N] step 0 of its row
+        self.causal = torch.ones(self.steps, self.steps, dtype=torch.bool,
+                                 device=real.device).triu(1)  # [T, T] True above the diagonal
 
     def pack(self, grid: torch.Tensor) -> torch.Tensor:
         """[B, T, ...] -> [N, ...]"""
-        return grid.reshape(self.rows * self.steps, *grid.shape[2:])[self.flat]
-
-    def unpack(self, steps: torch.Tensor) -> torch.Tensor:
-        """[N, ...] -> [B, T, ...] with zeros at the padding."""
-        grid = steps.new_zeros((self.rows * self.steps, *steps.shape[1:]))
-        grid = grid.index_copy(0, self.flat, steps)
-        return grid.view(self.rows, self.steps, *steps.shape[1:])
+        return grid[self.row, self.step]
 
     def row_sums(self, values: torch.Tensor) -> torch.Tensor:
         """[N] -> [B]: each row's sum over its steps."""
@@ -179,29 +226,45 @@ class CausalSelfAttention(nn.Module):
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.dropout = dropout
+        self.attn_drop = Dropout16(dropout)
         self.scale = (d_model // n_heads) ** -0.5
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
                 packing: Packing | None = None) -> torch.Tensor:
-        qkv = self.qkv(x)
-        if packing is not None:  # x is [N, D]: attention runs on the [B, T] grid
-            qkv = packing.unpack(qkv)
-        batch, steps, d_model = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+        if packing is not None:
+            return self._packed(x, packing)
+        batch, steps, d_model = x.shape
         q, k, v = (
             t.view(batch, steps, self.n_heads, -1).transpose(1, 2)
-            for t in qkv.split(d_model, dim=-1)
+            for t in self.qkv(x).split(d_model, dim=-1)
         )
         if cache is None:
-            drop = self.dropout if self.training else 0.0
+            drop = self.attn_drop.p if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:  # one new step attends to every cached step, itself included
             k, v = cache.append(layer, k, v)
             # One query: plain broadcasting beats the fused kernel's per-call overhead on CPU.
-            weights = torch.softmax((q * k).sum(dim=-1) * self.scale, dim=-1)  # [B, H, t]
+            weights = short_softmax((q * k).sum(dim=-1) * self.scale)  # [B, H, t]
             y = (weights.unsqueeze(-1) * v).sum(dim=2, keepdim=True)
-        y = y.transpose(1, 2).reshape(batch, steps, d_model)
-        return self.out(packing.pack(y) if packing is not None else y)
+        return self.out(y.transpose(1, 2).reshape(batch, steps, d_model))
+
+    def _packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Real steps [N, D] -> [N, D]; queries, keys and values on the [B, H, T, head] grid,
+        zeros at the padding (which the causal mask hides from every real step)."""
+        n, d_model = x.shape
+        head = d_model // self.n_heads
+        grid = x.new_zeros(3, packing.rows, self.n_heads, packing.steps, head)
+        grid[:, packing.row, :, packing.step] = self.qkv(x).view(n, 3, self.n_heads, head)
+        q, k, v = grid.unbind(0)
+        if self.training and self.attn_drop.p > 0:
+            # By hand, to drop attention weights with Dropout16: the fused kernel's dropout
+            # draws the slow way.
+            weights = (q @ k.transpose(-2, -1)) * self.scale
+            weights = short_softmax(weights.masked_fill(packing.causal, float("-inf")))
+            y = self.attn_drop(weights) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2)[packing.row, packing.step].reshape(n, d_model))
 
 
 class DecoderBlock(nn.Module):
@@ -213,10 +276,10 @@ class DecoderBlock(nn.Module):
         self.cross_value = nn.Linear(d_model, d_model)
         self.cross_out = nn.Linear(d_model, d_model)
         self.ffn = nn.Sequential(
-            nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
+            nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout16(dropout), nn.Linear(ffn_dim, d_model)
         )
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout16(dropout)
 
     def cross(self, memory: torch.Tensor) -> torch.Tensor:
         """Cross-attention output for every step: softmax over a single key is 1."""

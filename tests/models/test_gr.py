@@ -10,7 +10,9 @@ from grmodel.checkpoint import load_checkpoint
 from grmodel.config import CLEM_ABLATIONS, RunConfig, TrainConfig
 from grmodel.features import FeatureSchema, read_manifest, read_split
 from grmodel.models.gr import (
+    Dropout16,
     GRModel,
+    short_softmax,
     teacher_forcing_probability,
     value_median,
     window_mask,
@@ -234,3 +236,34 @@ def test_the_packed_decoder_computes_the_padded_grids_loss_and_gradient(planted_
     assert packed.item() == pytest.approx(reference.item(), rel=1e-5)
     for got, want in zip(grads, (p.grad for p in model.parameters())):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_short_softmax_equals_torchs_forward_and_backward():
+    torch.manual_seed(0)
+    x = (torch.randn(4, 3, 7, 7) * 30).masked_fill(torch.ones(7, 7, dtype=torch.bool).triu(1),
+                                                   float("-inf")).requires_grad_()
+    grad = torch.randn(4, 3, 7, 7)
+    ours = short_softmax(x)
+    (ours * grad).sum().backward()
+    ours_grad, x.grad = x.grad.clone(), None
+    theirs = torch.softmax(x, dim=-1)
+    (theirs * grad).sum().backward()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert torch.allclose(ours_grad, x.grad, atol=1e-5)
+
+
+def test_dropout16_drops_p_of_every_lane_and_keeps_the_mean():
+    torch.manual_seed(0)
+    drop = Dropout16(0.1)
+    out = drop(torch.ones(4001, 256))  # an odd size: the last 64-bit draw is partly used
+    dropped = (out == 0).float()
+    assert dropped.mean().item() == pytest.approx(0.1, abs=0.002)
+    # Each of the four 16-bit lanes of a 64-bit draw drops at the same rate (a biased lane
+    # would show here: plain random_() leaves the top lane's sign bit 0).
+    lanes = dropped.flatten()[: 4000 * 256].view(-1, 4).mean(dim=0)
+    assert torch.allclose(lanes, torch.full((4,), 0.1), atol=0.003)
+    assert out.sum().item() == pytest.approx(4001 * 256, rel=0.01)
+    assert out.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
+    drop.eval()
+    x = torch.randn(5, 5)
+    assert drop(x) is x
