@@ -244,7 +244,8 @@ class CausalSelfAttention(nn.Module):
         else:  # one new step attends to every cached step, itself included
             k, v = cache.append(layer, k, v)
             # One query: plain broadcasting beats the fused kernel's per-call overhead on CPU.
-            weights = short_softmax((q * k).sum(dim=-1) * self.scale)  # [B, H, t]
+            weights = short_softmax((q * k).sum(dim=-1).float() * self.scale)  # [B, H, t]
+            weights = weights.to(v.dtype)
             y = (weights.unsqueeze(-1) * v).sum(dim=2, keepdim=True)
         return self.out(y.transpose(1, 2).reshape(batch, steps, d_model))
 
@@ -253,15 +254,16 @@ class CausalSelfAttention(nn.Module):
         zeros at the padding (which the causal mask hides from every real step)."""
         n, d_model = x.shape
         head = d_model // self.n_heads
-        grid = x.new_zeros(3, packing.rows, self.n_heads, packing.steps, head)
-        grid[:, packing.row, :, packing.step] = self.qkv(x).view(n, 3, self.n_heads, head)
+        qkv = self.qkv(x)
+        grid = qkv.new_zeros(3, packing.rows, self.n_heads, packing.steps, head)
+        grid[:, packing.row, :, packing.step] = qkv.view(n, 3, self.n_heads, head)
         q, k, v = grid.unbind(0)
         if self.training and self.attn_drop.p > 0:
             # By hand, to drop attention weights with Dropout16: the fused kernel's dropout
-            # draws the slow way.
-            weights = (q @ k.transpose(-2, -1)) * self.scale
+            # draws the slow way. The softmax runs in float32, as autocast runs torch's.
+            weights = (q @ k.transpose(-2, -1)).float() * self.scale
             weights = short_softmax(weights.masked_fill(packing.causal, float("-inf")))
-            y = self.attn_drop(weights) @ v
+            y = self.attn_drop(weights).to(v.dtype) @ v
         else:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.out(y.transpose(1, 2)[packing.row, packing.step].reshape(n, d_model))
