@@ -401,18 +401,21 @@ class GRModel(WatchTimeModel):
         """Each step's decoded token: the argmax (the paper) or the value median."""
         return value_median(logits) if self.decode_rule == "median" else logits.argmax(dim=-1)
 
-    def step_value(self, logits: torch.Tensor) -> torch.Tensor:
-        """The windowed soft-argmax value of each step, around the decoded token."""
-        return windowed_soft_argmax(logits, self.token_values, self.window, self.choose(logits))
+    def step_value(self, logits: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
+        """The windowed soft-argmax value of each step, around the decoded token (``chosen``,
+        when the caller has it already)."""
+        chosen = self.choose(logits) if chosen is None else chosen
+        return windowed_soft_argmax(logits, self.token_values, self.window, chosen)
 
-    def next_input(self, logits: torch.Tensor) -> torch.Tensor:
+    def next_input(self, logits: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
         """The embedding fed back for a predicted step: mixture or decoded token."""
         weight = self.token_embedding.weight
-        if self.mixup == "none":
-            return F.embedding(self.choose(logits), weight)
         if self.mixup == "full":
             return torch.softmax(logits.float(), dim=-1).to(weight.dtype) @ weight
-        window = window_mask(logits, self.mixup_window, self.choose(logits))
+        chosen = self.choose(logits) if chosen is None else chosen
+        if self.mixup == "none":
+            return F.embedding(chosen, weight)
+        window = window_mask(logits, self.mixup_window, chosen)
         masked = logits.float().masked_fill(~window, float("-inf"))
         return torch.softmax(masked, dim=-1).to(weight.dtype) @ weight
 
@@ -514,14 +517,14 @@ class GRModel(WatchTimeModel):
                 logits = self.head(h)[:, -1]
             else:
                 logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
-            total[rows] += self.step_value(logits) * alive
             chosen = self.choose(logits)
+            total[rows] += self.step_value(logits, chosen) * alive
             tokens[rows[alive], step] = chosen[alive]
             alive = alive & (chosen != EOS)
             n_alive = int(alive.sum())
             if early_exit and n_alive == 0:
                 break
-            x = self.next_input(logits).unsqueeze(1)
+            x = self.next_input(logits, chosen).unsqueeze(1)
             if early_exit and n_alive <= len(rows) // 2:
                 keep = alive
                 rows, x, alive, cross = rows[keep], x[keep], alive[keep], [c[keep] for c in cross]
