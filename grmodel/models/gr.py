@@ -137,6 +137,85 @@ def _dropout_off(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+class _ShortSoftmax(torch.autograd.Function):
+    """Softmax over a short last dimension (attention over at most a few dozen steps).
+
+    torch's CPU softmax kernel vectorises along the last dimension and is slow when it is
+    short: at GR's training sizes ([512, 8, T, T], T about 10) it took 3x what these few
+    elementwise ops take, forward and backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        y = (x - x.amax(dim=-1, keepdim=True)).exp_()
+        y = y.div_(y.sum(dim=-1, keepdim=True))
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return y * (grad - (grad * y).sum(dim=-1, keepdim=True))
+
+
+def short_softmax(x: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last dimension, fast when it is short (see _ShortSoftmax)."""
+    return _ShortSoftmax.apply(x)
+
+
+class Dropout16(nn.Module):
+    """Dropout whose keep mask comes from 16-bit random draws, four per 64-bit integer.
+
+    torch's CPU dropout draws a double per element through ``bernoulli_``: at GR's sizes that
+    made each dropout cost about three times the linear layer before it. Here ``p`` is rounded
+    to a multiple of 1/65536 (0.1 becomes 0.100006).
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability {p} is not in [0, 1)")
+        self.p = p
+        self.threshold = round(p * 65536) - 32768  # int16 draws at or above it are kept
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        n = x.numel()
+        # The full int64 range: random_() alone leaves the top bit, one int16 lane's sign, 0.
+        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
+        bits.random_(-(2**63), 2**63 - 1)
+        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
+        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
+
+
+class Packing:
+    """Where the real steps of a batch of right-padded sequences sit, for running the decoder
+    on those steps alone.
+
+    Training pads every row to the batch's longest label, and most rows are far shorter (mean
+    about 5 steps, longest 12 to 19 on KuaiRec), so the position-wise work (linear layers,
+    layer norms, dropout, the head) runs on the packed ``[N, D]`` steps. Only self-attention
+    needs the grid: it runs on the ``[B, T]`` layout with zeros at the padding, which the causal
+    mask never lets a real step see, because each row's real steps are a prefix of it.
+    """
+
+    def __init__(self, real: torch.Tensor):
+        self.rows, self.steps = real.shape
+        self.row, self.step = real.nonzero(as_tuple=True)  # [N] each real step's place
+        self.first = self.step == 0  # [N] step 0 of its row
+        self.causal = torch.ones(self.steps, self.steps, dtype=torch.bool,
+                                 device=real.device).triu(1)  # [T, T] True above the diagonal
+
+    def pack(self, grid: torch.Tensor) -> torch.Tensor:
+        """[B, T, ...] -> [N, ...]"""
+        return grid[self.row, self.step]
+
+    def row_sums(self, values: torch.Tensor) -> torch.Tensor:
+        """[N] -> [B]: each row's sum over its steps."""
+        return values.new_zeros(self.rows).index_add(0, self.row, values)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head causal self-attention with an optional preallocated key/value cache."""
 
@@ -147,24 +226,47 @@ class CausalSelfAttention(nn.Module):
         self.n_heads = n_heads
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
-        self.dropout = dropout
+        self.attn_drop = Dropout16(dropout)
         self.scale = (d_model // n_heads) ** -0.5
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                packing: Packing | None = None) -> torch.Tensor:
+        if packing is not None:
+            return self._packed(x, packing)
         batch, steps, d_model = x.shape
         q, k, v = (
             t.view(batch, steps, self.n_heads, -1).transpose(1, 2)
             for t in self.qkv(x).split(d_model, dim=-1)
         )
         if cache is None:
-            drop = self.dropout if self.training else 0.0
+            drop = self.attn_drop.p if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
         else:  # one new step attends to every cached step, itself included
             k, v = cache.append(layer, k, v)
             # One query: plain broadcasting beats the fused kernel's per-call overhead on CPU.
-            weights = torch.softmax((q * k).sum(dim=-1) * self.scale, dim=-1)  # [B, H, t]
+            weights = short_softmax((q * k).sum(dim=-1).float() * self.scale)  # [B, H, t]
+            weights = weights.to(v.dtype)
             y = (weights.unsqueeze(-1) * v).sum(dim=2, keepdim=True)
         return self.out(y.transpose(1, 2).reshape(batch, steps, d_model))
+
+    def _packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Real steps [N, D] -> [N, D]; queries, keys and values on the [B, H, T, head] grid,
+        zeros at the padding (which the causal mask hides from every real step)."""
+        n, d_model = x.shape
+        head = d_model // self.n_heads
+        qkv = self.qkv(x)
+        grid = qkv.new_zeros(3, packing.rows, self.n_heads, packing.steps, head)
+        grid[:, packing.row, :, packing.step] = qkv.view(n, 3, self.n_heads, head)
+        q, k, v = grid.unbind(0)
+        if self.training and self.attn_drop.p > 0:
+            # By hand, to drop attention weights with Dropout16: the fused kernel's dropout
+            # draws the slow way. The softmax runs in float32, as autocast runs torch's.
+            weights = (q @ k.transpose(-2, -1)).float() * self.scale
+            weights = short_softmax(weights.masked_fill(packing.causal, float("-inf")))
+            y = self.attn_drop(weights).to(v.dtype) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2)[packing.row, packing.step].reshape(n, d_model))
 
 
 class DecoderBlock(nn.Module):
@@ -176,20 +278,22 @@ class DecoderBlock(nn.Module):
         self.cross_value = nn.Linear(d_model, d_model)
         self.cross_out = nn.Linear(d_model, d_model)
         self.ffn = nn.Sequential(
-            nn.Linear(d_model, ffn_dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(ffn_dim, d_model)
+            nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout16(dropout), nn.Linear(ffn_dim, d_model)
         )
         self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout16(dropout)
 
     def cross(self, memory: torch.Tensor) -> torch.Tensor:
         """Cross-attention output for every step: softmax over a single key is 1."""
         return self.cross_out(self.cross_value(memory)).unsqueeze(1)  # [B, 1, D]
 
     def forward(
-        self, x: torch.Tensor, cross: torch.Tensor, cache: KVCache | None = None, layer: int = 0
+        self, x: torch.Tensor, cross: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
-        x = self.norm1(x + self.drop(self.self_attn(x, cache, layer)))
-        x = self.norm2(x + self.drop(cross))
+        x = self.norm1(x + self.drop(self.self_attn(x, cache, layer, packing)))
+        cross = self.drop(cross)  # one dropout mask per row, shared by its steps
+        x = self.norm2(x + (cross.squeeze(1)[packing.row] if packing is not None else cross))
         return self.norm3(x + self.drop(self.ffn(x)))
 
 
@@ -285,22 +389,33 @@ class GRModel(WatchTimeModel):
             x = block(x, c)
         return self.head(x)
 
+    def decode_packed(self, inputs: torch.Tensor, cross: list[torch.Tensor], packing: Packing
+                      ) -> torch.Tensor:
+        """:meth:`decode` on the real steps alone: [N, D] input embeddings -> [N, V] logits."""
+        x = inputs
+        for block, c in zip(self.blocks, cross):
+            x = block(x, c, packing=packing)
+        return self.head(x)
+
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
         """Each step's decoded token: the argmax (the paper) or the value median."""
         return value_median(logits) if self.decode_rule == "median" else logits.argmax(dim=-1)
 
-    def step_value(self, logits: torch.Tensor) -> torch.Tensor:
-        """The windowed soft-argmax value of each step, around the decoded token."""
-        return windowed_soft_argmax(logits, self.token_values, self.window, self.choose(logits))
+    def step_value(self, logits: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
+        """The windowed soft-argmax value of each step, around the decoded token (``chosen``,
+        when the caller has it already)."""
+        chosen = self.choose(logits) if chosen is None else chosen
+        return windowed_soft_argmax(logits, self.token_values, self.window, chosen)
 
-    def next_input(self, logits: torch.Tensor) -> torch.Tensor:
+    def next_input(self, logits: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
         """The embedding fed back for a predicted step: mixture or decoded token."""
         weight = self.token_embedding.weight
-        if self.mixup == "none":
-            return F.embedding(self.choose(logits), weight)
         if self.mixup == "full":
             return torch.softmax(logits.float(), dim=-1).to(weight.dtype) @ weight
-        window = window_mask(logits, self.mixup_window, self.choose(logits))
+        chosen = self.choose(logits) if chosen is None else chosen
+        if self.mixup == "none":
+            return F.embedding(chosen, weight)
+        window = window_mask(logits, self.mixup_window, chosen)
         masked = logits.float().masked_fill(~window, float("-inf"))
         return torch.softmax(masked, dim=-1).to(weight.dtype) @ weight
 
@@ -311,11 +426,15 @@ class GRModel(WatchTimeModel):
         # row of this batch carry no target, and the causal mask makes cutting them exact.
         tokens = tokens[:, : int((tokens != PAD).sum(dim=1).max())]
         inputs, targets = tokens[:, :-1], tokens[:, 1:]
+        # The decoder runs on the real steps only (Packing): the same losses as on the padded
+        # grid, in about half the work.
+        packing = Packing(targets != PAD)
+        target = packing.pack(targets)
         cross = self.encode(batch["ids"], batch["mask"])
-        teacher = self.token_embedding(inputs)
+        teacher = self.token_embedding(packing.pack(inputs))
         p_truth = teacher_forcing_probability(step, total_steps, tc)
         if p_truth >= 1.0:
-            logits = self.decode(teacher, cross)
+            logits = self.decode_packed(teacher, cross, packing)
         else:
             # CLEM: pass 1 (teacher forced, in training mode) proposes each step's input; pass
             # 2 trains on a mix of ground truth and those proposals. With embedding mixup the
@@ -325,27 +444,26 @@ class GRModel(WatchTimeModel):
             # that cuts the path and runs pass 1 without dropout (not the paper's).
             if tc.clem_pass1 == "detached":
                 with torch.no_grad(), _dropout_off(self):
-                    proposals = self.decode(teacher, cross)[:, :-1]
+                    proposals = self.decode_packed(teacher, cross, packing)
             elif self.mixup == "none":
                 with torch.no_grad():
-                    proposals = self.decode(teacher, cross)[:, :-1]
+                    proposals = self.decode_packed(teacher, cross, packing)
             else:
-                proposals = self.decode(teacher, cross)[:, :-1]
+                proposals = self.decode_packed(teacher, cross, packing)
+            # Step t's input is proposed by step t - 1 (the packed step before it in its row);
+            # step 0 is always <sos>. A row's last proposal has no step to feed.
             fed_back = self.next_input(proposals)
-            use_truth = torch.rand(fed_back.shape[:2], device=tokens.device) < p_truth
-            mixed = torch.where(use_truth.unsqueeze(-1), teacher[:, 1:], fed_back)
-            logits = self.decode(torch.cat([teacher[:, :1], mixed], dim=1), cross)
-        # Eq. 6: cross-entropy summed over each row's target steps (<pad> ignored), Huber on
-        # the row's windowed soft-argmax sum; both averaged over the rows of the batch. Huber
-        # reads labels in `huber_unit`s (a power of ten fitted on the training labels, 1 s on
-        # KuaiRec watch time), so the balance of the two terms does not depend on the unit.
+            fed_back = torch.cat([fed_back[:1], fed_back[:-1]])
+            use_truth = torch.rand(len(fed_back), device=tokens.device) < p_truth
+            mixed = torch.where((use_truth | packing.first).unsqueeze(-1), teacher, fed_back)
+            logits = self.decode_packed(mixed, cross, packing)
+        # Eq. 6: cross-entropy summed over each row's target steps, Huber on the row's windowed
+        # soft-argmax sum; both averaged over the rows of the batch. Huber reads labels in
+        # `huber_unit`s (a power of ten fitted on the training labels, 1 s on KuaiRec watch
+        # time), so the balance of the two terms does not depend on the unit.
         rows = tokens.shape[0]
-        ce = F.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
-            ignore_index=PAD, reduction="sum",
-        ) / rows
-        step_values = self.step_value(logits)
-        y_hat = (step_values * (targets != PAD)).sum(dim=1) / self.vocab.label_scale
+        ce = F.cross_entropy(logits.float(), target, reduction="sum") / rows
+        y_hat = packing.row_sums(self.step_value(logits)) / self.vocab.label_scale
         unit = self.huber_unit
         huber = F.huber_loss(y_hat / unit, batch["label"].float() / unit, delta=tc.huber_delta)
         loss = tc.lambda_ce * ce + tc.lambda_huber * huber
@@ -399,14 +517,14 @@ class GRModel(WatchTimeModel):
                 logits = self.head(h)[:, -1]
             else:
                 logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
-            total[rows] += self.step_value(logits) * alive
             chosen = self.choose(logits)
+            total[rows] += self.step_value(logits, chosen) * alive
             tokens[rows[alive], step] = chosen[alive]
             alive = alive & (chosen != EOS)
             n_alive = int(alive.sum())
             if early_exit and n_alive == 0:
                 break
-            x = self.next_input(logits).unsqueeze(1)
+            x = self.next_input(logits, chosen).unsqueeze(1)
             if early_exit and n_alive <= len(rows) // 2:
                 keep = alive
                 rows, x, alive, cross = rows[keep], x[keep], alive[keep], [c[keep] for c in cross]

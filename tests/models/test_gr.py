@@ -10,7 +10,9 @@ from grmodel.checkpoint import load_checkpoint
 from grmodel.config import CLEM_ABLATIONS, RunConfig, TrainConfig
 from grmodel.features import FeatureSchema, read_manifest, read_split
 from grmodel.models.gr import (
+    Dropout16,
     GRModel,
+    short_softmax,
     teacher_forcing_probability,
     value_median,
     window_mask,
@@ -190,3 +192,78 @@ def test_codec_vocabulary_and_decoder_values_line_up(planted_dataset):
     restored = (steps * emitted).sum(dim=1).double() / model.vocab.label_scale
     np.testing.assert_allclose(restored.numpy(), labels, rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(model.codec.decode(sequences), labels, rtol=1e-3, atol=1e-3)
+
+
+def _padded_loss(model: GRModel, batch: dict, p_truth: float) -> torch.Tensor:
+    """Eq. 6 on the whole padded grid, the way the decoder ran before it was packed: the
+    reference the packed decoder must equal (dropout off; p_truth 0 or 1, so no draws)."""
+    tokens = batch["tokens"][:, : int((batch["tokens"] != PAD).sum(dim=1).max())]
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    cross = model.encode(batch["ids"], batch["mask"])
+    teacher = model.token_embedding(inputs)
+    if p_truth >= 1.0:
+        logits = model.decode(teacher, cross)
+    else:
+        fed_back = model.next_input(model.decode(teacher, cross)[:, :-1])
+        logits = model.decode(torch.cat([teacher[:, :1], fed_back], dim=1), cross)
+    rows = tokens.shape[0]
+    ce = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                           targets.reshape(-1), ignore_index=PAD,
+                                           reduction="sum") / rows
+    y_hat = (model.step_value(logits) * (targets != PAD)).sum(dim=1) / model.vocab.label_scale
+    unit, tc = model.huber_unit, model.config.train
+    huber = torch.nn.functional.huber_loss(y_hat / unit, batch["label"] / unit,
+                                           delta=tc.huber_delta)
+    return tc.lambda_ce * ce + tc.lambda_huber * huber
+
+
+@pytest.mark.parametrize("p_truth", [1.0, 0.0])
+@pytest.mark.parametrize("mixup", ["window", "full"])
+def test_the_packed_decoder_computes_the_padded_grids_loss_and_gradient(planted_dataset, p_truth,
+                                                                         mixup):
+    torch.manual_seed(0)
+    model, batch = make_model(planted_dataset, ["train.tf_schedule=fixed",
+                                                f"train.tf_fixed_p={p_truth}",
+                                                f"train.mixup={mixup}"])
+    assert (batch["tokens"] != PAD).sum(dim=1).unique().numel() > 2  # rows of several lengths
+    model.eval()  # dropout off: both ways then compute the same function
+    packed, _ = model.loss(batch, step=10, total_steps=100)
+    packed.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    reference = _padded_loss(model, batch, p_truth)
+    reference.backward()
+    assert packed.item() == pytest.approx(reference.item(), rel=1e-5)
+    for got, want in zip(grads, (p.grad for p in model.parameters())):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_short_softmax_equals_torchs_forward_and_backward():
+    torch.manual_seed(0)
+    x = (torch.randn(4, 3, 7, 7) * 30).masked_fill(torch.ones(7, 7, dtype=torch.bool).triu(1),
+                                                   float("-inf")).requires_grad_()
+    grad = torch.randn(4, 3, 7, 7)
+    ours = short_softmax(x)
+    (ours * grad).sum().backward()
+    ours_grad, x.grad = x.grad.clone(), None
+    theirs = torch.softmax(x, dim=-1)
+    (theirs * grad).sum().backward()
+    assert torch.allclose(ours, theirs, atol=1e-6)
+    assert torch.allclose(ours_grad, x.grad, atol=1e-5)
+
+
+def test_dropout16_drops_p_of_every_lane_and_keeps_the_mean():
+    torch.manual_seed(0)
+    drop = Dropout16(0.1)
+    out = drop(torch.ones(4001, 255))  # an odd size: the last 64-bit draw is partly used
+    dropped = (out == 0).float()
+    assert dropped.mean().item() == pytest.approx(0.1, abs=0.002)
+    # Each of the four 16-bit lanes of a 64-bit draw drops at the same rate (a biased lane
+    # would show here: plain random_() leaves the top lane's sign bit 0).
+    lanes = dropped.flatten()[: 4000 * 255].view(-1, 4).mean(dim=0)
+    assert torch.allclose(lanes, torch.full((4,), 0.1), atol=0.003)
+    assert out.sum().item() == pytest.approx(4001 * 255, rel=0.01)
+    assert out.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
+    drop.eval()
+    x = torch.randn(5, 5)
+    assert drop(x) is x
