@@ -186,6 +186,7 @@ class _World:
     user_effect: np.ndarray  # user terms of mu
     user_zero_effect: np.ndarray  # user terms of logit(pi0)
     taste: np.ndarray  # [n_users, n_tags]
+    shared_taste: np.ndarray  # [n_users, n_tags]: the part of taste the user's segment sets
     user_rows: np.ndarray  # big-matrix rows per user, before duplicates
     item_tags: np.ndarray  # [n_items, 4], -1 = no tag
     item_effect: np.ndarray  # item terms of mu
@@ -264,9 +265,8 @@ def build_world(config: SynthConfig, rngs: dict[str, np.random.Generator]) -> _W
     segment_taste = rng.normal(0, 1, (_n_levels(profile[TASTE_PROFILE_FIELD]), config.n_tags))
     segment = pd.factorize(profile[TASTE_PROFILE_FIELD], sort=True, use_na_sentinel=False)[0]
     share = config.taste_profile_share
-    taste = math.sqrt(share) * segment_taste[segment] + math.sqrt(1 - share) * rng.normal(
-        0, 1, (config.n_users, config.n_tags)
-    )
+    shared_taste = math.sqrt(share) * segment_taste[segment]
+    taste = shared_taste + math.sqrt(1 - share) * rng.normal(0, 1, (config.n_users, config.n_tags))
     user_rows = _allocate(config, rngs["rows"])
     activity = _standardised(np.log(user_rows))
     user_effect = user_bias + config.user_activity_weight * activity
@@ -292,8 +292,8 @@ def build_world(config: SynthConfig, rngs: dict[str, np.random.Generator]) -> _W
     user_effect -= np.average(user_effect, weights=user_rows)
     user_zero_effect -= np.average(user_zero_effect, weights=user_rows)
     item_effect -= np.average(item_effect, weights=popularity)
-    return _World(user_ids, item_ids, user_effect, user_zero_effect, taste, user_rows,
-                  item_tags, item_effect, duration_ms, popularity, user_features)
+    return _World(user_ids, item_ids, user_effect, user_zero_effect, taste, shared_taste,
+                  user_rows, item_tags, item_effect, duration_ms, popularity, user_features)
 
 
 def _standardised(values: np.ndarray) -> np.ndarray:
@@ -415,8 +415,8 @@ def _generate_item_tags(config: SynthConfig, rng: np.random.Generator) -> np.nda
 # ------------------------------------------------------------------------ labels and oracle
 
 
-def _pair_params(config: SynthConfig, world: _World, user: np.ndarray, item: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def pair_params(config: SynthConfig, world: _World, user: np.ndarray, item: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
     """(mu, pi0) of the planted law for each (user position, item position) pair."""
     tags = world.item_tags[item]
     has = tags >= 0
@@ -516,7 +516,7 @@ def _day_bounds_ms(config: SynthConfig) -> tuple[int, int]:
 
 def _labelled(config: SynthConfig, world: _World, user: np.ndarray, item: np.ndarray,
               ts_ms: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    mu, pi0 = _pair_params(config, world, user, item)
+    mu, pi0 = pair_params(config, world, user, item)
     ratio = _draw_ratio(config, mu, pi0, rng)
     duration = world.duration_ms[item]
     play = np.rint(ratio * duration).astype(np.int64)
@@ -654,7 +654,7 @@ def _write_oracle(path: Path, config: SynthConfig, world: _World, big: dict[str,
     keys.sort()
     keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
     user, item = np.divmod(keys, n_items)
-    mu, pi0 = _pair_params(config, world, user, item)
+    mu, pi0 = pair_params(config, world, user, item)
     median, mean = oracle_ratio(config, mu, pi0)
     duration = world.duration_ms[item]
     median = np.rint(median * duration) / duration  # same whole-ms rounding as the data
