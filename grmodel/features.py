@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 FORMAT = "grmodel.processed/1"
 MISSING_ID = 0
@@ -255,15 +256,22 @@ def read_manifest(processed_dir: str | Path) -> dict[str, Any]:
 
 
 def read_split(
-    processed_dir: str | Path, split: str, max_rows: int | None = None
+    processed_dir: str | Path, split: str, max_rows: int | None = None,
+    columns: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Read one split of a processed dataset as a DataFrame."""
+    """Read one split of a processed dataset (or some of its columns) as a DataFrame."""
     if split not in SPLITS:
         raise DatasetError(f"unknown split {split!r}; expected one of {SPLITS}")
     path = Path(processed_dir) / f"{split}.parquet"
     if not path.is_file():
         raise DatasetError(f"{path}: not found (rule: every split is present)")
-    frame = pd.read_parquet(path)
+    if columns is None:
+        frame = pd.read_parquet(path)
+    else:
+        missing = sorted(set(columns) - set(pq.read_schema(path).names))
+        if missing:
+            raise DatasetError(f"{path}: no column(s) {missing} (rule: the split has them)")
+        frame = pd.read_parquet(path, columns=columns)
     if max_rows is not None and len(frame) > max_rows:
         frame = frame.iloc[:max_rows].reset_index(drop=True)
     return frame

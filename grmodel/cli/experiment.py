@@ -1,5 +1,6 @@
 """``grmodel experiment table1 | table3 | table4``: the paper's tables and figures on our data;
-``grmodel experiment robustness``: GR and its baselines on generated data of other label shapes."""
+``grmodel experiment robustness``: GR and its baselines on generated data of other label shapes;
+``grmodel experiment floors``: how close to the oracle a model can get on a generated dataset."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 from grmodel.comparison.report import results_table
 from grmodel.config import load_config
+from grmodel.experiments.floors import floors_json, floors_markdown, learnable_floors
 from grmodel.experiments.robustness import (
     DEFAULT_ROWS,
     MARKDOWN_FILE,
@@ -34,6 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     for name, spec in EXPERIMENTS.items():
         _add_experiment(names.add_parser(name, help=spec.title, description=spec.title), name)
     _add_robustness(names)
+    _add_floors(names)
 
 
 def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
@@ -127,6 +130,26 @@ def _budget(args: argparse.Namespace) -> TuningBudget | None:
 
 def _split(text: str | None) -> list[str] | None:
     return [r.strip() for r in text.split(",") if r.strip()] if text else None
+
+
+def _add_floors(names: argparse._SubParsersAction) -> None:
+    title = "how close to the oracle a model trained on this data can get (a ladder of floors)"
+    p = names.add_parser("floors", help=title, description=title + ": on a dataset made by"
+                         " `grmodel data synth` and `grmodel data ingest`, the test MAE of"
+                         " predictors that know the planted law less and less well"
+                         " (grmodel/experiments/floors.py).")
+    p.add_argument("--data", required=True, help="processed dataset directory")
+    p.add_argument("--draws", type=int, default=5,
+                   help="draws of the effects-from-rows rung, averaged (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="seed of those draws")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_floors)
+
+
+def _floors(args: argparse.Namespace) -> int:
+    floors = learnable_floors(args.data, draws=args.draws, seed=args.seed)
+    print(floors_json(floors) if args.json else floors_markdown(floors))
+    return 0
 
 
 def _robustness(args: argparse.Namespace) -> int:

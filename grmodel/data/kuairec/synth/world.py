@@ -31,6 +31,7 @@ class World:
     user_effect: np.ndarray  # user terms of mu
     user_zero_effect: np.ndarray  # user terms of logit(pi0)
     taste: np.ndarray  # [n_users, n_tags]
+    shared_taste: np.ndarray  # [n_users, n_tags]: the part of taste the user's segment sets
     user_rows: np.ndarray  # big-matrix rows per user, before duplicates
     item_tags: np.ndarray  # [n_items, 4], -1 = no tag
     item_effect: np.ndarray  # item terms of mu
@@ -70,9 +71,8 @@ def build_world(config: SynthConfig, rngs: dict[str, np.random.Generator]) -> Wo
     segment_taste = rng.normal(0, 1, (_n_levels(profile[TASTE_PROFILE_FIELD]), config.n_tags))
     segment = pd.factorize(profile[TASTE_PROFILE_FIELD], sort=True, use_na_sentinel=False)[0]
     share = config.taste_profile_share
-    taste = math.sqrt(share) * segment_taste[segment] + math.sqrt(1 - share) * rng.normal(
-        0, 1, (config.n_users, config.n_tags)
-    )
+    shared_taste = math.sqrt(share) * segment_taste[segment]
+    taste = shared_taste + math.sqrt(1 - share) * rng.normal(0, 1, (config.n_users, config.n_tags))
     user_rows = _allocate(config, rngs["rows"])
     activity = _standardised(np.log(user_rows))
     user_effect = user_bias + config.user_activity_weight * activity
@@ -98,8 +98,8 @@ def build_world(config: SynthConfig, rngs: dict[str, np.random.Generator]) -> Wo
     user_effect -= np.average(user_effect, weights=user_rows)
     user_zero_effect -= np.average(user_zero_effect, weights=user_rows)
     item_effect -= np.average(item_effect, weights=popularity)
-    return World(user_ids, item_ids, user_effect, user_zero_effect, taste, user_rows,
-                  item_tags, item_effect, duration_ms, popularity, user_features)
+    return World(user_ids, item_ids, user_effect, user_zero_effect, taste, shared_taste,
+                 user_rows, item_tags, item_effect, duration_ms, popularity, user_features)
 
 
 def _standardised(values: np.ndarray) -> np.ndarray:
