@@ -44,7 +44,6 @@ def train_gr(
 def train_baseline(
     processed: Input[Dataset],
     baseline: str,
-    data_version: str,
     overrides: list,
     seeds: int,
     tracking_uri: str,
@@ -52,10 +51,15 @@ def train_baseline(
     mlflow_artifact_root: str,
     model: Output[Model],
 ):
-    """Train one baseline (cread, tpm, d2q, wlr or vr) for each seed."""
+    """Train one baseline (cread, tpm, d2q, wlr or vr) for each seed.
+
+    The data version comes from the dataset's metadata (ingest writes it), not a parameter:
+    kfp.local replaces every upstream task output passed into a ParallelFor body with the loop
+    item, so a ``data_version`` parameter arrived as "cread" or "tpm" in local runs."""
     from grmodel.pipeline.live import StageTracking
     from grmodel.pipeline.stages.train import train
 
+    data_version = processed.metadata["data_version"]
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     train(processed.path, model.path, model=baseline, overrides=overrides, seeds=seeds,
           tracking=tracking)

@@ -130,7 +130,7 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
                 kubernetes.mount_pvc(gr, pvc_name=train_pvc, mount_path=DEFAULT_MOUNT)
 
             with dsl.ParallelFor(baselines) as baseline:
-                trained = train_baseline(processed=processed, baseline=baseline, data_version=version,
+                trained = train_baseline(processed=processed, baseline=baseline,
                                          overrides=overrides, seeds=seeds, **stage)
                 _on_cluster(trained.after(processed_check), TRAIN_CPU, RETRIES)
 

@@ -62,8 +62,8 @@ def chain(tmp_path_factory, pipeline_overrides):
                          data_version=v, train_replicas=1, train_pvc="", model=a["gr"],
                          metrics=a["gr_metrics"], **common)
     for name in ("cread", "tpm"):
-        train_baseline.python_func(processed=a["processed"], baseline=name, data_version=v,
-                                   model=a[name], **common)
+        train_baseline.python_func(processed=a["processed"], baseline=name, model=a[name],
+                                   **common)
     out["table"] = evaluate.python_func(
         processed=a["processed"], gr_model=a["gr"], baseline_models=[a["cread"], a["tpm"]],
         data_version=v, evaluation=a["evaluation"], report_md=a["report_md"],
@@ -85,6 +85,8 @@ def test_fetch_data_writes_the_version_it_returns(chain):
     raw = Path(chain["artifacts"]["raw"].path) / "raw"
     assert chain["version"] == directory_hash(raw)
     assert chain["artifacts"]["raw"].metadata["data_version"] == chain["version"]
+    for name in ("gr", "cread", "tpm"):  # the baselines read it from the dataset's metadata
+        assert chain["artifacts"][name].metadata["data_version"] == chain["version"]
     assert {"small_matrix.csv", "big_matrix.csv", "user_features.csv"} <= {p.name for p in raw.iterdir()}
 
 

@@ -130,6 +130,8 @@ def test_mlflow_holds_the_run_and_the_registry_its_champion(finished):
                             "build_vocab", "encode_labels", "train_gr", "train_cread", "train_tpm",
                             "evaluate", "register"])
     by_name = {r.data.tags["stage"]: r for r in stages}
+    # Every stage, the baselines trained in the ParallelFor included, names the data version.
+    assert {r.data.tags["data_version"] for r in stages} == {decision["data_version"]}
     assert by_name["evaluate"].data.metrics["test.gr.mae"] == pytest.approx(
         json.loads((finished.evaluation_dir / "metrics.json").read_text())["gr"]["mae"])
     curve = client.get_metric_history(by_name["train_gr"].info.run_id, "seed2024.valid_mae")
