@@ -58,6 +58,7 @@ from grmodel.distributed import (
     wrap_for_training,
 )
 from grmodel.features import DatasetError, FeatureSchema, label_array, read_manifest
+from grmodel.interrupts import StepInterrupts
 from grmodel.models import WatchTimeModel, model_class
 from grmodel.predict import predict_arrays
 from grmodel.training.batches import MemoryBatches, SplitArrays, StreamBatches, check_targets, compact
@@ -210,7 +211,9 @@ def fit(
         targets = model.targets(train.label)
     check_targets(targets, model.targets(train.label[:1]), len(train), config.model_name)
     source = MemoryBatches(train, _tensors(targets), tc.batch_size, tc.seed, ctx)
-    return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
+    with StepInterrupts() as interrupts:
+        return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch,
+                           interrupts)
 
 
 def fit_streaming(
@@ -245,7 +248,9 @@ def fit_streaming(
         check_targets(targets, model.targets(valid.label[:1]), stream.total_rows, config.model_name)
         extra = _tensors(targets)
     source = StreamBatches(stream, tc.loader_workers, ctx, extra, tc.seed)
-    return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
+    with StepInterrupts() as interrupts:
+        return _train_loop(config, model, source, valid, out_dir, ctx, store, saved, on_epoch,
+                           interrupts)
 
 
 def _start(config: RunConfig, label_state: dict[str, Any] | None, state_dir: str | Path | None,
@@ -293,8 +298,10 @@ def train_or_resume(
 def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: SplitArrays,
                 out_dir: str | Path, ctx: DistContext, store: StateStore | None,
                 saved: dict[str, Any] | None,
-                on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+                on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                interrupts: StepInterrupts | None = None) -> TrainResult:
     tc = config.train
+    interrupts = interrupts or StepInterrupts()  # one never entered: no signal is deferred
     module = wrap_for_training(model, ctx)
     optimizer = make_optimizer(model, config)
     batches_per_epoch = source.batches_per_epoch
@@ -352,14 +359,17 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
                 bar.update(1)
                 bar.set_postfix(loss=f"{running / count:.4f}", sps=f"{count / max(elapsed, 1e-9):.0f}")
             every = tc.checkpoint_every_steps
-            if (store is not None and every and p.step % every == 0 and b < batches_per_epoch
-                    and p.step < total_steps):
+            # Ctrl-C or SIGTERM arrived: this step is kept for --resume (one process), then stop.
+            stopping = interrupts.pending is not None and ctx.world_size == 1
+            if (store is not None and (stopping or every and p.step % every == 0)
+                    and b < batches_per_epoch and p.step < total_steps):
                 p.epoch, p.batch = epoch, b
                 summed = all_reduce_sum([running, count], ctx)
                 p.running, p.count = summed[0], int(summed[1])
                 store.save(config, model, optimizer, best_state, p, ctx)
                 # The epoch's sums so far now live on rank 0 (as they would after a resume).
                 running, count = (p.running, p.count) if ctx.is_main else (0.0, 0)
+            interrupts.check()
         epoch_seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
@@ -394,6 +404,7 @@ def _train_loop(config: RunConfig, model: WatchTimeModel, source: Any, valid: Sp
         p.epoch, p.batch, p.running, p.count = epoch + 1, 0, 0.0, 0
         if store is not None:
             store.save(config, model, optimizer, best_state, p, ctx)
+        interrupts.check()
 
     if p.best is None:
         raise RuntimeError(f"{config.model_name}: no epoch finished (total_steps={total_steps})")
