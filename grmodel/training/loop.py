@@ -452,10 +452,12 @@ def _finished_run(config: RunConfig, out_dir: str | Path, state_dir: str | Path,
     return result
 
 
-def manifest_digest(processed_dir: str | Path) -> str:
+def manifest_digest(processed_dir: str | Path) -> str | None:
     """sha256 of a processed dataset's manifest (it records every source file's sha256 and the
-    ingest options): which data a model was trained on."""
-    return hashlib.sha256((Path(processed_dir) / "manifest.json").read_bytes()).hexdigest()
+    ingest options): which data a model was trained on. None for arrays given to :func:`fit`
+    without a dataset."""
+    path = Path(processed_dir) / "manifest.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def finished_model(config: RunConfig, out_dir: str | Path) -> TrainResult | None:
