@@ -483,7 +483,9 @@ def _collapse_verdict(config: RunConfig, model: WatchTimeModel,
     manifest's training-label statistics; the validation median when the label column is not
     the one the manifest describes)."""
     dc = config.data
-    label = read_manifest(dc.processed_dir).get("label", {})
+    # Arrays given to fit() without a dataset have no manifest: the validation median then.
+    has_manifest = (Path(dc.processed_dir) / "manifest.json").is_file()
+    label = read_manifest(dc.processed_dir).get("label", {}) if has_manifest else {}
     quantiles = label.get("train_stats", {}).get("quantiles", {})
     if label.get("column", "label") == dc.label_column and "0.5" in quantiles:
         median = float(quantiles["0.5"])
