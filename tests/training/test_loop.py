@@ -101,3 +101,19 @@ def test_ctrl_c_stops_between_batches_and_the_run_resumes_to_the_same_model(
     resumed = train_model(cfg, tmp_path / "cut", state_dir=state, resume=True)
     assert resumed.best_valid == full.best_valid
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+
+
+def test_fit_takes_arrays_without_a_dataset(planted_dataset, tmp_path, gr_config, monkeypatch):
+    """fit() on in-memory arrays (as bench/bench_predict.py trains): no manifest to read."""
+    from grmodel.features import FeatureSchema, read_manifest
+    from grmodel.training.batches import SplitArrays
+    from grmodel.training.loop import fit
+
+    schema = FeatureSchema.from_dict(read_manifest(planted_dataset)["features"])
+    train = SplitArrays.load(planted_dataset, "train", schema, "label", None)
+    valid = SplitArrays.load(planted_dataset, "valid", schema, "label", None)
+    monkeypatch.chdir(tmp_path)  # no manifest.json here either
+    cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=2", "data.processed_dir=")
+    result = fit(cfg, schema, train, valid, tmp_path / "m")
+    meta = json.loads((result.model_dir / "checkpoint.json").read_text())
+    assert meta["manifest_sha256"] is None and "collapse" in meta
