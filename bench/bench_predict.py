@@ -60,7 +60,8 @@ def build_model(model_dir: Path, name: str, train_steps: int, threads: int,
     schema = bench_schema()
     config = RunConfig().with_overrides([
         f"model_name={name}", "train.epochs=1", f"train.max_steps={max(train_steps, 1)}",
-        "train.progress=false", f"train.num_threads={threads}", "train.device=cpu", *overrides])
+        "train.progress=false", f"train.num_threads={threads}", "train.device=cpu",
+        "train.on_collapse=warn", *overrides])  # a few steps teach little: measure it anyway
     ids, mask, labels = kuairec_like(512 * max(train_steps, 1) + 512, rng)
     train = SplitArrays(ids[:-512].astype(np.int32), mask[:-512], labels[:-512])
     valid = SplitArrays(ids[-512:].astype(np.int32), mask[-512:], labels[-512:])

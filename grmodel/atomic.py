@@ -63,6 +63,8 @@ def atomic_directory(out_dir: str | Path, *, mark: bool = True) -> Iterator[Path
     with output_lock(out):
         for stale in out.parent.glob(f"{glob.escape(out.name)}.tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)  # a killed writer's: we hold the lock
+        for stale in out.parent.glob(f".{glob.escape(out.name)}.tmp-*.lock"):
+            stale.unlink(missing_ok=True)  # the lock files of its temporaries (written inside)
         # Not mkdtemp: its directories are private (0700); this one becomes the output.
         tmp = out.parent / f"{out.name}.tmp-{secrets.token_hex(4)}"
         tmp.mkdir()

@@ -253,10 +253,15 @@ def record_from_mlflow(run_id: str, tracking_uri: str | None = None) -> RunRecor
     return record
 
 
+def is_record_file(run: str) -> bool:
+    """Whether ``run`` names a ``run_record.json`` file (else it is an MLflow run id)."""
+    return Path(run).suffix == ".json" and Path(run).is_file()
+
+
 def load_record(run: str, tracking_uri: str | None = None) -> RunRecord:
     """A run record from a ``run_record.json`` file path, else from the MLflow run ``run``."""
     path = Path(run)
-    if path.suffix == ".json" and path.is_file():
+    if is_record_file(run):
         try:
             return RunRecord.from_dict(json.loads(path.read_text()), str(path))
         except json.JSONDecodeError as exc:

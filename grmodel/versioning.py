@@ -21,8 +21,10 @@ call); its errors become one :class:`VersioningError` naming the repository and 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import re
 import subprocess
 from collections.abc import Iterator
@@ -199,8 +201,32 @@ def ensure_data(repo_root: str | Path, force: bool = False) -> EnsureOutcome:
     ``dvc pull`` (from the local cache or the remote) when it can, else regenerate from the
     generator settings recorded in ``data.dvc`` and check the hash. Changes in ``data/`` that
     no DVC version holds are kept unless ``force``. Afterwards ``dvc status`` is clean.
+    One process at a time obtains a checkout's data: another (a second main job started in the
+    same clone) waits, then finds it present.
     """
     root = Path(repo_root).resolve()
+    with _obtaining(root):
+        return _ensure_data(root, force)
+
+
+@contextlib.contextmanager
+def _obtaining(root: Path) -> Iterator[None]:
+    """A blocking lock in DVC's own temporary folder (git-ignored) of the checkout ``root``
+    (none where ``root`` is no DVC repository: nothing is written there)."""
+    if not (root / ".dvc").is_dir():
+        yield
+        return
+    folder = root / ".dvc" / "tmp"
+    folder.mkdir(exist_ok=True)
+    fd = os.open(folder / "grmodel-data.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _ensure_data(root: Path, force: bool) -> EnsureOutcome:
     recorded = read_version(root)
     status = workspace_status(root)
     if status.matches:

@@ -14,7 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "grmodel"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("grmodel.atomic", "grmodel.config", "grmodel.features", "grmodel.metrics",
                     "grmodel.vocab", "grmodel.codec", "grmodel.distributed", "grmodel.images",
-                    "grmodel.outputs", "grmodel.progress", "grmodel.redact")),
+                    "grmodel.outputs", "grmodel.progress", "grmodel.redact",
+                    "grmodel.interrupts")),
     ("data", ("grmodel.data",)),
     ("models", ("grmodel.models",)),
     ("model use", ("grmodel.checkpoint", "grmodel.predict", "grmodel.evaluate", "grmodel.collapse",

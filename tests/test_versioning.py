@@ -109,6 +109,28 @@ def test_fresh_clone_regenerates_when_no_remote_has_it(origin, tmp_path):
     assert_dvc_status_clean(repo)  # cached, and data.dvc untouched
 
 
+def test_two_processes_obtaining_the_data_at_once_both_get_it_intact(origin, tmp_path):
+    """Two main jobs started together in a fresh clone without a reachable remote: both
+    regenerate into the one data/ (grmodel main's fetch stage), and neither fails or corrupts it."""
+    repo = clone(origin, tmp_path / "clone")
+    (tmp_path / "empty-remote").mkdir()
+    set_remote_url(repo, str(tmp_path / "empty-remote"))
+    code = "import sys; from grmodel import versioning; print(versioning.ensure_data(sys.argv[1]))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(repo)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(p.communicate(timeout=600), p.returncode) for p in procs]
+    for (out, err), status in results:
+        assert status == 0, err[-2000:]
+    # The second waits for the first, then finds the data present (without the wait the two
+    # raced: the second pulled what the first had just cached, or, a moment earlier, was
+    # refused as a second writer of data/).
+    assert sorted(out.strip() for (out, _), _ in results) == ["present", "regenerated"]
+    assert versioning.directory_hash(repo / "data") == versioning.current_data_version(origin)
+    assert_dvc_status_clean(repo)
+    assert not [p.name for p in repo.iterdir() if ".tmp-" in p.name or ".old-" in p.name
+                or p.name.endswith(".lock")]
+
+
 def test_regeneration_that_does_not_hash_to_the_version_fails_loudly(origin, tmp_path):
     repo = clone(origin, tmp_path / "clone")
     set_remote_url(repo, None)

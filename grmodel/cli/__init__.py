@@ -21,6 +21,7 @@ import traceback
 import warnings
 
 from grmodel import __version__
+from grmodel.interrupts import Terminated
 from grmodel.redact import install_log_redaction, redact
 
 
@@ -31,10 +32,6 @@ class CommandError(RuntimeError):
 # Libraries whose INFO lines are chatter to a user ("Skipping registering function ...",
 # "Creating initial MLflow database tables"); their warnings still show, everything with -v.
 QUIET_LOGGERS = ("great_expectations", "alembic", "kfp", "mlflow")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so that every temporary output is removed on the way out."""
 
 
 # Exit statuses (the README's table): what a script or scheduler can tell apart.
@@ -70,6 +67,19 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "main": ("grmodel.cli.pipeline",
              "the main job: the whole pipeline locally (kfp.local) on the embedded default"),
 }
+
+
+def required_tracking_uri(given: str | None) -> str:
+    """The MLflow tracking URI: ``given`` (``--tracking-uri``), else ``MLFLOW_TRACKING_URI``.
+    With neither, stop before MLflow runs: its default store would create a stray
+    ``./mlflow.db`` in the working directory."""
+    uri = given or os.environ.get("MLFLOW_TRACKING_URI", "")
+    if not uri:
+        raise CommandError("no MLflow tracking server: pass --tracking-uri URI or set"
+                           " MLFLOW_TRACKING_URI (after `make main`: sqlite:///runs/main/mlflow.db)"
+                           " (rule: MLflow commands name their tracking server; none writes a"
+                           " ./mlflow.db)")
+    return uri
 
 
 def _quiet(record: logging.LogRecord) -> bool:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 
-from grmodel.cli import CommandError
+from grmodel.cli import required_tracking_uri
 from grmodel.registry import (
     CHAMPION,
     PromotionPolicy,
@@ -63,11 +62,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _tracking_uri(args: argparse.Namespace) -> str:
-    uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if not uri:
-        raise CommandError("no MLflow tracking server: pass --tracking-uri URI or set"
-                           " MLFLOW_TRACKING_URI (after `make main`: sqlite:///runs/main/mlflow.db)")
-    return uri
+    return required_tracking_uri(args.tracking_uri)
 
 
 def _register(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import load_checkpoint, load_encoders
-from grmodel.cli import CommandError
+from grmodel.cli import CommandError, required_tracking_uri
 from grmodel.config import ConfigError, RunConfig, load_config
 from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
@@ -118,6 +118,8 @@ def _train(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     check_input(args.input)  # before the output checks: a missing input is the first thing to fix
     check_output_file(args.output, inputs=[args.input, args.model], overwrite=args.overwrite)
+    if str(args.model).startswith(("models:/", "runs:/")):  # read from a tracking server
+        required_tracking_uri(None)
     model_dir = resolve_model_uri(args.model)
     model, _ = load_checkpoint(model_dir)
     encoders = load_encoders(model_dir, model.schema) if args.raw_ids else None

@@ -13,15 +13,19 @@ which then counts as not tracked (the register step backfills it).
 
 from __future__ import annotations
 
+import base64
 import logging
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from grmodel import __version__
+from grmodel.redact import strip_credentials
 from grmodel.tracking import (
     DATA_VERSION,
     GIT_COMMIT,
@@ -113,7 +117,7 @@ def live_run(tracking: StageTracking | None, stage: str, started: float) -> Iter
 
 
 def _start(tracking: StageTracking, stage: str, started: float) -> LiveRun:
-    reason = _unreachable(tracking.uri)
+    reason = unreachable(tracking.uri)
     if reason:
         log.warning("MLflow %s is unreachable from this stage (%s): %s is tracked by the register"
                     " step from its record", tracking.uri, reason, stage)
@@ -135,15 +139,23 @@ def _start(tracking: StageTracking, stage: str, started: float) -> LiveRun:
     return LiveRun(tracking.uri, run.info.run_id)
 
 
-def _unreachable(uri: str) -> str:
+def unreachable(uri: str) -> str:
     """Why ``uri`` cannot be reached now ("" when it can): a server must answer /health within
     a few seconds (MLflow's own client would retry for minutes); a database file's directory
     must exist."""
     if uri.startswith(("http://", "https://")):
+        # Credentials go in a header: left in the URL, urllib takes them for the host name.
+        parts = urlsplit(uri)
+        request = urllib.request.Request(f"{strip_credentials(uri).rstrip('/')}/health")  # noqa: S310
+        if parts.username:
+            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            request.add_header("Authorization", "Basic " + base64.b64encode(login).decode())
         try:
             # The scheme is http(s), checked above.
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=_PROBE_SECONDS):  # noqa: S310
+            with urllib.request.urlopen(request, timeout=_PROBE_SECONDS):  # noqa: S310
                 return ""
+        except urllib.error.HTTPError:  # it answered (e.g. 401, or no /health): reachable
+            return ""
         except OSError as exc:
             return str(exc)
     if uri.startswith("sqlite:///"):

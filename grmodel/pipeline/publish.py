@@ -31,7 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
-from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking
+from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
 from grmodel.pipeline.stages.plan import GR
 from grmodel.pipeline.stages.record import StageError, StageRecord
 from grmodel.redact import redact
@@ -120,10 +120,17 @@ def track_and_register(
     if fetched is None:
         raise StageError(f"no {FETCH_STAGE} record among the stage outputs (rule: it starts"
                          " every pipeline run)")
+    # Checked first: MLflow's client would retry an unreachable server for minutes.
+    reason = unreachable(target.uri)
+    if reason:
+        raise StageError(f"MLflow {redact(target.uri)} is unreachable ({redact(reason)}); nothing"
+                         " was tracked or registered (rule: the register step needs the tracking"
+                         " server; rerun it once the server is up)")
     register_params = {"promotion": policy.to_dict(), "registry": {"model_name": model_name}}
     # The parent's params: every stage's configs, so the run is rebuilt from its parent alone.
     params = {record.stage: record.params for record, _ in records} | {REGISTER_STAGE: register_params}
     parent = target.parent(data_version, params, started=fetched.started)
+    end_killed_attempts(target, parent)
     for record, stage_dir in records:
         nest_stage_run(target, parent, record, stage_dir, cached=is_cache_hit(record, fetched))
     log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
@@ -240,6 +247,19 @@ def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decisi
     files = [evaluation_dir / f for f in ("report.html", "report.md", "report.json", "figures")]
     log_artifacts([f for f in files if f.exists()], REPORT_DIR, run_id=parent)
     client.set_tag(parent, "report", f"{client.get_run(parent).info.artifact_uri}/{REPORT_DIR}/report.html")
+
+
+def end_killed_attempts(target: TrackingTarget, parent: str) -> None:
+    """Mark KILLED the runs under ``parent`` still RUNNING from an attempt of this step that was
+    killed (only one attempt of a pipeline run's register step runs at a time), so a retry
+    leaves no run looking alive; the retry logs its own."""
+    client = connect(target.uri)
+    experiment = client.get_run(parent).info.experiment_id
+    for run in client.search_runs([experiment], f"tags.mlflow.parentRunId = {sql_string(parent)}"
+                                  " and attributes.status = 'RUNNING'"):
+        log.info("run %s (%s) of a killed attempt: marked KILLED", run.info.run_id,
+                 run.data.tags.get("stage", "?"))
+        client.set_terminated(run.info.run_id, "KILLED")
 
 
 def is_cache_hit(record: StageRecord, fetched: StageRecord) -> bool:

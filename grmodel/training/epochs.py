@@ -33,6 +33,7 @@ from grmodel.distributed import (
     wrap_for_training,
 )
 from grmodel.features import read_manifest
+from grmodel.interrupts import StepInterrupts
 from grmodel.models import WatchTimeModel
 from grmodel.predict import predict_arrays
 from grmodel.training.batches import SplitArrays
@@ -45,8 +46,10 @@ log = logging.getLogger(__name__)
 def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: SplitArrays,
                out_dir: str | Path, ctx: DistContext, store: StateStore | None,
                saved: dict[str, Any] | None,
-               on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainResult:
+               on_epoch: Callable[[dict[str, Any]], None] | None = None,
+               interrupts: StepInterrupts | None = None) -> TrainResult:
     tc = config.train
+    interrupts = interrupts or StepInterrupts()  # one never entered: no signal is deferred
     module = wrap_for_training(model, ctx)
     optimizer = make_optimizer(model, config)
     batches_per_epoch = source.batches_per_epoch
@@ -104,14 +107,17 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
                 bar.update(1)
                 bar.set_postfix(loss=f"{running / count:.4f}", sps=f"{count / max(elapsed, 1e-9):.0f}")
             every = tc.checkpoint_every_steps
-            if (store is not None and every and p.step % every == 0 and b < batches_per_epoch
-                    and p.step < total_steps):
+            # Ctrl-C or SIGTERM arrived: this step is kept for --resume (one process), then stop.
+            stopping = interrupts.pending is not None and ctx.world_size == 1
+            if (store is not None and (stopping or every and p.step % every == 0)
+                    and b < batches_per_epoch and p.step < total_steps):
                 p.epoch, p.batch = epoch, b
                 summed = all_reduce_sum([running, count], ctx)
                 p.running, p.count = summed[0], int(summed[1])
                 store.save(config, model, optimizer, best_state, p, ctx)
                 # The epoch's sums so far now live on rank 0 (as they would after a resume).
                 running, count = (p.running, p.count) if ctx.is_main else (0.0, 0)
+            interrupts.check()
         epoch_seconds = time.perf_counter() - t0
         if bar is not None:
             bar.close()
@@ -146,6 +152,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
         p.epoch, p.batch, p.running, p.count = epoch + 1, 0, 0.0, 0
         if store is not None:
             store.save(config, model, optimizer, best_state, p, ctx)
+        interrupts.check()
 
     if p.best is None:
         raise RuntimeError(f"{config.model_name}: no epoch finished (total_steps={total_steps})")
@@ -220,7 +227,9 @@ def _collapse_verdict(config: RunConfig, model: WatchTimeModel,
     manifest's training-label statistics; the validation median when the label column is not
     the one the manifest describes)."""
     dc = config.data
-    label = read_manifest(dc.processed_dir).get("label", {})
+    # Arrays given to fit() without a dataset have no manifest: the validation median then.
+    has_manifest = (Path(dc.processed_dir) / "manifest.json").is_file()
+    label = read_manifest(dc.processed_dir).get("label", {}) if has_manifest else {}
     quantiles = label.get("train_stats", {}).get("quantiles", {})
     if label.get("column", "label") == dc.label_column and "0.5" in quantiles:
         median = float(quantiles["0.5"])

@@ -37,6 +37,7 @@ from grmodel.config import RunConfig
 from grmodel.data.streaming import ParquetStream, read_columns, split_paths
 from grmodel.distributed import DistContext, distributed_context, resolve_device
 from grmodel.features import DatasetError, FeatureSchema, label_array, read_manifest
+from grmodel.interrupts import StepInterrupts
 from grmodel.models import WatchTimeModel, model_class
 from grmodel.training.batches import MemoryBatches, SplitArrays, StreamBatches, check_targets, compact
 from grmodel.training.epochs import log_on_main, run_epochs
@@ -158,7 +159,9 @@ def fit(
         model, source = _streamed(config, schema, valid, label_state, targets, ctx)
     else:
         model, source = _in_memory(config, schema, train, label_state, targets, ctx)
-    return run_epochs(config, model, source, valid, out_dir, ctx, store, saved, on_epoch)
+    with StepInterrupts() as interrupts:
+        return run_epochs(config, model, source, valid, out_dir, ctx, store, saved, on_epoch,
+                          interrupts)
 
 
 def _in_memory(config: RunConfig, schema: FeatureSchema, train: SplitArrays,

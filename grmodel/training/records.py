@@ -81,10 +81,12 @@ def _normal(config: dict[str, Any]) -> dict[str, Any]:
     return through_json(RunConfig.from_dict(config).to_dict())
 
 
-def manifest_digest(processed_dir: str | Path) -> str:
+def manifest_digest(processed_dir: str | Path) -> str | None:
     """sha256 of a processed dataset's manifest (it records every source file's sha256 and the
-    ingest options): which data a model was trained on."""
-    return hashlib.sha256((Path(processed_dir) / "manifest.json").read_bytes()).hexdigest()
+    ingest options): which data a model was trained on. None for arrays given to
+    :func:`~grmodel.training.loop.fit` without a dataset."""
+    path = Path(processed_dir) / "manifest.json"
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def dataset_fingerprint(processed_dir: str | Path) -> str:

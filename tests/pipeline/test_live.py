@@ -105,3 +105,14 @@ def test_register_nests_live_runs_backfills_untracked_ones_and_marks_cache_hits(
     assert backfilled.data.tags["tracked"] == "backfilled"
     assert (backfilled.info.start_time, backfilled.info.end_time) == (
         int(offline.started * 1000), int(offline.ended * 1000))
+
+
+def test_a_server_url_with_credentials_is_probed_at_its_host(server):
+    """The login goes in a header: left in the URL, urllib took it for the host name, and every
+    stage (and the register step) judged an authenticated server unreachable."""
+    from grmodel.pipeline.live import unreachable
+
+    with_login = server.replace("http://", "http://user:s3cret@", 1)
+    assert unreachable(with_login) == ""
+    down = unreachable("http://user:s3cret@127.0.0.1:9")
+    assert "refused" in down.lower() and "s3cret" not in down

@@ -69,3 +69,51 @@ def test_bad_config_fails_before_writing(planted_dataset, tmp_path, gr_config):
     with pytest.raises(ValueError, match="n_heads"):
         train_model(gr_config(planted_dataset, "model.n_heads=5"), tmp_path / "m")
     assert not (tmp_path / "m").exists()
+
+
+def test_ctrl_c_stops_between_batches_and_the_run_resumes_to_the_same_model(
+        planted_dataset, tmp_path, gr_config):
+    """SIGINT mid-epoch: the loop stops at the next batch with that step saved; --resume then
+    ends exactly as the uninterrupted run."""
+    import os
+    import signal
+    import threading
+    import time
+
+    cfg = gr_config(planted_dataset, "train.epochs=2", "train.checkpoint_every_steps=5")
+    full = train_model(cfg, tmp_path / "full")
+    state = tmp_path / "cut.state"
+
+    def interrupt() -> None:  # Ctrl-C once the run has saved its first state
+        deadline = time.monotonic() + 300
+        while not (state / "state.json").is_file() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    sender = threading.Thread(target=interrupt)
+    sender.start()
+    with pytest.raises(KeyboardInterrupt):
+        train_model(cfg, tmp_path / "cut", state_dir=state)
+    sender.join()
+    assert not (tmp_path / "cut").exists()
+    saved = json.loads((state / "state.json").read_text())
+    assert 5 <= saved["step"] < 2 * 38  # 4,800 rows in batches of 128: 38 a epoch
+    resumed = train_model(cfg, tmp_path / "cut", state_dir=state, resume=True)
+    assert resumed.best_valid == full.best_valid
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+
+
+def test_fit_takes_arrays_without_a_dataset(planted_dataset, tmp_path, gr_config, monkeypatch):
+    """fit() on in-memory arrays (as bench/bench_predict.py trains): no manifest to read."""
+    from grmodel.features import FeatureSchema, read_manifest
+    from grmodel.training.batches import SplitArrays
+    from grmodel.training.loop import fit
+
+    schema = FeatureSchema.from_dict(read_manifest(planted_dataset)["features"])
+    train = SplitArrays.load(planted_dataset, "train", schema, "label", None)
+    valid = SplitArrays.load(planted_dataset, "valid", schema, "label", None)
+    monkeypatch.chdir(tmp_path)  # no manifest.json here either
+    cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=2", "data.processed_dir=")
+    result = fit(cfg, schema, train, valid, tmp_path / "m")
+    meta = json.loads((result.model_dir / "checkpoint.json").read_text())
+    assert meta["manifest_sha256"] is None and "collapse" in meta
