@@ -427,13 +427,21 @@ def _duration_field(rows: dict[str, np.ndarray], train: np.ndarray, item_index: 
     has none (a video's length is known when it is served) -- in quantile buckets fitted on
     the training videos."""
     n = len(item_values)
-    seconds = rows["video_duration"] / 1000.0
-    train_sum = np.bincount(item_index[train], seconds[train], minlength=n)
-    train_count = np.bincount(item_index[train], minlength=n)
-    all_sum = np.bincount(item_index, seconds, minlength=n)
-    all_count = np.bincount(item_index, minlength=n)
-    mean = np.where(train_count > 0, train_sum / np.maximum(train_count, 1),
-                    all_sum / np.maximum(all_count, 1))
+    ms = rows["video_duration"]
+    return duration_field(np.bincount(item_index[train], ms[train], minlength=n),
+                          np.bincount(item_index[train], minlength=n),
+                          np.bincount(item_index, ms, minlength=n),
+                          np.bincount(item_index, minlength=n), item_train, item_index, config)
+
+
+def duration_field(train_ms: np.ndarray, train_count: np.ndarray, all_ms: np.ndarray,
+                   all_count: np.ndarray, item_train: np.ndarray, item_index: np.ndarray | None,
+                   config: IngestConfig) -> EncodedField:
+    """The duration buckets from each video's summed milliseconds and row counts (train rows,
+    all rows). Sums of whole milliseconds are exact in float64 in any order, so a distributed
+    engine (grmodel/data/spark/) gets the same means bit for bit."""
+    mean = np.where(train_count > 0, train_ms / np.maximum(train_count, 1),
+                    all_ms / np.maximum(all_count, 1)) / 1000.0
     return bucket_field("item_duration_bucket", "item", mean, item_train,
                         config.duration_buckets, item_index, optional=False)
 
@@ -447,13 +455,10 @@ def _daily_fields(daily: pd.DataFrame, names: tuple[str, ...], item_values: np.n
 
 def _label(rows: dict[str, np.ndarray], item_index: np.ndarray, train: np.ndarray,
            mode: str) -> tuple[np.ndarray, dict[str, Any]]:
-    info: dict[str, Any] = {"mode": mode, "unit": LABEL_UNITS[mode], "column": LABEL_COLUMN}
     if mode == "watch_time":
         label = rows["play_duration"] / 1000.0
-        info["definition"] = "play_duration / 1000 (seconds)"
     elif mode == "watch_ratio":
         label = rows["watch_ratio"]
-        info["definition"] = "watch_ratio = play_duration / video_duration"
     else:
         # The GR authors' label: per-video min-max over BOTH matrices, test rows included.
         ratio = rows["watch_ratio"]
@@ -461,33 +466,25 @@ def _label(rows: dict[str, np.ndarray], item_index: np.ndarray, train: np.ndarra
         low = grouped["min"].to_numpy()[item_index]
         span = grouped["max"].to_numpy()[item_index] - low
         label = np.where(span > 0, (ratio - low) / np.where(span > 0, span, 1.0), 0.0)
-        info["definition"] = ("(watch_ratio - min) / (max - min) per video over both matrices;"
-                              " 0 where a video's max equals its min")
-        info["leaks_test_statistics"] = True
-    info.setdefault("leaks_test_statistics", False)
-    info["train_stats"] = label_stats(label[train])
-    return label, info
+    return label, {**label_info(mode), "train_stats": label_stats(label[train])}
+
+
+def label_info(mode: str) -> dict[str, Any]:
+    """The manifest's description of a label mode (its statistics are added by the ingest)."""
+    definition = {
+        "watch_time": "play_duration / 1000 (seconds)",
+        "watch_ratio": "watch_ratio = play_duration / video_duration",
+        "norm_ratio": ("(watch_ratio - min) / (max - min) per video over both matrices;"
+                       " 0 where a video's max equals its min"),
+    }[mode]
+    return {"mode": mode, "unit": LABEL_UNITS[mode], "column": LABEL_COLUMN,
+            "definition": definition, "leaks_test_statistics": mode == "norm_ratio"}
 
 
 def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[str, np.ndarray],
                     timestamps: np.ndarray, fields: list[EncodedField]) -> dict[str, Any]:
     untimed = np.isnan(timestamps)
-    if config.split == "authors":
-        valid = (f"a seeded random {config.valid_fraction:g} of big-matrix rows"
-                 if config.valid_mode == "random" else
-                 f"the newest {config.valid_fraction:g} of big-matrix rows by timestamp")
-        protocol = f"big matrix -> train + valid ({valid}); small matrix -> test"
-        nan_policy = ("kept in their split" if config.valid_mode == "random" else
-                      "kept: big-matrix rows without a timestamp stay in train")
-    elif config.split == "random":
-        protocol = (f"seeded random {1 - config.valid_fraction - config.test_fraction:g} /"
-                    f" {config.valid_fraction:g} / {config.test_fraction:g} of both matrices")
-        nan_policy = "kept in their split"
-    else:
-        protocol = (f"oldest {1 - config.valid_fraction - config.test_fraction:g} train, next"
-                    f" {config.valid_fraction:g} valid, newest {config.test_fraction:g} test,"
-                    " over both matrices; each split sorted by timestamp")
-        nan_policy = "dropped: rows without a timestamp cannot be placed in time"
+    protocol, nan_policy = split_protocol(config)
     by_name = {f.spec.name: f for f in fields}
     per_split = {}
     for name, rows in split_rows.items():
@@ -508,16 +505,35 @@ def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[st
     }
 
 
+def split_protocol(config: IngestConfig) -> tuple[str, str]:
+    """(the split protocol, the policy for rows without a timestamp), as the manifest says."""
+    if config.split == "authors":
+        valid = (f"a seeded random {config.valid_fraction:g} of big-matrix rows"
+                 if config.valid_mode == "random" else
+                 f"the newest {config.valid_fraction:g} of big-matrix rows by timestamp")
+        protocol = f"big matrix -> train + valid ({valid}); small matrix -> test"
+        nan_policy = ("kept in their split" if config.valid_mode == "random" else
+                      "kept: big-matrix rows without a timestamp stay in train")
+    elif config.split == "random":
+        protocol = (f"seeded random {1 - config.valid_fraction - config.test_fraction:g} /"
+                    f" {config.valid_fraction:g} / {config.test_fraction:g} of both matrices")
+        nan_policy = "kept in their split"
+    else:
+        protocol = (f"oldest {1 - config.valid_fraction - config.test_fraction:g} train, next"
+                    f" {config.valid_fraction:g} valid, newest {config.test_fraction:g} test,"
+                    " over both matrices; each split sorted by timestamp")
+        nan_policy = "dropped: rows without a timestamp cannot be placed in time"
+    return protocol, nan_policy
+
+
 def _oracle(raw: Path, optional: list[str], mode: str, user_raw: np.ndarray,
             item_raw: np.ndarray, rows: dict[str, np.ndarray], test_rows: np.ndarray
             ) -> tuple[Any, dict[str, Any]]:
     """A function adding oracle_median / oracle_mean (label units) to test rows, and the
     manifest entry; (None, reason) when there is no oracle or the label mode has none."""
-    if ORACLE_FILE not in optional:
-        return None, {"present": False, "reason": f"no {ORACLE_FILE} (real data)"}
-    if mode == "norm_ratio":
-        return None, {"present": False, "reason": "norm_ratio depends on every row of a video,"
-                      " so no per-row oracle is defined; omitted"}
+    info = oracle_info(optional, mode)
+    if not info["present"]:
+        return None, info
     path = raw / ORACLE_FILE
     table = read_csv(path, ORACLE_COLUMNS)
     o_user, o_item = column_array(table, "user_id"), column_array(table, "video_id")
@@ -546,9 +562,20 @@ def _oracle(raw: Path, optional: list[str], mode: str, user_raw: np.ndarray,
         scale = rows["video_duration"][part] / 1000.0 if scale_by_duration else 1.0
         return {"oracle_median": median[at] * scale, "oracle_mean": mean[at] * scale}
 
-    unit = "seconds (ratio x video_duration)" if scale_by_duration else "ratio"
-    return oracle_columns, {"present": True, "source": ORACLE_FILE, "unit": unit,
-                            "columns": ["oracle_median", "oracle_mean"]}
+    return oracle_columns, info
+
+
+def oracle_info(optional: list[str], mode: str) -> dict[str, Any]:
+    """The manifest's oracle entry: present (test rows get oracle_median / oracle_mean in label
+    units; watch_time scales the ratio by the video's duration), or why not."""
+    if ORACLE_FILE not in optional:
+        return {"present": False, "reason": f"no {ORACLE_FILE} (real data)"}
+    if mode == "norm_ratio":
+        return {"present": False, "reason": "norm_ratio depends on every row of a video,"
+                " so no per-row oracle is defined; omitted"}
+    unit = "seconds (ratio x video_duration)" if mode == "watch_time" else "ratio"
+    return {"present": True, "source": ORACLE_FILE, "unit": unit,
+            "columns": ["oracle_median", "oracle_mean"]}
 
 
 def _generator(raw: Path, optional: list[str]) -> dict[str, Any] | None:
