@@ -21,6 +21,7 @@ import numpy as np
 
 from grmodel.atomic import write_json_atomic
 from grmodel.config import VocabConfig, VocabKind
+from grmodel.counted import median
 
 PAD, SOS, EOS = 0, 1, 2
 N_SPECIAL = 3
@@ -161,7 +162,7 @@ def auto_label_scale(train_labels: np.ndarray, counts: np.ndarray | None = None)
     if positive.size == 0:
         raise VocabularyError(f"all {int(counts.sum())} training labels are 0 (or not finite): need"
                               " at least one positive label to fit the label scale")
-    resolution = 10.0 ** math.ceil(math.log10(AUTO_RESOLUTION_DIGITS / _median(positive, weight)))
+    resolution = 10.0 ** math.ceil(math.log10(AUTO_RESOLUTION_DIGITS / median(positive, weight)))
     precision = next((10.0 ** k for k in range(AUTO_MIN_EXPONENT, AUTO_MAX_EXPONENT + 1)
                       if _integral(positive * 10.0 ** k)), 10.0 ** AUTO_MAX_EXPONENT)
     scale = min(resolution, precision)
@@ -169,16 +170,6 @@ def auto_label_scale(train_labels: np.ndarray, counts: np.ndarray | None = None)
     while scale > 10.0 ** AUTO_MIN_EXPONENT and positive.max() * scale >= MAX_SCALED_LABEL / 1024:
         scale /= 10.0
     return float(scale)
-
-
-def _median(values: np.ndarray, counts: np.ndarray) -> float:
-    """np.median of ``values`` repeated ``counts`` times, without repeating them."""
-    order = np.argsort(values, kind="stable")
-    values, ends = values[order], np.cumsum(counts[order])
-    n = int(ends[-1])
-    low = values[np.searchsorted(ends, (n - 1) // 2, side="right")]
-    high = values[np.searchsorted(ends, n // 2, side="right")]
-    return float(np.mean([low, high]))
 
 
 def _integral(values: np.ndarray) -> bool:

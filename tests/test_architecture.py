@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "grmodel"
 
 # Bottom to top; a module belongs to the first layer with a prefix of its dotted name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("grmodel.atomic", "grmodel.config", "grmodel.features", "grmodel.metrics",
-                    "grmodel.vocab", "grmodel.codec", "grmodel.distributed", "grmodel.images",
-                    "grmodel.outputs", "grmodel.progress", "grmodel.redact")),
+    ("foundation", ("grmodel.atomic", "grmodel.config", "grmodel.counted", "grmodel.features",
+                    "grmodel.metrics", "grmodel.vocab", "grmodel.codec", "grmodel.distributed",
+                    "grmodel.images", "grmodel.outputs", "grmodel.progress", "grmodel.redact")),
     ("data", ("grmodel.data",)),
     ("models", ("grmodel.models",)),
     ("model use", ("grmodel.checkpoint", "grmodel.predict", "grmodel.evaluate", "grmodel.collapse",

@@ -1,5 +1,4 @@
-"""Statistics of a column given as distinct values and their counts, equal to numpy's on the
-column itself: what a distributed engine can aggregate and a driver can hold."""
+"""The manifest's label statistics from a label column's distinct values and their counts."""
 
 from __future__ import annotations
 
@@ -7,35 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from grmodel.counted import quantiles
 from grmodel.data.tabular import LABEL_QUANTILES
-
-
-def order_statistics(values: np.ndarray, counts: np.ndarray, ranks: np.ndarray) -> np.ndarray:
-    """The ``ranks``-th smallest (0-based) of ``values`` repeated ``counts`` times (values
-    ascending)."""
-    return values[np.searchsorted(np.cumsum(counts), ranks, side="right")]
-
-
-def quantiles(values: np.ndarray, counts: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """``np.quantile(np.repeat(values, counts), q)`` (method "linear") without repeating:
-    numpy's virtual index (n-1)q, its neighbours and its interpolation, step for step, so the
-    result is the same float64."""
-    order = np.argsort(values, kind="stable")
-    values, counts = np.asarray(values, np.float64)[order], np.asarray(counts)[order]
-    n = int(counts.sum())
-    q = np.asarray(q, dtype=np.float64)
-    virtual = (n - 1) * q
-    below = np.floor(virtual)
-    above = below + 1
-    top = virtual >= n - 1
-    below[top], above[top] = n - 1, n - 1
-    a = order_statistics(values, counts, below.astype(np.int64))
-    b = order_statistics(values, counts, above.astype(np.int64))
-    gamma = virtual - np.where(top, virtual, below)
-    gamma[top] = 0.0
-    diff = b - a
-    out = a + diff * gamma
-    return np.where(gamma >= 0.5, b - diff * (1 - gamma), out)
 
 
 def label_stats_from_counts(values: np.ndarray, counts: np.ndarray) -> dict[str, Any]:
