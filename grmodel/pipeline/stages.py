@@ -236,23 +236,31 @@ def validation_gate(data_dir: str | Path, kind: str, data_version: str, report: 
 
 
 def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any] | None = None,
-           tracking: StageTracking | None = None) -> dict[str, Any]:
+           tracking: StageTracking | None = None, engine: str = "pandas") -> dict[str, Any]:
     """Turn raw KuaiRec files into the processed train/valid/test tables (``options``:
-    fields of ``IngestConfig``, such as ``split`` and ``label_mode``)."""
+    fields of ``IngestConfig``, such as ``split`` and ``label_mode``), with ``engine`` pandas
+    (one process) or spark (grmodel/data/spark/, the same tables)."""
     from grmodel.data.io import DataSpecError
     from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
     from grmodel.features import read_manifest
 
     started = time.time()
+    check_engine(engine)
     try:
         config = IngestConfig.from_dict(options or {})
     except DataSpecError as exc:
         raise StageError(f"ingest options: {exc}") from None
     with live_run(tracking, "ingest", started) as live, atomic_directory(out_dir) as tmp:
-        ingest_kuairec(raw_dir(fetched_dir), tmp, config)  # the output is the processed dataset
+        if engine == "spark":
+            from grmodel.data.spark.kuairec import ingest_kuairec_spark  # the optional extra
+
+            ingest_kuairec_spark(raw_dir(fetched_dir), tmp, config)
+        else:
+            ingest_kuairec(raw_dir(fetched_dir), tmp, config)  # the output is the processed dataset
         manifest = read_manifest(tmp)
         rows = {f"{split}_rows": float(n) for split, n in manifest["splits"]["rows"].items()}
-        record = StageRecord("ingest", params={"ingest": dataclasses.asdict(config)}, metrics=rows,
+        record = StageRecord("ingest", params={"ingest": dataclasses.asdict(config), "engine": engine},
+                             metrics=rows,
                              artifacts=["manifest.json"], started=started,
                              ended=time.time(), mlflow_run_id=live.run_id)
         record.write(tmp)
@@ -264,21 +272,31 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
 
 
 def build_vocab(processed: str | Path, out_dir: str | Path, overrides: list[str] | None = None,
-                tracking: StageTracking | None = None) -> dict[str, Any]:
-    """GR's vocabulary (its label state: token values, decode length) from the train labels."""
+                tracking: StageTracking | None = None, engine: str = "pandas") -> dict[str, Any]:
+    """GR's vocabulary (its label state: token values, decode length) from the train labels;
+    engine spark counts the labels by value in Spark and fits the same state from the counts."""
     from grmodel.features import read_labels
-    from grmodel.models.gr import GRModel
+    from grmodel.models.gr import GRModel, label_state_from_counts
     from grmodel.training.records import dataset_fingerprint
 
     started = time.time()
+    check_engine(engine)
     data = Path(processed)
     config = gr_config(data, overrides)
     with live_run(tracking, "build_vocab", started) as live, atomic_directory(out_dir) as tmp:
-        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
-        state = GRModel.fit_label_state(labels, config)
+        if engine == "spark":
+            from grmodel.data.spark.session import spark_session  # the optional extra
+            from grmodel.data.spark.tokens import train_label_counts
+
+            values, counts = train_label_counts(spark_session(), data, config.data.label_column,
+                                                config.data.max_train_rows)
+            state, train_rows = label_state_from_counts(values, counts, config), int(counts.sum())
+        else:
+            labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+            state, train_rows = GRModel.fit_label_state(labels, config), int(labels.size)
         record = {"label_state": state, "vocab_config": dataclasses.asdict(config.vocab),
                   "max_decode_len_config": config.model.max_decode_len,
-                  "dataset_fingerprint": dataset_fingerprint(data), "train_rows": int(labels.size)}
+                  "dataset_fingerprint": dataset_fingerprint(data), "train_rows": train_rows}
         write_json_atomic(tmp / VOCABULARY_FILE, record)
         stage = StageRecord(
             "build_vocab", params={"vocab": record["vocab_config"]},
@@ -309,11 +327,16 @@ def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str,
 
 
 def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | Path,
-                  overrides: list[str] | None = None, tracking: StageTracking | None = None
-                  ) -> dict[str, Any]:
+                  overrides: list[str] | None = None, tracking: StageTracking | None = None,
+                  engine: str = "pandas") -> dict[str, Any]:
     """Greedy-encode every training label into its token sequence, gate the sequences with
     the token suite (every label encodes within the decode length and decodes back), and
-    write them for training: ``tokens.parquet`` with one fixed-length list per train row."""
+    write them for training: ``tokens.parquet`` with one fixed-length list per train row.
+    Engine spark encodes in a pandas UDF over the same codec and gates every distinct label
+    (a sequence depends on the scaled label alone, so that covers every row)."""
+    check_engine(engine)
+    if engine == "spark":
+        return _encode_labels_spark(Path(processed), vocab_dir, out_dir, overrides, tracking)
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -353,6 +376,47 @@ def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | P
         record.write(tmp)
         live.log_record(record, tmp)
     return {"rows": int(labels.size), "mean_length": float(lengths.mean())}
+
+
+def _encode_labels_spark(data: Path, vocab_dir: str | Path, out_dir: str | Path,
+                         overrides: list[str] | None, tracking: StageTracking | None
+                         ) -> dict[str, Any]:
+    from grmodel.data.spark.session import spark_session  # the optional extra
+    from grmodel.data.spark.tokens import train_label_counts, write_tokens
+    from grmodel.validation import validate_tokens
+    from grmodel.vocab import Vocabulary
+
+    started = time.time()
+    config = gr_config(data, overrides)
+    state = read_vocabulary(vocab_dir, config, data)
+    vocab = Vocabulary.from_dict(state["vocab"])
+    max_len = int(state["max_decode_len"])
+    spark = spark_session()
+    column, max_rows = config.data.label_column, config.data.max_train_rows
+    with live_run(tracking, "encode_labels", started) as live, atomic_directory(out_dir) as tmp:
+        values, _ = train_label_counts(spark, data, column, max_rows)
+        report = validate_tokens(values, vocab, max_len, source=str(data / "train.parquet"))
+        report.write(tmp / "validation")
+        report.raise_for_failure()  # nothing is written when a sequence is wrong
+        written = write_tokens(spark, data, vocab, max_len, tmp / TOKENS_FILE, column, max_rows)
+        record = StageRecord(
+            "encode_labels", params={"tokens": {"max_decode_len": max_len, "rows": written["rows"]},
+                                     "engine": "spark"},
+            metrics={"mean_length": written["mean_length"], "max_length": float(written["max_length"]),
+                     **{f"checks_{k}": float(v) for k, v in report.counts().items()}},
+            artifacts=["validation"], started=started, ended=time.time(), mlflow_run_id=live.run_id,
+        )
+        record.write(tmp)
+        live.log_record(record, tmp)
+    return {"rows": written["rows"], "mean_length": written["mean_length"]}
+
+
+ENGINES = ("pandas", "spark")
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise StageError(f"engine {engine!r}: expected one of {list(ENGINES)}")
 
 
 def read_tokens(tokens_dir: str | Path, labels: np.ndarray) -> np.ndarray:
