@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -65,6 +66,24 @@ def with_position(frame: DataFrame, name: str, order: list[Column] | None = None
     placed.count()
     frame.unpersist()
     return placed
+
+
+def parquet_with_position(spark: SparkSession, paths: list[Path], columns: list[str],
+                          name: str) -> DataFrame:
+    """Parquet files' ``columns`` (partition columns of a partitioned directory included) with
+    each row's position: file after file in ``paths`` order, row after row. From Parquet's
+    metadata (file path, row index), not from the order Spark schedules file pieces in."""
+    offsets, total = {}, 0
+    for path in paths:
+        offsets[path.resolve().as_uri()] = total
+        total += pq.ParquetFile(path).metadata.num_rows
+    offset_of = F.create_map(*[item for uri, start in offsets.items()
+                               for item in (F.lit(uri), F.lit(start))])
+    frame = spark.read.parquet(*[str(p) for p in paths]).select(
+        *columns, F.col("_metadata.file_path").alias("_file"),
+        F.col("_metadata.row_index").alias("_in"))
+    uri = F.regexp_replace(F.col("_file"), "^file:/(?!/)", "file:///")
+    return frame.withColumn(name, offset_of[uri] + F.col("_in")).drop("_file", "_in")
 
 
 def check_rules(frame: DataFrame, path: Path, rules: list[tuple[str, Column, str]],

@@ -17,6 +17,7 @@ from pyspark.sql import functions as F
 
 from grmodel.codec import LabelCodec
 from grmodel.data.io import DataSpecError
+from grmodel.data.spark.frames import parquet_with_position
 from grmodel.data.spark.labels import MAX_DISTINCT, value_counts
 from grmodel.data.streaming import split_paths
 from grmodel.vocab import Vocabulary
@@ -29,19 +30,8 @@ PART_ROWS = 1 << 20
 def read_split(spark: SparkSession, processed_dir: str | Path, split: str, columns: list[str],
                max_rows: int | None = None) -> DataFrame:
     """A processed split's ``columns`` with each row's position in the split (file after file,
-    row after row: the order every consumer reads), from Parquet metadata, not from the order
-    Spark happens to schedule file pieces in."""
-    paths = split_paths(processed_dir, split)
-    offsets, total = {}, 0
-    for path in paths:
-        offsets[str(path.resolve())] = total
-        total += pq.ParquetFile(path).metadata.num_rows
-    offset_of = F.create_map(*[item for name, start in offsets.items()
-                               for item in (F.lit(name), F.lit(start))])
-    frame = spark.read.parquet(*[str(p) for p in paths]).select(
-        *columns, F.col("_metadata.file_path").alias("_file"), F.col("_metadata.row_index").alias("_in"))
-    local = F.regexp_replace(F.col("_file"), "^file:(//)?", "")
-    frame = frame.withColumn(POSITION, offset_of[local] + F.col("_in")).drop("_file", "_in")
+    row after row: the order every consumer reads)."""
+    frame = parquet_with_position(spark, split_paths(processed_dir, split), columns, POSITION)
     if max_rows is not None:
         frame = frame.filter(F.col(POSITION) < max_rows)
     return frame
