@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                    "grmodel.locate")),
     ("training", ("grmodel.training", "grmodel.tuning")),
     ("services", ("grmodel.tracking", "grmodel.registry", "grmodel.versioning", "grmodel.validation",
-                  "grmodel.pytorchjob", "grmodel.reproduce", "grmodel.comparison",
+                  "grmodel.pytorchjob", "grmodel.sparkapp", "grmodel.reproduce", "grmodel.comparison",
                   "grmodel.reporting")),
     ("pipeline", ("grmodel.pipeline", "grmodel.main_job")),
     ("experiments", ("grmodel.experiments",)),
