@@ -20,16 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
 from grmodel.images import spark_image
-from grmodel.pytorchjob import DEFAULT_MOUNT, IMAGE_UID, NAME_RULE, _api_reason, _custom_objects_api
-
-log = logging.getLogger(__name__)
+from grmodel.pytorchjob import DEFAULT_MOUNT, IMAGE_UID, NAME_RULE, CustomObjectRun
 
 GROUP = "sparkoperator.k8s.io"
 VERSION = "v1beta2"
@@ -142,46 +139,11 @@ def submit_and_wait(
     """Create the application (or attach to the one of that name with the same arguments) and
     wait until it completes; raise SparkApplicationError when it fails, TimeoutError (after
     deleting it) when ``timeout_s`` passes first."""
-    api = api if api is not None else _custom_objects_api()
-    meta = manifest["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
-    where = f"SparkApplication {namespace}/{name}"
-    try:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
-        log.info("%s: created", where)
-    except Exception as exc:
-        if getattr(exc, "status", None) != 409:
-            raise SparkApplicationError(f"{where}: could not be created ({_api_reason(exc)})") from None
-        existing = _get(api, namespace, name, where)
-        digest = meta["labels"]["grmodel/arguments-digest"]
-        if existing.get("metadata", {}).get("labels", {}).get("grmodel/arguments-digest") != digest:
-            raise SparkApplicationError(f"{where}: already exists with other arguments (rule: one"
-                                        " application name per stage input)") from None
-    deadline = clock() + timeout_s
-    last = None
-    while True:
-        app = _get(api, namespace, name, where)
-        state, message = application_state(app)
-        if state != last:
-            log.info("%s: %s", where, state)
-            last = state
-        if state == DONE:
-            return app
-        if state in FAILED:
-            raise SparkApplicationError(f"{where}: {state}: {message or 'no message'}; see `kubectl"
-                                        f" logs -n {namespace} {name}-driver`")
-        if clock() >= deadline:
-            try:
-                api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-            except Exception as exc:  # report the timeout, not the clean-up
-                log.warning("%s: could not delete after the timeout (%s)", where, _api_reason(exc))
-            raise TimeoutError(f"{where}: not finished after {timeout_s:.0f} s (last state {state});"
-                               " deleted")
-        sleep(poll_s)
-
-
-def _get(api: Any, namespace: str, name: str, where: str) -> dict[str, Any]:
-    try:
-        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except Exception as exc:
-        raise SparkApplicationError(f"{where}: could not be read ({_api_reason(exc)})") from None
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    return CustomObjectRun(
+        (GROUP, VERSION, PLURAL), KIND, "grmodel/arguments-digest", SparkApplicationError,
+        application_state, DONE, FAILED,
+        lambda where, message: (f"{where}: failed: {message or 'no message'}; see `kubectl logs"
+                                f" -n {namespace} {name}-driver`"),
+        "one application name per stage input",
+    ).run(manifest, api, timeout_s, poll_s, True, sleep, clock)

@@ -93,7 +93,7 @@ def test_a_failed_application_is_one_error_naming_it(tmp_path: Path) -> None:
     manifest = sparkapp.sparkapplication_manifest(
         ["ingest", "--raw", "/mnt/grmodel/x/raw", "--out", "/mnt/grmodel/x/out"], name="grmodel-ingest-x",
         namespace="team", pvc_claim="c", paths={"raw": "/mnt/grmodel/x/raw"})
-    with pytest.raises(sparkapp.SparkApplicationError, match="FAILED: driver pod exited"):
+    with pytest.raises(sparkapp.SparkApplicationError, match="failed: driver pod exited"):
         sparkapp.submit_and_wait(manifest, api=Failing(), sleep=lambda s: None)
     with pytest.raises(ValueError, match="not under the volume mount"):
         sparkapp.sparkapplication_manifest(["ingest"], name="grmodel-x", namespace="n",

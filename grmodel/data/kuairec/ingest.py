@@ -276,23 +276,13 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
     config = config or IngestConfig()
     config.validate()
     raw = Path(raw_dir)
-    if not raw.is_dir():
-        raise RawDataError(f"{raw}: not a directory (rule: ingest reads a KuaiRec directory)")
-    for name in (BIG, SMALL, USER_FILE, ITEM_FILE):
-        read_header(raw / name)  # fail on a missing or empty file before any heavy work
-    optional = [name for name in (DAILY_FILE, ORACLE_FILE, SYNTH_FILE) if (raw / name).is_file()]
-    present = [BIG, SMALL, USER_FILE, ITEM_FILE, *optional]
-
+    optional, present = raw_files(raw)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing overlaps the parsing (hashlib releases the GIL).
         digests = {name: pool.submit(sha256_file, raw / name) for name in present}
-        users = read_user_features(raw / USER_FILE, tuple(config.user_fields))
-        item_ids, item_tags = read_item_tags(raw / ITEM_FILE)
-        daily = (read_item_daily(raw / DAILY_FILE, tuple(config.daily_fields))
-                 if DAILY_FILE in optional and config.daily_fields else None)
+        users, item_ids, item_tags, daily = read_side_files(raw, optional, config)
         rows, raw_summary = _read_interactions(raw, config.dedupe)
-        sources = {name: {"sha256": digests[name].result(), "bytes": (raw / name).stat().st_size}
-                   for name in present}
+        sources = sources_record(raw, digests)
     log.info("read %d interactions from %s", len(rows["user_id"]), raw)
 
     codes = _split_codes(rows, config)
@@ -331,13 +321,31 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
     split_rows = splits.rows_by_split(codes, ordered_by)
     oracle, oracle_info = _oracle(raw, optional, config.label_mode, user_raw, item_raw, rows,
                                   split_rows["test"])
-    manifest = {
+    manifest = kuairec_manifest(
+        raw, optional, config, sources, raw_summary, label_info,
+        _split_manifest(config, codes, split_rows, rows["timestamp"], fields),
+        (user_values, users, item_values, item_ids), oracle_info)
+    result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
+                             config.chunk_rows, config.row_group_rows)
+    log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
+    return result
+
+
+def kuairec_manifest(raw: Path, optional: list[str], config: IngestConfig,
+                     sources: dict[str, Any], raw_summary: dict[str, Any],
+                     label_info: dict[str, Any], split_entry: dict[str, Any],
+                     entities: tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray],
+                     oracle_info: dict[str, Any]) -> dict[str, Any]:
+    """The ingest's manifest entries (write_manifest adds the contract's). ``entities``: the
+    users and videos of the interactions, the user feature table, the videos with categories."""
+    user_values, users, item_values, item_ids = entities
+    return {
         "dataset": "kuairec",
         "options": dataclasses.asdict(config),
         "sources": sources,
         "raw": raw_summary,
         "label": label_info,
-        "splits": _split_manifest(config, codes, split_rows, rows["timestamp"], fields),
+        "splits": split_entry,
         "side_coverage": {
             "users_without_features": int((~np.isin(user_values, users["user_id"])).sum()),
             "videos_without_categories": int((~np.isin(item_values, item_ids)).sum()),
@@ -346,10 +354,33 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
         "oracle": oracle_info,
         "generator": _generator(raw, optional),
     }
-    result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
-                             config.chunk_rows, config.row_group_rows)
-    log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
-    return result
+
+
+def raw_files(raw: Path) -> tuple[list[str], list[str]]:
+    """(the optional files present, every file the ingest reads), after checking that the
+    directory and the required files' headers are there (before any heavy work)."""
+    if not raw.is_dir():
+        raise RawDataError(f"{raw}: not a directory (rule: ingest reads a KuaiRec directory)")
+    for name in (BIG, SMALL, USER_FILE, ITEM_FILE):
+        read_header(raw / name)  # fail on a missing or empty file before any heavy work
+    optional = [name for name in (DAILY_FILE, ORACLE_FILE, SYNTH_FILE) if (raw / name).is_file()]
+    return optional, [BIG, SMALL, USER_FILE, ITEM_FILE, *optional]
+
+
+def read_side_files(raw: Path, optional: list[str], config: IngestConfig
+                    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame | None]:
+    """(user features, video ids, their tags, the daily file's static fields or None)."""
+    users = read_user_features(raw / USER_FILE, tuple(config.user_fields))
+    item_ids, item_tags = read_item_tags(raw / ITEM_FILE)
+    daily = (read_item_daily(raw / DAILY_FILE, tuple(config.daily_fields))
+             if DAILY_FILE in optional and config.daily_fields else None)
+    return users, item_ids, item_tags, daily
+
+
+def sources_record(raw: Path, digests: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``sources``: each file's sha256 (futures of it) and size."""
+    return {name: {"sha256": digest.result(), "bytes": (raw / name).stat().st_size}
+            for name, digest in digests.items()}
 
 
 def _read_interactions(raw: Path, dedupe: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

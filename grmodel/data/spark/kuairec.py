@@ -10,7 +10,6 @@ path's own functions.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,19 +21,15 @@ from pyspark.sql import functions as F
 
 from grmodel.atomic import atomic_directory
 from grmodel.data import splits
-from grmodel.data.io import RawDataError, read_header, sha256_file
+from grmodel.data.io import RawDataError, sha256_file
 from grmodel.data.kuairec import ingest as pandas_ingest
 from grmodel.data.kuairec.ingest import IngestConfig
 from grmodel.data.kuairec.schema import (
     BIG,
-    DAILY_FILE,
-    ITEM_FILE,
     MATRIX_COLUMNS,
     ORACLE_COLUMNS,
     ORACLE_FILE,
     SMALL,
-    SYNTH_FILE,
-    USER_FILE,
 )
 from grmodel.data.spark.frames import check_rules, lookup, missing, read_csv, with_position
 from grmodel.data.spark.labels import label_stats
@@ -61,22 +56,12 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
         raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
     spark = spark or spark_session()
     raw = Path(raw_dir)
-    if not raw.is_dir():
-        raise RawDataError(f"{raw}: not a directory (rule: ingest reads a KuaiRec directory)")
-    for name in (BIG, SMALL, USER_FILE, ITEM_FILE):
-        read_header(raw / name)  # fail on a missing or empty file before any heavy work
-    optional = [name for name in (DAILY_FILE, ORACLE_FILE, SYNTH_FILE) if (raw / name).is_file()]
-    present = [BIG, SMALL, USER_FILE, ITEM_FILE, *optional]
-
+    optional, present = pandas_ingest.raw_files(raw)
     with ThreadPoolExecutor(max_workers=1) as pool:
         digests = {name: pool.submit(sha256_file, raw / name) for name in present}
-        users = pandas_ingest.read_user_features(raw / USER_FILE, tuple(config.user_fields))
-        item_ids, item_tags = pandas_ingest.read_item_tags(raw / ITEM_FILE)
-        daily = (pandas_ingest.read_item_daily(raw / DAILY_FILE, tuple(config.daily_fields))
-                 if DAILY_FILE in optional and config.daily_fields else None)
+        users, item_ids, item_tags, daily = pandas_ingest.read_side_files(raw, optional, config)
         rows, raw_summary = _read_interactions(spark, raw, config.dedupe)
-        sources = {name: {"sha256": digests[name].result(), "bytes": (raw / name).stat().st_size}
-                   for name in present}
+        sources = pandas_ingest.sources_record(raw, digests)
 
     rows, split_info = _with_split_codes(rows, config)
     train = F.col(CODE) == splits.TRAIN
@@ -127,30 +112,19 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
     protocol, nan_policy = pandas_ingest.split_protocol(config)
     nan_total = sum(int(r["nan_timestamp_rows"]) for r in counts)
     oracle_info = pandas_ingest.oracle_info(optional, config.label_mode)
-    manifest = {
-        "dataset": "kuairec",
-        "options": dataclasses.asdict(config),
-        "sources": sources,
-        "raw": raw_summary,
-        "label": label_info,
-        "splits": {
-            "kind": config.split, "protocol": protocol, "seed": config.seed,
-            "rows": {name: per_split[name]["rows"] for name in SPLITS},
-            "per_split": per_split,
-            "dropped_rows": int(by_code[splits.DROPPED]["rows"]) if splits.DROPPED in by_code else 0,
-            "nan_timestamp_rows": {"total": nan_total, "policy": nan_policy},
-        },
-        "side_coverage": {
-            "users_without_features": int((~np.isin(user_values, users["user_id"])).sum()),
-            "videos_without_categories": int((~np.isin(item_values, item_ids)).sum()),
-            "item_daily_features": DAILY_FILE in optional and bool(config.daily_fields),
-        },
-        "oracle": oracle_info,
-        "generator": pandas_ingest._generator(raw, optional),
-        "engine": {"name": "spark", "version": spark_.version, "layout": layout,
-                   "split_draw": split_info, "label_train_stats": stats_method,
-                   "row_group_rows": config.row_group_rows},
+    split_entry = {
+        "kind": config.split, "protocol": protocol, "seed": config.seed,
+        "rows": {name: per_split[name]["rows"] for name in SPLITS},
+        "per_split": per_split,
+        "dropped_rows": int(by_code[splits.DROPPED]["rows"]) if splits.DROPPED in by_code else 0,
+        "nan_timestamp_rows": {"total": nan_total, "policy": nan_policy},
     }
+    manifest = pandas_ingest.kuairec_manifest(
+        raw, optional, config, sources, raw_summary, label_info, split_entry,
+        (user_values, users, item_values, item_ids), oracle_info)
+    manifest["engine"] = {"name": "spark", "version": spark_.version, "layout": layout,
+                          "split_draw": split_info, "label_train_stats": stats_method,
+                          "row_group_rows": config.row_group_rows}
 
     columns = _split_columns(fields)
     masks = [f.spec.mask_column for f in fields if f.spec.mask_column]
