@@ -33,7 +33,7 @@ def missing_requirement() -> str | None:
 def spark_session(master: str | None = None, driver_memory: str = "2g",
                   shuffle_partitions: int | None = None, app_name: str = "grmodel") -> Any:
     """The active SparkSession, else a new one (``master`` defaults to ``local[<cores>]``
-    unless spark-submit set one). UTC, Arrow-backed pandas conversion."""
+    unless spark-submit started this process). UTC, Arrow-backed pandas conversion."""
     reason = missing_requirement()
     if reason:
         raise SparkUnavailable(f"--engine spark: {reason}")
@@ -45,7 +45,9 @@ def spark_session(master: str | None = None, driver_memory: str = "2g",
     # Python workers run this interpreter (its pandas, pyarrow and grmodel), not the PATH's.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(app_name)
-    if master or "spark.master" not in os.environ.get("PYSPARK_SUBMIT_ARGS", ""):
+    # Under spark-submit (a SparkApplication's driver) the JVM started this Python and handed it
+    # a gateway: its configured master (the cluster) stands unless one is asked for here.
+    if master or not os.environ.get("PYSPARK_GATEWAY_PORT"):
         builder = builder.master(master or f"local[{os.cpu_count() or 1}]")
     cores = os.cpu_count() or 1
     return (builder
