@@ -15,11 +15,19 @@ def build_vocab(
     mlflow_experiment: str,
     mlflow_artifact_root: str,
     vocabulary: Output[Artifact],
+    engine: str = "pandas",
+    spark_pvc: str = "",
 ):
-    """Build GR's vocabulary (its label state) with GR's config after ``overrides``."""
+    """Build GR's vocabulary (its label state) with GR's config after ``overrides``; engine
+    spark counts the labels in Spark (a SparkApplication when the step mounts ``spark_pvc``)."""
+    from grmodel.pipeline import spark_jobs
     from grmodel.pipeline.live import StageTracking
     from grmodel.pipeline.stages.labels import build_vocab
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = build_vocab(processed.path, vocabulary.path, overrides, tracking)
+    if engine == "spark" and spark_pvc:
+        result = spark_jobs.build_vocab(processed.path, vocabulary.path, overrides, tracking,
+                                        spark_pvc)
+    else:
+        result = build_vocab(processed.path, vocabulary.path, overrides, tracking, engine=engine)
     vocabulary.metadata.update({"data_version": data_version, **result})

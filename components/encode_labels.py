@@ -16,11 +16,20 @@ def encode_labels(
     mlflow_experiment: str,
     mlflow_artifact_root: str,
     tokens: Output[Dataset],
+    engine: str = "pandas",
+    spark_pvc: str = "",
 ):
-    """Encode every training label with ``vocabulary``; fail when a sequence is wrong."""
+    """Encode every training label with ``vocabulary``; fail when a sequence is wrong. Engine
+    spark encodes in Spark (a SparkApplication when the step mounts ``spark_pvc``)."""
+    from grmodel.pipeline import spark_jobs
     from grmodel.pipeline.live import StageTracking
     from grmodel.pipeline.stages.labels import encode_labels
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = encode_labels(processed.path, vocabulary.path, tokens.path, overrides, tracking)
+    if engine == "spark" and spark_pvc:
+        result = spark_jobs.encode_labels(processed.path, vocabulary.path, tokens.path, overrides,
+                                          tracking, spark_pvc)
+    else:
+        result = encode_labels(processed.path, vocabulary.path, tokens.path, overrides, tracking,
+                               engine=engine)
     tokens.metadata.update({"data_version": data_version, **result})

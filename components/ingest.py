@@ -16,11 +16,19 @@ def ingest(
     mlflow_experiment: str,
     mlflow_artifact_root: str,
     processed: Output[Dataset],
+    engine: str = "pandas",
+    spark_pvc: str = "",
 ):
-    """Ingest ``raw`` with the given split protocol and label mode into ``processed``."""
+    """Ingest ``raw`` with the given split protocol and label mode into ``processed``; engine
+    spark runs Spark here, or as a SparkApplication when the step mounts ``spark_pvc``."""
+    from grmodel.pipeline import spark_jobs
     from grmodel.pipeline.live import StageTracking
     from grmodel.pipeline.stages.data import ingest
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    result = ingest(raw.path, processed.path, {"split": split, "label_mode": label_mode}, tracking)
+    options = {"split": split, "label_mode": label_mode}
+    if engine == "spark" and spark_pvc:
+        result = spark_jobs.ingest(raw.path, processed.path, options, tracking, spark_pvc)
+    else:
+        result = ingest(raw.path, processed.path, options, tracking, engine=engine)
     processed.metadata.update({"data_version": data_version, **result["rows"]})

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Build, and with --push publish, the pipeline's two images: docker/Dockerfile (runtime) and
-# docker/Dockerfile.gpu (training). Their names come from grmodel.images, the one place the
+# Build, and with --push publish, the pipeline's images: docker/Dockerfile (runtime),
+# docker/Dockerfile.gpu (training) and docker/Dockerfile.spark (runtime + Java + pyspark, built
+# from the runtime image). Their names come from grmodel.images, the one place the
 # components read them from, so a pipeline compiled from this checkout runs these images.
 #
-#   docker/build.sh [--registry REGISTRY] [--push] [--only runtime|gpu] [--engine docker|podman]
+#   docker/build.sh [--registry REGISTRY] [--push] [--only runtime|gpu|spark] [--engine docker|podman]
 #                   [--dry-run] [-- EXTRA BUILD ARGS...]
 #
 # REGISTRY defaults to $GRMODEL_IMAGE_REGISTRY, else grmodel.images.DEFAULT_REGISTRY; compile the
@@ -24,7 +25,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --registry) registry="${2:?--registry needs a value}"; shift 2 ;;
         --push) push=1; shift ;;
-        --only) only="${2:?--only needs runtime or gpu}"; shift 2 ;;
+        --only) only="${2:?--only needs runtime, gpu or spark}"; shift 2 ;;
         --engine) engine="${2:?--engine needs docker or podman}"; shift 2 ;;
         --dry-run) dry_run=1; shift ;;
         -h|--help) usage 0 ;;
@@ -32,7 +33,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument: $1" >&2; usage 2 >&2 ;;
     esac
 done
-case "$only" in ""|runtime|gpu) ;; *) echo "--only takes runtime or gpu, not $only" >&2; exit 2 ;; esac
+case "$only" in ""|runtime|gpu|spark) ;; *) echo "--only takes runtime, gpu or spark, not $only" >&2; exit 2 ;; esac
 
 python="${PYTHON:-}"
 if [ -z "$python" ]; then
@@ -55,6 +56,7 @@ fi
 export GRMODEL_IMAGE_REGISTRY="$registry"
 runtime_image="$("$python" -m grmodel.images runtime)"
 gpu_image="$("$python" -m grmodel.images gpu)"
+spark_image="$("$python" -m grmodel.images spark)"
 version="$("$python" -m grmodel.images version)"
 # The tag is the installed package's version: refuse a stale install of an edited pyproject.toml.
 declared="$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')"
@@ -68,15 +70,25 @@ run() {
     if [ "$dry_run" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi
 }
 
-build() {  # build DOCKERFILE IMAGE
-    run "$engine" build --platform linux/amd64 --file "$1" --tag "$2" \
-        --build-arg "VERSION=$version" --build-arg "REVISION=$revision" \
+build() {  # build DOCKERFILE IMAGE [BUILD ARGS...]
+    file="$1"; image="$2"; shift 2
+    run "$engine" build --platform linux/amd64 --file "$file" --tag "$image" \
+        --build-arg "VERSION=$version" --build-arg "REVISION=$revision" "$@" \
         ${extra[@]+"${extra[@]}"} .
 }
 
 images=()
-if [ "$only" != gpu ]; then build docker/Dockerfile "$runtime_image"; images+=("$runtime_image"); fi
-if [ "$only" != runtime ]; then build docker/Dockerfile.gpu "$gpu_image"; images+=("$gpu_image"); fi
+if [ "$only" = "" ] || [ "$only" = runtime ]; then
+    build docker/Dockerfile "$runtime_image"; images+=("$runtime_image")
+fi
+if [ "$only" = "" ] || [ "$only" = gpu ]; then
+    build docker/Dockerfile.gpu "$gpu_image"; images+=("$gpu_image")
+fi
+# The Spark image starts from the runtime image of the same version (build that one first).
+if [ "$only" = "" ] || [ "$only" = spark ]; then
+    build docker/Dockerfile.spark "$spark_image" --build-arg "RUNTIME_IMAGE=$runtime_image"
+    images+=("$spark_image")
+fi
 if [ "$push" = 1 ]; then
     for image in "${images[@]}"; do run "$engine" push "$image"; done
 fi

@@ -60,7 +60,8 @@ class Lock:
 
 
 LOCKS = {
-    "dev": Lock("dev", ("dev",), CPU_TORCH, "tests and CI (`make test`): runtime + the dev extra, CPU torch"),
+    "dev": Lock("dev", ("dev", "spark"), CPU_TORCH,
+                "tests and CI (`make test`): runtime + the dev and spark extras, CPU torch"),
     "runtime": Lock("runtime", (), CPU_TORCH, "the runtime image, docker/Dockerfile: CPU torch"),
     "gpu": Lock("gpu", (), GPU_TORCH, "the training image, docker/Dockerfile.gpu: PyPI's CUDA torch"),
 }

@@ -18,6 +18,7 @@ DEFAULT_REGISTRY = "ghcr.io/grmodel"
 REGISTRY_ENV = "GRMODEL_IMAGE_REGISTRY"
 RUNTIME_NAME = "grmodel"
 GPU_NAME = "grmodel-gpu"
+SPARK_NAME = "grmodel-spark"
 
 
 def registry() -> str:
@@ -39,15 +40,21 @@ def gpu_image() -> str:
     return f"{registry()}/{GPU_NAME}:{image_tag()}"
 
 
+def spark_image() -> str:
+    """The runtime image plus Java 17 and pyspark: SparkApplication drivers and executors
+    (docker/Dockerfile.spark)."""
+    return f"{registry()}/{SPARK_NAME}:{image_tag()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m grmodel.images [runtime|gpu|tag|version|registry]``: print what docker/build.sh
     builds, so the build and the components name the same images. No argument prints both images."""
 
     args = sys.argv[1:] if argv is None else argv
-    values = {"runtime": runtime_image, "gpu": gpu_image, "tag": image_tag,
+    values = {"runtime": runtime_image, "gpu": gpu_image, "spark": spark_image, "tag": image_tag,
               "version": lambda: __version__, "registry": registry}
     if not args:
-        print(f"runtime {runtime_image()}\ngpu {gpu_image()}")
+        print(f"runtime {runtime_image()}\ngpu {gpu_image()}\nspark {spark_image()}")
         return 0
     if len(args) != 1 or args[0] not in values:
         print(f"usage: python -m grmodel.images [{'|'.join(values)}]", file=sys.stderr)

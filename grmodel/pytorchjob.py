@@ -25,6 +25,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -221,46 +222,81 @@ def submit_and_wait(
     ``api`` is a ``kubernetes.client.CustomObjectsApi`` (default: in-cluster config, else
     the local kubeconfig).
     """
-    api = api if api is not None else _custom_objects_api()
-    meta = manifest["metadata"]
-    name, namespace = meta["name"], meta["namespace"]
-    where = f"PyTorchJob {namespace}/{name}"
-    try:
-        api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, manifest)
-        log.info("%s: created", where)
-    except Exception as exc:
-        if getattr(exc, "status", None) != 409:
-            raise PyTorchJobError(f"{where}: could not be created ({_api_reason(exc)})") from None
-        existing = _get(api, namespace, name, where)
-        digest = meta["labels"].get("grmodel/config-digest")
-        if existing.get("metadata", {}).get("labels", {}).get("grmodel/config-digest") != digest:
-            raise PyTorchJobError(f"{where}: already exists with another config (rule: one job"
-                                  " name per config; delete it or choose another name)") from None
-        log.info("%s: already exists for this config; waiting for it", where)
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    return CustomObjectRun(
+        (GROUP, VERSION, PLURAL), KIND, "grmodel/config-digest", PyTorchJobError, job_state,
+        "Succeeded", ("Failed",),
+        lambda where, reason: (f"{where} failed: {reason or 'no reason given'}; see `kubectl"
+                               f" logs -n {namespace} {name}-master-0`"),
+        "one job name per config; delete it or choose another name",
+    ).run(manifest, api, timeout_s, poll_s, delete_on_timeout, sleep, clock)
 
-    deadline = clock() + timeout_s
-    last = None
-    while True:
-        job = _get(api, namespace, name, where)
-        state, reason = job_state(job)
-        if state != last:
-            log.info("%s: %s%s", where, state, f" ({reason})" if reason else "")
-            last = state
-        if state == "Succeeded":
-            return job
-        if state == "Failed":
-            raise PyTorchJobError(f"{where} failed: {reason or 'no reason given'}; see `kubectl"
-                                  f" logs -n {namespace} {name}-master-0`")
-        if clock() >= deadline:
-            if delete_on_timeout:
-                try:
-                    api.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-                except Exception as exc:  # report the timeout, not the clean-up
-                    log.warning("%s: could not delete after the timeout (%s)", where,
-                                _api_reason(exc))
-            raise TimeoutError(f"{where}: not finished after {timeout_s:.0f} s (last state"
-                               f" {state}); {'deleted' if delete_on_timeout else 'left running'}")
-        sleep(poll_s)
+
+@dataclass(frozen=True)
+class CustomObjectRun:
+    """Create a custom resource that runs to an end (a PyTorchJob, a SparkApplication), or
+    attach to the one of that name carrying the same digest label, and poll its state."""
+
+    resource: tuple[str, str, str]  # group, version, plural
+    kind: str
+    digest_label: str
+    error: type[Exception]
+    state_of: Callable[[dict[str, Any]], tuple[str, str]]  # (state, reason)
+    done: str
+    failed: tuple[str, ...]
+    failure: Callable[[str, str], str]  # (where, reason) -> message
+    clash_rule: str
+
+    def run(self, manifest: dict[str, Any], api: Any, timeout_s: float, poll_s: float,
+            delete_on_timeout: bool, sleep: Callable[[float], None], clock: Callable[[], float]
+            ) -> dict[str, Any]:
+        api = api if api is not None else _custom_objects_api()
+        group, version, plural = self.resource
+        meta = manifest["metadata"]
+        name, namespace = meta["name"], meta["namespace"]
+        where = f"{self.kind} {namespace}/{name}"
+        try:
+            api.create_namespaced_custom_object(group, version, namespace, plural, manifest)
+            log.info("%s: created", where)
+        except Exception as exc:
+            if getattr(exc, "status", None) != 409:
+                raise self.error(f"{where}: could not be created ({_api_reason(exc)})") from None
+            existing = self._get(api, namespace, name, where)
+            digest = meta["labels"].get(self.digest_label)
+            if existing.get("metadata", {}).get("labels", {}).get(self.digest_label) != digest:
+                raise self.error(f"{where}: already exists with another config (rule:"
+                                 f" {self.clash_rule})") from None
+            log.info("%s: already exists for this config; waiting for it", where)
+
+        deadline = clock() + timeout_s
+        last = None
+        while True:
+            obj = self._get(api, namespace, name, where)
+            state, reason = self.state_of(obj)
+            if state != last:
+                log.info("%s: %s%s", where, state, f" ({reason})" if reason else "")
+                last = state
+            if state == self.done:
+                return obj
+            if state in self.failed:
+                raise self.error(self.failure(where, reason))
+            if clock() >= deadline:
+                if delete_on_timeout:
+                    try:
+                        api.delete_namespaced_custom_object(group, version, namespace, plural, name)
+                    except Exception as exc:  # report the timeout, not the clean-up
+                        log.warning("%s: could not delete after the timeout (%s)", where,
+                                    _api_reason(exc))
+                raise TimeoutError(f"{where}: not finished after {timeout_s:.0f} s (last state"
+                                   f" {state}); {'deleted' if delete_on_timeout else 'left running'}")
+            sleep(poll_s)
+
+    def _get(self, api: Any, namespace: str, name: str, where: str) -> dict[str, Any]:
+        group, version, plural = self.resource
+        try:
+            return api.get_namespaced_custom_object(group, version, namespace, plural, name)
+        except Exception as exc:
+            raise self.error(f"{where}: could not be read ({_api_reason(exc)})") from None
 
 
 def job_state(job: dict[str, Any]) -> tuple[str, str]:
@@ -336,13 +372,6 @@ def _custom_objects_api() -> Any:
     except config.ConfigException:
         config.load_kube_config()
     return client.CustomObjectsApi()
-
-
-def _get(api: Any, namespace: str, name: str, where: str) -> dict[str, Any]:
-    try:
-        return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except Exception as exc:
-        raise PyTorchJobError(f"{where}: could not be read ({_api_reason(exc)})") from None
 
 
 def _api_reason(exc: Exception) -> str:

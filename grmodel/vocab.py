@@ -21,6 +21,7 @@ import numpy as np
 
 from grmodel.atomic import write_json_atomic
 from grmodel.config import VocabConfig, VocabKind
+from grmodel.counted import median
 
 PAD, SOS, EOS = 0, 1, 2
 N_SPECIAL = 3
@@ -145,20 +146,23 @@ def scale_labels(labels: np.ndarray, label_scale: float) -> np.ndarray:
     return np.floor(scaled * (1.0 + _SCALE_REL_TOL)).astype(np.int64)
 
 
-def auto_label_scale(train_labels: np.ndarray) -> float:
+def auto_label_scale(train_labels: np.ndarray, counts: np.ndarray | None = None) -> float:
     """The label scale fitted on the training labels: a power of ten, so tokens stay readable.
 
     Fine enough that one scaled unit is at most 1e-4 of the median positive label (a relative
     resolution far below any MAE of interest), and no finer than the labels' own decimal
     precision (integer milliseconds get 1, dollars with cents 100, seconds with millisecond
     precision 1000: the paper's x1000 on KuaiRec). Fractions in [0, 1] get 1e5 or so.
+    ``counts``: ``train_labels`` are distinct values, each standing for that many labels.
     """
     labels = np.asarray(train_labels, dtype=np.float64).ravel()
-    positive = labels[np.isfinite(labels) & (labels > 0)]
+    counts = np.ones(labels.size, np.int64) if counts is None else np.asarray(counts).ravel()
+    keep = np.isfinite(labels) & (labels > 0)
+    positive, weight = labels[keep], counts[keep]
     if positive.size == 0:
-        raise VocabularyError(f"all {labels.size} training labels are 0 (or not finite): need at "
-                              "least one positive label to fit the label scale")
-    resolution = 10.0 ** math.ceil(math.log10(AUTO_RESOLUTION_DIGITS / np.median(positive)))
+        raise VocabularyError(f"all {int(counts.sum())} training labels are 0 (or not finite): need"
+                              " at least one positive label to fit the label scale")
+    resolution = 10.0 ** math.ceil(math.log10(AUTO_RESOLUTION_DIGITS / median(positive, weight)))
     precision = next((10.0 ** k for k in range(AUTO_MIN_EXPONENT, AUTO_MAX_EXPONENT + 1)
                       if _integral(positive * 10.0 ** k)), 10.0 ** AUTO_MAX_EXPONENT)
     scale = min(resolution, precision)
@@ -176,32 +180,52 @@ def _integral(values: np.ndarray) -> bool:
 
 def build_vocabulary(train_labels: np.ndarray, config: VocabConfig) -> Vocabulary:
     """Build the vocabulary named by ``config.kind`` from training labels (original units)."""
-    _check_config(config)
     labels = np.asarray(train_labels, dtype=np.float64).ravel()
     if labels.size == 0:
+        _check_config(config)
+        raise VocabularyError("training labels are empty: need at least one label")
+    if not np.isfinite(labels).all() or labels.min() < 0:
+        scale_labels(labels, 1.0)  # raises, counting the bad labels themselves
+    values, counts = np.unique(labels, return_counts=True)
+    return build_vocabulary_from_counts(values, counts, config)
+
+
+def build_vocabulary_from_counts(values: np.ndarray, counts: np.ndarray, config: VocabConfig
+                                 ) -> Vocabulary:
+    """:func:`build_vocabulary` of the training labels given as distinct ``values`` and how
+    often each occurs: the same vocabulary, from a table a distributed engine can count."""
+    _check_config(config)
+    values = np.asarray(values, dtype=np.float64).ravel()
+    counts = np.asarray(counts, dtype=np.int64).ravel()
+    n = int(counts.sum())
+    if n == 0:
         raise VocabularyError("training labels are empty: need at least one label")
     label_scale = (config.label_scale if config.label_scale is not None
-                   else auto_label_scale(labels))
-    scaled = scale_labels(labels, label_scale)
-    max_scaled = int(scaled.max())
+                   else auto_label_scale(values, counts))
+    scaled_values, at = np.unique(scale_labels(values, label_scale), return_inverse=True)
+    scaled_counts = np.bincount(at.ravel(), weights=counts, minlength=scaled_values.size
+                                ).astype(np.int64)
+    max_scaled = int(scaled_values.max())
     if max_scaled == 0:
         raise VocabularyError(
-            f"all {labels.size} training labels scale to 0 (label_scale={label_scale:g}): "
+            f"all {n} training labels scale to 0 (label_scale={label_scale:g}): "
             "need at least one positive scaled label"
         )
     params: dict[str, Any] = {
         "config": dataclasses.asdict(config),
-        "n_train_labels": int(labels.size),
-        "max_train_label": float(labels.max()),
+        "n_train_labels": n,
+        "max_train_label": float(values.max()),
         "max_train_label_scaled": max_scaled,
         "label_scale_fitted": config.label_scale is None,
-        "zero_share": float(np.mean(scaled == 0)),
+        "zero_share": float(scaled_counts[scaled_values == 0].sum() / n),
     }
     if config.kind == "dynamic_quantile":
         # Zero labels are the empty sequence <sos><eos> and take no token: Algorithm 1 runs on
         # the positive labels, so a zero-inflated table gets the same token granularity as its
         # positive part (on all labels, >= 10% zeros stop it at its first zero quantile).
-        tokens, info = _dynamic_quantile_tokens(scaled[scaled > 0], config)
+        positive = scaled_values > 0
+        tokens, info = _dynamic_quantile_tokens(scaled_values[positive], scaled_counts[positive],
+                                                config)
         if not tokens:
             raise VocabularyError(
                 f"dynamic quantile vocabulary: the q_start={config.q_start} quantile of the "
@@ -241,7 +265,7 @@ def _check_config(config: VocabConfig) -> None:
 
 
 def _dynamic_quantile_tokens(
-    scaled: np.ndarray, config: VocabConfig
+    label: np.ndarray, weight: np.ndarray, config: VocabConfig
 ) -> tuple[list[int], dict[str, Any]]:
     """Algorithm 1 of the paper, exactly, on the distinct label values weighted by their counts.
 
@@ -251,11 +275,11 @@ def _dynamic_quantile_tokens(
     smallest residual, ``np.quantile(..., method="inverted_cdf")``): a real residual, so tokens
     stay integers.
     """
-    label, weight = np.unique(scaled, return_counts=True)  # ascending
+    # ``label``: the distinct scaled values, ascending; ``weight``: how many labels each is.
     residual = label.copy()
     # Zero labels have zero residuals; dividing those by 1 keeps them out of max(R / Y).
     denominator = np.maximum(label, 1)
-    n = scaled.size
+    n = int(weight.sum())
     q, err, tokens = config.q_start, math.inf, []
     stop_reason = "error_below_eps"
     while err > config.eps:

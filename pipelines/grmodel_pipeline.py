@@ -59,8 +59,10 @@ def _on_cluster(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
     return task
 
 
-def build_pipeline(train_pvc: str | None = None) -> Any:
-    """The pipeline; with ``train_pvc`` its GR step mounts that claim for PyTorchJobs."""
+def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -> Any:
+    """The pipeline; with ``train_pvc`` its GR step mounts that claim for PyTorchJobs, with
+    ``spark_pvc`` its ingest, vocabulary and encode steps mount that claim and, with
+    engine=spark, run as SparkApplications."""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Generative Regression watch-time model: train,"
                   " evaluate against CREAD and TPM, register and gate in MLflow")
@@ -72,6 +74,7 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
         data_seed: int = _D.data_seed,
         split: str = _D.split,
         label_mode: str = _D.label_mode,
+        engine: str = _D.engine,
         overrides: list = _D.overrides,
         baselines: list = _D.baselines,
         seeds: int = _D.seeds,
@@ -105,8 +108,9 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
             raw_check = validate_raw(data=raw, data_version=version, **stage)
             _on_cluster(raw_check, DATA)
 
+            spark = {"engine": engine, "spark_pvc": spark_pvc or ""}
             ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode,
-                              **stage)
+                              **spark, **stage)
             _on_cluster(ingested.after(raw_check), DATA)
             processed = ingested.outputs["processed"]
 
@@ -115,11 +119,14 @@ def build_pipeline(train_pvc: str | None = None) -> Any:
             _on_cluster(processed_check, DATA)
 
             vocab = build_vocab(processed=processed, data_version=version, overrides=overrides,
-                                **stage)
+                                **spark, **stage)
             _on_cluster(vocab.after(processed_check), LIGHT)
             tokens = encode_labels(processed=processed, vocabulary=vocab.outputs["vocabulary"],
-                                   data_version=version, overrides=overrides, **stage)
+                                   data_version=version, overrides=overrides, **spark, **stage)
             _on_cluster(tokens, DATA)
+            if spark_pvc:
+                for task in (ingested, vocab, tokens):
+                    kubernetes.mount_pvc(task, pvc_name=spark_pvc, mount_path=DEFAULT_MOUNT)
 
             gr = train_gr(processed=processed, vocabulary=vocab.outputs["vocabulary"],
                           tokens=tokens.outputs["tokens"], data_version=version, overrides=overrides,

@@ -370,3 +370,20 @@ class Processes:
 @pytest.fixture(scope="session")
 def processes() -> Processes:
     return Processes()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One local SparkSession for every Spark test (starting one costs seconds of JVM time):
+    two cores, two shuffle partitions, so the tiny tables stay tiny. A test that asks for it
+    skips, saying why, only when pyspark or Java is missing."""
+    from grmodel.data.spark.session import missing_requirement
+
+    reason = missing_requirement()
+    if reason:
+        pytest.skip(f"the Spark engine cannot run here: {reason}")
+    from grmodel.data.spark.session import spark_session
+
+    session = spark_session("local[2]", driver_memory="1g", shuffle_partitions=2)
+    yield session
+    session.stop()

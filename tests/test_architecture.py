@@ -12,9 +12,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "grmodel"
 
 # Bottom to top; a module belongs to the first layer with a prefix of its dotted name.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("grmodel.atomic", "grmodel.config", "grmodel.features", "grmodel.metrics",
-                    "grmodel.vocab", "grmodel.codec", "grmodel.distributed", "grmodel.images",
-                    "grmodel.outputs", "grmodel.progress", "grmodel.redact",
+    ("foundation", ("grmodel.atomic", "grmodel.config", "grmodel.counted", "grmodel.features",
+                    "grmodel.metrics", "grmodel.vocab", "grmodel.codec", "grmodel.distributed",
+                    "grmodel.images", "grmodel.outputs", "grmodel.progress", "grmodel.redact",
                     "grmodel.interrupts")),
     ("data", ("grmodel.data",)),
     ("models", ("grmodel.models",)),
@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                    "grmodel.locate")),
     ("training", ("grmodel.training", "grmodel.tuning")),
     ("services", ("grmodel.tracking", "grmodel.registry", "grmodel.versioning", "grmodel.validation",
-                  "grmodel.pytorchjob", "grmodel.reproduce", "grmodel.comparison",
+                  "grmodel.pytorchjob", "grmodel.sparkapp", "grmodel.reproduce", "grmodel.comparison",
                   "grmodel.reporting")),
     ("pipeline", ("grmodel.pipeline", "grmodel.main_job")),
     ("experiments", ("grmodel.experiments",)),

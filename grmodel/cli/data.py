@@ -52,6 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="override any IngestConfig field")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing grmodel output (never a directory grmodel did not write)")
+    _engine_arguments(p)
     p.set_defaults(handler=_ingest)
 
     p = commands.add_parser("tabular", help="a YAML dataset spec -> processed dataset")
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="processed directory to write (see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing grmodel output (never a directory grmodel did not write)")
+    _engine_arguments(p)
     p.set_defaults(handler=_tabular)
 
     p = commands.add_parser("version", help="print the data version in use (data.dvc)")
@@ -78,6 +80,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true",
                    help="discard changes in data/ that no data version records")
     p.set_defaults(handler=_ensure)
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=("pandas", "spark"), default="pandas",
+                        help="pandas: one process (default); spark: Spark DataFrames, local mode"
+                        " unless spark-submit started this (needs the spark extra and Java 17)")
+    parser.add_argument("--spark-master", default=None, metavar="URL",
+                        help="engine spark: the master (default local[<cores>])")
+    parser.add_argument("--spark-driver-memory", default="2g", metavar="SIZE",
+                        help="engine spark: the driver's heap (default 2g)")
+    parser.add_argument("--layout", choices=("file", "parts"), default="file",
+                        help="engine spark: one Parquet file per split (default; what every"
+                        " stage reads) or a directory of part files (the streaming trainer reads it)")
+
+
+def _spark(args: argparse.Namespace) -> Any:
+    """The SparkSession the ``--engine spark`` flags ask for (the optional extra)."""
+    # lazy: pyspark is the optional extra `spark`
+    from grmodel.data.spark.session import spark_session
+
+    return spark_session(args.spark_master, driver_memory=args.spark_driver_memory)
 
 
 def _repo_argument(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +125,15 @@ def _ingest(args: argparse.Namespace) -> int:
     flags = {"label_mode": args.label_mode, "split": args.split, "valid_mode": args.valid_mode,
              "dedupe": args.dedupe, "seed": args.seed}
     overrides.update({k: v for k, v in flags.items() if v is not None})
-    manifest = ingest_kuairec(args.raw, args.out, IngestConfig(**overrides))
+    config = IngestConfig(**overrides)
+    if args.engine == "spark":
+        config.validate()  # before the JVM starts
+        # lazy: pyspark is the optional extra `spark`
+        from grmodel.data.spark.kuairec import ingest_kuairec_spark
+
+        manifest = ingest_kuairec_spark(args.raw, args.out, config, _spark(args), args.layout)
+    else:
+        manifest = ingest_kuairec(args.raw, args.out, config)
     _print_summary(args.out, manifest)
     return 0
 
@@ -110,7 +141,13 @@ def _ingest(args: argparse.Namespace) -> int:
 def _tabular(args: argparse.Namespace) -> int:
     spec = TabularSpec.from_yaml(args.spec)
     check_output(args.out, inputs=[args.spec, spec.source_path], overwrite=args.overwrite)
-    _print_summary(args.out, build_tabular(spec, args.out))
+    if args.engine == "spark":
+        # lazy: pyspark is the optional extra `spark`
+        from grmodel.data.spark.tabular import build_tabular_spark
+
+        _print_summary(args.out, build_tabular_spark(spec, args.out, _spark(args), args.layout))
+    else:
+        _print_summary(args.out, build_tabular(spec, args.out))
     return 0
 
 

@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-pvc", default=None, metavar="CLAIM",
                    help="a ReadWriteMany claim for multi-replica GR training (train_replicas > 1);"
                         " needs --out")
+    p.add_argument("--spark-pvc", default=None, metavar="CLAIM",
+                   help="a ReadWriteMany claim for engine=spark: ingest, vocabulary and encoding run"
+                        " as SparkApplications sharing it; needs --out")
     p.set_defaults(handler=_compile)
 
     p = commands.add_parser("run", help="run the whole pipeline (--local: through kfp.local)")
@@ -117,9 +120,10 @@ def apply_params(params: PipelineParams, items: list[str]) -> PipelineParams:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    if args.train_pvc and not args.out:
-        raise ValueError("--train-pvc: give --out too (the committed YAML is the default pipeline)")
-    out = compile_pipeline(args.out or COMPILED_PIPELINE, args.train_pvc)
+    for flag, value in (("--train-pvc", args.train_pvc), ("--spark-pvc", args.spark_pvc)):
+        if value and not args.out:
+            raise ValueError(f"{flag}: give --out too (the committed YAML is the default pipeline)")
+    out = compile_pipeline(args.out or COMPILED_PIPELINE, args.train_pvc, args.spark_pvc)
     print(f"wrote {out}")
     if args.out is None and PIPELINE_DOC.is_file() and update_doc(PIPELINE_DOC, out):
         print(f"updated the DAG in {PIPELINE_DOC}")

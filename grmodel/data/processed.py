@@ -50,7 +50,6 @@ def write_processed(
         raise ValueError(f"write_processed: row_group_rows={row_group_rows} must be >= 1")
     # Whole row groups per chunk, so that chunk boundaries leave no short groups behind.
     chunk_rows = max(row_group_rows, chunk_rows // row_group_rows * row_group_rows)
-    schema = FeatureSchema(tuple(f.spec for f in fields))
     with atomic_directory(out_dir) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
         # Parquet encoding is single-threaded per file: two files at a time use both cores.
         futures = {
@@ -60,19 +59,38 @@ def write_processed(
             for split in SPLITS
         }
         written = {split: future.result() for split, future in futures.items()}
-        manifest = {
-            "format": FORMAT,
-            "grmodel_version": __version__,
-            **manifest,
-            "features": schema.to_dict(),
-            "encoders": {f.spec.name: {"cardinality": f.spec.cardinality, **f.fitted}
-                         for f in fields},
-            "columns": written,
-        }
-        write_json_atomic(tmp / ENCODERS_FILE, {"format": ENCODERS_FORMAT, "fields": {
-            f.spec.name: f.encoder for f in fields}})
-        write_json_atomic(tmp / "manifest.json", manifest)
+        manifest = write_manifest(tmp, fields, manifest, written)
     return manifest
+
+
+def write_manifest(directory: Path, fields: list[EncodedField], manifest: dict[str, Any],
+                   written: dict[str, list[str]]) -> dict[str, Any]:
+    """Write ``encoders.json`` and ``manifest.json`` (the ingest's ``manifest`` plus the
+    contract's fields) into ``directory``; return the manifest. ``written``: each split's
+    columns."""
+    schema = FeatureSchema(tuple(f.spec for f in fields))
+    manifest = {
+        "format": FORMAT,
+        "grmodel_version": __version__,
+        **manifest,
+        "features": schema.to_dict(),
+        "encoders": {f.spec.name: {"cardinality": f.spec.cardinality, **f.fitted}
+                     for f in fields},
+        "columns": written,
+    }
+    write_json_atomic(directory / ENCODERS_FILE, {"format": ENCODERS_FORMAT, "fields": {
+        f.spec.name: f.encoder for f in fields}})
+    write_json_atomic(directory / "manifest.json", manifest)
+    return manifest
+
+
+def split_writer(path: Path | str, schema: pa.Schema, masks: list[str],
+                 filesystem: Any = None) -> pq.ParquetWriter:
+    """The Parquet writer of a processed split: zstd, dictionary pages for id columns only
+    (not masks, which zstd packs, nor floats)."""
+    dictionary = [f.name for f in schema if f.name not in masks and not pa.types.is_floating(f.type)]
+    return pq.ParquetWriter(path, schema, compression="zstd", compression_level=1,
+                            use_dictionary=dictionary, filesystem=filesystem)
 
 
 def _write_split(path: Path, rows: np.ndarray, fields: list[EncodedField],
@@ -102,11 +120,7 @@ def _write_split(path: Path, rows: np.ndarray, fields: list[EncodedField],
                 data.update(extra(part))
             table = pa.table(data)
             if writer is None:
-                # Dictionary pages pay off for ids, not for masks (zstd packs those) or floats.
-                dictionary = [name for name, values in data.items()
-                              if name not in masks and values.dtype.kind != "f"]
-                writer = pq.ParquetWriter(path, table.schema, compression="zstd",
-                                          compression_level=1, use_dictionary=dictionary)
+                writer = split_writer(path, table.schema, masks)
             writer.write_table(table, row_group_size=row_group_rows)
     finally:
         if writer is not None:

@@ -26,12 +26,16 @@ def check_fractions(valid_fraction: float, test_fraction: float) -> None:
         )
 
 
+def held_out(n: int, valid_fraction: float, test_fraction: float) -> tuple[int, int]:
+    """(valid rows, test rows) of ``n`` rows: each fraction of ``n``, rounded."""
+    return round(n * valid_fraction), round(n * test_fraction)
+
+
 def cut(order: np.ndarray, n_rows: int, valid_fraction: float, test_fraction: float
         ) -> np.ndarray:
     """Codes for ``n_rows`` rows: ``order``'s first part train, then valid, then test."""
     n = len(order)
-    n_test = round(n * test_fraction)
-    n_valid = round(n * valid_fraction)
+    n_valid, n_test = held_out(n, valid_fraction, test_fraction)
     codes = np.full(n_rows, DROPPED, dtype=np.int8)
     codes[order[: n - n_valid - n_test]] = TRAIN
     codes[order[n - n_valid - n_test: n - n_test]] = VALID
@@ -43,7 +47,7 @@ def _draw(candidates: np.ndarray, n_rows: int, valid_fraction: float, test_fract
           seed: int) -> np.ndarray:
     """Exactly round(fraction * n) random candidates valid and test, the others train."""
     n = len(candidates)
-    n_valid, n_test = round(n * valid_fraction), round(n * test_fraction)
+    n_valid, n_test = held_out(n, valid_fraction, test_fraction)
     # Drawing the held-out rows only is several times faster than permuting every row.
     picked = candidates[np.random.default_rng(seed).choice(n, n_valid + n_test, replace=False)]
     codes = np.full(n_rows, DROPPED, dtype=np.int8)
@@ -87,7 +91,7 @@ def holdout_split(is_test: np.ndarray, timestamps: np.ndarray, valid_fraction: f
     elif valid_mode == "last":
         timed = time_order(np.where(is_test, np.nan, timestamps))
         untimed = np.setdiff1d(rest, timed, assume_unique=True)
-        n_valid = min(round(len(rest) * valid_fraction), len(timed))
+        n_valid = min(held_out(len(rest), valid_fraction, 0.0)[0], len(timed))
         codes = np.full(len(is_test), DROPPED, dtype=np.int8)
         codes[untimed] = TRAIN
         codes[timed[: len(timed) - n_valid]] = TRAIN

@@ -25,10 +25,19 @@ from torch import nn
 
 from grmodel.codec import LabelCodec
 from grmodel.config import RunConfig
+from grmodel.counted import median, quantiles
 from grmodel.features import FeatureSchema
 from grmodel.models.base import Batch, WatchTimeModel
 from grmodel.models.embedding import FieldEmbedding, mlp
-from grmodel.vocab import EOS, N_SPECIAL, PAD, SOS, Vocabulary, build_vocabulary
+from grmodel.vocab import (
+    EOS,
+    N_SPECIAL,
+    PAD,
+    SOS,
+    Vocabulary,
+    build_vocabulary,
+    build_vocabulary_from_counts,
+)
 
 
 def value_rank(vocab_size: int, device: torch.device | None = None) -> torch.Tensor:
@@ -96,6 +105,33 @@ def huber_unit(train_labels: np.ndarray) -> float:
     if not math.isfinite(spread) or spread <= 0:
         return 1.0
     return float(10.0 ** math.floor(math.log10(spread)))
+
+
+def label_state_from_counts(values: np.ndarray, counts: np.ndarray, config: RunConfig
+                            ) -> dict[str, Any]:
+    """:meth:`GRModel.fit_label_state` of the training labels given as distinct ``values`` and
+    their ``counts`` (what a distributed engine aggregates): the same vocabulary, decode length
+    and length statistics; ``huber_unit`` from the same median and a mean summed in another
+    order (a power of ten, so equal unless the spread sits on one)."""
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    vocab = build_vocabulary_from_counts(values, counts, config.vocab)
+    _, lengths = LabelCodec(vocab).token_sequences(values)
+    length, at = np.unique(lengths, return_inverse=True)
+    per_length = np.bincount(at.ravel(), weights=counts).astype(np.int64)
+    n = int(counts.sum())
+    p50, p90, p99 = quantiles(length, per_length, np.array([0.5, 0.9, 0.99]))
+    stats = {"n": n, "min": int(length.min()), "mean": float(int(np.dot(length, per_length)) / n),
+             "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": int(length.max()),
+             "histogram": {int(k): int(c) for k, c in zip(length, per_length) if c}}
+    spread = float(np.dot(np.abs(values - median(values, counts)), counts) / n)
+    unit = 10.0 ** math.floor(math.log10(spread)) if math.isfinite(spread) and spread > 0 else 1.0
+    return {
+        "vocab": vocab.to_dict(),
+        "max_decode_len": int(config.model.max_decode_len or max(int(length.max()), 1)),
+        "length_stats": stats,
+        "huber_unit": config.train.huber_unit or float(unit),
+    }
 
 
 def teacher_forcing_probability(step: int, total_steps: int, cfg: Any) -> float:

@@ -25,6 +25,9 @@ class PipelineParams:
     data_seed: int = 2024  # generate: the generator's seed
     split: str = "authors"  # authors | random | chronological
     label_mode: str = "watch_time"
+    # pandas: ingest, vocabulary and encoding in one process (the embedded main job's default);
+    # spark: Spark DataFrames (grmodel/data/spark/), as SparkApplications with --spark-pvc.
+    engine: str = "pandas"
     # Models: [MODEL:]section.key=value config overrides (over the library defaults and the
     # models' named defaults, grmodel.config.MODEL_DEFAULTS), the baselines, seeds per model.
     overrides: list[str] = field(default_factory=list)

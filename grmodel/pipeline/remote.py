@@ -43,15 +43,18 @@ class Submitted:
     link: str
 
 
-def compile_pipeline(out_path: str | Path, train_pvc: str | None = None) -> Path:
+def compile_pipeline(out_path: str | Path, train_pvc: str | None = None,
+                     spark_pvc: str | None = None) -> Path:
     """Write the pipeline's IR YAML to ``out_path`` (atomically); ``train_pvc`` compiles the
-    variant whose GR step shares that claim with multi-replica PyTorchJobs."""
+    variant whose GR step shares that claim with multi-replica PyTorchJobs, ``spark_pvc`` the
+    one whose data steps share that claim with SparkApplications (engine=spark)."""
     # lazy: the DAG (pipelines/) is built on this package; it is loaded only to compile it
     from pipelines.grmodel_pipeline import build_pipeline
 
     out = Path(out_path)
     with atomic_file(out) as tmp:
-        compiler.Compiler().compile(build_pipeline(train_pvc), str(tmp.with_suffix(".yaml")))
+        compiler.Compiler().compile(build_pipeline(train_pvc, spark_pvc),
+                                    str(tmp.with_suffix(".yaml")))
         tmp.with_suffix(".yaml").replace(tmp)
     return out
 

@@ -198,7 +198,7 @@ def test_build_script_tags_the_images_grmodel_images_names(registry, monkeypatch
     if registry:
         monkeypatch.setenv(images.REGISTRY_ENV, registry)
     lines = _build_script("--push", registry=registry)
-    assert _tags(lines) == [images.runtime_image(), images.gpu_image()]
+    assert _tags(lines) == [images.runtime_image(), images.gpu_image(), images.spark_image()]
     assert images.image_tag() == images.__version__.replace("+", "-")
     assert [line.split()[-1] for line in lines if " push " in line] == _tags(lines)
     assert all(f"VERSION={images.__version__}" in line for line in lines if " build " in line)

@@ -64,13 +64,22 @@ def duration_field(rows: dict[str, np.ndarray], train: np.ndarray, item_index: n
     has none (a video's length is known when it is served) -- in quantile buckets fitted on
     the training videos."""
     n = len(item_values)
-    seconds = rows["video_duration"] / 1000.0
-    train_sum = np.bincount(item_index[train], seconds[train], minlength=n)
-    train_count = np.bincount(item_index[train], minlength=n)
-    all_sum = np.bincount(item_index, seconds, minlength=n)
-    all_count = np.bincount(item_index, minlength=n)
-    mean = np.where(train_count > 0, train_sum / np.maximum(train_count, 1),
-                    all_sum / np.maximum(all_count, 1))
+    ms = rows["video_duration"]
+    return duration_field_from_sums(np.bincount(item_index[train], ms[train], minlength=n),
+                                    np.bincount(item_index[train], minlength=n),
+                                    np.bincount(item_index, ms, minlength=n),
+                                    np.bincount(item_index, minlength=n), item_train, item_index,
+                                    buckets)
+
+
+def duration_field_from_sums(train_ms: np.ndarray, train_count: np.ndarray, all_ms: np.ndarray,
+                             all_count: np.ndarray, item_train: np.ndarray,
+                             item_index: np.ndarray | None, buckets: int) -> EncodedField:
+    """The duration buckets from each video's summed milliseconds and row counts (train rows,
+    all rows). Sums of whole milliseconds are exact in float64 in any order, so a distributed
+    engine (grmodel/data/spark/) gets the same means bit for bit."""
+    mean = np.where(train_count > 0, train_ms / np.maximum(train_count, 1),
+                    all_ms / np.maximum(all_count, 1)) / 1000.0
     return bucket_field("item_duration_bucket", "item", mean, item_train,
                         buckets, item_index, optional=False)
 
@@ -84,13 +93,10 @@ def daily_fields(daily: pd.DataFrame, names: tuple[str, ...], item_values: np.nd
 
 def label_column(rows: dict[str, np.ndarray], item_index: np.ndarray, train: np.ndarray,
                  mode: str) -> tuple[np.ndarray, dict[str, Any]]:
-    info: dict[str, Any] = {"mode": mode, "unit": LABEL_UNITS[mode], "column": LABEL_COLUMN}
     if mode == "watch_time":
         label = rows["play_duration"] / 1000.0
-        info["definition"] = "play_duration / 1000 (seconds)"
     elif mode == "watch_ratio":
         label = rows["watch_ratio"]
-        info["definition"] = "watch_ratio = play_duration / video_duration"
     else:
         # The GR authors' label: per-video min-max over BOTH matrices, test rows included.
         ratio = rows["watch_ratio"]
@@ -98,10 +104,16 @@ def label_column(rows: dict[str, np.ndarray], item_index: np.ndarray, train: np.
         low = grouped["min"].to_numpy()[item_index]
         span = grouped["max"].to_numpy()[item_index] - low
         label = np.where(span > 0, (ratio - low) / np.where(span > 0, span, 1.0), 0.0)
-        info["definition"] = ("(watch_ratio - min) / (max - min) per video over both matrices;"
-                              " 0 where a video's max equals its min")
-        info["leaks_test_statistics"] = True
-    info.setdefault("leaks_test_statistics", False)
-    info["train_stats"] = label_stats(label[train])
-    return label, info
+    return label, {**label_info(mode), "train_stats": label_stats(label[train])}
 
+
+def label_info(mode: str) -> dict[str, Any]:
+    """The manifest's description of a label mode (its statistics are added by the ingest)."""
+    definition = {
+        "watch_time": "play_duration / 1000 (seconds)",
+        "watch_ratio": "watch_ratio = play_duration / video_duration",
+        "norm_ratio": ("(watch_ratio - min) / (max - min) per video over both matrices;"
+                       " 0 where a video's max equals its min"),
+    }[mode]
+    return {"mode": mode, "unit": LABEL_UNITS[mode], "column": LABEL_COLUMN,
+            "definition": definition, "leaks_test_statistics": mode == "norm_ratio"}

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, categorical_field
@@ -26,7 +27,6 @@ from grmodel.data.io import (
     check_rule,
     column_array,
     read_csv,
-    read_header,
     sha256_file,
 )
 from grmodel.data.kuairec.fields import (
@@ -41,10 +41,12 @@ from grmodel.data.kuairec.fields import (
 from grmodel.data.kuairec.readers import (
     exact_duplicates,
     factorize_ids,
+    raw_files,
     read_item_daily,
     read_item_tags,
     read_matrix,
     read_user_features,
+    sources_record,
 )
 from grmodel.data.kuairec.schema import (
     BIG,
@@ -139,23 +141,13 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
     config = config or IngestConfig()
     config.validate()
     raw = Path(raw_dir)
-    if not raw.is_dir():
-        raise RawDataError(f"{raw}: not a directory (rule: ingest reads a KuaiRec directory)")
-    for name in (BIG, SMALL, USER_FILE, ITEM_FILE):
-        read_header(raw / name)  # fail on a missing or empty file before any heavy work
-    optional = [name for name in (DAILY_FILE, ORACLE_FILE, SYNTH_FILE) if (raw / name).is_file()]
-    present = [BIG, SMALL, USER_FILE, ITEM_FILE, *optional]
-
+    optional, present = raw_files(raw)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing overlaps the parsing (hashlib releases the GIL).
         digests = {name: pool.submit(sha256_file, raw / name) for name in present}
-        users = read_user_features(raw / USER_FILE, tuple(config.user_fields))
-        item_ids, item_tags = read_item_tags(raw / ITEM_FILE)
-        daily = (read_item_daily(raw / DAILY_FILE, tuple(config.daily_fields))
-                 if DAILY_FILE in optional and config.daily_fields else None)
+        users, item_ids, item_tags, daily = read_side_files(raw, optional, config)
         rows, raw_summary = _read_interactions(raw, config.dedupe)
-        sources = {name: {"sha256": digests[name].result(), "bytes": (raw / name).stat().st_size}
-                   for name in present}
+        sources = sources_record(raw, digests)
     log.info("read %d interactions from %s", len(rows["user_id"]), raw)
 
     codes = _split_codes(rows, config)
@@ -196,13 +188,31 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
     split_rows = splits.rows_by_split(codes, ordered_by)
     oracle, oracle_info = _oracle(raw, optional, config.label_mode, user_raw, item_raw, rows,
                                   split_rows["test"])
-    manifest = {
+    manifest = kuairec_manifest(
+        raw, optional, config, sources, raw_summary, label_info,
+        _split_manifest(config, codes, split_rows, rows["timestamp"], fields),
+        (user_values, users, item_values, item_ids), oracle_info)
+    result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
+                             config.chunk_rows, config.row_group_rows)
+    log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
+    return result
+
+
+def kuairec_manifest(raw: Path, optional: list[str], config: IngestConfig,
+                     sources: dict[str, Any], raw_summary: dict[str, Any],
+                     label_info: dict[str, Any], split_entry: dict[str, Any],
+                     entities: tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray],
+                     oracle_info: dict[str, Any]) -> dict[str, Any]:
+    """The ingest's manifest entries (write_manifest adds the contract's). ``entities``: the
+    users and videos of the interactions, the user feature table, the videos with categories."""
+    user_values, users, item_values, item_ids = entities
+    return {
         "dataset": "kuairec",
         "options": dataclasses.asdict(config),
         "sources": sources,
         "raw": raw_summary,
         "label": label_info,
-        "splits": _split_manifest(config, codes, split_rows, rows["timestamp"], fields),
+        "splits": split_entry,
         "side_coverage": {
             "users_without_features": int((~np.isin(user_values, users["user_id"])).sum()),
             "videos_without_categories": int((~np.isin(item_values, item_ids)).sum()),
@@ -211,10 +221,16 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
         "oracle": oracle_info,
         "generator": _generator(raw, optional),
     }
-    result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
-                             config.chunk_rows, config.row_group_rows)
-    log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
-    return result
+
+
+def read_side_files(raw: Path, optional: list[str], config: IngestConfig
+                    ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, pd.DataFrame | None]:
+    """(user features, video ids, their tags, the daily file's static fields or None)."""
+    users = read_user_features(raw / USER_FILE, tuple(config.user_fields))
+    item_ids, item_tags = read_item_tags(raw / ITEM_FILE)
+    daily = (read_item_daily(raw / DAILY_FILE, tuple(config.daily_fields))
+             if DAILY_FILE in optional and config.daily_fields else None)
+    return users, item_ids, item_tags, daily
 
 
 def _read_interactions(raw: Path, dedupe: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -254,22 +270,7 @@ def _split_codes(rows: dict[str, np.ndarray], config: IngestConfig) -> np.ndarra
 def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[str, np.ndarray],
                     timestamps: np.ndarray, fields: list[EncodedField]) -> dict[str, Any]:
     untimed = np.isnan(timestamps)
-    if config.split == "authors":
-        valid = (f"a seeded random {config.valid_fraction:g} of big-matrix rows"
-                 if config.valid_mode == "random" else
-                 f"the newest {config.valid_fraction:g} of big-matrix rows by timestamp")
-        protocol = f"big matrix -> train + valid ({valid}); small matrix -> test"
-        nan_policy = ("kept in their split" if config.valid_mode == "random" else
-                      "kept: big-matrix rows without a timestamp stay in train")
-    elif config.split == "random":
-        protocol = (f"seeded random {1 - config.valid_fraction - config.test_fraction:g} /"
-                    f" {config.valid_fraction:g} / {config.test_fraction:g} of both matrices")
-        nan_policy = "kept in their split"
-    else:
-        protocol = (f"oldest {1 - config.valid_fraction - config.test_fraction:g} train, next"
-                    f" {config.valid_fraction:g} valid, newest {config.test_fraction:g} test,"
-                    " over both matrices; each split sorted by timestamp")
-        nan_policy = "dropped: rows without a timestamp cannot be placed in time"
+    protocol, nan_policy = split_protocol(config)
     by_name = {f.spec.name: f for f in fields}
     per_split = {}
     for name, rows in split_rows.items():
@@ -290,16 +291,35 @@ def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[st
     }
 
 
+def split_protocol(config: IngestConfig) -> tuple[str, str]:
+    """(the split protocol, the policy for rows without a timestamp), as the manifest says."""
+    if config.split == "authors":
+        valid = (f"a seeded random {config.valid_fraction:g} of big-matrix rows"
+                 if config.valid_mode == "random" else
+                 f"the newest {config.valid_fraction:g} of big-matrix rows by timestamp")
+        protocol = f"big matrix -> train + valid ({valid}); small matrix -> test"
+        nan_policy = ("kept in their split" if config.valid_mode == "random" else
+                      "kept: big-matrix rows without a timestamp stay in train")
+    elif config.split == "random":
+        protocol = (f"seeded random {1 - config.valid_fraction - config.test_fraction:g} /"
+                    f" {config.valid_fraction:g} / {config.test_fraction:g} of both matrices")
+        nan_policy = "kept in their split"
+    else:
+        protocol = (f"oldest {1 - config.valid_fraction - config.test_fraction:g} train, next"
+                    f" {config.valid_fraction:g} valid, newest {config.test_fraction:g} test,"
+                    " over both matrices; each split sorted by timestamp")
+        nan_policy = "dropped: rows without a timestamp cannot be placed in time"
+    return protocol, nan_policy
+
+
 def _oracle(raw: Path, optional: list[str], mode: str, user_raw: np.ndarray,
             item_raw: np.ndarray, rows: dict[str, np.ndarray], test_rows: np.ndarray
             ) -> tuple[Any, dict[str, Any]]:
     """A function adding oracle_median / oracle_mean (label units) to test rows, and the
     manifest entry; (None, reason) when there is no oracle or the label mode has none."""
-    if ORACLE_FILE not in optional:
-        return None, {"present": False, "reason": f"no {ORACLE_FILE} (real data)"}
-    if mode == "norm_ratio":
-        return None, {"present": False, "reason": "norm_ratio depends on every row of a video,"
-                      " so no per-row oracle is defined; omitted"}
+    info = oracle_info(optional, mode)
+    if not info["present"]:
+        return None, info
     path = raw / ORACLE_FILE
     table = read_csv(path, ORACLE_COLUMNS)
     o_user, o_item = column_array(table, "user_id"), column_array(table, "video_id")
@@ -328,9 +348,20 @@ def _oracle(raw: Path, optional: list[str], mode: str, user_raw: np.ndarray,
         scale = rows["video_duration"][part] / 1000.0 if scale_by_duration else 1.0
         return {"oracle_median": median[at] * scale, "oracle_mean": mean[at] * scale}
 
-    unit = "seconds (ratio x video_duration)" if scale_by_duration else "ratio"
-    return oracle_columns, {"present": True, "source": ORACLE_FILE, "unit": unit,
-                            "columns": ["oracle_median", "oracle_mean"]}
+    return oracle_columns, info
+
+
+def oracle_info(optional: list[str], mode: str) -> dict[str, Any]:
+    """The manifest's oracle entry: present (test rows get oracle_median / oracle_mean in label
+    units; watch_time scales the ratio by the video's duration), or why not."""
+    if ORACLE_FILE not in optional:
+        return {"present": False, "reason": f"no {ORACLE_FILE} (real data)"}
+    if mode == "norm_ratio":
+        return {"present": False, "reason": "norm_ratio depends on every row of a video,"
+                " so no per-row oracle is defined; omitted"}
+    unit = "seconds (ratio x video_duration)" if mode == "watch_time" else "ratio"
+    return {"present": True, "source": ORACLE_FILE, "unit": unit,
+            "columns": ["oracle_median", "oracle_mean"]}
 
 
 def _generator(raw: Path, optional: list[str]) -> dict[str, Any] | None:

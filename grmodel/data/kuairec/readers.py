@@ -4,13 +4,43 @@ column and rule on bad data), exact duplicates and id factorisation."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
 
-from grmodel.data.io import check_rule, column_array, read_csv
-from grmodel.data.kuairec.schema import MATRIX_COLUMNS, MAX_TAGS, TAG_LIST, USER_STRING_FIELDS
+from grmodel.data.io import RawDataError, check_rule, column_array, read_csv, read_header
+from grmodel.data.kuairec.schema import (
+    BIG,
+    DAILY_FILE,
+    ITEM_FILE,
+    MATRIX_COLUMNS,
+    MAX_TAGS,
+    ORACLE_FILE,
+    SMALL,
+    SYNTH_FILE,
+    TAG_LIST,
+    USER_FILE,
+    USER_STRING_FIELDS,
+)
+
+
+def raw_files(raw: Path) -> tuple[list[str], list[str]]:
+    """(the optional files present, every file the ingest reads), after checking that the
+    directory and the required files' headers are there (before any heavy work)."""
+    if not raw.is_dir():
+        raise RawDataError(f"{raw}: not a directory (rule: ingest reads a KuaiRec directory)")
+    for name in (BIG, SMALL, USER_FILE, ITEM_FILE):
+        read_header(raw / name)  # fail on a missing or empty file before any heavy work
+    optional = [name for name in (DAILY_FILE, ORACLE_FILE, SYNTH_FILE) if (raw / name).is_file()]
+    return optional, [BIG, SMALL, USER_FILE, ITEM_FILE, *optional]
+
+
+def sources_record(raw: Path, digests: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``sources``: each file's sha256 (futures of it) and size."""
+    return {name: {"sha256": digest.result(), "bytes": (raw / name).stat().st_size}
+            for name, digest in digests.items()}
 
 
 def read_user_features(path: Path, fields: tuple[str, ...]) -> pd.DataFrame:

@@ -18,7 +18,7 @@ from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.features import read_manifest
 from grmodel.pipeline.live import StageTracking, live_run
-from grmodel.pipeline.stages.record import StageError, StageRecord
+from grmodel.pipeline.stages.record import StageError, StageRecord, check_engine
 from grmodel.redact import redact, strip_credentials
 from grmodel.validation import validate_processed, validate_raw_kuairec
 
@@ -172,20 +172,28 @@ def validation_gate(data_dir: str | Path, kind: str, data_version: str, report: 
 
 
 def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any] | None = None,
-           tracking: StageTracking | None = None) -> dict[str, Any]:
+           tracking: StageTracking | None = None, engine: str = "pandas") -> dict[str, Any]:
     """Turn raw KuaiRec files into the processed train/valid/test tables (``options``:
-    fields of ``IngestConfig``, such as ``split`` and ``label_mode``)."""
+    fields of ``IngestConfig``, such as ``split`` and ``label_mode``), with ``engine`` pandas
+    (one process) or spark (grmodel/data/spark/, the same tables)."""
     started = time.time()
+    check_engine(engine)
     try:
         config = IngestConfig.from_dict(options or {})
     except DataSpecError as exc:
         raise StageError(f"ingest options: {exc}") from None
     with live_run(tracking, "ingest", started) as live, atomic_directory(out_dir) as tmp:
-        ingest_kuairec(raw_dir(fetched_dir), tmp, config)  # the output is the processed dataset
+        if engine == "spark":
+            # lazy: pyspark is the optional extra `spark`
+            from grmodel.data.spark.kuairec import ingest_kuairec_spark
+
+            ingest_kuairec_spark(raw_dir(fetched_dir), tmp, config)
+        else:
+            ingest_kuairec(raw_dir(fetched_dir), tmp, config)  # the output is the processed dataset
         manifest = read_manifest(tmp)
         rows = {f"{split}_rows": float(n) for split, n in manifest["splits"]["rows"].items()}
-        record = StageRecord("ingest", params={"ingest": dataclasses.asdict(config)}, metrics=rows,
-                             artifacts=["manifest.json"], started=started,
+        record = StageRecord("ingest", params={"ingest": dataclasses.asdict(config), "engine": engine},
+                             metrics=rows, artifacts=["manifest.json"], started=started,
                              ended=time.time(), mlflow_run_id=live.run_id)
         record.write(tmp)
         live.log_record(record, tmp)

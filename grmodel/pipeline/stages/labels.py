@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 from grmodel.atomic import atomic_directory, through_json, write_json_atomic
 from grmodel.codec import LabelCodec
 from grmodel.features import read_labels
-from grmodel.models.gr import GRModel
+from grmodel.models.gr import GRModel, label_state_from_counts
 from grmodel.pipeline.live import StageTracking, live_run
 from grmodel.pipeline.stages.plan import gr_config
-from grmodel.pipeline.stages.record import StageError, StageRecord
+from grmodel.pipeline.stages.record import StageError, StageRecord, check_engine
 from grmodel.training.records import dataset_fingerprint
 from grmodel.validation import validate_tokens
 from grmodel.vocab import Vocabulary
@@ -29,17 +29,28 @@ TOKENS_FILE = "tokens.parquet"
 
 
 def build_vocab(processed: str | Path, out_dir: str | Path, overrides: list[str] | None = None,
-                tracking: StageTracking | None = None) -> dict[str, Any]:
-    """GR's vocabulary (its label state: token values, decode length) from the train labels."""
+                tracking: StageTracking | None = None, engine: str = "pandas") -> dict[str, Any]:
+    """GR's vocabulary (its label state: token values, decode length) from the train labels;
+    engine spark counts the labels by value in Spark and fits the same state from the counts."""
     started = time.time()
+    check_engine(engine)
     data = Path(processed)
     config = gr_config(data, overrides)
     with live_run(tracking, "build_vocab", started) as live, atomic_directory(out_dir) as tmp:
-        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
-        state = GRModel.fit_label_state(labels, config)
+        if engine == "spark":
+            # lazy: pyspark is the optional extra `spark`
+            from grmodel.data.spark.session import spark_session
+            from grmodel.data.spark.tokens import train_label_counts
+
+            values, counts = train_label_counts(spark_session(), data, config.data.label_column,
+                                                config.data.max_train_rows)
+            state, train_rows = label_state_from_counts(values, counts, config), int(counts.sum())
+        else:
+            labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+            state, train_rows = GRModel.fit_label_state(labels, config), int(labels.size)
         record = {"label_state": state, "vocab_config": dataclasses.asdict(config.vocab),
                   "max_decode_len_config": config.model.max_decode_len,
-                  "dataset_fingerprint": dataset_fingerprint(data), "train_rows": int(labels.size)}
+                  "dataset_fingerprint": dataset_fingerprint(data), "train_rows": train_rows}
         write_json_atomic(tmp / VOCABULARY_FILE, record)
         stage = StageRecord(
             "build_vocab", params={"vocab": record["vocab_config"]},
@@ -68,11 +79,16 @@ def read_vocabulary(vocab_dir: str | Path, config: Any, data: Path) -> dict[str,
 
 
 def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | Path,
-                  overrides: list[str] | None = None, tracking: StageTracking | None = None
-                  ) -> dict[str, Any]:
+                  overrides: list[str] | None = None, tracking: StageTracking | None = None,
+                  engine: str = "pandas") -> dict[str, Any]:
     """Greedy-encode every training label into its token sequence, gate the sequences with
     the token suite (every label encodes within the decode length and decodes back), and
-    write them for training: ``tokens.parquet`` with one fixed-length list per train row."""
+    write them for training: ``tokens.parquet`` with one fixed-length list per train row.
+    Engine spark encodes in a pandas UDF over the same codec and gates every distinct label
+    (a sequence depends on the scaled label alone, so that covers every row)."""
+    check_engine(engine)
+    if engine == "spark":
+        return _encode_labels_spark(Path(processed), vocab_dir, out_dir, overrides, tracking)
     started = time.time()
     data = Path(processed)
     config = gr_config(data, overrides)
@@ -104,6 +120,38 @@ def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | P
         record.write(tmp)
         live.log_record(record, tmp)
     return {"rows": int(labels.size), "mean_length": float(lengths.mean())}
+
+
+def _encode_labels_spark(data: Path, vocab_dir: str | Path, out_dir: str | Path,
+                         overrides: list[str] | None, tracking: StageTracking | None
+                         ) -> dict[str, Any]:
+    # lazy: pyspark is the optional extra `spark`
+    from grmodel.data.spark.session import spark_session
+    from grmodel.data.spark.tokens import train_label_counts, write_tokens
+
+    started = time.time()
+    config = gr_config(data, overrides)
+    state = read_vocabulary(vocab_dir, config, data)
+    vocab = Vocabulary.from_dict(state["vocab"])
+    max_len = int(state["max_decode_len"])
+    spark = spark_session()
+    column, max_rows = config.data.label_column, config.data.max_train_rows
+    with live_run(tracking, "encode_labels", started) as live, atomic_directory(out_dir) as tmp:
+        values, _ = train_label_counts(spark, data, column, max_rows)
+        report = validate_tokens(values, vocab, max_len, source=str(data / "train.parquet"))
+        report.write(tmp / "validation")
+        report.raise_for_failure()  # nothing is written when a sequence is wrong
+        written = write_tokens(spark, data, vocab, max_len, tmp / TOKENS_FILE, column, max_rows)
+        record = StageRecord(
+            "encode_labels", params={"tokens": {"max_decode_len": max_len, "rows": written["rows"]},
+                                     "engine": "spark"},
+            metrics={"mean_length": written["mean_length"], "max_length": float(written["max_length"]),
+                     **{f"checks_{k}": float(v) for k, v in report.counts().items()}},
+            artifacts=["validation"], started=started, ended=time.time(), mlflow_run_id=live.run_id,
+        )
+        record.write(tmp)
+        live.log_record(record, tmp)
+    return {"rows": written["rows"], "mean_length": written["mean_length"]}
 
 
 def read_tokens(tokens_dir: str | Path, labels: np.ndarray) -> np.ndarray:

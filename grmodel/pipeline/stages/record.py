@@ -17,6 +17,14 @@ class StageError(ValueError):
     """A stage that cannot run on the inputs it was given (names the input and the rule)."""
 
 
+ENGINES = ("pandas", "spark")  # the engines of the data stages (ingest, vocabulary, encoding)
+
+
+def check_engine(engine: str) -> None:
+    if engine not in ENGINES:
+        raise StageError(f"engine {engine!r}: expected one of {list(ENGINES)}")
+
+
 @dataclass
 class StageRecord:
     """What a stage did, kept beside its output and logged to MLflow at the end of the run."""

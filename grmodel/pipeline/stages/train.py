@@ -114,7 +114,7 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     job_model = pytorchjob.run_pytorchjob(
         config, replicas=replicas, pvc_claim=pvc_claim, data_dir=f"{pod}/processed",
         out_dir=f"{pod}/model", label_state_path=f"{pod}/{LABEL_STATE_FILE}", local_mount=here,
-        mount_path=pod_mount, namespace=options.pop("namespace", None) or _pod_namespace(),
+        mount_path=pod_mount, namespace=options.pop("namespace", None) or pod_namespace(),
         **options)
     shutil.copytree(job_model, model_dir)
     meta = json.loads((model_dir / META_FILE).read_text())
@@ -126,7 +126,7 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     return write_training_record(result, config, fingerprint, seconds, replicas=replicas)
 
 
-def _pod_namespace() -> str:
+def pod_namespace() -> str:
     """The namespace this pod runs in (the job goes beside it), else Kubeflow's default."""
     path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
     return path.read_text().strip() if path.is_file() else "kubeflow"

@@ -1,0 +1,149 @@
+"""Spark stages on Kubernetes: a Kubeflow Spark Operator ``SparkApplication`` per stage.
+
+With ``engine=spark`` and a shared claim, the pipeline's ingest, vocabulary and encode stages
+do not run Spark in their own pod: each submits a ``sparkoperator.k8s.io/v1beta2``
+SparkApplication (one driver, ``executors`` executor pods, all from the Spark image), waits for
+it, and keeps what its driver wrote on the claim, as grmodel/pytorchjob.py does for training.
+
+* :func:`sparkapplication_manifest` builds the application. Its driver runs
+  ``grmodel/pipeline/spark_app.py`` (the image's installed copy) with the stage's arguments:
+  the same stage functions as a local run, with ``engine="spark"``; options travel as JSON
+  text, never pickles.
+* Inputs and outputs live on one PersistentVolumeClaim, mounted in the driver and every
+  executor (ReadWriteMany: executors write Parquet part files there).
+* :func:`submit_and_wait` creates the application through the ``kubernetes`` client's
+  ``CustomObjectsApi`` and polls ``status.applicationState.state`` until COMPLETED, a failure
+  state or a timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import PurePosixPath
+from typing import Any
+
+from grmodel.images import spark_image
+from grmodel.pytorchjob import DEFAULT_MOUNT, IMAGE_UID, NAME_RULE, CustomObjectRun
+
+GROUP = "sparkoperator.k8s.io"
+VERSION = "v1beta2"
+PLURAL = "sparkapplications"
+KIND = "SparkApplication"
+# The Spark the image holds (pyspark from requirements/dev.lock, docker/Dockerfile.spark).
+SPARK_VERSION = "4.3.0"
+# Where the image's virtualenv keeps the application file (docker/Dockerfile.spark).
+APP_FILE = "/opt/venv/lib/python3.11/site-packages/grmodel/pipeline/spark_app.py"
+MAX_NAME = 50  # the driver pod is "<name>-driver"; executor pods add more
+DONE = "COMPLETED"
+FAILED = ("FAILED", "SUBMISSION_FAILED", "UNKNOWN")
+POD_TMP = "/tmp"  # noqa: S108  (an emptyDir in the pods: the root filesystem is read-only)
+
+
+class SparkApplicationError(RuntimeError):
+    """An application that could not be created or failed."""
+
+
+def arguments_digest(arguments: list[str]) -> str:
+    return hashlib.sha256(json.dumps(arguments).encode()).hexdigest()[:16]
+
+
+def sparkapplication_manifest(
+    arguments: list[str],
+    *,
+    name: str,
+    namespace: str,
+    pvc_claim: str,
+    paths: dict[str, str],
+    mount_path: str = DEFAULT_MOUNT,
+    image: str | None = None,
+    executors: int = 2,
+    executor_cores: int = 2,
+    executor_memory: str = "4g",
+    driver_cores: int = 1,
+    driver_memory: str = "4g",
+    service_account: str = "spark",
+    run_as_user: int = IMAGE_UID,
+    spark_conf: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The SparkApplication that runs ``spark_app.py <arguments>``. ``paths`` (label -> a path
+    inside the pods) are checked to lie under ``mount_path``, where ``pvc_claim`` is mounted in
+    the driver and every executor."""
+    if len(name) > MAX_NAME or not NAME_RULE.match(name):
+        raise ValueError(f"SparkApplication name {name!r}: rule: lowercase letters, digits and"
+                         f" '-', starting with a letter, at most {MAX_NAME} characters")
+    if executors < 1:
+        raise ValueError(f"SparkApplication {name}: executors={executors} (rule: at least 1)")
+    for label, path in paths.items():
+        if not PurePosixPath(path).is_relative_to(mount_path):
+            raise ValueError(f"SparkApplication {name}: {label}={path!r} is not under the volume"
+                             f" mount {mount_path!r} (rule: driver and executors share the claim)")
+    labels = {"app.kubernetes.io/name": "grmodel", "app.kubernetes.io/component": arguments[0],
+              "grmodel/arguments-digest": arguments_digest(arguments)}
+    mounts = [{"name": "data", "mountPath": mount_path}, {"name": "tmp", "mountPath": POD_TMP}]
+    security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
+                "runAsUser": run_as_user, "runAsGroup": run_as_user}
+    env = [{"name": "HOME", "value": POD_TMP}, {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}]
+    pod = {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"},
+           "volumeMounts": mounts, "securityContext": security, "env": env}
+    conf = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.local.dir": POD_TMP,
+        "spark.kubernetes.driver.request.cores": str(driver_cores),
+        **(spark_conf or {}),
+    }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
+            "type": "Python",
+            "pythonVersion": "3",
+            "mode": "cluster",
+            "image": image or spark_image(),
+            "imagePullPolicy": "IfNotPresent",
+            "mainApplicationFile": f"local://{APP_FILE}",
+            "arguments": list(arguments),
+            "sparkVersion": SPARK_VERSION,
+            "sparkConf": conf,
+            "restartPolicy": {"type": "Never"},
+            "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": pvc_claim}},
+                        {"name": "tmp", "emptyDir": {}}],
+            "driver": {"cores": driver_cores, "memory": driver_memory,
+                       "serviceAccount": service_account, **pod},
+            "executor": {"instances": executors, "cores": executor_cores,
+                         "memory": executor_memory, **pod},
+        },
+    }
+
+
+def application_state(app: dict[str, Any]) -> tuple[str, str]:
+    """(state, error message) of an application; PENDING before the operator reports one."""
+    state = app.get("status", {}).get("applicationState", {}) or {}
+    return str(state.get("state") or "PENDING"), str(state.get("errorMessage") or "")
+
+
+def submit_and_wait(
+    manifest: dict[str, Any],
+    *,
+    timeout_s: float = 12 * 3600,
+    poll_s: float = 15.0,
+    api: Any = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[str, Any]:
+    """Create the application (or attach to the one of that name with the same arguments) and
+    wait until it completes; raise SparkApplicationError when it fails, TimeoutError (after
+    deleting it) when ``timeout_s`` passes first."""
+    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
+    return CustomObjectRun(
+        (GROUP, VERSION, PLURAL), KIND, "grmodel/arguments-digest", SparkApplicationError,
+        application_state, DONE, FAILED,
+        lambda where, message: (f"{where}: failed: {message or 'no message'}; see `kubectl logs"
+                                f" -n {namespace} {name}-driver`"),
+        "one application name per stage input",
+    ).run(manifest, api, timeout_s, poll_s, True, sleep, clock)
