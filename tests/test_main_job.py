@@ -75,7 +75,7 @@ def _clone_with_tiny_data(root: Path) -> Path:
     return root
 
 
-@pytest.mark.slow
+@pytest.mark.long  # two whole main jobs: about 4 CPU-minutes (pytest -m long)
 def test_two_main_jobs_at_once_in_one_clone(tmp_path, pipeline_overrides):
     """Two `grmodel main` runs into two workdirs of one clone both finish with the same results
     and leave the clone's data intact; a third into a workdir in use is refused in one line."""

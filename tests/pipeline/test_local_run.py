@@ -130,8 +130,14 @@ def test_mlflow_holds_the_run_and_the_registry_its_champion(finished):
                             "build_vocab", "encode_labels", "train_gr", "train_cread", "train_tpm",
                             "evaluate", "register"])
     by_name = {r.data.tags["stage"]: r for r in stages}
-    # Every stage, the baselines trained in the ParallelFor included, names the data version.
+    # Every stage, the baselines trained in the ParallelFor included, names the data version:
+    # in MLflow and on its output artifacts (kfp.local once handed the loop body the loop item).
     assert {r.data.tags["data_version"] for r in stages} == {decision["data_version"]}
+    outputs = [json.loads(p.read_text()) for p in finished.run_dir.rglob("executor_output.json")]
+    versions = {a["metadata"]["data_version"] for o in outputs
+                for art in o.get("artifacts", {}).values() for a in art["artifacts"]
+                if "data_version" in a.get("metadata", {})}
+    assert versions == {decision["data_version"]}, versions
     assert by_name["evaluate"].data.metrics["test.gr.mae"] == pytest.approx(
         json.loads((finished.evaluation_dir / "metrics.json").read_text())["gr"]["mae"])
     curve = client.get_metric_history(by_name["train_gr"].info.run_id, "seed2024.valid_mae")
