@@ -27,6 +27,7 @@ def _run(argv: list[str]) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.long  # CI's 15 minutes: the Spark ingest equivalence runs in tests/data/spark
 def test_ingest_engine_spark_parts_layout_equals_the_pandas_engine(spark, tmp_path: Path) -> None:
     raw = tmp_path / "raw"
     generate_kuairec(raw, SynthConfig.preset("tiny", seed=11))

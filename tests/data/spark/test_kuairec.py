@@ -42,7 +42,8 @@ def _assert_same_dataset(pandas_dir: Path, spark_dir: Path) -> None:
 
 @pytest.mark.parametrize("options", [
     {},  # the GR authors' protocol: big matrix -> train + seeded random valid, small -> test
-    {"split": "chronological", "label_mode": "norm_ratio", "dedupe": True, "row_group_rows": 256},
+    pytest.param({"split": "chronological", "label_mode": "norm_ratio", "dedupe": True,
+                  "row_group_rows": 256}, marks=pytest.mark.long),  # CI's 15 min: pytest -m long
 ], ids=["authors", "chronological-norm-dedupe-small-groups"])
 def test_spark_ingest_equals_the_pandas_ingest(spark, tiny_raw: Path, tmp_path: Path,
                                                options: dict) -> None:

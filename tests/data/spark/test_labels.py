@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grmodel.data.tabular import LABEL_QUANTILES
+from grmodel.data.encoding import LABEL_QUANTILES
 from grmodel.data.tabular import label_stats as numpy_label_stats
 
 pytestmark = pytest.mark.slow

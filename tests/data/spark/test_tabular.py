@@ -65,7 +65,7 @@ def _assert_equal(pandas_dir: Path, spark_dir: Path) -> dict:
     return engine
 
 
-@pytest.mark.parametrize("kind", ["random", "chronological"])
+@pytest.mark.parametrize("kind", ["random", pytest.param("chronological", marks=pytest.mark.long)])
 def test_spark_tabular_equals_build_tabular_on_parquet(spark, tmp_path: Path, kind: str) -> None:
     from grmodel.data.spark.tabular import build_tabular_spark
 
@@ -78,6 +78,7 @@ def test_spark_tabular_equals_build_tabular_on_parquet(spark, tmp_path: Path, ki
     assert engine["statistics"]["tenure"].startswith("exact")
 
 
+@pytest.mark.long  # CI's 15 minutes keep one Spark tabular test in the default run
 def test_spark_tabular_reads_csv_and_a_partitioned_directory(spark, tmp_path: Path) -> None:
     from grmodel.data.spark.tabular import build_tabular_spark
 
