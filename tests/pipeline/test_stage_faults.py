@@ -72,7 +72,11 @@ def kill_when(stage_spec: dict[str, Any], cwd: Path, ready: Callable[[subprocess
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "GRMODEL_PROGRESS_EVENTS": "1"}  # training prints a line at each epoch end
     with open(cwd / f"{stage_spec['stage']}.err", "w") as err:
-        proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(stage_spec)], cwd=cwd,
+        # A script file, not `python -c`: with pyspark installed, importing great_expectations
+        # under -c ends the process at once with status 0 ("Skipping doctests").
+        script = cwd / f"run_{stage_spec['stage']}_stage.py"
+        script.write_text(code)
+        proc = subprocess.Popen([sys.executable, str(script), json.dumps(stage_spec)], cwd=cwd,
                                 env=env, stdout=subprocess.PIPE, stderr=err, text=True)
         deadline = time.monotonic() + 300
         while not ready(proc):
