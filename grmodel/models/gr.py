@@ -1,5 +1,9 @@
 """Generative Regression: watch time as a generated sequence of time-slot tokens.
 
+(Over 450 lines on purpose: the whole model, its layers and its decoding read top-down in one
+file, as nanoGPT's model.py; the training-speed pieces, Packing, Dropout16 and the short
+softmax, exist only for this decoder.)
+
 The encoder pools the user and item field embeddings and maps them through an FFN to one
 memory vector ``h``. A post-LN transformer decoder with no positional encoding (as the
 authors') generates tokens from ``<sos>``; the prediction is the sum over the emitted steps of
