@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from grmodel.atomic import through_json
 from grmodel.data.streaming import split_paths
 from grmodel.features import LABEL_COLUMN, MISSING_ID, SPLITS, FeatureSchema, read_manifest
 from grmodel.validation.processed import validate_processed
@@ -80,7 +81,7 @@ def validate_processed_spark(spark: SparkSession, processed_dir: str | Path,
             table = pa.Table.from_pandas(sample.toPandas(), preserve_index=False)
             pq.write_table(table, sample_dir / f"{split}.parquet")
             rows[split] = table.num_rows
-        sampled = json.loads(json.dumps(manifest))
+        sampled = through_json(manifest)  # a deep copy
         sampled["splits"]["rows"] = rows  # the suites' row-count checks apply to the sample
         (sample_dir / "manifest.json").write_text(json.dumps(sampled))
         report = validate_processed(sample_dir)
