@@ -391,6 +391,7 @@ class GRModel(WatchTimeModel):
         self.mixup = config.train.mixup
         self.mixup_window = config.train.mixup_window
         self.decode_rule = mc.decode
+        self.zero_tie_break = mc.zero_tie_break
         # Checkpoints from before the unit was fitted trained with labels in their own unit.
         self.huber_unit = float(label_state.get("huber_unit", 1.0))
         self.embedding = FieldEmbedding(schema, mc.emb_dim)
@@ -558,6 +559,8 @@ class GRModel(WatchTimeModel):
             else:
                 logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
             chosen = self.choose(logits)
+            if step == 0 and self.zero_tie_break:  # every row is still in the batch
+                tie_break = self.zero_tie_value(logits, chosen)
             total[rows] += self.step_value(logits, chosen) * alive
             tokens[rows[alive], step] = chosen[alive]
             alive = alive & (chosen != EOS)
@@ -574,5 +577,17 @@ class GRModel(WatchTimeModel):
                     prefix = [p[keep] for p in prefix]
             if cache is None:
                 prefix.append(x)
+        if self.zero_tie_break:
+            total = total + tie_break
         prediction = total / self.vocab.label_scale
         return (prediction, tokens) if return_tokens else prediction
+
+    def zero_tie_value(self, first_logits: torch.Tensor, first_chosen: torch.Tensor
+                       ) -> torch.Tensor:
+        """What a row decoded as 0 adds to break its tie with the others (scaled units): ε times
+        its first step's probability of a token other than ``<eos>``, ε a thousandth of the
+        smallest token value; 0 for every other row."""
+        values = self.token_values[N_SPECIAL:]
+        epsilon = 1e-3 * float(values.min()) if values.numel() else 0.0
+        nonzero = 1.0 - torch.softmax(first_logits.float(), dim=-1)[:, EOS]
+        return torch.where(first_chosen == EOS, epsilon * nonzero, torch.zeros_like(nonzero))

@@ -176,6 +176,40 @@ def test_rows_stop_at_eos_and_decoding_is_capped(planted_dataset):
     np.testing.assert_allclose(model.predict(batch["ids"], batch["mask"]).numpy(), expected, rtol=1e-4)
 
 
+@pytest.mark.parametrize("tie_break", [True, False])
+def test_rows_decoded_as_zero_are_ranked_by_their_nonzero_mass(planted_dataset, tie_break):
+    """Rows whose first step decodes <eos> predict 0 (model.zero_tie_break=false), or a value
+    below a thousandth of the smallest token that grows with the first step's mass off <eos>;
+    rows decoded as a value are untouched."""
+    model, batch = make_model(planted_dataset, [f"model.zero_tie_break={str(tie_break).lower()}"])
+    model.eval()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.fill_(-100.0)
+        model.head.bias[EOS] = 5.0
+        model.head.bias[3] = 0.0  # the largest token: some mass, never the median
+        # One input field sets how much: rows differ in their first step's non-<eos> mass.
+        model.head.weight[3, 0] = 1.0
+    pred = model.predict(batch["ids"], batch["mask"])
+    if not tie_break:
+        assert torch.equal(pred, torch.zeros(64))
+        return
+    smallest = model.vocab.token_values()[3:].min() / model.vocab.label_scale
+    assert (pred > 0).all() and (pred < 1e-3 * smallest).all()
+    with torch.no_grad():
+        cross = model.encode(batch["ids"], batch["mask"])
+        first = model.decode(model.token_embedding.weight[SOS].expand(64, 1, -1), cross)[:, -1]
+    nonzero = 1 - torch.softmax(first, -1)[:, EOS]
+    assert len(set(pred.tolist())) > 1
+    assert (pred[nonzero.argsort()].diff() >= 0).all()  # ordered as the non-<eos> mass
+    with torch.no_grad():
+        model.head.bias[EOS] = -100.0
+        model.head.bias[3] = 100.0  # decoded as values: no tie-break added
+    top = model.vocab.token_values()[3] / model.vocab.label_scale
+    np.testing.assert_allclose(model.predict(batch["ids"], batch["mask"]).numpy(),
+                               top * (model.max_decode_len + 1), rtol=1e-4)
+
+
 def test_codec_vocabulary_and_decoder_values_line_up(planted_dataset):
     """Logits that pick the codec's tokens step by step sum back to the label exactly.
 
