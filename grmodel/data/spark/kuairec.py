@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from grmodel.atomic import atomic_directory
+from grmodel.counted import MAX_DISTINCT
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, categorical_field
 from grmodel.data.io import RawDataError, sha256_file
@@ -55,7 +56,8 @@ ROW, CODE, TIME_RANK, POSITION = "_row", "_code", "_trank", "_pos"
 
 def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
                          config: IngestConfig | None = None, spark: SparkSession | None = None,
-                         layout: str = "file") -> dict[str, Any]:
+                         layout: str = "file", exact_distinct_max: int = MAX_DISTINCT
+                         ) -> dict[str, Any]:
     """Read a KuaiRec 2.0 directory with Spark and write the processed dataset to ``out_dir``
     (all or nothing); return its manifest. ``layout``: ``file`` (one Parquet file per split,
     what every consumer reads) or ``parts`` (a directory of part files per split, which the
@@ -107,7 +109,8 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
                   "video_id"))
     rows = _with_label(rows, config.label_mode)
     label_entry = label_info(config.label_mode)
-    label_entry["train_stats"], stats_method = label_stats(rows.filter(train), LABEL_COLUMN)
+    label_entry["train_stats"], stats_method = label_stats(rows.filter(train), LABEL_COLUMN,
+                                                            exact_distinct_max)
 
     counts = (rows.groupBy(CODE).agg(
         F.count("*").alias("rows"),
