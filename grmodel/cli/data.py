@@ -233,6 +233,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             or hint is int and number and isinstance(value, int)
             or hint is bool and isinstance(value, bool)):
         return value
+    if origin is typing.Literal:
+        raise DataSpecError(f"--set {key}={value!r}: expected one of {list(args)}")
     if hint is float and number:
         return float(value)
     if hint is str and not isinstance(value, list | dict):

@@ -28,7 +28,14 @@ from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, vocabulary
 from grmodel.data.io import DataSpecError, RawDataError, sha256_file
 from grmodel.data.processed import ROW_GROUP_ROWS, write_manifest
-from grmodel.data.spark.frames import lookup, missing, parquet_with_position, with_position
+from grmodel.data.spark.frames import (
+    HASH_DRAW,
+    hash_codes,
+    lookup,
+    missing,
+    parquet_with_position,
+    with_position,
+)
 from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
@@ -245,6 +252,9 @@ def _with_codes(frame: DataFrame, spec: TabularSpec, path: Path, n: int
                                f" as {found['x']!r} (rule: one of train, valid, test; validation"
                                " and val mean valid)")
         return frame, "none: the split column"
+    if kind == "random" and spec.split.draw == "hash":
+        return hash_codes(frame, ROW, CODE, spec.split.valid_fraction, spec.split.test_fraction,
+                          spec.split.seed), HASH_DRAW
     if kind == "random":
         codes = splits.random_split(n, spec.split.valid_fraction, spec.split.test_fraction,
                                     spec.split.seed)
