@@ -5,6 +5,12 @@ from __future__ import annotations
 
 import numpy as np
 
+# Distinct values a driver collects for exact statistics (16 bytes each with their counts); a
+# column with more gets approximate quantiles, with this relative error on the rank
+# (Greenwald-Khanna, Spark's approxQuantile).
+MAX_DISTINCT = 5_000_000
+APPROX_RELATIVE_ERROR = 1e-4
+
 
 def _sorted(values: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     order = np.argsort(values, kind="stable")

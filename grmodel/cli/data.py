@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from grmodel import versioning
+from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
@@ -93,6 +94,22 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", choices=("file", "parts"), default="file",
                         help="engine spark: one Parquet file per split (default; what every"
                         " stage reads) or a directory of part files (the streaming trainer reads it)")
+    parser.add_argument("--exact-distinct-max", type=_count, default=MAX_DISTINCT, metavar="N",
+                        help="engine spark: quantiles of a column (label statistics, numeric"
+                        " buckets) are exact while its distinct training values, which the driver"
+                        f" collects, number at most N (default {MAX_DISTINCT:,}); past it,"
+                        f" approxQuantile with relative rank error {APPROX_RELATIVE_ERROR:g}, as"
+                        " the manifest records")
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return value
 
 
 def _spark(args: argparse.Namespace) -> Any:
@@ -131,7 +148,8 @@ def _ingest(args: argparse.Namespace) -> int:
         # lazy: pyspark is the optional extra `spark`
         from grmodel.data.spark.kuairec import ingest_kuairec_spark
 
-        manifest = ingest_kuairec_spark(args.raw, args.out, config, _spark(args), args.layout)
+        manifest = ingest_kuairec_spark(args.raw, args.out, config, _spark(args), args.layout,
+                                        args.exact_distinct_max)
     else:
         manifest = ingest_kuairec(args.raw, args.out, config)
     _print_summary(args.out, manifest)
@@ -145,7 +163,8 @@ def _tabular(args: argparse.Namespace) -> int:
         # lazy: pyspark is the optional extra `spark`
         from grmodel.data.spark.tabular import build_tabular_spark
 
-        _print_summary(args.out, build_tabular_spark(spec, args.out, _spark(args), args.layout))
+        _print_summary(args.out, build_tabular_spark(spec, args.out, _spark(args), args.layout,
+                                                     args.exact_distinct_max))
     else:
         _print_summary(args.out, build_tabular(spec, args.out))
     return 0
@@ -214,6 +233,8 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
             or hint is int and number and isinstance(value, int)
             or hint is bool and isinstance(value, bool)):
         return value
+    if origin is typing.Literal:
+        raise DataSpecError(f"--set {key}={value!r}: expected one of {list(args)}")
     if hint is float and number:
         return float(value)
     if hint is str and not isinstance(value, list | dict):

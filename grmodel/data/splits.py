@@ -1,6 +1,8 @@
 """Train / valid / test assignment of rows, as an int8 code per row.
 
-Random splits draw exact numbers of held-out rows with a seeded generator; time-based ones
+Random splits draw exact numbers of held-out rows with a seeded generator (the default
+``permutation`` draw, which needs every row in one array) or place each row by a seeded hash of
+its index (``hash_split``: binomial sizes, computed per chunk or partition); time-based ones
 cut the rows' time order by fractions. Rows that cannot be placed are ``DROPPED``.
 ``rows_by_split`` turns the codes into the row indices each split file is written from.
 """
@@ -15,6 +17,12 @@ TRAIN, VALID, TEST, DROPPED = 0, 1, 2, -1
 SPLIT_CODES = {"train": TRAIN, "valid": VALID, "test": TEST}
 # Other names a split column may use for a split (compared lower-case).
 SPLIT_ALIASES = {"validation": "valid", "val": "valid"}
+# How a seeded random split is drawn: ``permutation`` (exact sizes, one array of all rows) or
+# ``hash`` (hash_split: binomial sizes, any chunk of rows on its own).
+SPLIT_DRAWS = ("permutation", "hash")
+
+_MASK64 = (1 << 64) - 1
+_GOLDEN = 0x9E3779B97F4A7C15  # splitmix64's increment
 
 
 def check_fractions(valid_fraction: float, test_fraction: float) -> None:
@@ -62,6 +70,45 @@ def random_split(n_rows: int, valid_fraction: float, test_fraction: float, seed:
     """Exact fractions of seeded random rows."""
     check_fractions(valid_fraction, test_fraction)
     return _draw(np.arange(n_rows), n_rows, valid_fraction, test_fraction, seed)
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser on uint64 values (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def hash_uniform(row_index: np.ndarray, seed: int) -> np.ndarray:
+    """A uniform number in [0, 1) per row from a 64-bit hash of (seed, the row's global
+    0-based index): splitmix64's finaliser of ``mix(seed) + index * golden``, top 53 bits.
+    Depends on nothing else, so any chunk or partition of rows gets the same numbers."""
+    index = np.asarray(row_index)
+    if index.size and index.min() < 0:
+        raise ValueError("hash_uniform: row indices must be >= 0")
+    key = np.uint64(int(_mix64(np.array([seed & _MASK64], dtype=np.uint64))[0]))
+    with np.errstate(over="ignore"):
+        mixed = _mix64(index.astype(np.uint64) * np.uint64(_GOLDEN) + key)
+    return (mixed >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def hash_split(row_index: np.ndarray, valid_fraction: float, test_fraction: float, seed: int
+               ) -> np.ndarray:
+    """Codes for the rows ``row_index`` (global 0-based indices): each row's
+    ``hash_uniform`` u puts it in TEST when u < test_fraction, else in VALID when
+    u < test_fraction + valid_fraction, else in TRAIN.
+
+    Each row is placed independently, so the split sizes are binomial (valid ~
+    Binomial(n, valid_fraction)), not the exact rounded counts of ``random_split``. In return
+    a row's code depends only on its index and the seed: computed in one array, in chunks or
+    in Spark partitions, every row gets the same code, and no array of all rows is needed.
+    """
+    check_fractions(valid_fraction, test_fraction)
+    u = hash_uniform(row_index, seed)
+    codes = np.full(u.shape, TRAIN, dtype=np.int8)
+    codes[u < test_fraction + valid_fraction] = VALID
+    codes[u < test_fraction] = TEST
+    return codes
 
 
 def time_order(timestamps: np.ndarray) -> np.ndarray:

@@ -23,6 +23,9 @@ on any long-tailed regression task (e.g. lifetime value)::
     split: {kind: random, valid_fraction: 0.1, test_fraction: 0.1, seed: 2024}
     # kind: random | chronological (needs timestamp) | column: {kind: column, column: NAME},
     #       the column NAME holds train / valid (or validation, val) / test
+    # draw (kind random): permutation (default: exact sizes, one array of all rows) | hash
+    #       (splits.hash_split: each row by a seeded hash of its index, binomial sizes; what
+    #       a Spark build of billions of rows needs)
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ class SplitSpec:
     test_fraction: float = 0.1
     seed: int = 2024
     column: str | None = None  # kind=column: values train / valid (validation, val) / test
+    draw: str = "permutation"  # kind=random: permutation | hash (splits.SPLIT_DRAWS)
 
 
 @dataclass
@@ -157,6 +161,9 @@ class TabularSpec:
         if self.split.kind not in ("random", "chronological", "column"):
             raise DataSpecError(f"dataset spec: split.kind {self.split.kind!r}: expected random,"
                                 " chronological or column")
+        if self.split.draw not in splits.SPLIT_DRAWS:
+            raise DataSpecError(f"dataset spec: split.draw {self.split.draw!r}: expected"
+                                " permutation or hash")
         if self.split.kind == "chronological" and not self.timestamp:
             raise DataSpecError("dataset spec: split.kind chronological needs 'timestamp'")
         if self.split.kind == "column" and not self.split.column:
@@ -199,6 +206,9 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
     elif spec.split.kind == "chronological":
         codes = splits.chronological_split(timestamp, spec.split.valid_fraction,
                                            spec.split.test_fraction)
+    elif spec.split.draw == "hash":
+        codes = splits.hash_split(np.arange(n), spec.split.valid_fraction,
+                                  spec.split.test_fraction, spec.split.seed)
     else:
         codes = splits.random_split(n, spec.split.valid_fraction, spec.split.test_fraction,
                                     spec.split.seed)

@@ -166,8 +166,27 @@ def made_once(directory: Path, settings: Any, record_file: str, make: Callable[[
     _check_same(directory / record_file, record.get("config", record.get("options")), settings)
 
 
+def _with_defaults(recorded: Any, wanted: Any) -> Any:
+    """``recorded`` with the options it lacks set to ``wanted``'s defaults (also in nested
+    dataclasses): an option added after the data was made (e.g. IngestConfig.split_draw,
+    a tabular spec's split.draw) is absent from its record, and the data was made as that
+    option's default makes it."""
+    if not (dataclasses.is_dataclass(wanted) and isinstance(recorded, dict)):
+        return recorded
+    filled = dict(recorded)
+    for f in dataclasses.fields(wanted):
+        if f.name in filled:
+            filled[f.name] = _with_defaults(filled[f.name], getattr(wanted, f.name))
+        elif f.default is not dataclasses.MISSING:
+            filled[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            filled[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(
+                value := f.default_factory()) else value
+    return filled
+
+
 def _check_same(path: Path, recorded: dict[str, Any], wanted: Any) -> None:
-    if recorded != through_json(dataclasses.asdict(wanted)):
+    if through_json(_with_defaults(recorded, wanted)) != through_json(dataclasses.asdict(wanted)):
         raise ConfigError(f"{path}: the data there was made with other settings than"
                           f" {type(wanted).__name__} {dataclasses.asdict(wanted)}; use another --out"
                           f" or remove {path.parent.parent}")

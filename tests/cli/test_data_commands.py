@@ -30,8 +30,10 @@ def test_synth_then_ingest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert json.loads((raw / "synth.json").read_text())["config"]["n_items"] == 150
     assert _run(["data", "ingest", str(raw), str(out), "--label-mode", "watch_ratio",
                  "--split", "random", "--dedupe", "--set", "duration_buckets=5",
-                 "--set", 'user_fields=["user_active_degree", "onehot_feat1"]']) == 0
+                 "--set", 'user_fields=["user_active_degree", "onehot_feat1"]',
+                 "--set", "split_draw=hash"]) == 0
     manifest = read_manifest(out)
+    assert manifest["options"]["split_draw"] == "hash"
     assert manifest["options"]["dedupe"] is True and manifest["label"]["mode"] == "watch_ratio"
     assert manifest["encoders"]["item_duration_bucket"]["buckets"] == 5
     assert [f["name"] for f in manifest["features"]["fields"]][:3] == [
@@ -55,6 +57,8 @@ def test_tabular(tmp_path: Path) -> None:
         (["data", "synth", "OUT", "--preset", "tiny", "--set", "n_users"], "FIELD=VALUE"),
         (["data", "synth", "OUT", "--preset", "tiny", "--set", "n_users=many"], "expected int"),
         (["data", "ingest", "RAW", "OUT", "--set", "split=weekly"], "split"),
+        (["data", "ingest", "RAW", "OUT", "--set", "split_draw=shuffle"],
+         r"split_draw='shuffle': expected one of \['permutation', 'hash'\]"),
         (["data", "ingest", "RAW", "OUT"], "not a directory"),
     ],
 )

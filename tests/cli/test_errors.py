@@ -116,6 +116,8 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str], str]] = {
     "synth_set_wrong_type": (_none, ["data", "synth", "o", "--preset", "tiny", "--set",
                                      "n_users=many"], "expected int"),
     "ingest_bad_split": (_none, ["data", "ingest", "raw", "o", "--set", "split=weekly"], "split"),
+    "ingest_bad_split_draw": (_none, ["data", "ingest", "raw", "o", "--set",
+                                      "split_draw=shuffle"], "split_draw='shuffle'"),
     "ingest_raw_missing": (_none, ["data", "ingest", "nowhere", "o"], "not a directory"),
     "ingest_into_its_input": (_none, ["data", "ingest", "raw", "raw"], "is the input raw"),
     "validate_bad_bound": (_none, ["validate", "raw", "--input", "raw", "--out", "v", "--set",
@@ -142,6 +144,8 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str], str]] = {
                             "gone.csv"),
     "spec_bad_split": (_spec(split={"kind": "weekly"}), ["data", "tabular", "spec.yaml", "o"],
                        "weekly"),
+    "spec_bad_split_draw": (_spec(split={"kind": "random", "draw": "shuffle"}),
+                            ["data", "tabular", "spec.yaml", "o"], "split.draw 'shuffle'"),
     "spec_out_is_source_folder": (_spec(source="t.csv"), ["data", "tabular", "spec.yaml", "."],
                                   "working directory"),
     # raw files

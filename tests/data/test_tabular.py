@@ -71,6 +71,26 @@ def test_parquet_spec_builds_the_processed_contract(tmp_path: Path) -> None:
     assert ((test.age == 0) == test.age_mask.eq(0)).all() and (test.age == 0).any()
 
 
+def test_a_hash_drawn_random_split(tmp_path: Path) -> None:
+    """split.draw hash: each row by hash_split of its index (binomial sizes), recorded."""
+    from grmodel.data import splits
+
+    table = _ltv_table()
+    table.to_parquet(tmp_path / "ltv.parquet")
+    manifest = build_tabular(_spec(tmp_path, "ltv.parquet", split={
+        "kind": "random", "valid_fraction": 0.1, "test_fraction": 0.2, "seed": 3,
+        "draw": "hash"}), tmp_path / "out")
+    assert manifest["options"]["split"]["draw"] == "hash"
+    codes = splits.hash_split(np.arange(len(table)), 0.1, 0.2, seed=3)
+    rows = manifest["splits"]["rows"]
+    n = len(table)
+    for name, fraction in (("train", 0.7), ("valid", 0.1), ("test", 0.2)):
+        assert rows[name] == (codes == splits.SPLIT_CODES[name]).sum()
+        assert abs(rows[name] - fraction * n) < 5 * np.sqrt(n * fraction * (1 - fraction))
+    test = read_split(tmp_path / "out", "test")
+    np.testing.assert_array_equal(test.user_id_raw, table.customer_id[codes == splits.TEST])
+
+
 def test_csv_spec_with_a_chronological_split(tmp_path: Path) -> None:
     table = _ltv_table()
     table.to_csv(tmp_path / "ltv.csv", index=False)
@@ -131,6 +151,8 @@ def test_bad_label_and_missing_column_fail_cleanly(tmp_path: Path) -> None:
         ({"split": {"kind": "chronological"}, "timestamp": None}, "needs 'timestamp'"),
         ({"split": {"kind": "random", "valid_fraction": 0.6, "test_fraction": 0.5}},
          "fractions"),
+        ({"split": {"kind": "random", "draw": "shuffle"}},
+         "split.draw 'shuffle': expected permutation or hash"),
         ({"item": {"categorical": ["label"]}}, "reserved"),
         ({"label": None}, "'label' is required"),
         ({"oracle": "channel"}, "oracle column 'channel' is a feature or the label"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -160,3 +161,32 @@ def test_bad_requests_fail_before_training(planted_dataset: Path, tmp_path: Path
     with pytest.raises(ConfigError, match="train.nope"):
         run_experiment("table1", tmp_path, planted_dataset, overrides=["train.nope=1"])
     assert not (tmp_path / "runs").exists()
+
+
+def test_data_made_before_an_option_existed_is_reused(tmp_path: Path) -> None:
+    """A processed directory whose manifest predates IngestConfig.split_draw was made with its
+    default, so it is the same data; another recorded value is still refused."""
+    from grmodel.data.kuairec.ingest import IngestConfig
+    from grmodel.experiments.runner import made_once
+
+    options = dataclasses.asdict(IngestConfig(seed=3))
+    del options["split_draw"]
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "manifest.json").write_text(json.dumps({"options": options}))
+    made_once(tmp_path / "p", IngestConfig(seed=3), "manifest.json", lambda: pytest.fail("made"))
+    with pytest.raises(ConfigError, match="other settings"):
+        made_once(tmp_path / "p", IngestConfig(seed=3, split_draw="hash"), "manifest.json",
+                  lambda: pytest.fail("made"))
+    # Nested: a tabular spec's split.draw.
+    from grmodel.data.tabular import TabularSpec
+
+    spec = TabularSpec.from_dict({"name": "t", "source": "t.csv", "label": "y",
+                                  "user": {"categorical": ["u"]}, "item": {"categorical": ["i"]}})
+    options = dataclasses.asdict(spec)
+    del options["split"]["draw"]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "manifest.json").write_text(json.dumps({"options": options}))
+    made_once(tmp_path / "t", spec, "manifest.json", lambda: pytest.fail("made"))
+    spec.split.draw = "hash"
+    with pytest.raises(ConfigError, match="other settings"):
+        made_once(tmp_path / "t", spec, "manifest.json", lambda: pytest.fail("made"))

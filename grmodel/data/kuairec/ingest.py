@@ -81,6 +81,11 @@ class IngestConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1  # random / chronological
     seed: int = 2024
+    # How the seeded random draws (random; authors with valid_mode random) are made:
+    # permutation: exact sizes, numpy's draw over all rows; hash: splits.hash_split, each row
+    # by a hash of (seed, its row index), binomial sizes, nothing row-sized on a Spark driver.
+    # Time-based splits draw nothing and ignore it.
+    split_draw: Literal["permutation", "hash"] = "permutation"
     dedupe: bool = False  # drop exact duplicate rows within each matrix
     user_fields: tuple[str, ...] = DEFAULT_USER_FIELDS
     daily_fields: tuple[str, ...] = DEFAULT_DAILY_FIELDS  # used when item_daily_features.csv is there
@@ -110,6 +115,7 @@ class IngestConfig:
         choice("label_mode", tuple(LABEL_UNITS))
         choice("split", ("authors", "random", "chronological"))
         choice("valid_mode", ("random", "last"))
+        choice("split_draw", splits.SPLIT_DRAWS)
         splits.check_fractions(self.valid_fraction,
                                0.0 if self.split == "authors" else self.test_fraction)
         unknown = sorted(set(self.user_fields) - set(DEFAULT_USER_FIELDS))
@@ -257,6 +263,17 @@ def _read_interactions(raw: Path, dedupe: bool) -> tuple[dict[str, np.ndarray], 
 
 
 def _split_codes(rows: dict[str, np.ndarray], config: IngestConfig) -> np.ndarray:
+    hashed = config.split_draw == "hash"
+    if hashed and (config.split == "random"
+                   or config.split == "authors" and config.valid_mode == "random"):
+        # The rows' index here is the Spark engine's row number (both matrices, big first).
+        index = np.arange(len(rows["user_id"]))
+        if config.split == "random":
+            return splits.hash_split(index, config.valid_fraction, config.test_fraction,
+                                     config.seed)
+        codes = splits.hash_split(index, config.valid_fraction, 0.0, config.seed)
+        codes[rows["is_small"]] = splits.TEST
+        return codes
     if config.split == "authors":
         return splits.holdout_split(rows["is_small"], rows["timestamp"], config.valid_fraction,
                                     config.valid_mode, config.seed)
@@ -293,16 +310,21 @@ def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[st
 
 def split_protocol(config: IngestConfig) -> tuple[str, str]:
     """(the split protocol, the policy for rows without a timestamp), as the manifest says."""
+    hashed = config.split_draw == "hash"
+    seeded, by = (("about", " by a seeded hash of the row index, sizes binomial") if hashed
+                  else ("seeded random", ""))
     if config.split == "authors":
-        valid = (f"a seeded random {config.valid_fraction:g} of big-matrix rows"
+        valid = (f"{'' if hashed else 'a '}{seeded} {config.valid_fraction:g} of big-matrix"
+                 f" rows{by}"
                  if config.valid_mode == "random" else
                  f"the newest {config.valid_fraction:g} of big-matrix rows by timestamp")
         protocol = f"big matrix -> train + valid ({valid}); small matrix -> test"
         nan_policy = ("kept in their split" if config.valid_mode == "random" else
                       "kept: big-matrix rows without a timestamp stay in train")
     elif config.split == "random":
-        protocol = (f"seeded random {1 - config.valid_fraction - config.test_fraction:g} /"
-                    f" {config.valid_fraction:g} / {config.test_fraction:g} of both matrices")
+        protocol = (f"{seeded} {1 - config.valid_fraction - config.test_fraction:g} /"
+                    f" {config.valid_fraction:g} / {config.test_fraction:g} of both"
+                    f" matrices{by}")
         nan_policy = "kept in their split"
     else:
         protocol = (f"oldest {1 - config.valid_fraction - config.test_fraction:g} train, next"

@@ -1,5 +1,6 @@
 """Row-level Spark helpers: typed CSV reads, dense row positions, rule checks that name the
-file, column and rule as the pandas path does, and per-row lookups in driver-side arrays."""
+file, column and rule as the pandas path does, per-row lookups in driver-side arrays, and the
+seeded hash split computed per partition."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from grmodel.data import splits
 from grmodel.data.io import RawDataError, read_header
 
 # monotonically_increasing_id() puts the partition index above bit 33 and the row's place in
 # its partition below.
 _PARTITION_SHIFT = 33
+# How a split was drawn, as the manifest's engine entry says.
+PERMUTATION_DRAW = ("numpy's seeded draw on the driver (the pandas path's own function): one"
+                    " int8 code per row is shipped to the executors")
+HASH_DRAW = ("splits.hash_split (a seeded splitmix64 hash of each row's global index; the pandas"
+             " path's own function) in a pandas UDF per partition: nothing row-sized on the"
+             " driver")
 _KINDS = {"int": T.DoubleType(), "float": T.DoubleType(), "str": T.StringType()}
 
 
@@ -124,6 +132,20 @@ def lookup(frame: DataFrame, position: str, values: np.ndarray, name: str) -> Da
         return pd.Series(shipped.value[rows.to_numpy()])
 
     return frame.withColumn(name, at(F.col(position)))
+
+
+def hash_codes(frame: DataFrame, position: str, name: str, valid_fraction: float,
+               test_fraction: float, seed: int) -> DataFrame:
+    """``frame`` with ``name = splits.hash_split(position, ...)``, computed by the executors
+    on each partition's row positions (the global 0-based row numbers the pandas path splits
+    by), so both engines give every row the same code."""
+
+    @F.pandas_udf("int")
+    def codes(rows: pd.Series) -> pd.Series:
+        return pd.Series(splits.hash_split(rows.to_numpy(np.int64), valid_fraction,
+                                           test_fraction, seed).astype(np.int32))
+
+    return frame.withColumn(name, codes(F.col(position)))
 
 
 def entity_frame(spark: SparkSession, columns: dict[str, Any]) -> DataFrame:

@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from grmodel.atomic import atomic_directory
+from grmodel.counted import MAX_DISTINCT
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, categorical_field
 from grmodel.data.io import RawDataError, sha256_file
@@ -42,7 +43,16 @@ from grmodel.data.kuairec.schema import (
     SMALL,
 )
 from grmodel.data.processed import write_manifest
-from grmodel.data.spark.frames import check_rules, lookup, missing, read_csv, with_position
+from grmodel.data.spark.frames import (
+    HASH_DRAW,
+    PERMUTATION_DRAW,
+    check_rules,
+    hash_codes,
+    lookup,
+    missing,
+    read_csv,
+    with_position,
+)
 from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
@@ -55,7 +65,8 @@ ROW, CODE, TIME_RANK, POSITION = "_row", "_code", "_trank", "_pos"
 
 def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
                          config: IngestConfig | None = None, spark: SparkSession | None = None,
-                         layout: str = "file") -> dict[str, Any]:
+                         layout: str = "file", exact_distinct_max: int = MAX_DISTINCT
+                         ) -> dict[str, Any]:
     """Read a KuaiRec 2.0 directory with Spark and write the processed dataset to ``out_dir``
     (all or nothing); return its manifest. ``layout``: ``file`` (one Parquet file per split,
     what every consumer reads) or ``parts`` (a directory of part files per split, which the
@@ -107,7 +118,8 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
                   "video_id"))
     rows = _with_label(rows, config.label_mode)
     label_entry = label_info(config.label_mode)
-    label_entry["train_stats"], stats_method = label_stats(rows.filter(train), LABEL_COLUMN)
+    label_entry["train_stats"], stats_method = label_stats(rows.filter(train), LABEL_COLUMN,
+                                                            exact_distinct_max)
 
     counts = (rows.groupBy(CODE).agg(
         F.count("*").alias("rows"),
@@ -221,12 +233,19 @@ def _matrix_rules() -> list[tuple[str, Column, str]]:
 
 def _with_split_codes(rows: DataFrame, config: IngestConfig) -> tuple[DataFrame, str]:
     """``rows`` with each row's split code, as ``ingest._split_codes`` assigns it; and how
-    the seeded draws were made."""
-    sizes = {bool(r["is_small"]): int(r["count"]) for r in rows.groupBy("is_small").count().collect()}
-    n_big, n_small = sizes.get(False, 0), sizes.get(True, 0)
-    seeded = ("numpy's seeded draw on the driver (the pandas path's own function): one int8"
-              " code per row is shipped to the executors")
+    the seeded draws were made. ``ROW`` numbers both matrices, big first, after any dedupe:
+    the pandas path's row index, which its draws (permutation or hash) are over."""
     if config.split == "random" or (config.split == "authors" and config.valid_mode == "random"):
+        if config.split_draw == "hash":
+            test = config.test_fraction if config.split == "random" else 0.0
+            rows = hash_codes(rows, ROW, CODE, config.valid_fraction, test, config.seed)
+            if config.split == "authors":
+                rows = rows.withColumn(CODE, F.when(F.col("is_small"), F.lit(splits.TEST))
+                                       .otherwise(F.col(CODE)))
+            return rows, HASH_DRAW
+        sizes = {bool(r["is_small"]): int(r["count"])
+                 for r in rows.groupBy("is_small").count().collect()}
+        n_big, n_small = sizes.get(False, 0), sizes.get(True, 0)
         if config.split == "random":
             codes = splits.random_split(n_big + n_small, config.valid_fraction,
                                         config.test_fraction, config.seed)
@@ -235,7 +254,7 @@ def _with_split_codes(rows: DataFrame, config: IngestConfig) -> tuple[DataFrame,
             # valid_mode random reads no timestamps
             codes = splits.holdout_split(is_test, np.empty(0), config.valid_fraction, "random",
                                          config.seed)
-        return lookup(rows, ROW, codes, CODE), seeded
+        return lookup(rows, ROW, codes, CODE), PERMUTATION_DRAW
     timed = ~missing("timestamp")
     if config.split == "authors":  # valid_mode last: the newest big-matrix rows
         timed = timed & ~F.col("is_small")

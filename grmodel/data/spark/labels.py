@@ -10,13 +10,9 @@ import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT
 from grmodel.data.encoding import LABEL_QUANTILES
 from grmodel.data.spark.counts import label_stats_from_counts
-
-# Distinct label values the driver collects for exact statistics (16 bytes each).
-MAX_DISTINCT = 5_000_000
-# approxQuantile's relative error on the rank (Greenwald-Khanna) when there are more.
-APPROX_RELATIVE_ERROR = 1e-4
 
 
 def value_counts(frame: DataFrame, column: str, limit: int = MAX_DISTINCT

@@ -23,13 +23,20 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from grmodel.atomic import atomic_directory
-from grmodel.counted import quantiles
+from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT, quantiles
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, vocabulary
 from grmodel.data.io import DataSpecError, RawDataError, sha256_file
 from grmodel.data.processed import ROW_GROUP_ROWS, write_manifest
-from grmodel.data.spark.frames import lookup, missing, parquet_with_position, with_position
-from grmodel.data.spark.labels import APPROX_RELATIVE_ERROR, MAX_DISTINCT, label_stats
+from grmodel.data.spark.frames import (
+    HASH_DRAW,
+    hash_codes,
+    lookup,
+    missing,
+    parquet_with_position,
+    with_position,
+)
+from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
 from grmodel.data.tabular import TabularSpec, plausibility_warnings
@@ -50,10 +57,12 @@ ROW, CODE, TIME_RANK, POSITION = "_row", "_code", "_trank", "_pos"
 
 
 def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
-                        spark: SparkSession | None = None, layout: str = "file"
-                        ) -> dict[str, Any]:
+                        spark: SparkSession | None = None, layout: str = "file",
+                        exact_distinct_max: int = MAX_DISTINCT) -> dict[str, Any]:
     """Ingest the table a spec names with Spark into the processed-dataset contract; return
-    the manifest (``build_tabular``'s plus an ``engine`` entry)."""
+    the manifest (``build_tabular``'s plus an ``engine`` entry). A numeric field or the label
+    with more than ``exact_distinct_max`` distinct training values gets approxQuantile's
+    quantiles instead of exact ones (the manifest's ``engine.statistics`` says which)."""
     if not isinstance(spec, TabularSpec):
         spec = TabularSpec.from_yaml(spec)
     if layout not in LAYOUTS:
@@ -84,10 +93,12 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
             fields.append(_field(column, side, vocab_record=vocab))
             frame = frame.withColumn(f"{column}__id", _encode_udf(vocab)(F.col(column)))
         for column, buckets in side_spec.numeric.items():
-            edges, methods[column] = _edges(frame.filter(train), column, buckets)
+            edges, methods[column] = _edges(frame.filter(train), column, buckets,
+                                                    exact_distinct_max)
             fields.append(_field(column, side, edges=edges))
             frame = frame.withColumn(f"{column}__id", _bucket_udf(edges)(F.col(column)))
-    label_train_stats, methods[LABEL_COLUMN] = label_stats(frame.filter(train), spec.label)
+    label_train_stats, methods[LABEL_COLUMN] = label_stats(frame.filter(train), spec.label,
+                                                               exact_distinct_max)
 
     counts = {int(r[CODE]): int(r["count"]) for r in frame.groupBy(CODE).count().collect()}
     rows = {name: counts.get(code, 0) for name, code in splits.SPLIT_CODES.items()}
@@ -241,6 +252,9 @@ def _with_codes(frame: DataFrame, spec: TabularSpec, path: Path, n: int
                                f" as {found['x']!r} (rule: one of train, valid, test; validation"
                                " and val mean valid)")
         return frame, "none: the split column"
+    if kind == "random" and spec.split.draw == "hash":
+        return hash_codes(frame, ROW, CODE, spec.split.valid_fraction, spec.split.test_fraction,
+                          spec.split.seed), HASH_DRAW
     if kind == "random":
         codes = splits.random_split(n, spec.split.valid_fraction, spec.split.test_fraction,
                                     spec.split.seed)
@@ -273,12 +287,13 @@ def _field(name: str, side: str, vocab_record: np.ndarray | None = None,
     return EncodedField(spec, np.empty(0, np.int32), None, fitted, {"edges": fitted["edges"]})
 
 
-def _edges(train: DataFrame, column: str, n_buckets: int) -> tuple[np.ndarray, str]:
+def _edges(train: DataFrame, column: str, n_buckets: int, exact_distinct_max: int
+           ) -> tuple[np.ndarray, str]:
     """encoding.quantile_edges of the training values: exact from value counts, else
     approxQuantile."""
     finite = train.filter(~missing(column)).select(F.col(column).cast("double").alias(column))
     grouped = finite.groupBy(column).count()
-    if grouped.limit(MAX_DISTINCT + 1).count() <= MAX_DISTINCT:
+    if grouped.limit(exact_distinct_max + 1).count() <= exact_distinct_max:
         table = grouped.toPandas()
         if table.empty:
             return np.empty(0), "exact: no finite training values"

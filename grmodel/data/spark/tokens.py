@@ -16,9 +16,10 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from grmodel.codec import LabelCodec
+from grmodel.counted import MAX_DISTINCT
 from grmodel.data.io import DataSpecError
 from grmodel.data.spark.frames import parquet_with_position
-from grmodel.data.spark.labels import MAX_DISTINCT, value_counts
+from grmodel.data.spark.labels import value_counts
 from grmodel.data.streaming import split_paths
 from grmodel.vocab import Vocabulary
 

@@ -119,6 +119,36 @@ def test_random_split_and_dedupe(tiny_raw: Path, tmp_path: Path) -> None:
     assert not train.duplicated(["user_id_raw", "item_id_raw", "timestamp", "label"]).any()
 
 
+def test_hash_drawn_splits(tiny_raw: Path, tmp_path: Path) -> None:
+    """split_draw=hash: the valid rows of the authors protocol are the big-matrix rows whose
+    hash_uniform is below valid_fraction (binomial sizes); random places both matrices."""
+    from grmodel.data import splits as split_codes
+
+    big = pd.read_csv(tiny_raw / "big_matrix.csv")
+    small = pd.read_csv(tiny_raw / "small_matrix.csv")
+    manifest = ingest_kuairec(tiny_raw, tmp_path / "a", IngestConfig(split_draw="hash", seed=5))
+    assert manifest["options"]["split_draw"] == "hash"
+    assert "seeded hash" in manifest["splits"]["protocol"]
+    splits = _splits(tmp_path / "a")
+    assert len(splits["test"]) == len(small)
+    assert len(splits["train"]) + len(splits["valid"]) == len(big)
+    drawn = split_codes.hash_split(np.arange(len(big)), 0.1, 0.0, seed=5) == split_codes.VALID
+    np.testing.assert_array_equal(splits["valid"].user_id_raw, big.user_id[drawn])
+    np.testing.assert_array_equal(splits["valid"].timestamp, big.timestamp[drawn])
+    assert abs(len(splits["valid"]) - 0.1 * len(big)) < 5 * np.sqrt(len(big) * 0.09)
+
+    manifest = ingest_kuairec(tiny_raw, tmp_path / "r",
+                              IngestConfig(split="random", split_draw="hash", dedupe=True))
+    rows = manifest["splits"]["rows"]
+    total = sum(m["rows"] - m["dropped_duplicate_rows"] for m in manifest["raw"].values())
+    assert sum(rows.values()) == total
+    for name, fraction in (("valid", 0.1), ("test", 0.1)):
+        assert abs(rows[name] - fraction * total) < 5 * np.sqrt(total * fraction * (1 - fraction))
+    assert rows["valid"] != round(0.1 * total) or rows["test"] != round(0.1 * total)
+    with pytest.raises(DataSpecError, match="split_draw"):
+        IngestConfig(split_draw="shuffle").validate()  # type: ignore[arg-type]
+
+
 def test_valid_can_be_the_newest_big_matrix_rows(tiny_raw: Path, tmp_path: Path) -> None:
     manifest = ingest_kuairec(tiny_raw, tmp_path / "p", IngestConfig(valid_mode="last"))
     splits = _splits(tmp_path / "p")

@@ -40,11 +40,32 @@ def _assert_same_dataset(pandas_dir: Path, spark_dir: Path) -> None:
     assert got == want
 
 
+def test_hash_codes_per_partition_equal_numpys(spark) -> None:
+    """The Spark hash split is splits.hash_split on each partition's row numbers: every row
+    gets the code numpy gives it in one array, whatever the partitioning (cheap: no ingest)."""
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from grmodel.data import splits
+    from grmodel.data.spark.frames import hash_codes
+
+    n = 30_000
+    rows = spark.range(0, n, numPartitions=5).withColumnRenamed("id", "_row")
+    got = (hash_codes(rows.repartition(3), "_row", "_code", 0.1, 0.2, seed=11)
+           .orderBy("_row").select(F.col("_code")).toPandas()["_code"].to_numpy())
+    np.testing.assert_array_equal(got, splits.hash_split(np.arange(n), 0.1, 0.2, seed=11))
+
+
 @pytest.mark.parametrize("options", [
     {},  # the GR authors' protocol: big matrix -> train + seeded random valid, small -> test
     pytest.param({"split": "chronological", "label_mode": "norm_ratio", "dedupe": True,
                   "row_group_rows": 256}, marks=pytest.mark.long),  # CI's 15 min: pytest -m long
-], ids=["authors", "chronological-norm-dedupe-small-groups"])
+    # The seeded hash split (no driver-side array): the same rows in each split as pandas.
+    pytest.param({"split_draw": "hash"}, marks=pytest.mark.long),
+    pytest.param({"split": "random", "split_draw": "hash", "dedupe": True},
+                 marks=pytest.mark.long),
+], ids=["authors", "chronological-norm-dedupe-small-groups", "authors-hash",
+        "random-hash-dedupe"])
 def test_spark_ingest_equals_the_pandas_ingest(spark, tiny_raw: Path, tmp_path: Path,
                                                options: dict) -> None:
     from grmodel.data.spark.kuairec import ingest_kuairec_spark
@@ -53,6 +74,8 @@ def test_spark_ingest_equals_the_pandas_ingest(spark, tiny_raw: Path, tmp_path: 
     ingest_kuairec(tiny_raw, tmp_path / "pandas", config)
     manifest = ingest_kuairec_spark(tiny_raw, tmp_path / "spark", config, spark)
     assert manifest["engine"]["layout"] == "file"
+    if options.get("split_draw") == "hash":
+        assert manifest["engine"]["split_draw"].startswith("splits.hash_split")
     _assert_same_dataset(tmp_path / "pandas", tmp_path / "spark")
     if options.get("row_group_rows") == 256:  # several part files were joined into one file
         groups = _row_groups(tmp_path / "spark" / "train.parquet")

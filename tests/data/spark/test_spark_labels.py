@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_exact_then_approximate_label_statistics(spark) -> None:
-    from grmodel.data.spark.labels import APPROX_RELATIVE_ERROR, label_stats
+    from grmodel.counted import APPROX_RELATIVE_ERROR
+    from grmodel.data.spark.labels import label_stats
 
     y = np.round(np.random.default_rng(4).lognormal(2, 1.5, 20_000), 3)
     y[:1_500] = 0.0

@@ -65,17 +65,22 @@ def _assert_equal(pandas_dir: Path, spark_dir: Path) -> dict:
     return engine
 
 
-@pytest.mark.parametrize("kind", ["random", pytest.param("chronological", marks=pytest.mark.long)])
+@pytest.mark.parametrize("kind", ["random", pytest.param("chronological", marks=pytest.mark.long),
+                                  pytest.param("random-hash", marks=pytest.mark.long)])
 def test_spark_tabular_equals_build_tabular_on_parquet(spark, tmp_path: Path, kind: str) -> None:
     from grmodel.data.spark.tabular import build_tabular_spark
 
     _table().to_parquet(tmp_path / "t.parquet")
+    kind, _, draw = kind.partition("-")
     spec = _spec(tmp_path, "t.parquet", split={"kind": kind, "valid_fraction": 0.1,
-                                               "test_fraction": 0.2, "seed": 9})
+                                               "test_fraction": 0.2, "seed": 9,
+                                               "draw": draw or "permutation"})
     build_tabular(spec, tmp_path / "pandas")
     build_tabular_spark(spec, tmp_path / "spark", spark)
     engine = _assert_equal(tmp_path / "pandas", tmp_path / "spark")
     assert engine["statistics"]["tenure"].startswith("exact")
+    if draw:
+        assert engine["split_draw"].startswith("splits.hash_split")
 
 
 @pytest.mark.long  # CI's 15 minutes keep one Spark tabular test in the default run
