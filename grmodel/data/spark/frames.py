@@ -22,6 +22,8 @@ from grmodel.data.io import RawDataError, read_header
 # its partition below.
 _PARTITION_SHIFT = 33
 # How a split was drawn, as the manifest's engine entry says.
+# Working columns the Spark paths add: global row index, split code, time rank, output position.
+ROW, CODE, TIME_RANK, POSITION = "_row", "_code", "_trank", "_pos"
 PERMUTATION_DRAW = ("numpy's seeded draw on the driver (the pandas path's own function): one"
                     " int8 code per row is shipped to the executors")
 HASH_DRAW = ("splits.hash_split (a seeded splitmix64 hash of each row's global index; the pandas"
@@ -92,6 +94,15 @@ def parquet_with_position(spark: SparkSession, paths: list[Path], columns: list[
         F.col("_metadata.row_index").alias("_in"))
     uri = F.regexp_replace(F.col("_file"), "^file:/(?!/)", "file:///")
     return frame.withColumn(name, offset_of[uri] + F.col("_in")).drop("_file", "_in")
+
+
+def with_time_rank(frame: DataFrame, timed: Column, time: str) -> tuple[DataFrame, int]:
+    """``frame`` with TIME_RANK: each ``timed`` row's 0-based place in (``time``, ROW) order,
+    null for the other rows; and how many rows are ranked."""
+    ranked = with_position(frame.filter(timed), TIME_RANK, [F.col(time), F.col(ROW)])
+    n_timed = ranked.count()
+    rest = frame.filter(~timed).withColumn(TIME_RANK, F.lit(None).cast("long"))
+    return ranked.unionByName(rest), n_timed
 
 
 def check_rules(frame: DataFrame, path: Path, rules: list[tuple[str, Column, str]],

@@ -44,14 +44,19 @@ from grmodel.data.kuairec.schema import (
 )
 from grmodel.data.processed import write_manifest
 from grmodel.data.spark.frames import (
+    CODE,
     HASH_DRAW,
     PERMUTATION_DRAW,
+    POSITION,
+    ROW,
+    TIME_RANK,
     check_rules,
     hash_codes,
     lookup,
     missing,
     read_csv,
     with_position,
+    with_time_rank,
 )
 from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
@@ -60,7 +65,6 @@ from grmodel.features import LABEL_COLUMN, MISSING_ID, OOV_ID, SPLITS
 
 log = logging.getLogger(__name__)
 
-ROW, CODE, TIME_RANK, POSITION = "_row", "_code", "_trank", "_pos"
 
 
 def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
@@ -258,9 +262,7 @@ def _with_split_codes(rows: DataFrame, config: IngestConfig) -> tuple[DataFrame,
     timed = ~missing("timestamp")
     if config.split == "authors":  # valid_mode last: the newest big-matrix rows
         timed = timed & ~F.col("is_small")
-    ranked = with_position(rows.filter(timed), TIME_RANK, [F.col("timestamp"), F.col(ROW)])
-    n_timed = ranked.count()
-    rows = ranked.unionByName(rows.filter(~timed).withColumn(TIME_RANK, F.lit(None).cast("long")))
+    rows, n_timed = with_time_rank(rows, timed, "timestamp")
     rank = F.col(TIME_RANK)
     if config.split == "authors":
         n_valid = min(splits.held_out(n_big, config.valid_fraction, 0.0)[0], n_timed)

@@ -29,12 +29,18 @@ from grmodel.data.encoding import EncodedField, vocabulary
 from grmodel.data.io import DataSpecError, RawDataError, sha256_file
 from grmodel.data.processed import ROW_GROUP_ROWS, write_manifest
 from grmodel.data.spark.frames import (
+    CODE,
     HASH_DRAW,
+    PERMUTATION_DRAW,
+    POSITION,
+    ROW,
+    TIME_RANK,
     hash_codes,
     lookup,
     missing,
     parquet_with_position,
     with_position,
+    with_time_rank,
 )
 from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
@@ -53,7 +59,6 @@ from grmodel.features import (
 
 log = logging.getLogger(__name__)
 
-ROW, CODE, TIME_RANK, POSITION = "_row", "_code", "_trank", "_pos"
 
 
 def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
@@ -258,12 +263,9 @@ def _with_codes(frame: DataFrame, spec: TabularSpec, path: Path, n: int
     if kind == "random":
         codes = splits.random_split(n, spec.split.valid_fraction, spec.split.test_fraction,
                                     spec.split.seed)
-        return lookup(frame, ROW, codes, CODE), ("numpy's seeded draw on the driver (the pandas"
-                                                 " path's own function)")
+        return lookup(frame, ROW, codes, CODE), PERMUTATION_DRAW
     timed = ~missing("_seconds")
-    ranked = with_position(frame.filter(timed), TIME_RANK, [F.col("_seconds"), F.col(ROW)])
-    n_timed = ranked.count()
-    frame = ranked.unionByName(frame.filter(~timed).withColumn(TIME_RANK, F.lit(None).cast("long")))
+    frame, n_timed = with_time_rank(frame, timed, "_seconds")
     n_valid, n_test = splits.held_out(n_timed, spec.split.valid_fraction, spec.split.test_fraction)
     rank = F.col(TIME_RANK)
     code = (F.when(rank.isNull(), splits.DROPPED).when(rank < n_timed - n_valid - n_test, splits.TRAIN)

@@ -18,12 +18,11 @@ from pyspark.sql import functions as F
 from grmodel.codec import LabelCodec
 from grmodel.counted import MAX_DISTINCT
 from grmodel.data.io import DataSpecError
-from grmodel.data.spark.frames import parquet_with_position
+from grmodel.data.spark.frames import POSITION, parquet_with_position
 from grmodel.data.spark.labels import value_counts
 from grmodel.data.streaming import split_paths
 from grmodel.vocab import Vocabulary
 
-POSITION = "_pos"
 # Rows per part file of tokens.parquet (one pandas frame in one Python worker).
 PART_ROWS = 1 << 20
 

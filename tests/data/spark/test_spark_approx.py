@@ -97,5 +97,6 @@ def test_approximate_quantiles_keep_their_rank_error_and_the_downstream_mae(
     # 26.7480, 8e-5 (the few rows within the rank error of an edge change bucket).
     assert scores["approx"] == pytest.approx(scores["exact"], rel=1e-3)
 
+
 def _edges(processed: Path, column: str) -> np.ndarray:
     return np.asarray(read_manifest(processed)["encoders"][column]["edges"])
