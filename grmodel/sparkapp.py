@@ -67,10 +67,15 @@ def sparkapplication_manifest(
     service_account: str = "spark",
     run_as_user: int = IMAGE_UID,
     spark_conf: dict[str, str] | None = None,
+    env_secret: str | None = None,
 ) -> dict[str, Any]:
     """The SparkApplication that runs ``spark_app.py <arguments>``. ``paths`` (label -> a path
     inside the pods) are checked to lie under ``mount_path``, where ``pvc_claim`` is mounted in
-    the driver and every executor."""
+    the driver and every executor. ``env_secret``: a Kubernetes Secret whose keys become
+    environment variables of the driver and executors, e.g. object-storage credentials
+    (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, which pyarrow and Hadoop's s3a both read;
+    a non-AWS endpoint: ``AWS_ENDPOINT_URL`` for pyarrow, ``spark.hadoop.fs.s3a.endpoint`` in
+    ``spark_conf`` for s3a): the spec names the Secret, never its values."""
     if len(name) > MAX_NAME or not NAME_RULE.match(name):
         raise ValueError(f"SparkApplication name {name!r}: rule: lowercase letters, digits and"
                          f" '-', starting with a letter, at most {MAX_NAME} characters")
@@ -88,7 +93,8 @@ def sparkapplication_manifest(
                 "runAsUser": run_as_user, "runAsGroup": run_as_user}
     env = [{"name": "HOME", "value": POD_TMP}, {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}]
     pod = {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"},
-           "volumeMounts": mounts, "securityContext": security, "env": env}
+           "volumeMounts": mounts, "securityContext": security, "env": env,
+           **({"envFrom": [{"secretRef": {"name": env_secret}}]} if env_secret else {})}
     conf = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",

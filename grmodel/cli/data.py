@@ -20,6 +20,7 @@ from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+from grmodel.data.storage import is_uri
 from grmodel.data.tabular import TabularSpec, build_tabular
 from grmodel.outputs import check_output
 
@@ -41,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_synth)
 
     p = commands.add_parser("ingest", help="KuaiRec 2.0 raw files -> processed dataset")
-    p.add_argument("raw", help="directory with big_matrix.csv, small_matrix.csv, ...")
+    p.add_argument("raw", help="directory with big_matrix.csv, small_matrix.csv, ...; with"
+                               " --engine spark also an object-storage URI (s3a://bucket/kuairec/)")
     p.add_argument("out", help="processed directory to write (see --overwrite)")
     p.add_argument("--label-mode", choices=("watch_time", "watch_ratio", "norm_ratio"))
     p.add_argument("--split", choices=("authors", "random", "chronological"))
@@ -137,7 +139,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    check_output(args.out, inputs=[args.raw], overwrite=args.overwrite)
+    check_output(args.out, inputs=[] if is_uri(args.raw) else [args.raw], overwrite=args.overwrite)
     overrides = _parse_overrides(IngestConfig, args.set)
     flags = {"label_mode": args.label_mode, "split": args.split, "valid_mode": args.valid_mode,
              "dedupe": args.dedupe, "seed": args.seed}
@@ -158,7 +160,9 @@ def _ingest(args: argparse.Namespace) -> int:
 
 def _tabular(args: argparse.Namespace) -> int:
     spec = TabularSpec.from_yaml(args.spec)
-    check_output(args.out, inputs=[args.spec, spec.source_path], overwrite=args.overwrite)
+    # A URI source cannot overlap a local output; only local inputs are compared.
+    inputs = [p for p in (args.spec, spec.source_path) if not is_uri(p)]
+    check_output(args.out, inputs=inputs, overwrite=args.overwrite)
     if args.engine == "spark":
         # lazy: pyspark is the optional extra `spark`
         from grmodel.data.spark.tabular import build_tabular_spark

@@ -33,6 +33,9 @@ class DataSpecError(ValueError):
 
 
 def sha256_file(path: str | Path) -> str:
+    """The file's sha256; a ``storage.Location`` (a URI) hashes itself as it streams."""
+    if not isinstance(path, str | Path):
+        return path.sha256()
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
@@ -41,8 +44,11 @@ def read_header(path: Path) -> list[str]:
     """The column names on a CSV file's first line (fails on a missing or empty file)."""
     if not path.is_file():
         raise RawDataError(f"{path}: file not found (rule: required input file)")
-    with open(path, "rb") as handle:
-        line = handle.readline()
+    with path.open("rb") as handle:  # a Path, or a storage.Location (a URI): no readline
+        line = b""
+        while b"\n" not in line and (block := handle.read(1 << 16)):
+            line += block
+    line = line.split(b"\n", 1)[0]
     try:
         first = line.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -76,9 +82,11 @@ def read_csv(
         )
     wanted = [c for c in columns if c in header]
     arrow_types = {c: ARROW_TYPES[columns[c]] for c in wanted if columns[c] in ARROW_TYPES}
+    # A storage.Location (a URI) is read through its filesystem's stream.
+    source = path if isinstance(path, str | Path) else path.open("rb")
     try:
         table = pcsv.read_csv(
-            path,
+            source,
             read_options=pcsv.ReadOptions(block_size=16 << 20),
             convert_options=pcsv.ConvertOptions(
                 include_columns=wanted,
@@ -89,6 +97,9 @@ def read_csv(
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
         raise RawDataError(_explain_arrow_error(path, header, exc)) from None
+    finally:
+        if source is not path:
+            source.close()
     if table.num_rows == 0:
         raise RawDataError(f"{path}: no data rows (rule: a non-empty table)")
     for name in wanted:

@@ -6,7 +6,7 @@ fields, numeric fields to bucketise, a non-negative label and the split, so ever
 on any long-tailed regression task (e.g. lifetime value)::
 
     name: ltv
-    source: customers.parquet        # relative to the spec file; .parquet or .csv
+    source: customers.parquet        # relative to the spec file, or a URI (s3a://..., Spark engine)
     label: ltv_90d
     user:
       categorical: [customer_id, country, channel]
@@ -52,6 +52,7 @@ from grmodel.data.io import (
     sha256_file,
 )
 from grmodel.data.processed import split_rows_summary, write_processed
+from grmodel.data.storage import is_uri, local_path
 from grmodel.features import (
     FEW_SPLIT_ROWS,
     LABEL_COLUMN,
@@ -172,8 +173,10 @@ class TabularSpec:
             splits.check_fractions(self.split.valid_fraction, self.split.test_fraction)
 
     @property
-    def source_path(self) -> Path:
-        return Path(self.base_dir) / self.source
+    def source_path(self) -> Path | str:
+        """The source: a URI as written (``s3a://...``: read by ``--engine spark``), else a
+        path resolved against the spec's folder."""
+        return self.source if is_uri(self.source) else Path(self.base_dir) / self.source
 
 
 def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[str, Any]:
@@ -181,7 +184,7 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
     manifest."""
     if not isinstance(spec, TabularSpec):
         spec = TabularSpec.from_yaml(spec)
-    path = spec.source_path
+    path = local_path(spec.source_path)
     frame = _read_table(path, spec)
     n = len(frame)
 

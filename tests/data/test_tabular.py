@@ -215,3 +215,13 @@ def test_one_row_table_and_constant_label_warn(tmp_path: Path, caplog) -> None:
     manifest = build_tabular(_spec(tmp_path, "one.parquet"), tmp_path / "out1")
     assert any("the train split has 1 rows" in w for w in manifest["warnings"])
     assert any("label is constant" in w for w in manifest["warnings"])
+
+
+def test_a_uri_source_stays_a_uri_and_the_pandas_engine_says_which_engine_reads_it(
+        tmp_path: Path) -> None:
+    spec = TabularSpec.from_yaml(_spec(tmp_path, "s3a://logs/ltv/"))
+    assert spec.source_path == "s3a://logs/ltv/"  # not joined to the spec's folder
+    assert TabularSpec.from_yaml(_spec(tmp_path, "ltv.parquet")).source_path == tmp_path / "ltv.parquet"
+    with pytest.raises(DataSpecError, match="read with --engine spark"):
+        build_tabular(spec, tmp_path / "out")
+    assert not (tmp_path / "out").exists()

@@ -42,3 +42,19 @@ def test_build_script_builds_the_spark_image_from_the_runtime_image_of_the_same_
     assert f"--tag {images.spark_image()}" in line
     assert f"RUNTIME_IMAGE={images.runtime_image()}" in line
     assert "docker/Dockerfile.spark" in line
+
+
+def test_the_image_carries_the_s3_connector_at_pysparks_hadoop_version():
+    """s3a:// sources need hadoop-aws at exactly the Hadoop version of pyspark's own jars: the
+    build reads that version off the jar's name; the pom's default says the same for readers."""
+    import pyspark
+
+    text = DOCKERFILE.read_text()
+    assert "hadoop-client-api-" in text and "dependency:copy-dependencies" in text
+    assert "COPY --from=s3 /s3-jars/ /opt/venv/lib/python3.11/site-packages/pyspark/jars/" in text
+    assert "!docker/spark-s3/pom.xml" in (ROOT / ".dockerignore").read_text()
+    (jar,) = (Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar")
+    version = jar.name.removeprefix("hadoop-client-api-").removesuffix(".jar")
+    pom = (ROOT / "docker" / "spark-s3" / "pom.xml").read_text()
+    assert f"<hadoop.version>{version}</hadoop.version>" in pom
+    assert "<artifactId>hadoop-aws</artifactId>" in pom

@@ -100,3 +100,15 @@ def test_a_failed_application_is_one_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not under the volume mount"):
         sparkapp.sparkapplication_manifest(["ingest"], name="grmodel-x", namespace="n",
                                            pvc_claim="c", paths={"raw": "/elsewhere"})
+
+
+def test_object_storage_credentials_reach_the_pods_by_secret_name_only() -> None:
+    manifest = sparkapp.sparkapplication_manifest(
+        ["ingest", "--raw", "s3a://logs/kuairec/", "--out", "/mnt/grmodel/x/out"],
+        name="grmodel-ingest-x", namespace="team", pvc_claim="c",
+        paths={"out": "/mnt/grmodel/x/out"}, env_secret="s3-credentials")
+    for role in ("driver", "executor"):
+        assert manifest["spec"][role]["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
+    plain = sparkapp.sparkapplication_manifest(["ingest"], name="grmodel-x", namespace="n",
+                                               pvc_claim="c", paths={})
+    assert "envFrom" not in plain["spec"]["driver"]

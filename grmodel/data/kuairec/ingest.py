@@ -62,6 +62,7 @@ from grmodel.data.kuairec.schema import (
     USER_FILE,
 )
 from grmodel.data.processed import ROW_GROUP_ROWS, split_rows_summary, write_processed
+from grmodel.data.storage import local_path
 from grmodel.features import LABEL_COLUMN, OOV_ID
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
     """
     config = config or IngestConfig()
     config.validate()
-    raw = Path(raw_dir)
+    raw = local_path(raw_dir)
     optional, present = raw_files(raw)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing overlaps the parsing (hashlib releases the GIL).

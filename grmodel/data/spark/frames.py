@@ -4,7 +4,6 @@ seeded hash split computed per partition."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +16,7 @@ from pyspark.sql import types as T
 
 from grmodel.data import splits
 from grmodel.data.io import RawDataError, read_header
+from grmodel.data.storage import Location
 
 # monotonically_increasing_id() puts the partition index above bit 33 and the row's place in
 # its partition below.
@@ -32,7 +32,7 @@ HASH_DRAW = ("splits.hash_split (a seeded splitmix64 hash of each row's global i
 _KINDS = {"int": T.DoubleType(), "float": T.DoubleType(), "str": T.StringType()}
 
 
-def read_csv(spark: SparkSession, path: Path, kinds: dict[str, str]) -> DataFrame:
+def read_csv(spark: SparkSession, path: Location, kinds: dict[str, str]) -> DataFrame:
     """The named columns of a CSV file with a header, numbers as double (as the pandas path
     reads them), checked against the header first so that a missing column is one clear line."""
     header = read_header(path)
@@ -78,18 +78,19 @@ def with_position(frame: DataFrame, name: str, order: list[Column] | None = None
     return placed
 
 
-def parquet_with_position(spark: SparkSession, paths: list[Path], columns: list[str],
+def parquet_with_position(spark: SparkSession, paths: list[Location], columns: list[str],
                           name: str) -> DataFrame:
     """Parquet files' ``columns`` (partition columns of a partitioned directory included) with
     each row's position: file after file in ``paths`` order, row after row. From Parquet's
     metadata (file path, row index), not from the order Spark schedules file pieces in."""
     offsets, total = {}, 0
     for path in paths:
-        offsets[path.resolve().as_uri()] = total
-        total += pq.ParquetFile(path).metadata.num_rows
+        offsets[path.spark_file_uri()] = total
+        with path.open() as handle:
+            total += pq.ParquetFile(handle).metadata.num_rows
     offset_of = F.create_map(*[item for uri, start in offsets.items()
                                for item in (F.lit(uri), F.lit(start))])
-    frame = spark.read.parquet(*[str(p) for p in paths]).select(
+    frame = spark.read.parquet(*[p.uri for p in paths]).select(
         *columns, F.col("_metadata.file_path").alias("_file"),
         F.col("_metadata.row_index").alias("_in"))
     uri = F.regexp_replace(F.col("_file"), "^file:/(?!/)", "file:///")
@@ -105,7 +106,7 @@ def with_time_rank(frame: DataFrame, timed: Column, time: str) -> tuple[DataFram
     return ranked.unionByName(rest), n_timed
 
 
-def check_rules(frame: DataFrame, path: Path, rules: list[tuple[str, Column, str]],
+def check_rules(frame: DataFrame, path: Location, rules: list[tuple[str, Column, str]],
                 order: str) -> None:
     """Raise for the first failed rule ``(column, bad, rule)``, naming the file, the column,
     how many values break it and the first such value in ``order``; one pass over the rows."""

@@ -61,6 +61,7 @@ from grmodel.data.spark.frames import (
 from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
+from grmodel.data.storage import Location, location
 from grmodel.features import LABEL_COLUMN, MISSING_ID, OOV_ID, SPLITS
 
 log = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
     spark = spark or spark_session()
-    raw = Path(raw_dir)
+    raw = location(raw_dir)  # a local folder or an object-storage URI
     optional, present = raw_files(raw)
     with ThreadPoolExecutor(max_workers=1) as pool:
         digests = {name: pool.submit(sha256_file, raw / name) for name in present}
@@ -174,7 +175,7 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
     return manifest
 
 
-def _read_interactions(spark: SparkSession, raw: Path, dedupe: bool
+def _read_interactions(spark: SparkSession, raw: Location, dedupe: bool
                        ) -> tuple[DataFrame, dict[str, Any]]:
     """Both matrices as one frame (big first) with ``is_small`` and a dense row number in
     file order (what the pandas path's row index is); duplicates counted per matrix and
@@ -330,7 +331,7 @@ def _select(rows: DataFrame, fields: list[EncodedField]) -> DataFrame:
         F.col("video_id").cast("long").alias("item_id_raw"), *extra, ROW)
 
 
-def _with_oracle(spark: SparkSession, test: DataFrame, path: Path, mode: str) -> DataFrame:
+def _with_oracle(spark: SparkSession, test: DataFrame, path: Location, mode: str) -> DataFrame:
     """Test rows with oracle_median / oracle_mean in label units (``ingest._oracle``'s rule:
     every test (user, video) has an oracle row)."""
     oracle = with_position(read_csv(spark, path, ORACLE_COLUMNS), "_orow")

@@ -26,7 +26,7 @@ from grmodel.atomic import atomic_directory
 from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT, quantiles
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, vocabulary
-from grmodel.data.io import DataSpecError, RawDataError, sha256_file
+from grmodel.data.io import DataSpecError, RawDataError
 from grmodel.data.processed import ROW_GROUP_ROWS, write_manifest
 from grmodel.data.spark.frames import (
     CODE,
@@ -45,6 +45,7 @@ from grmodel.data.spark.frames import (
 from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
+from grmodel.data.storage import Location, location
 from grmodel.data.tabular import TabularSpec, plausibility_warnings
 from grmodel.features import (
     FIRST_KNOWN_ID,
@@ -73,7 +74,7 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     if layout not in LAYOUTS:
         raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
     spark = spark or spark_session()
-    path = spec.source_path
+    path = location(spec.source_path)
     frame, partitions = _read_table(spark, path, spec)
     n = frame.count()
     if n == 0:
@@ -112,8 +113,8 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
                                      {name: range(rows[name]) for name in SPLITS})
     manifest = {
         "dataset": spec.name,
-        "source": {"path": str(path), "rows": n, "sha256": sha256_file(path) if path.is_file()
-                   else None},
+        "source": {"path": str(path), "rows": n,
+                   "sha256": path.sha256() if path.kind() == "file" else None},
         "options": dataclasses.asdict(spec),
         "label": {"mode": spec.label, "unit": "label", "column": LABEL_COLUMN,
                   "source_column": spec.label, "train_stats": label_train_stats},
@@ -166,9 +167,11 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     return manifest
 
 
-def _read_table(spark: SparkSession, path: Path, spec: TabularSpec) -> tuple[DataFrame, list[str]]:
+def _read_table(spark: SparkSession, path: Location, spec: TabularSpec
+                ) -> tuple[DataFrame, list[str]]:
     """The spec's columns with a row number (file order) and ``_seconds`` (the timestamp as
-    float seconds); the partition columns of a partitioned directory."""
+    float seconds); the partition columns of a partitioned directory. ``path`` is local or an
+    object-storage URI: Spark reads it, the driver lists it and reads Parquet footers."""
     wanted = [*spec.user.columns, *spec.item.columns, spec.label]
     wanted += [c for c in (spec.user_key, spec.item_key, spec.timestamp, spec.duration,
                            spec.oracle, spec.split.column) if c]
@@ -176,36 +179,37 @@ def _read_table(spark: SparkSession, path: Path, spec: TabularSpec) -> tuple[Dat
     numeric = [*spec.user.numeric, *spec.item.numeric, spec.label,
                *([c for c in (spec.duration, spec.oracle) if c])]
     partitions: list[str] = []
-    if path.is_dir() or path.suffix == ".parquet":
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    kind = path.kind()
+    if kind == "directory" or path.suffix == ".parquet":
+        if kind == "directory":
+            files = path.files(".parquet")
             if not files:
                 raise RawDataError(f"{path}: no .parquet files (rule: a partitioned Parquet"
                                    " directory holds Parquet files)")
-            partitions = [part.split("=")[0] for part in files[0].relative_to(path).parts[:-1]
+            partitions = [part.split("=")[0] for part in files[0].relative_parts(path)
                           if "=" in part]
-        elif not path.is_file():
+        elif kind == "missing":
             raise RawDataError(f"{path}: file not found (rule: the spec's source exists)")
         else:
             files = [path]
-        names = spark.read.parquet(*[str(f) for f in files]).columns if not partitions else \
-            spark.read.option("basePath", str(path)).parquet(str(path)).columns
+        names = spark.read.parquet(*[f.uri for f in files]).columns if not partitions else \
+            spark.read.option("basePath", path.uri).parquet(path.uri).columns
         missing_columns = [c for c in wanted if c not in names]
         if missing_columns:
             raise RawDataError(f"{path}: missing column(s) {missing_columns} (rule: the spec's"
                                f" columns; found {names})")
         if partitions:
-            frame = (spark.read.option("basePath", str(path)).parquet(*[str(f) for f in files])
+            frame = (spark.read.option("basePath", path.uri).parquet(*[f.uri for f in files])
                      .withColumn("_f", F.input_file_name()))
             frame = with_position(frame.select(*wanted, "_f"), ROW, [F.col("_f")]).drop("_f")
         else:
             frame = parquet_with_position(spark, files, wanted, ROW)
     elif path.suffix == ".csv":
-        if not path.is_file():
+        if kind != "file":
             raise RawDataError(f"{path}: file not found (rule: the spec's source exists)")
         schema = T.StructType([T.StructField(c, T.DoubleType() if c in numeric else T.StringType())
-                               for c in spark.read.option("header", True).csv(str(path)).columns])
-        frame = with_position(spark.read.option("header", True).schema(schema).csv(str(path))
+                               for c in spark.read.option("header", True).csv(path.uri).columns])
+        frame = with_position(spark.read.option("header", True).schema(schema).csv(path.uri)
                               .select(*wanted), ROW)
     else:
         raise DataSpecError(f"{path}: source must be a .parquet or .csv file (or a directory of"
@@ -218,7 +222,7 @@ def _read_table(spark: SparkSession, path: Path, spec: TabularSpec) -> tuple[Dat
     return frame.withColumn("_seconds", _seconds(frame, spec.timestamp, path)), partitions
 
 
-def _seconds(frame: DataFrame, column: str | None, path: Path) -> Column:
+def _seconds(frame: DataFrame, column: str | None, path: Location) -> Column:
     if not column:
         return F.lit(None).cast("double")
     kind = frame.schema[column].dataType
@@ -230,7 +234,7 @@ def _seconds(frame: DataFrame, column: str | None, path: Path) -> Column:
                        " timestamp is numeric seconds or a datetime)")
 
 
-def _check_nonnegative(frame: DataFrame, path: Path, column: str, rule: str, what: str,
+def _check_nonnegative(frame: DataFrame, path: Location, column: str, rule: str, what: str,
                        count: bool = True) -> None:
     bad = frame.filter(missing(column) | (F.abs(F.col(column)) == float("inf"))
                        | (F.col(column) < 0)).count()
@@ -239,7 +243,7 @@ def _check_nonnegative(frame: DataFrame, path: Path, column: str, rule: str, wha
         raise RawDataError(f"{path}: column {column!r} has {counted}{what} values {rule}")
 
 
-def _with_codes(frame: DataFrame, spec: TabularSpec, path: Path, n: int
+def _with_codes(frame: DataFrame, spec: TabularSpec, path: Location, n: int
                 ) -> tuple[DataFrame, str]:
     """Each row's split code, as build_tabular assigns it."""
     kind = spec.split.kind

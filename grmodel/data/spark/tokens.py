@@ -20,6 +20,7 @@ from grmodel.counted import MAX_DISTINCT
 from grmodel.data.io import DataSpecError
 from grmodel.data.spark.frames import POSITION, parquet_with_position
 from grmodel.data.spark.labels import value_counts
+from grmodel.data.storage import location
 from grmodel.data.streaming import split_paths
 from grmodel.vocab import Vocabulary
 
@@ -31,7 +32,8 @@ def read_split(spark: SparkSession, processed_dir: str | Path, split: str, colum
                max_rows: int | None = None) -> DataFrame:
     """A processed split's ``columns`` with each row's position in the split (file after file,
     row after row: the order every consumer reads)."""
-    frame = parquet_with_position(spark, split_paths(processed_dir, split), columns, POSITION)
+    frame = parquet_with_position(spark, [location(p) for p in split_paths(processed_dir, split)],
+                                  columns, POSITION)
     if max_rows is not None:
         frame = frame.filter(F.col(POSITION) < max_rows)
     return frame

@@ -57,22 +57,27 @@ def test_hash_codes_per_partition_equal_numpys(spark) -> None:
 
 
 @pytest.mark.parametrize("options", [
-    {},  # the GR authors' protocol: big matrix -> train + seeded random valid, small -> test
+    # The GR authors' protocol: big matrix -> train + seeded random valid, small -> test; the
+    # raw folder named by a file:// URI, which takes the object-storage path (driver reads
+    # through pyarrow's filesystem, Spark reads the URI; the long cases read a local path).
+    {"raw_as_uri": True},
     pytest.param({"split": "chronological", "label_mode": "norm_ratio", "dedupe": True,
                   "row_group_rows": 256}, marks=pytest.mark.long),  # CI's 15 min: pytest -m long
     # The seeded hash split (no driver-side array): the same rows in each split as pandas.
     pytest.param({"split_draw": "hash"}, marks=pytest.mark.long),
     pytest.param({"split": "random", "split_draw": "hash", "dedupe": True},
                  marks=pytest.mark.long),
-], ids=["authors", "chronological-norm-dedupe-small-groups", "authors-hash",
+], ids=["authors-uri", "chronological-norm-dedupe-small-groups", "authors-hash",
         "random-hash-dedupe"])
 def test_spark_ingest_equals_the_pandas_ingest(spark, tiny_raw: Path, tmp_path: Path,
                                                options: dict) -> None:
     from grmodel.data.spark.kuairec import ingest_kuairec_spark
 
+    options = dict(options)
+    raw = tiny_raw.as_uri() if options.pop("raw_as_uri", False) else tiny_raw
     config = IngestConfig.from_dict(options)
     ingest_kuairec(tiny_raw, tmp_path / "pandas", config)
-    manifest = ingest_kuairec_spark(tiny_raw, tmp_path / "spark", config, spark)
+    manifest = ingest_kuairec_spark(raw, tmp_path / "spark", config, spark)
     assert manifest["engine"]["layout"] == "file"
     if options.get("split_draw") == "hash":
         assert manifest["engine"]["split_draw"].startswith("splits.hash_split")
