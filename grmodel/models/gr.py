@@ -177,6 +177,9 @@ def _dropout_off(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
+_LOG2_E = 1.4426950408889634  # exp(x) = 2 ** (x * log2(e))
+
+
 class _ShortSoftmax(torch.autograd.Function):
     """Softmax over a short last dimension (attention over at most a few dozen steps).
 
@@ -187,7 +190,10 @@ class _ShortSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = (x - x.amax(dim=-1, keepdim=True)).exp_()
+        # exp2, not exp: torch's exp goes through MKL's vector math, which in some processes
+        # computed a worker thread's share to a relative 1.5e-4 instead of 6e-8 (after an MKL
+        # matmul on that thread), so training differed from run to run; exp2 is torch's own.
+        y = ((x - x.amax(dim=-1, keepdim=True)) * _LOG2_E).exp2_()
         y = y.div_(y.sum(dim=-1, keepdim=True))
         ctx.save_for_backward(y)
         return y
@@ -333,7 +339,11 @@ class DecoderBlock(nn.Module):
     ) -> torch.Tensor:
         x = self.norm1(x + self.drop(self.self_attn(x, cache, layer, packing)))
         cross = self.drop(cross)  # one dropout mask per row, shared by its steps
-        x = self.norm2(x + (cross.squeeze(1)[packing.row] if packing is not None else cross))
+        # index_select, not cross[packing.row]: indexing's backward adds the steps' gradients
+        # into their row with atomic adds from several threads, whose order (and so the
+        # float sum) changed from run to run under load; index_select's backward is serial.
+        x = self.norm2(x + (cross.squeeze(1).index_select(0, packing.row) if packing is not None
+                            else cross))
         return self.norm3(x + self.drop(self.ffn(x)))
 
 
