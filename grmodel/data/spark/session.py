@@ -12,6 +12,11 @@ from grmodel.data.io import DataSpecError
 
 # Arrow batches between the JVM and Python workers: the pandas UDFs' unit of work.
 ARROW_BATCH_ROWS = 65_536
+# Partitions of every shuffle (sorts, joins, aggregations) before adaptive execution merges the
+# small ones: a fixed count, so a task's share of a shuffle shrinks as the data grows. Two per
+# core (this default until 2026-12) made each sort task hold a quarter of a split on 2 cores,
+# and the local JVM ran out of its 4 GB heap at 34M rows (bench/bench_ingest.py --sweep).
+SHUFFLE_PARTITIONS = 200
 
 
 class SparkUnavailable(DataSpecError):
@@ -50,10 +55,11 @@ def spark_session(master: str | None = None, driver_memory: str = "2g",
     # a gateway: its configured master (the cluster) stands unless one is asked for here.
     if master or not os.environ.get("PYSPARK_GATEWAY_PORT"):
         builder = builder.master(master or f"local[{os.cpu_count() or 1}]")
-    cores = os.cpu_count() or 1
     return (builder
             .config("spark.driver.memory", driver_memory)
-            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, 2 * cores)))
+            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or SHUFFLE_PARTITIONS))
+            .config("spark.sql.adaptive.enabled", "true")
+            .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
             .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
