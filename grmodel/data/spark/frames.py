@@ -52,12 +52,14 @@ def with_position(frame: DataFrame, name: str, order: list[Column] | None = None
     file order for a scan), persisted so that the positions stay fixed.
 
     Distributed: each row's place in its partition plus the rows of the partitions before it
-    (one small count per partition), never one partition holding every row.
+    (one small count per partition), never one partition holding every row. Both steps are
+    kept on local disk, not in the heap: each is read once or twice right after, and in memory
+    the blocks of a 34M-row ingest filled a 4 GB local-mode JVM (bench/bench_ingest.py --sweep).
     """
     if order is not None:
         frame = frame.orderBy(*order)
     frame = frame.withColumn("_mid", F.monotonically_increasing_id()).persist(
-        StorageLevel.MEMORY_AND_DISK)
+        StorageLevel.DISK_ONLY)
     part = F.shiftright(F.col("_mid"), _PARTITION_SHIFT)
     counts = {int(row["p"]): int(row["count"])
               for row in frame.groupBy(part.alias("p")).count().collect()}
@@ -72,7 +74,7 @@ def with_position(frame: DataFrame, name: str, order: list[Column] | None = None
               .join(F.broadcast(offset_frame), "p")
               .withColumn(name, F.col("o") + (F.col("_mid") - F.shiftleft(F.col("p"), _PARTITION_SHIFT)))
               .drop("_mid", "p", "o")
-              .persist(StorageLevel.MEMORY_AND_DISK))
+              .persist(StorageLevel.DISK_ONLY))
     placed.count()
     frame.unpersist()
     return placed

@@ -12,6 +12,13 @@ from grmodel.data.io import DataSpecError
 
 # Arrow batches between the JVM and Python workers: the pandas UDFs' unit of work.
 ARROW_BATCH_ROWS = 65_536
+# Partitions of every shuffle (sorts, joins, aggregations; Spark's default) before adaptive execution merges
+# neighbours up to ADVISORY_PARTITION_BYTES: a task's share of a shuffle stays about that size
+# whatever the data. Two per core (this default until 2026-12), or adaptive execution's default
+# of merging down to one partition per core, made each sort task hold half a split on 2 cores,
+# and the local JVM ran out of its 4 GB heap at 34M rows (bench/bench_ingest.py --sweep).
+SHUFFLE_PARTITIONS = 200
+ADVISORY_PARTITION_BYTES = "64m"
 
 
 class SparkUnavailable(DataSpecError):
@@ -50,10 +57,13 @@ def spark_session(master: str | None = None, driver_memory: str = "2g",
     # a gateway: its configured master (the cluster) stands unless one is asked for here.
     if master or not os.environ.get("PYSPARK_GATEWAY_PORT"):
         builder = builder.master(master or f"local[{os.cpu_count() or 1}]")
-    cores = os.cpu_count() or 1
     return (builder
             .config("spark.driver.memory", driver_memory)
-            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or max(2, 2 * cores)))
+            .config("spark.sql.shuffle.partitions", str(shuffle_partitions or SHUFFLE_PARTITIONS))
+            .config("spark.sql.adaptive.enabled", "true")
+            .config("spark.sql.adaptive.coalescePartitions.enabled", "true")
+            .config("spark.sql.adaptive.coalescePartitions.parallelismFirst", "false")
+            .config("spark.sql.adaptive.advisoryPartitionSizeInBytes", ADVISORY_PARTITION_BYTES)
             .config("spark.sql.session.timeZone", "UTC")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")
             .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
