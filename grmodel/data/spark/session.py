@@ -12,11 +12,11 @@ from grmodel.data.io import DataSpecError
 
 # Arrow batches between the JVM and Python workers: the pandas UDFs' unit of work.
 ARROW_BATCH_ROWS = 65_536
-# Partitions of every shuffle (sorts, joins, aggregations; Spark's default) before adaptive execution merges
-# neighbours up to ADVISORY_PARTITION_BYTES: a task's share of a shuffle stays about that size
-# whatever the data. Two per core (this default until 2026-12), or adaptive execution's default
-# of merging down to one partition per core, made each sort task hold half a split on 2 cores,
-# and the local JVM ran out of its 4 GB heap at 34M rows (bench/bench_ingest.py --sweep).
+# Partitions of every shuffle (sorts, joins, aggregations; Spark's default count) before adaptive
+# execution merges neighbours up to ADVISORY_PARTITION_BYTES, so that a task's share of a shuffle
+# stays about that size whatever the data. Before 2026-12 it was two per core, and adaptive
+# execution's default merges down to one per core: either way each sort task of a 2-core machine
+# held half a split (bench/bench_ingest.py --sweep).
 SHUFFLE_PARTITIONS = 200
 ADVISORY_PARTITION_BYTES = "64m"
 
