@@ -17,6 +17,15 @@ from torch import nn
 from grmodel.config import RunConfig
 from grmodel.features import FeatureSchema
 
+_LOG2_E = 1.4426950408889634  # exp(x) = 2 ** (x * log2(e))
+
+
+def reproducible_exp(x: torch.Tensor) -> torch.Tensor:
+    """exp(x) through torch's own exp2. torch's exp goes through MKL's vector math, which in
+    some processes computed a worker thread's share to a relative 1.5e-4 instead of 6e-8 (after
+    an MKL matmul on that thread), so results differed from run to run (README, reproducible)."""
+    return (x * _LOG2_E).exp2_()
+
 Batch = dict[str, torch.Tensor]
 
 

@@ -31,7 +31,7 @@ from grmodel.codec import LabelCodec
 from grmodel.config import RunConfig
 from grmodel.counted import median, quantiles
 from grmodel.features import FeatureSchema
-from grmodel.models.base import Batch, WatchTimeModel
+from grmodel.models.base import Batch, WatchTimeModel, reproducible_exp
 from grmodel.models.embedding import FieldEmbedding, mlp
 from grmodel.vocab import (
     EOS,
@@ -177,9 +177,6 @@ def _dropout_off(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-_LOG2_E = 1.4426950408889634  # exp(x) = 2 ** (x * log2(e))
-
-
 class _ShortSoftmax(torch.autograd.Function):
     """Softmax over a short last dimension (attention over at most a few dozen steps).
 
@@ -190,10 +187,7 @@ class _ShortSoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        # exp2, not exp: torch's exp goes through MKL's vector math, which in some processes
-        # computed a worker thread's share to a relative 1.5e-4 instead of 6e-8 (after an MKL
-        # matmul on that thread), so training differed from run to run; exp2 is torch's own.
-        y = ((x - x.amax(dim=-1, keepdim=True)) * _LOG2_E).exp2_()
+        y = reproducible_exp(x - x.amax(dim=-1, keepdim=True))
         y = y.div_(y.sum(dim=-1, keepdim=True))
         ctx.save_for_backward(y)
         return y

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from grmodel.config import RunConfig
 from grmodel.features import FeatureSchema
-from grmodel.models.base import Batch
+from grmodel.models.base import Batch, reproducible_exp
 from grmodel.models.heads import (
     DEFAULT_DURATION_FIELD,
     BaselineModel,
@@ -142,7 +142,7 @@ class TPMModel(BaselineModel):
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(node logits [B, L - 1], leaf probabilities [B, L], leaf midpoints [B, L])."""
         logits = self.outputs(ids, mask)
-        probs = leaf_log_probs(logits, self.path_nodes, self.path_turns).exp()
+        probs = reproducible_exp(leaf_log_probs(logits, self.path_nodes, self.path_turns))
         bounds = self.row_boundaries(ids)
         return logits, probs, (bounds[:, :-1] + bounds[:, 1:]) / 2
 
