@@ -15,8 +15,8 @@ ARROW_BATCH_ROWS = 65_536
 # Partitions of every shuffle (sorts, joins, aggregations; Spark's default count) before adaptive
 # execution merges neighbours up to ADVISORY_PARTITION_BYTES, so that a task's share of a shuffle
 # stays about that size whatever the data. Before 2026-12 it was two per core, and adaptive
-# execution's default merges down to one per core: either way each sort task of a 2-core machine
-# held half a split (bench/bench_ingest.py --sweep).
+# execution's default merges down to about one per core: either way each sort task of a 2-core
+# machine held a quarter to a half of a split (bench/bench_ingest.py --sweep, docs/scale.md).
 SHUFFLE_PARTITIONS = 200
 ADVISORY_PARTITION_BYTES = "64m"
 
