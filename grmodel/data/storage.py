@@ -5,7 +5,7 @@ Spark reads a URI itself, through the Hadoop connector its image carries (docs/s
 The driver's own reads (is it a file or a directory, the Parquet files under a prefix, their
 footers for row positions, a file's sha256) go through pyarrow's filesystems, which speak S3,
 GCS, Azure and HDFS without Hadoop. The two name S3 differently: Hadoop's ``s3a://`` (and the
-old s3n://) is pyarrow's ``s3://``. Credentials come from each client's environment (for S3:
+old ``s3n://``) is pyarrow's ``s3://``. Credentials come from each client's environment (for S3:
 ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY``; a non-AWS endpoint is ``AWS_ENDPOINT_URL``
 for pyarrow and ``spark.hadoop.fs.s3a.endpoint`` for Spark), never from a URI, so they stay out
 of specs, manifests and logs. Only the Spark engine reads URIs; the pandas engine reads local
