@@ -47,11 +47,25 @@ def is_grmodel_output(path: str | Path) -> bool:
     return any((path / name).is_file() for name in (MARKER, *DATA_MARKS, *LEGACY_RECORDS))
 
 
-def write_marker(directory: str | Path) -> None:
-    """Mark ``directory`` as a grmodel output (it may later be replaced with --overwrite)."""
-    (Path(directory) / MARKER).write_text(
-        json.dumps({"written_by": "grmodel", "grmodel_version": __version__,
-                    "written_at": time.time()}) + "\n", encoding="utf-8")
+def write_marker(directory: str | Path, kind: str = "") -> None:
+    """Mark ``directory`` as a grmodel output (it may later be replaced with --overwrite);
+    ``kind`` names what it holds when a command must tell its own kind apart (a training state)."""
+    record = {"written_by": "grmodel", "grmodel_version": __version__, "written_at": time.time()}
+    if kind:
+        record["kind"] = kind
+    (Path(directory) / MARKER).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def marker_kind(directory: str | Path) -> str | None:
+    """The ``kind`` in ``directory``'s marker ("" for an output of no particular kind), or None
+    when it carries no readable marker."""
+    try:
+        record = json.loads((Path(directory) / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("written_by") != "grmodel":
+        return None
+    return str(record.get("kind", ""))
 
 
 def check_safe(out: str | Path, inputs: Iterable[str | Path] = ()) -> Path:

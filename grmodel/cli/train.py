@@ -19,6 +19,7 @@ from grmodel.outputs import check_output, check_output_file
 from grmodel.predict import check_input, predict_parquet
 from grmodel.registry.pyfunc import resolve_model_uri
 from grmodel.training.loop import default_state_dir, finished_model, train_model
+from grmodel.training.state import StateStore
 
 OVERRIDES_ENV = "GRMODEL_OVERRIDES"  # space-separated section.key=value items for `grmodel train`
 
@@ -97,9 +98,10 @@ def _train(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"--label-state {path}: not found")
         label_state = json.loads(path.read_text())
     identical = not args.overwrite and finished_model(config, args.out) is not None
-    check_output(args.out, inputs=[args.data, args.label_state, args.config, args.state_dir],
+    check_output(args.out, inputs=[args.data, args.label_state, args.config],
                  overwrite=args.overwrite, identical=identical)
     state_dir = args.state_dir or default_state_dir(args.out)
+    StateStore(state_dir).claim(inputs=[args.data, args.out, args.label_state, args.config])
     if identical:
         print(f"{args.out} already holds the finished model of this config and dataset: reused,"
               " not trained again (pass --overwrite to train again)")

@@ -154,7 +154,7 @@ def fit(
 ) -> TrainResult:
     """Train on ``train`` in memory (each rank holds the split and trains on its share) or, with
     ``train=None``, on the train split streamed from its Parquet row groups (``train.streaming``)."""
-    ctx, store, saved, label_state = _start(config, label_state, state_dir, resume, ctx)
+    ctx, store, saved, label_state = _start(config, label_state, state_dir, resume, ctx, out_dir)
     if train is None:
         model, source = _streamed(config, schema, valid, label_state, targets, ctx)
     else:
@@ -198,12 +198,15 @@ def _streamed(config: RunConfig, schema: FeatureSchema, valid: SplitArrays,
 
 
 def _start(config: RunConfig, label_state: dict[str, Any] | None, state_dir: str | Path | None,
-           resume: bool, ctx: DistContext | None
+           resume: bool, ctx: DistContext | None, out_dir: str | Path
            ) -> tuple[DistContext, StateStore | None, dict[str, Any] | None, dict[str, Any] | None]:
-    """What both entry points do first: the context, the state store and the saved state (with
-    ``resume``), threads and seeds, and the label state (the saved run's, when resuming)."""
+    """What both entry points do first: the context, the state store (refused unless it is
+    grmodel's to write and remove) and the saved state (with ``resume``), threads and seeds,
+    and the label state (the saved run's, when resuming)."""
     ctx = ctx or DistContext(device=resolve_device(config.train.device))
     store = StateStore(state_dir) if state_dir is not None else None
+    if store is not None:
+        store.claim(inputs=[config.data.processed_dir, out_dir])
     saved = store.load(config, ctx) if store is not None and resume else None
     _setup(config.train)
     return ctx, store, saved, resumed_label_state(saved, label_state, store)

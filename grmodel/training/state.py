@@ -9,8 +9,9 @@ best-so-far, position in the epoch, every rank's RNG) at each epoch end and ever
 from __future__ import annotations
 
 import json
-import shutil
+import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,16 @@ from grmodel.atomic import atomic_file, write_json_atomic
 from grmodel.config import RunConfig
 from grmodel.distributed import DistContext, all_gather_tensor
 from grmodel.models import WatchTimeModel
+from grmodel.outputs import MARKER, OutputError, check_safe, marker_kind, write_marker
 from grmodel.training.records import RESUME_FREE_KEYS, config_differences, through_json
 
 STATE_FORMAT = "grmodel.train_state/1"
 STATE_FILE = "state.pt"
 STATE_SUMMARY = "state.json"
+STATE_KIND = "train_state"  # the marker's kind: a directory a training wrote its state into
+STATE_FILES = (STATE_FILE, STATE_SUMMARY, MARKER)  # all a state directory holds, and all removed
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,11 +57,35 @@ class Progress:
 
 class StateStore:
     """``state.pt`` (tensors, read with ``weights_only=True``) and ``state.json`` (a summary
-    for people and tools) in one directory; written by rank 0 only, each file atomically."""
+    for people and tools) in one directory; written by rank 0 only, each file atomically.
+
+    The directory is grmodel's own: new, empty, or marked as a training state by an earlier
+    run (:meth:`claim`); removing it deletes only the files a training writes there.
+    """
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self.path = self.directory / STATE_FILE
+
+    def claim(self, inputs: Iterable[str | Path] = ()) -> None:
+        """Refuse, before any work, a state directory that is not grmodel's to write and later
+        remove: the working directory or above it, one that overlaps an input, or an existing
+        directory with anything in it but an earlier training's state."""
+        path = self.directory
+        try:
+            check_safe(path, inputs)
+        except OutputError as exc:
+            raise OutputError(str(exc).replace("output ", "state directory ", 1)) from None
+        if not path.exists() and not path.is_symlink():
+            return
+        if path.is_symlink() or not path.is_dir():
+            raise OutputError(f"state directory {path}: exists and is not a directory (rule: a"
+                              " training state directory is grmodel's own: new, empty, or an"
+                              " earlier training's state)")
+        if any(path.iterdir()) and marker_kind(path) != STATE_KIND:
+            raise OutputError(f"state directory {path}: holds files grmodel did not write (rule:"
+                              " a training state directory is grmodel's own: new, empty, or an"
+                              " earlier training's state; choose another --state-dir)")
 
     def save(self, config: RunConfig, model: WatchTimeModel, optimizer: torch.optim.Optimizer,
              best_state: dict[str, torch.Tensor], p: Progress, ctx: DistContext) -> None:
@@ -66,6 +96,9 @@ class StateStore:
             cuda_rng = torch.stack(all_gather_tensor(torch.cuda.get_rng_state(ctx.device), ctx))
         if not ctx.is_main:
             return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if marker_kind(self.directory) != STATE_KIND:
+            write_marker(self.directory, STATE_KIND)
         meta = {
             "format": STATE_FORMAT,
             "config": config.to_dict(),
@@ -124,7 +157,19 @@ class StateStore:
         return payload
 
     def remove(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Delete the files a training wrote here (and temporaries of a killed write), then
+        the directory if nothing else is left in it."""
+        if marker_kind(self.directory) != STATE_KIND:
+            return  # not a state this process wrote (it never saved one)
+        for name in STATE_FILES:
+            (self.directory / name).unlink(missing_ok=True)
+        for name in (STATE_FILE, STATE_SUMMARY):
+            for stale in self.directory.glob(f".{name}.*.tmp"):
+                stale.unlink(missing_ok=True)
+        try:
+            self.directory.rmdir()
+        except OSError:
+            log.warning("%s: kept, it holds files besides the training state", self.directory)
 
 
 
