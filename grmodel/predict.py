@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from grmodel.atomic import atomic_file
 from grmodel.distributed import autocast
-from grmodel.features import DatasetError, encode_raw
+from grmodel.features import DatasetError, arrow_to_pandas, encode_raw
 from grmodel.models import WatchTimeModel
 
 PREDICTION_COLUMN = "prediction"
@@ -119,7 +119,8 @@ def predict_parquet(
     with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
         try:
             for batch in reader.iter_batches(batch_size=chunk_rows):
-                frame = batch.to_pandas()
+                # Raw values keep their kind: an integer column with gaps stays integer.
+                frame = arrow_to_pandas(batch) if encoders is not None else batch.to_pandas()
                 where = f"{source} (rows {rows:,}..{rows + len(frame) - 1:,})"
                 pred = predict_frame(model, frame, batch_size, encoders=encoders, source=where)
                 table = pa.Table.from_batches([batch]).append_column(

@@ -56,6 +56,7 @@ from grmodel.data.storage import is_uri, local_path
 from grmodel.features import (
     FEW_SPLIT_ROWS,
     LABEL_COLUMN,
+    RAW_PREFIX,
 )
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class TabularSpec:
         if repeated:
             raise DataSpecError(f"dataset spec: field(s) {repeated} appear more than once")
         clash = sorted(set(names) & set(RESERVED_COLUMNS)) + sorted(
-            n for n in names if n.endswith("_mask"))
+            n for n in names if n.endswith("_mask") or n.startswith(RAW_PREFIX))
         if clash:
             raise DataSpecError(f"dataset spec: field name(s) {clash} are reserved")
         if self.oracle and self.oracle in (*names, self.label):

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from grmodel.atomic import atomic_directory
 from grmodel.counted import MAX_DISTINCT
@@ -62,7 +64,14 @@ from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
 from grmodel.data.storage import Location, location
-from grmodel.features import LABEL_COLUMN, MISSING_ID, OOV_ID, SPLITS
+from grmodel.features import (
+    LABEL_COLUMN,
+    MISSING_ID,
+    OOV_ID,
+    SPLITS,
+    raw_arrow_type,
+    raw_column,
+)
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +169,15 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
         written = {}
         for name, code in splits.SPLIT_CODES.items():
             part = rows.filter(F.col(CODE) == code)
-            part_columns = dict(columns)
+            part_columns: dict[str, Any] = dict(columns)
+            if name == "test":
+                part_columns.update({raw_column(f.spec.name): raw_arrow_type(f.encoder)
+                                     for f in fields})
             if name == "test" and oracle_info["present"]:
                 part = _with_oracle(spark_, part, raw / ORACLE_FILE, config.label_mode)
                 part_columns.update(oracle_median="float64", oracle_mean="float64")
             order = [F.col("timestamp"), F.col(ROW)] if ordered else [F.col(ROW)]
-            part = with_position(_select(part, fields), POSITION, order)
+            part = with_position(_select(part, fields, raw=name == "test"), POSITION, order)
             written[name] = write_split(part, POSITION, tmp, name, part_columns, masks,
                                         config.row_group_rows, layout)
             part.unpersist()
@@ -286,10 +298,21 @@ def _entities(rows: DataFrame, key: str, train: Column) -> tuple[np.ndarray, np.
 
 def _entity_table(spark: SparkSession, key: str, values: np.ndarray,
                   fields: list[EncodedField]) -> DataFrame:
-    """One row per entity: its raw id (as the rows hold it) and each field's id."""
+    """One row per entity: its raw id (as the rows hold it), each field's id and raw value."""
     table = pd.DataFrame({key: values.astype(np.float64),
-                          **{f"{f.spec.name}_id": f.ids.astype(np.int32) for f in fields}})
-    return spark.createDataFrame(table)
+                          **{f"{f.spec.name}_id": f.ids.astype(np.int32) for f in fields},
+                          **{f"{f.spec.name}_rawv": f.raw for f in fields}})
+    schema = T.StructType(
+        [T.StructField(key, T.DoubleType())]
+        + [T.StructField(f"{f.spec.name}_id", T.IntegerType()) for f in fields]
+        + [T.StructField(f"{f.spec.name}_rawv", _spark_type(raw_arrow_type(f.encoder)))
+           for f in fields])
+    return spark.createDataFrame(table, schema)
+
+
+def _spark_type(kind: pa.DataType) -> T.DataType:
+    return (T.LongType() if pa.types.is_integer(kind) else T.DoubleType()
+            if pa.types.is_floating(kind) else T.StringType())
 
 
 def _with_label(rows: DataFrame, mode: str) -> DataFrame:
@@ -317,8 +340,11 @@ def _split_columns(fields: list[EncodedField]) -> dict[str, str]:
     return columns
 
 
-def _select(rows: DataFrame, fields: list[EncodedField]) -> DataFrame:
+def _select(rows: DataFrame, fields: list[EncodedField], raw: bool = False) -> DataFrame:
+    """A split's columns (``raw``: with each field's raw values, the test split's)."""
     ids = [F.col(f"{f.spec.name}_id").alias(f.spec.name) for f in fields]
+    raws = [F.col(f"{f.spec.name}_rawv").alias(raw_column(f.spec.name)) for f in fields
+            ] if raw else []
     masks = [(F.col(f"{f.spec.name}_id") != MISSING_ID).cast("int").alias(f.spec.mask_column)
              for f in fields if f.spec.mask_column]
     extra = [c for c in ("oracle_median", "oracle_mean") if c in rows.columns]
@@ -328,7 +354,7 @@ def _select(rows: DataFrame, fields: list[EncodedField]) -> DataFrame:
         (F.col("video_duration") / F.lit(1000.0)).alias("duration_s"),
         F.coalesce(F.col("timestamp"), F.lit(float("nan"))).alias("timestamp"),
         F.col("user_id").cast("long").alias("user_id_raw"),
-        F.col("video_id").cast("long").alias("item_id_raw"), *extra, ROW)
+        F.col("video_id").cast("long").alias("item_id_raw"), *raws, *extra, ROW)
 
 
 def _with_oracle(spark: SparkSession, test: DataFrame, path: Location, mode: str) -> DataFrame:

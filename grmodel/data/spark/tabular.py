@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -55,6 +56,8 @@ from grmodel.features import (
     FieldSpec,
     bucketise,
     encode,
+    raw_arrow_type,
+    raw_column,
     vocabulary_record,
 )
 
@@ -146,6 +149,7 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
         .alias("duration_s"),
         F.coalesce(F.col("_seconds"), F.lit(float("nan"))).alias("timestamp"),
         F.col(user_key).alias("user_id_raw"), F.col(item_key).alias("item_id_raw"),
+        *[_raw_value(f, frame) for f in fields],
         *([F.col(spec.oracle).cast("double").alias("oracle_median")] if spec.oracle else []),
         CODE, ROW, "_seconds")
     masks = [f.spec.mask_column for f in fields if f.spec.mask_column]
@@ -153,7 +157,10 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     with atomic_directory(out_dir) as tmp:
         written = {}
         for name, code in splits.SPLIT_CODES.items():
-            part_columns = dict(columns)
+            part_columns: dict[str, Any] = dict(columns)
+            if name == "test":
+                part_columns.update({raw_column(f.spec.name): raw_arrow_type(f.encoder)
+                                     for f in fields})
             if name == "test" and spec.oracle:
                 part_columns["oracle_median"] = "float64"
             order = [F.col("_seconds"), F.col(ROW)] if chronological else [F.col(ROW)]
@@ -291,6 +298,16 @@ def _field(name: str, side: str, vocab_record: np.ndarray | None = None,
                      mask_column=f"{name}_mask")
     fitted = {"buckets": len(edges) + 1, "edges": [float(e) for e in edges]}
     return EncodedField(spec, np.empty(0, np.int32), None, fitted, {"edges": fitted["edges"]})
+
+
+def _raw_value(field: EncodedField, frame: DataFrame) -> Column:
+    """The field's source column as the test split keeps it (features.raw_arrow_type)."""
+    kind = raw_arrow_type(field.encoder)
+    column = F.col(field.spec.name)
+    if pa.types.is_string(kind) and not isinstance(frame.schema[field.spec.name].dataType,
+                                                     T.StringType):
+        column = column.cast("string")  # a vocabulary of other values (booleans): as text
+    return column.alias(raw_column(field.spec.name))
 
 
 def _edges(train: DataFrame, column: str, n_buckets: int, exact_distinct_max: int
