@@ -392,7 +392,8 @@ def spark():
 # Two "days" of one shop whose vocabularies differ, for the gate that scores a champion
 # through its own encoders. Day 2 adds values in the middle of day 1's sorted vocabularies
 # (odd customer ids between the even ones, countries "be" and "es", cat1/cat3/cat5), so every
-# later id moves; "day2_same_size" swaps cat2 for cat1: the same vocabulary size, ids shifted.
+# later id moves; "day2_same_size" swaps cat2 for cat1: the same vocabulary size, ids shifted;
+# "day2_drift" is day 2 with every label x1.5 (a planted label drift).
 DAY_VALUES = {
     "day1": {"customers": range(0, 200, 2), "countries": ["de", "fr", "us"],
              "categories": ["cat0", "cat2", "cat4", "cat6"]},
@@ -400,6 +401,8 @@ DAY_VALUES = {
              "categories": [f"cat{i}" for i in range(7)]},
     "day2_same_size": {"customers": range(0, 200, 2), "countries": ["de", "fr", "us"],
                        "categories": ["cat0", "cat1", "cat4", "cat6"]},
+    "day2_drift": {"customers": range(0, 200), "countries": ["be", "de", "es", "fr", "us"],
+                   "categories": [f"cat{i}" for i in range(7)], "scale": 1.5},
 }
 
 
@@ -418,7 +421,7 @@ def day_table(day: str, n: int = 3000, seed: int = 0) -> pd.DataFrame:
                                                   for c in country])
     return pd.DataFrame({
         "customer_id": customer, "country": country, "age": age, "first_category": category,
-        "ltv": rng.lognormal(level, 0.3),
+        "ltv": rng.lognormal(level, 0.3) * values.get("scale", 1.0),
         "fold": np.where(np.arange(n) % 10 == 0, "test",
                          np.where(np.arange(n) % 10 == 1, "valid", "train")),
     })

@@ -582,11 +582,14 @@ def history(name: str, tracking_uri: str | None = None) -> list[Decision]:
 def unjudged_versions(name: str, tracking_uri: str | None = None) -> list[dict[str, Any]]:
     """Versions no gate has judged: ``{"version", "registered_at", "run_id", "aliases"}``."""
     client = connect(tracking_uri)
+    with _not_found_is_value_error(client):
+        aliases = client.get_registered_model(name).aliases or {}
     versions = client.search_model_versions(f"name = {sql_string(name)}")
     rows = [{"version": str(v.version),
              "registered_at": datetime.fromtimestamp(v.creation_timestamp / 1000, UTC)
              .isoformat(timespec="seconds"),
-             "run_id": v.run_id, "aliases": sorted(v.aliases or [])}
+             "run_id": v.run_id,
+             "aliases": sorted(a for a, at in aliases.items() if str(at) == str(v.version))}
             for v in versions if not version_decisions(v.tags or {})]
     return sorted(rows, key=lambda r: int(r["version"]))
 
