@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
+from grmodel.checkpoint import META_FILE
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
 from grmodel.pipeline.stages.plan import GR
 from grmodel.pipeline.stages.record import StageError, StageRecord
@@ -122,10 +123,10 @@ def track_and_register(
                          " every pipeline run)")
     # Checked first: MLflow's client would retry an unreachable server for minutes.
     reason = unreachable(target.uri)
-    if reason:
-        raise StageError(f"MLflow {redact(target.uri)} is unreachable ({redact(reason)}); nothing"
-                         " was tracked or registered (rule: the register step needs the tracking"
-                         " server; rerun it once the server is up)")
+    if reason:  # the environment's fault (a ConnectionError is an OSError): exit status 3
+        raise ConnectionError(f"MLflow {redact(target.uri)} is unreachable ({redact(reason)});"
+                              " nothing was tracked or registered (rule: the register step needs"
+                              " the tracking server; rerun it once the server is up)")
     register_params = {"promotion": policy.to_dict(), "registry": {"model_name": model_name}}
     # The parent's params: every stage's configs, so the run is rebuilt from its parent alone.
     params = {record.stage: record.params for record, _ in records} | {REGISTER_STAGE: register_params}
@@ -138,15 +139,16 @@ def track_and_register(
                  if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR}
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
         decision = _register_and_gate(target, run_id, processed, gr_model_dir, evaluation_dir,
-                                      model_name, policy)
+                                      model_name, policy, baselines)
+        _log_decay(decision, run_id, target.uri)
         _log_baselines(baselines, Path(processed))
     _summarize(target, parent, Path(evaluation_dir), decision)
+    _log_decay(decision, parent, target.uri)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = json.loads(decision.to_json())
     write_json_atomic(out / "decision.json", record)
-    write_text_atomic(out / "decision.md", f"# Promotion gate: {model_name}\n\n"
-                      f"{format_history([decision])}\n")
+    write_text_atomic(out / "decision.md", decision_markdown(decision))
     finish_run(target.uri, parent)
     return record
 
@@ -198,9 +200,47 @@ def select_seed(model_dir: str | Path) -> Path:
     return min(candidates)[2]
 
 
+def decision_markdown(decision: Any) -> str:
+    """The gate's decision for people: the table, and the champion's decay when there is one
+    (flagged beyond the policy's threshold)."""
+    decay = registry.decay_line(decision)
+    flag = "**Champion decay flagged.** " if decision.decay_flagged else ""
+    return (f"# Promotion gate: {decision.model}\n\n{format_history([decision])}\n"
+            + (f"\n{flag}{decay}\n" if decay else ""))
+
+
+def collapse_verdict(model_dir: str | Path) -> dict[str, Any]:
+    """Whether a trained row collapsed to a constant (grmodel/collapse.py), from its seeds'
+    checkpoints: ``{"collapsed": bool, "reason": str}``; collapsed when any seed did (its mean
+    metrics are then no bar)."""
+    verdicts = [json.loads(p.read_text()).get("collapse") or {}
+                for p in sorted(Path(model_dir).glob(f"seed*/{META_FILE}"))]
+    collapsed = [v for v in verdicts if v.get("collapsed")]
+    if not collapsed:
+        return {"collapsed": False, "reason": ""}
+    return {"collapsed": True, "reason": f"{len(collapsed)} of {len(verdicts)} seeds:"
+            f" {collapsed[0].get('reason') or 'constant predictions'}"}
+
+
+def _log_decay(decision: Any, run_id: str, uri: str) -> None:
+    """The champion's decay as metrics (``champion.mae``, ``champion.mae_at_promotion``,
+    ``champion.decay``) and the tag ``champion.decay_flagged``, in ``run_id``."""
+    decay = decision.champion_decay
+    if not decay:
+        return
+    client = connect(uri)
+    now = int(time.time() * 1000)
+    values = {"champion.mae": decay.get("mae"), "champion.mae_at_promotion":
+              decay.get("mae_at_promotion"), "champion.decay": decay.get("decay")}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()
+                                      if v is not None])
+    client.set_tag(run_id, "champion.version", str(decay["version"]))
+    client.set_tag(run_id, "champion.decay_flagged", str(bool(decay.get("flagged"))).lower())
+
+
 def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Path,
                        gr_model_dir: str | Path, evaluation_dir: str | Path, model_name: str,
-                       policy: Any) -> Any:
+                       policy: Any, baseline_dirs: dict[str, Path]) -> Any:
     client = connect(target.uri)
     data = Path(processed)
     existing = client.search_model_versions(
@@ -215,10 +255,15 @@ def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Pat
     metrics_path = Path(evaluation_dir) / "metrics.json"
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: not found (rule: the evaluate stage writes it)")
-    baselines = json.loads(metrics_path.read_text())
+    baselines = registry.check_metrics(json.loads(metrics_path.read_text()), str(metrics_path))
+    for row, model_dir in baseline_dirs.items():  # a collapsed baseline is no bar
+        if metric_key(row) in baselines:
+            baselines[metric_key(row)]["collapse"] = collapse_verdict(model_dir)
     decision = registry.gate(model_name, version, data, baselines=baselines, policy=policy,
-                             tracking_uri=target.uri)
+                             tracking_uri=target.uri, by=f"pipeline run {target.pipeline_run_id}")
     log.info("%s version %s: %s", model_name, version, decision.verdict)
+    if decision.champion_decay:
+        (log.warning if decision.decay_flagged else log.info)("%s", registry.decay_line(decision))
     return decision
 
 
@@ -240,6 +285,11 @@ def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decisi
                for row, s in report["summary"].items()
                for name in ("mae", "xauc", "xauc_tie_aware") if s[name]["mean"] is not None]
     metrics.append(Metric("gate.promoted", float(decision.promoted), now, 0))
+    # Each required baseline left out of must-beat (it collapsed), by name.
+    for check in decision.checks:
+        if check.get("skipped"):
+            client.set_tag(parent, f"gate.left_out.{check['check'].removeprefix('beats ')}",
+                           check["detail"][:5000])
     client.log_batch(parent, metrics=metrics)
     for key, value in {"gate.verdict": decision.verdict, "gate.model": decision.model,
                        "gate.challenger_version": decision.challenger_version}.items():
