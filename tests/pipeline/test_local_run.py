@@ -8,11 +8,21 @@ import io
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
 
-from grmodel.pipeline.local import PipelineFailed, local_tracking, run_local, summary
+from grmodel.cli import error_line
+from grmodel.pipeline.local import (
+    PipelineEnvironmentFailed,
+    PipelineFailed,
+    PipelineInputFailed,
+    failure_kind,
+    local_tracking,
+    run_local,
+    summary,
+)
 from grmodel.pipeline.params import PipelineParams
 
 
@@ -268,9 +278,13 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     matrix.write_text("\n".join(broken) + "\n")
     params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw))
     terminal = io.StringIO()
-    with pytest.raises(PipelineFailed, match="validate-raw: ValidationFailed"):
+    with pytest.raises(PipelineFailed, match="validate-raw: ValidationFailed") as failed:
         run_local(params, tmp_path, terminal=terminal)
     assert re.search(r"✗ validate-raw .* failed: ValidationFailed: ", terminal.getvalue())
+    # Bad input, not a bug: the README's exit status 1, and the rule says it is not retried.
+    line, status = error_line("pipeline run", failed.value)
+    assert isinstance(failed.value, PipelineInputFailed) and status == 1
+    assert "internal error" not in line and "fails its step at once, without retries" in line
     run = next((tmp_path / "kfp").glob("grmodel-gr-*"))
     report = json.loads((run / "validate-raw" / "report" / "validation.json").read_text())
     assert not report["success"]
@@ -297,3 +311,25 @@ def test_commands_given_kfp_artifact_folders_find_what_is_inside(finished, capsy
     assert main(["evaluate", "--data", str(run / "ingest" / "processed"),
                  "--model", f"gr={run / 'train-gr' / 'model'}"]) == 0
     assert "| gr |" in capsys.readouterr().out
+
+
+def test_a_failed_steps_error_says_what_kind_of_failure_it_is():
+    """From the qualified name its traceback printed: bad input (exit 1), the environment
+    (exit 3), or a bug (exit 70); unknown packages are never imported for it."""
+    kinds = {
+        "grmodel.validation.report.ValidationFailed": PipelineInputFailed,
+        "grmodel.collapse.ModelCollapsed": PipelineInputFailed,
+        "grmodel.features.DatasetError": PipelineInputFailed,
+        "FileNotFoundError": PipelineInputFailed,
+        "KeyError": PipelineInputFailed,
+        "ConnectionRefusedError": PipelineEnvironmentFailed,
+        "PermissionError": PipelineEnvironmentFailed,
+        "RuntimeError": PipelineFailed,
+        "AssertionError": PipelineFailed,
+        "grmodel.no_such_module.Error": PipelineFailed,
+        "not_imported_package.SomeError": PipelineFailed,
+    }
+    assert {name: failure_kind(name) for name in kinds} == kinds
+    assert "not_imported_package" not in sys.modules
+    statuses = {kind: error_line("pipeline run", kind("x"))[1] for kind in set(kinds.values())}
+    assert statuses == {PipelineInputFailed: 1, PipelineEnvironmentFailed: 3, PipelineFailed: 70}
