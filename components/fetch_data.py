@@ -16,20 +16,27 @@ def fetch_data(
     tracking_uri: str,
     mlflow_experiment: str,
     mlflow_artifact_root: str,
+    pipeline_run_id: str,
+    pipeline_name: str,
     raw: Output[Dataset],
 ) -> str:
     """Write exactly one raw KuaiRec-format data version into ``raw``; return the version.
 
     ``source``: ``dvc`` (the git + DVC repository ``data_repo`` at ``data_version``, default
     the version its ``data.dvc`` records), ``generate`` (synth ``preset`` with ``data_seed``)
-    or ``path`` (the directory ``data_repo``). The version is DVC's directory hash.
+    or ``path`` (the directory ``data_repo``). The version is DVC's directory hash. Then the
+    pipeline run's MLflow parent run opens, named with that version, this stage's run under it.
     """
     from grmodel.pipeline.live import StageTracking
+    from grmodel.pipeline.publish import TrackingTarget, open_pipeline_run
     from grmodel.pipeline.stages.data import fetch_data
 
-    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
+    tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version,
+                             pipeline_run_id)
     result = fetch_data(raw.path, source=source, data_version=data_version,
                         data_repo=data_repo, preset=preset, data_seed=data_seed,
                         tracking=tracking)
+    open_pipeline_run(TrackingTarget(tracking_uri, pipeline_run_id, mlflow_experiment,
+                                     mlflow_artifact_root, pipeline_name), raw.path)
     raw.metadata.update({"data_version": result["data_version"], "obtained": result["obtained"]})
     return result["data_version"]

@@ -35,7 +35,11 @@ LIGHT = {"cpu": "1", "memory": "4G"}
 DATA = {"cpu": "2", "memory": "8G"}
 TRAIN_CPU = {"cpu": "4", "memory": "16G"}
 TRAIN_GPU = {"cpu": "8", "memory": "32G", "accelerator": "nvidia.com/gpu", "gpus": 1}
-RETRIES = 2  # transient failures: preempted nodes, a flaky object store
+# No step sets Kubeflow retries: Kubeflow retries a failed task whatever failed, and the
+# failures here are deterministic (a failed validation, a data error, a collapsed model, a gate
+# that cannot judge): the same inputs fail the same way, so they fail the run at once. After a
+# transient fault (a lost node, MLflow or the data remote down), rerun: finished steps come
+# from Kubeflow's cache.
 # Credentials for the DVC remote, MLflow and its artifact store, read by every step from an
 # optional Kubernetes Secret (absent secret or key: the variable is unset). Create it with
 # `kubectl create secret generic grmodel-credentials --from-literal=AWS_ACCESS_KEY_ID=...`.
@@ -45,17 +49,15 @@ CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TO
                    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
-def _on_cluster(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
-    """What a step gets on Kubernetes (a local run ignores it): requests, GPU, retries and
-    the credentials secret."""
+def _on_cluster(task: Any, spec: dict[str, Any]) -> Any:
+    """What a step gets on Kubernetes (a local run ignores it): requests, GPU and the
+    credentials secret."""
     kubernetes.use_secret_as_env(task, secret_name=CREDENTIALS_SECRET,
                                  secret_key_to_env={k: k for k in CREDENTIAL_KEYS}, optional=True)
     task.set_cpu_request(spec["cpu"]).set_memory_request(spec["memory"])
     task.set_memory_limit(spec["memory"])
     if "accelerator" in spec:
         task.set_accelerator_type(spec["accelerator"]).set_accelerator_limit(spec["gpus"])
-    if retries:
-        task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
     return task
 
 
@@ -82,6 +84,7 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         min_mae_rel_improvement: float = _D.min_mae_rel_improvement,
         max_xauc_drop: float = _D.max_xauc_drop,
         require_beats_baselines: list = _D.require_beats_baselines,
+        max_champion_decay: float = _D.max_champion_decay,
         mlflow_tracking_uri: str = _D.mlflow_tracking_uri,
         mlflow_experiment: str = _D.mlflow_experiment,
         mlflow_artifact_root: str = _D.mlflow_artifact_root,
@@ -97,11 +100,13 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         _on_cluster(closing, LIGHT)
 
         with dsl.ExitHandler(closing, name="grmodel-run"):
+            # Never cached, so it may take the run's id: it opens the MLflow parent run, named
+            # with the version it resolved, as soon as it has it.
             fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
-                                 preset=preset, data_seed=data_seed, **stage)
+                                 preset=preset, data_seed=data_seed, **tracking)
             # Always re-read and verified (data_version "" means "what data.dvc records now"); the
             # steps after it are cached on the resolved version they take as an input.
-            _on_cluster(fetched.set_caching_options(False), DATA, RETRIES)
+            _on_cluster(fetched.set_caching_options(False), DATA)
             version = fetched.outputs["Output"]
             raw = fetched.outputs["raw"]
 
@@ -132,14 +137,14 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
                           tokens=tokens.outputs["tokens"], data_version=version, overrides=overrides,
                           seeds=seeds, train_replicas=train_replicas, train_pvc=train_pvc or "",
                           **stage)
-            _on_cluster(gr, TRAIN_GPU, RETRIES)
+            _on_cluster(gr, TRAIN_GPU)
             if train_pvc:
                 kubernetes.mount_pvc(gr, pvc_name=train_pvc, mount_path=DEFAULT_MOUNT)
 
             with dsl.ParallelFor(baselines) as baseline:
                 trained = train_baseline(processed=processed, baseline=baseline,
                                          overrides=overrides, seeds=seeds, **stage)
-                _on_cluster(trained.after(processed_check), TRAIN_CPU, RETRIES)
+                _on_cluster(trained.after(processed_check), TRAIN_CPU)
 
             evaluated = evaluate(processed=processed, gr_model=gr.outputs["model"],
                                  baseline_models=dsl.Collected(trained.outputs["model"]),
@@ -154,9 +159,9 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
                 evaluation=evaluated.outputs["evaluation"], data_version=version,
                 model_name=registered_model_name, min_mae_rel_improvement=min_mae_rel_improvement,
                 max_xauc_drop=max_xauc_drop, require_beats_baselines=require_beats_baselines,
-                **tracking,
+                max_champion_decay=max_champion_decay, **tracking,
             )
-            _on_cluster(registered.set_caching_options(False), DATA, RETRIES)
+            _on_cluster(registered.set_caching_options(False), DATA)
 
     return grmodel_pipeline
 

@@ -38,6 +38,9 @@ class PipelineParams:
     min_mae_rel_improvement: float = 0.01
     max_xauc_drop: float = 0.005
     require_beats_baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    # Flag (never decide on) a champion whose MAE on the test day exceeds its MAE when it was
+    # promoted by more than this, relative.
+    max_champion_decay: float = 0.2
     # MLflow.
     mlflow_tracking_uri: str = ""
     mlflow_experiment: str = "grmodel"

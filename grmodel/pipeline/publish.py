@@ -39,6 +39,7 @@ from grmodel.redact import redact
 from grmodel.registry import format_history
 from grmodel.reproduce import RunRecord, log_run_record
 from grmodel.tracking import (
+    DATA_VERSION,
     INHERITED_TAGS,
     PIPELINE_RUN_ID,
     connect,
@@ -58,6 +59,7 @@ REGISTER_STAGE = "register"
 FETCH_STAGE = "fetch_data"  # never cached: it starts every pipeline run
 TRAIN_PREFIX = "train_"
 PIPELINE_STATUS_TAG = "pipeline_status"
+UNRESOLVED = "unresolved"  # the data version of a run that failed before resolving one
 REPORT_DIR = "report"  # the evaluation report's files in the parent run
 
 
@@ -96,7 +98,8 @@ class TrackingTarget:
 def parent_run_name(pipeline: str, started: float, data_version: str) -> str:
     """``grmodel-gr-20261201T071502Z-3f2a9c1b``: pipeline, UTC start, short data version."""
     when = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{pipeline}-{when}-{data_version.removesuffix('.dir')[:8] or 'unknown'}"
+    short = data_version.removesuffix(".dir")[:8] if data_version != UNRESOLVED else UNRESOLVED
+    return f"{pipeline}-{when}-{short or UNRESOLVED}"
 
 
 def track_and_register(
@@ -123,10 +126,10 @@ def track_and_register(
                          " every pipeline run)")
     # Checked first: MLflow's client would retry an unreachable server for minutes.
     reason = unreachable(target.uri)
-    if reason:  # the environment's fault (a ConnectionError is an OSError): exit status 3
-        raise ConnectionError(f"MLflow {redact(target.uri)} is unreachable ({redact(reason)});"
-                              " nothing was tracked or registered (rule: the register step needs"
-                              " the tracking server; rerun it once the server is up)")
+    if reason:
+        raise StageError(f"MLflow {redact(target.uri)} is unreachable ({redact(reason)}); nothing"
+                         " was tracked or registered (rule: the register step needs the tracking"
+                         " server; rerun it once the server is up)")
     register_params = {"promotion": policy.to_dict(), "registry": {"model_name": model_name}}
     # The parent's params: every stage's configs, so the run is rebuilt from its parent alone.
     params = {record.stage: record.params for record, _ in records} | {REGISTER_STAGE: register_params}
@@ -173,14 +176,83 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
     )
 
 
+def open_pipeline_run(target: TrackingTarget, fetched_dir: str | Path) -> str | None:
+    """Open the pipeline run's parent as soon as ``fetch_data`` has resolved the data version:
+    named with it, started when the fetch started, the fetch's run under it. A run that fails
+    later is then found by the exit handler under that name. Tracking never fails the step:
+    with MLflow unreachable this is left to the register step (None)."""
+    record = StageRecord.read(fetched_dir)
+    version = record.params["data"]["data_version"]
+    reason = unreachable(target.uri)
+    if reason:
+        log.warning("MLflow %s is unreachable (%s): the parent run opens at the register step",
+                    redact(target.uri), redact(reason))
+        return None
+    try:
+        parent = target.parent(version, started=record.started)
+        nest_stage_run(target, parent, record, Path(fetched_dir))
+    except Exception as exc:  # noqa: BLE001 - tracking never fails the step
+        log.warning("MLflow %s: cannot open the parent run (%s); the register step will",
+                    redact(target.uri), redact(str(exc)))
+        return None
+    return parent
+
+
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
-    """Mark the parent run with the pipeline's final ``state`` (SUCCEEDED, FAILED, ...)."""
-    parent = target.parent("unknown")
+    """Mark the parent run with the pipeline's final ``state`` (SUCCEEDED, FAILED, ...): the
+    one ``fetch_data`` opened (named with its data version), else one named ``…-unresolved``
+    (the run failed before it resolved its data); the runs its stages logged that are not under
+    it yet (the run failed before the register step) are put under it."""
+    parent = _existing_parent(target) or target.parent(UNRESOLVED)
+    adopt_stage_runs(target, parent)
     client = connect(target.uri)
     client.set_tag(parent, PIPELINE_STATUS_TAG, state)
     if error:
         client.set_tag(parent, "pipeline_error", redact(error)[:5000])
     finish_run(target.uri, parent, failed=state != "SUCCEEDED")
+
+
+def _existing_parent(target: TrackingTarget) -> str | None:
+    client = connect(target.uri)
+    experiment = client.get_experiment_by_name(target.experiment)
+    if experiment is None:
+        return None
+    found = client.search_runs([experiment.experiment_id],
+                               f"tags.{PIPELINE_RUN_ID} = {sql_string(target.pipeline_run_id)}"
+                               " and tags.run_kind = 'pipeline'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def adopt_stage_runs(target: TrackingTarget, parent: str) -> list[str]:
+    """Put under ``parent`` the stage runs of its pipeline run that are under no run: those
+    tagged with its pipeline run id (``fetch_data``, never cached) and, as the cached stages
+    cannot take that id (it would defeat the cache), the stage runs on the parent's data
+    version that started after it and are nobody's child. (Two pipeline runs on one data
+    version at once in one experiment cannot be told apart this way.) A stage run still RUNNING
+    when its pipeline ended was killed with it: marked KILLED."""
+    client = connect(target.uri)
+    parent_run = client.get_run(parent)
+    experiment = [parent_run.info.experiment_id]
+    runs = client.search_runs(experiment, "tags.run_kind = 'stage' and"
+                              f" tags.{PIPELINE_RUN_ID} = {sql_string(target.pipeline_run_id)}")
+    version = parent_run.data.tags.get(DATA_VERSION, UNRESOLVED)
+    if version != UNRESOLVED:
+        runs += client.search_runs(
+            experiment, f"tags.run_kind = 'stage' and tags.{DATA_VERSION} = {sql_string(version)}"
+            f" and attributes.start_time >= {parent_run.info.start_time}")
+    tags = {k: parent_run.data.tags[k] for k in INHERITED_TAGS if k in parent_run.data.tags}
+    adopted: list[str] = []
+    for run in runs:
+        if run.info.run_id in adopted:
+            continue
+        if "mlflow.parentRunId" in run.data.tags:
+            continue
+        for key, value in (tags | {"mlflow.parentRunId": parent}).items():
+            client.set_tag(run.info.run_id, key, value)
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED")
+        adopted.append(run.info.run_id)
+    return adopted
 
 
 def select_seed(model_dir: str | Path) -> Path:

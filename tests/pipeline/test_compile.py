@@ -32,7 +32,7 @@ def _tasks(ir: dict) -> dict:
     return ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
 
 
-def test_gr_trains_on_one_gpu_with_retries(compiled):
+def test_gr_trains_on_one_gpu(compiled):
     ir = compiled["ir"]
     container = ir["deploymentSpec"]["executors"]["exec-train-gr"]["container"]
     assert container["image"] == images.gpu_image()
@@ -40,7 +40,16 @@ def test_gr_trains_on_one_gpu_with_retries(compiled):
     assert accelerator["resourceType"] == "nvidia.com/gpu" and accelerator["resourceCount"] == "1"
     assert container["resources"]["resourceCpuRequest"] == "8"
     assert container["resources"]["resourceMemoryRequest"] == "32G"
-    assert _tasks(ir)["train-gr"]["retryPolicy"]["maxRetryCount"] == 2
+
+
+def test_no_step_is_retried(compiled):
+    """Kubeflow would retry a failed task whatever failed, and the failures of these steps are
+    deterministic (a failed validation, a data error, a collapse): they fail the run at once."""
+    ir = compiled["ir"]
+    tasks = {**_tasks(ir), **ir["root"]["dag"]["tasks"]}
+    tasks.update(ir["components"]["comp-for-loop-2"]["dag"]["tasks"])
+    assert "train-baseline" in tasks and "register" in tasks and "fetch-data" in tasks
+    assert {name: t["retryPolicy"] for name, t in tasks.items() if "retryPolicy" in t} == {}
 
 
 def test_light_stages_run_the_runtime_image_without_gpus(compiled):

@@ -295,10 +295,16 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     experiment = client.get_experiment_by_name("grmodel").experiment_id
     parents = client.search_runs([experiment], "tags.run_kind = 'pipeline'")
     assert [p.info.status for p in parents] == ["FAILED"]
-    # The stages that ran logged their runs live: the failed gate's run failed, with its report.
+    # Named with the data version fetch-data resolved, never "...-unknown".
+    version = json.loads((run / "fetch-data" / "raw" / "stage.json").read_text())[
+        "params"]["data"]["data_version"]
+    assert parents[0].info.run_name.endswith("-" + version.removesuffix(".dir")[:8])
+    # The stages that ran logged their runs live: the failed gate's run failed, with its report;
+    # both are under the parent (no orphans), though the register step never ran.
     ran = {r.data.tags["stage"]: r for r in client.search_runs([experiment], "tags.run_kind = 'stage'")}
     assert {k: r.info.status for k, r in ran.items()} == {"fetch_data": "FINISHED",
                                                           "validate_raw": "FAILED"}
+    assert {r.data.tags.get("mlflow.parentRunId") for r in ran.values()} == {parents[0].info.run_id}
     report = {a.path for a in client.list_artifacts(ran["validate_raw"].info.run_id)}
     assert "validation.html" in report
     shutil.rmtree(raw)
