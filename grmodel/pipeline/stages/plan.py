@@ -17,9 +17,18 @@ def gr_config(data: Path, overrides: list[str] | None) -> Any:
     return model_plan(data, [GR], overrides, 1).runs[0][2]
 
 
+# A baseline that collapses to a constant is kept and marked, not a failed run: the gate leaves
+# it out of the bars GR must beat, with the reason shown. GR collapsing fails its step (the
+# library default, train.on_collapse=fail); `BASELINE:train.on_collapse=fail` restores it for a
+# baseline.
+BASELINE_ON_COLLAPSE = "train.on_collapse=warn"
+
+
 def model_plan(data: Path, models: list[str], overrides: list[str] | None, seeds: int
                ) -> ComparisonPlan:
     """Every (model, seed) run with its config: the library defaults, the models' named
-    defaults (``grmodel.config.MODEL_DEFAULTS``), then the ``[MODEL:]key=value`` overrides."""
+    defaults (``grmodel.config.MODEL_DEFAULTS``), baselines kept when they collapse, then the
+    ``[MODEL:]key=value`` overrides."""
     comparison = model_comparison(*COMPARISON, models, reference=GR)
-    return plan_comparison(comparison, data, seeds=seeds, overrides=overrides)
+    kept = [f"{model}:{BASELINE_ON_COLLAPSE}" for model in models if model != GR]
+    return plan_comparison(comparison, data, seeds=seeds, overrides=[*kept, *(overrides or [])])
