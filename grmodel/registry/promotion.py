@@ -460,7 +460,7 @@ def gate(
 def _move_reason(decision: Decision) -> str:
     passed = [c["check"] for c in decision.checks if c["passed"] and not c.get("skipped")]
     return (f"gate decision {decision.number} on v{decision.challenger_version}: passed"
-            f" {len(passed)} checks ({', '.join(passed)})")
+            f" {', '.join(passed)}")
 
 
 def _inputs_digest(processed_dir: str | Path, policy: PromotionPolicy,
