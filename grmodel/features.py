@@ -167,15 +167,6 @@ def raw_arrow_type(encoder: dict[str, Any]) -> pa.DataType:
     return {"int": pa.int64(), "float": pa.float64()}.get(encoder.get("kind", ""), pa.string())
 
 
-def has_raw_values(processed_dir: str | Path, schema: FeatureSchema) -> bool:
-    """Whether the test split holds the raw values of every field of ``schema``."""
-    path = Path(processed_dir) / "test.parquet"
-    if not path.exists():
-        return False
-    names = set(pq.read_schema(path).names)
-    return all(raw_column(name) in names for name in schema.names)
-
-
 def read_raw_values(processed_dir: str | Path, names: list[str], max_rows: int | None = None
                     ) -> pd.DataFrame:
     """The test rows' raw values of fields ``names``, one column per field named after it

@@ -323,7 +323,8 @@ def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Pat
     else:
         chosen = select_seed(gr_model_dir)
         registry.log_model(chosen, data, name=GR)
-        version = registry.register_model(model_name, run_id, GR, target.uri).version
+        version = registry.register_model(model_name, run_id, GR, target.uri,
+                                          by=f"pipeline run {target.pipeline_run_id}").version
     metrics_path = Path(evaluation_dir) / "metrics.json"
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: not found (rule: the evaluate stage writes it)")
