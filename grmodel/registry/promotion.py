@@ -39,7 +39,7 @@ from grmodel.config import EvalConfig
 from grmodel.data.io import sha256_file
 from grmodel.evaluate import evaluate_models, score_test
 from grmodel.registry.pyfunc import resolve_model_uri
-from grmodel.tracking import DATA_VERSION, connect, sql_string
+from grmodel.tracking import DATA_VERSION, LINEAGE_TAGS, connect, sql_string
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -59,8 +59,6 @@ DECISIONS_TAG = "gate.decisions"  # how many decisions the version has had
 PROMOTED, REJECTED, UNJUDGED = "promoted", "rejected", "unjudged"
 # Registered-model tags: one per alias move, keyed by UTC time (sorting them is their order).
 ALIAS_MOVE_PREFIX = "alias_move."
-# Run tags copied onto a version so it names its code and data (see grmodel.tracking).
-LINEAGE_TAGS = ("git_commit", "grmodel_version", "data_version", "pipeline_run_id")
 
 
 def actor() -> str:
