@@ -153,6 +153,7 @@ def track_and_register(
     record = json.loads(decision.to_json())
     write_json_atomic(out / "decision.json", record)
     write_text_atomic(out / "decision.md", decision_markdown(decision))
+    log_artifacts([out / "decision.md"], REPORT_DIR, run_id=parent)  # beside report.html
     finish_run(target.uri, parent)
     return record
 

@@ -203,7 +203,8 @@ def test_the_parent_run_is_named_and_carries_every_rows_results(finished):
     assert parent.data.metrics["gate.promoted"] == 1.0
     assert parent.data.tags["report"].endswith("/report/report.html")
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.html", "report/report.md", "report/figures"} <= report
+    assert {"report/report.html", "report/report.md", "report/figures",
+            "report/decision.md"} <= report
 
 
 def test_the_baselines_are_logged_as_models(finished):
