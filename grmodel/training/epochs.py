@@ -188,7 +188,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
 
 
 def make_optimizer(model: WatchTimeModel, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam; weight decay on embedding tables only (method.md)."""
+    """Adam; weight decay on embedding tables only (docs/method.md, Training)."""
     tables = {id(p) for p in model.embedding_parameters()}
     decayed = [p for p in model.parameters() if id(p) in tables]
     rest = [p for p in model.parameters() if id(p) not in tables]
