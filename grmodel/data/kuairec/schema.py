@@ -42,8 +42,8 @@ INTERACTION_COLUMNS: dict[str, ColumnKind] = {
 # 999,639 ms, video_duration max 315,072 ms, watch_ratio max 573.5 (big) / 571.5 (small). The
 # generator's joint of ratio and duration is wider (full preset, seeds 2024 and 7: play_duration
 # up to 16,823,470 ms, watch_ratio up to 815), so the caps are: one play within one day, a video
-# under 10 minutes, a ratio under 2,000. A unit error or a corrupt row (issue 15: plays of 1e12
-# ms) breaks them; the raw validation suite enforces them.
+# under 10 minutes, a ratio under 2,000. A unit error or a corrupt row (plays of 1e12 ms, say)
+# breaks them; the raw validation suite enforces them.
 MAX_PLAY_DURATION_MS = 86_400_000
 MAX_VIDEO_DURATION_MS = 600_000
 MAX_WATCH_RATIO = 2_000.0
