@@ -19,6 +19,7 @@ import grmodel
 from grmodel import registry, tracking
 from grmodel.checkpoint import load_checkpoint
 from grmodel.cli import registry as registry_commands
+from grmodel.data.profile import read_profile
 from grmodel.evaluate import TRAIN_MEDIAN, evaluate_models
 from grmodel.features import read_split
 from grmodel.predict import predict_frame
@@ -176,8 +177,13 @@ def test_logged_model_is_code_json_and_state_dict(flow, tmp_path):
     files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))]
     assert {"data/checkpoint/model.pt", "data/checkpoint/config.json", "data/checkpoint/label_state.json",
-            "data/checkpoint/feature_encoders.json", "data/checkpoint/checkpoint.json"} <= files
+            "data/checkpoint/feature_encoders.json", "data/checkpoint/checkpoint.json",
+            "data/checkpoint/drift_reference.json"} <= files
     assert not [f for f in files if f.endswith(".py")]  # code is referenced, not copied
+    # The drift reference travels with the model: the profile of the rows it trained on.
+    reference = read_profile(local / "data/checkpoint")
+    assert reference["rows"] == len(read_split(flow["data"], "train"))
+    assert reference["columns"]["label"]["count"] == reference["rows"]
     mlmodel = (local / "MLmodel").read_text()
     assert "loader_module: grmodel.registry" in mlmodel
     requirements = (local / "requirements.txt").read_text().split()
