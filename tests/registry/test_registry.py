@@ -87,7 +87,8 @@ def _flow(uri, artifact_root, trained, data):
         run_pipeline(uri, artifact_root, "pipeline-b", trained["good"], data, POLICY),
         run_pipeline(uri, artifact_root, "pipeline-c", trained["weak"], data, POLICY),
     ]
-    return {"uri": uri, "runs": runs, "data": data, "trained": trained}
+    return {"uri": uri, "runs": runs, "data": data, "trained": trained,
+            "artifact_root": artifact_root}
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +196,37 @@ def test_logged_model_is_code_json_and_state_dict(flow, tmp_path):
     assert vocab["vocab"]["kind"] == "dynamic_quantile"
     signature = mlflow.models.get_model_info(str(local)).signature
     assert signature.inputs.input_names() == ["user_id", "item_id", "item_cat"]
+
+
+def test_champion_reference_is_the_profile_of_its_training_rows(flow):
+    champion = registry.alias_version(NAME, "champion", flow["uri"])
+    found = registry.champion_reference(NAME, flow["uri"])
+    assert found.about["version"] == champion and found.reason == ""
+    assert found.about["description"] == f"champion version {champion} of {NAME}"
+    assert found.profile["rows"] == len(read_split(flow["data"], "train"))
+    assert found.about["source_run_id"] == next(
+        r["run_id"] for r in flow["runs"] if r["version"] == champion)
+    first = registry.champion_reference("never-registered", flow["uri"])
+    assert first.profile is None and first.reason == "no registered model 'never-registered' yet"
+
+
+def test_a_champion_logged_without_its_data_has_no_reference(flow):
+    """Logged without its processed dataset (as models were before they carried a
+    reference): no reference, and the reason names the version."""
+    uri, name = flow["uri"], f"{NAME}-no-reference"
+    with (tracking.pipeline_run(uri, pipeline_run_id="pipeline-no-reference",
+                                data_version="0123abcd.dir",
+                                artifact_root=flow["artifact_root"]) as parent,
+          tracking.stage_run(uri, parent, "train_gr") as train_run):
+        registry.log_model(flow["trained"]["good"].model_dir)
+    version = registry.register_model(name, train_run, tracking_uri=uri)
+    tracking.connect(uri).set_registered_model_alias(name, "champion", version.version)
+    found = registry.champion_reference(name, uri)
+    assert found.profile is None and found.about["version"] == str(version.version)
+    assert found.reason.startswith(f"champion version {version.version} of {name} has no"
+                                   " drift_reference.json")
+    lacking = registry.champion_reference(NAME + "-unknown-alias", uri)
+    assert lacking.profile is None
 
 
 def test_registry_cli_history_and_promote(flow, capsys):
