@@ -1,4 +1,4 @@
-"""Drift: the new data (its training window and its test day) against the champion's training
+"""Drift: the new data (each split: its window and its test day) against the champion's training
 reference (grmodel/data/profile.py), with great_expectations' distribution expectations.
 
 Per split and compared column:
@@ -84,7 +84,9 @@ class DriftBounds:
     quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
     min_rows: int = 30  # a split with fewer rows is not compared (reported as skipped)
     max_rows: int = 1_000_000  # larger splits are compared on a seeded sample of this many
-    splits: tuple[str, ...] = ("train", "test")  # the new window and the newest day
+    # Every split: a forward split's train and valid are the new window (valid its last day),
+    # test the as-of day.
+    splits: tuple[str, ...] = ("train", "valid", "test")
 
     def __post_init__(self) -> None:
         for name in ("max_kl", "quantile_tolerance"):
@@ -331,8 +333,7 @@ def check_drift(processed_dir: str | Path, reference: dict[str, Any] | None,
         frame = _read(processed_dir, split, sorted({p.source for p in comparable}),
                       bounds.max_rows)
         tables.append({"name": f"{split}.parquet", "path": str(path), "rows": len(frame),
-                       "columns": [p.name for p in comparable],
-                       "role": "the new window" if split == "train" else f"the {split} rows"})
+                       "columns": [p.name for p in comparable]})
         for plan in plans:
             why = _not_compared(plan, ref_columns.get(plan.name))
             if why:
