@@ -208,8 +208,8 @@ def write_days_dataset(root: Path, seed: int, *, rows_per_day: int = 300, window
                        label_scale: float = 1.0, gold_share: float = 0.2,
                        new_tier_share: float = 0.0, users: int = 200,
                        everywhere: bool = False) -> Path:
-    """A processed dataset (real encoders, ``encoders.json``) of one run: train on ``window``
-    days, test on the next day, drawn from one world (users with a tier and a taste; a
+    """A processed dataset (real encoders, ``encoders.json``) of one run: a ``window`` of days
+    (train, and valid its last day), test the next day, drawn from one world (users with a tier and a taste; a
     heavy-tailed watch time). The planted changes apply to the test day (to every day with
     ``everywhere``): labels x ``label_scale``, the share of rows from gold users, a new tier
     on a share of rows.
@@ -239,7 +239,8 @@ def write_days_dataset(root: Path, seed: int, *, rows_per_day: int = 300, window
     label[rng.random(n) < 0.03] = 0.0
     label[test] *= label_scale
     price = rng.lognormal(3.0, 0.5, n)
-    train_rows = np.arange(n) < n_train
+    n_fit = n_train - rows_per_day  # a forward split: valid is the window's last day
+    train_rows = np.arange(n) < n_fit
     fields = [
         categorical_field("user_id", "user", user_ids[user], train_rows, optional=False),
         categorical_field("tier", "user", tiers, train_rows),
@@ -251,7 +252,7 @@ def write_days_dataset(root: Path, seed: int, *, rows_per_day: int = 300, window
                 "timestamp": part.astype(np.float64), "user_id_raw": user_ids[user[part]],
                 "item_id_raw": np.zeros(len(part), np.int64)}
 
-    split_rows = {"train": np.arange(n_train), "valid": np.arange(0),
+    split_rows = {"train": np.arange(n_fit), "valid": np.arange(n_fit, n_train),
                   "test": np.arange(n_train, n)}
     write_processed(root, fields, columns, split_rows, {"dataset": f"days-seed{seed}"})
     return root

@@ -22,7 +22,7 @@ N reference rows (both sides are samples). The bounds each check used are in the
 The reference weights are smoothed (half a row per cell) so that a value the reference never
 had gives a large but finite divergence. Results go into a :class:`DriftReport`, a validation
 report whose verdict is ``no reference``, ``no drift`` or ``drift``; a run's ``drift_policy``
-decides what a drift does (``warn``: reported; ``stop``: :class:`DriftDetected`).
+decides what a drift does (``warn``: reported; ``stop``: :class:`DriftFailed`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from grmodel.data.profile import (
     categories,
     column_plan,
 )
-from grmodel.features import read_encoders, read_manifest
+from grmodel.features import LABEL_COLUMN, read_encoders, read_manifest
 from grmodel.validation.checks import Check, TableSuite
 from grmodel.validation.gx import make_report, run_suite
 from grmodel.validation.report import (
@@ -68,7 +68,7 @@ UNSEEN = "expect_column_mean_to_be_between"
 NO_REFERENCE, NO_DRIFT, DRIFT = "no reference", "no drift", "drift"
 
 
-class DriftDetected(ValidationFailed):
+class DriftFailed(ValidationFailed):
     """Raised under ``drift_policy=stop``; the message names the drifted columns and the rule."""
 
 
@@ -166,6 +166,24 @@ class DriftReport(ValidationReport):
                 "no_reference": self.no_reference, "drifted": self.drifted(),
                 "comparisons": plain(self.comparisons)}
 
+    def metrics(self) -> dict[str, float]:
+        """What MLflow gets: the verdict as numbers, the check counts, and per split and
+        column the KL divergence, the unseen share and the label's mean over the reference's
+        (``drift.test.label.mean_ratio``)."""
+        metrics = {f"checks_{k}": float(v) for k, v in self.counts().items()}
+        metrics |= {"drift_reference": float(self.reference is not None),
+                    "drift_detected": float(self.verdict == DRIFT),
+                    "drift_columns": float(sum(len(c) for c in self.drifted().values()))}
+        for c in self.comparisons:
+            key = f"drift.{c['table'].removesuffix('.parquet')}.{c['column']}"
+            if c.get("kl") is not None:
+                metrics[f"{key}.kl"] = float(c["kl"])
+            if c.get("unseen") is not None:
+                metrics[f"{key}.unseen"] = float(c["unseen"])
+            if c["column"] == LABEL_COLUMN and c.get("new_mean") and c.get("reference_mean"):
+                metrics[f"{key}.mean_ratio"] = float(c["new_mean"] / c["reference_mean"])
+        return metrics
+
     def sections(self) -> list[Section]:
         header = ["split", "column", "kind", "reference", "new", "KL", "KL bound",
                   "unseen share", "status"]
@@ -178,9 +196,9 @@ class DriftReport(ValidationReport):
                 Section("Reference", ["key", "value"], about)]
 
     def apply_policy(self, policy: str) -> DriftReport:
-        """``stop`` with a drift: raise :class:`DriftDetected`; otherwise return the report."""
+        """``stop`` with a drift: raise :class:`DriftFailed`; otherwise return the report."""
         if check_policy(policy) == "stop" and self.verdict == DRIFT:
-            raise DriftDetected(self.drift_line() + "; drift_policy=stop")
+            raise DriftFailed(self.drift_line() + "; drift_policy=stop")
         return self
 
 
