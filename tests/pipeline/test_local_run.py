@@ -305,10 +305,11 @@ def test_commands_given_kfp_artifact_folders_find_what_is_inside(finished, capsy
 
 
 def test_drift_policy_stop_ends_the_run_before_training(finished, tmp_path, pipeline_overrides):
-    """The same generated world with every play x1.5 (mean watch time +50%), against the
-    champion the finished run registered: the drift check names the label and, under
-    drift_policy=stop, fails its task; nothing is trained or registered. (The finished run's
-    MLflow database is copied: its own tests keep seeing one pipeline run.)"""
+    """The same generated world with every play x1.4 (mean watch time +40%; x1.5 breaks the
+    raw suite's watch-ratio plausibility bound on this seed), against the champion the
+    finished run registered: the drift check names the label and, under drift_policy=stop,
+    fails its task; nothing is trained or registered. (The finished run's MLflow database is
+    copied: its own tests keep seeing one pipeline run.)"""
     from mlflow import MlflowClient
 
     from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
@@ -317,7 +318,7 @@ def test_drift_policy_stop_ends_the_run_before_training(finished, tmp_path, pipe
     generate_kuairec(raw, SynthConfig.preset("tiny", seed=3))  # the finished run's data
     for name in ("big_matrix.csv", "small_matrix.csv"):
         matrix = pd.read_csv(raw / name)
-        matrix["play_duration"] = (matrix["play_duration"] * 1.5).round().astype("int64")
+        matrix["play_duration"] = (matrix["play_duration"] * 1.4).round().astype("int64")
         matrix["watch_ratio"] = matrix["play_duration"] / matrix["video_duration"]
         matrix.to_csv(raw / name, index=False)
     database = finished.params.mlflow_tracking_uri.removeprefix("sqlite:///")
@@ -336,7 +337,7 @@ def test_drift_policy_stop_ends_the_run_before_training(finished, tmp_path, pipe
     assert report["verdict"] == "drift" and "label" in report["drifted"]["test.parquet"]
     label = next(c for c in report["comparisons"]
                  if (c["table"], c["column"]) == ("train.parquet", "label"))
-    assert label["new_mean"] / label["reference_mean"] == pytest.approx(1.5, rel=0.05)
+    assert label["new_mean"] / label["reference_mean"] == pytest.approx(1.4, rel=0.05)
     assert not (run / "build-vocab").exists() and not list(run.glob("**/model.pt"))
     client = MlflowClient(params.mlflow_tracking_uri)
-    assert [v.version for v in client.search_model_versions("name = 'local-gr'")] == ["1"]
+    assert [str(v.version) for v in client.search_model_versions("name = 'local-gr'")] == ["1"]
