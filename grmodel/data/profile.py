@@ -105,6 +105,16 @@ def column_plan(manifest: dict[str, Any], encoders: dict[str, Any] | None,
     return plans
 
 
+def read_column(parquet: pq.ParquetFile, source: str, rows: np.ndarray | None = None
+                ) -> np.ndarray:
+    """One column of a split as numpy (``rows``: only those rows), read alone: memory stays
+    at one column of the split."""
+    column = parquet.read(columns=[source]).column(0)
+    if rows is not None:
+        column = column.take(rows)
+    return column.to_numpy()
+
+
 def category_text(value: Any) -> str:
     """A raw category as text, the same for equal values of any type (3, 3.0 and "3")."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -183,7 +193,7 @@ def profile_split(processed_dir: str | Path, split: str = "train") -> dict[str, 
         if plan.kind == "skipped":
             profiled[plan.name] = {**entry, "kind": "skipped", "reason": plan.reason}
             continue
-        values = parquet.read(columns=[plan.source]).column(0).to_numpy()
+        values = read_column(parquet, plan.source)
         if plan.kind == "numeric":
             entry.update(numeric_profile(np.asarray(values, dtype=np.float64)))
         else:

@@ -44,6 +44,7 @@ from grmodel.data.profile import (
     ColumnPlan,
     categories,
     column_plan,
+    read_column,
 )
 from grmodel.features import LABEL_COLUMN, read_encoders, read_manifest
 from grmodel.validation.checks import Check, TableSuite
@@ -318,12 +319,14 @@ def _mix(counts: np.ndarray, cells: list[str], shown: int = 3) -> str:
     return ", ".join(f"{cells[k]} {counts[k] / total:.0%}" for k in order if counts[k] > 0)
 
 
-def _read(processed_dir: Path, split: str, sources: list[str], max_rows: int) -> pd.DataFrame:
-    frame = pd.read_parquet(processed_dir / f"{split}.parquet", columns=sources)
-    if len(frame) > max_rows:
-        rows = np.sort(np.random.default_rng(0).choice(len(frame), max_rows, replace=False))
-        frame = frame.iloc[rows].reset_index(drop=True)
-    return frame
+def _read(parquet: pq.ParquetFile, sources: list[str], max_rows: int) -> pd.DataFrame:
+    """The columns ``sources`` of a split, on a seeded sample of ``max_rows`` rows when it
+    has more, read one column at a time."""
+    n = parquet.metadata.num_rows
+    rows = (None if n <= max_rows else
+            np.sort(np.random.default_rng(0).choice(n, max_rows, replace=False)))
+    return pd.DataFrame({source: read_column(parquet, source, rows) for source in sources},
+                        index=pd.RangeIndex(min(n, max_rows)))
 
 
 def check_drift(processed_dir: str | Path, reference: dict[str, Any] | None,
@@ -345,11 +348,11 @@ def check_drift(processed_dir: str | Path, reference: dict[str, Any] | None,
     tables, columns_by_split, results = [], {}, []
     for split in bounds.splits:
         path = processed_dir / f"{split}.parquet"
-        plans = column_plan(manifest, encoders, pq.read_schema(path).names)
+        parquet = pq.ParquetFile(path)
+        plans = column_plan(manifest, encoders, parquet.schema_arrow.names)
         comparable = [p for p in plans if p.kind != "skipped"
                       and ref_columns.get(p.name, {}).get("kind") == p.kind]
-        frame = _read(processed_dir, split, sorted({p.source for p in comparable}),
-                      bounds.max_rows)
+        frame = _read(parquet, sorted({p.source for p in comparable}), bounds.max_rows)
         tables.append({"name": f"{split}.parquet", "path": str(path), "rows": len(frame),
                        "columns": [p.name for p in comparable]})
         for plan in plans:

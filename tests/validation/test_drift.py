@@ -187,3 +187,13 @@ def test_too_few_rows_are_not_compared(tmp_path, days_dataset, reference):
     notes = {c.note for c in report.checks
              if c.status == "skipped" and c.table == "test.parquet"}
     assert any("fewer than min_rows=1000" in n for n in notes)
+
+
+def test_large_splits_are_compared_on_a_seeded_sample(tmp_path, days_dataset, reference):
+    bounds = DriftBounds(max_rows=500)
+    first, again = (_check(tmp_path / name, days_dataset, reference, bounds=bounds)
+                    for name in ("a", "b"))
+    rows = {t["name"]: t["rows"] for t in first.tables}
+    assert rows == {"train.parquet": 500, "valid.parquet": 300, "test.parquet": 300}
+    assert first.verdict == NO_DRIFT
+    assert [c["kl"] for c in first.comparisons] == [c["kl"] for c in again.comparisons]
