@@ -7,9 +7,9 @@
 #   docker/build.sh [--registry REGISTRY] [--push] [--only runtime|gpu|spark] [--engine docker|podman]
 #                   [--dry-run] [-- EXTRA BUILD ARGS...]
 #
-# REGISTRY defaults to $GRMODEL_IMAGE_REGISTRY, else grmodel.k8s.images.DEFAULT_REGISTRY; compile the
-# pipeline with the same GRMODEL_IMAGE_REGISTRY. The engine is $ENGINE, else docker when its
-# daemon answers, else podman. --dry-run prints the commands instead of running them.
+# REGISTRY defaults to $GRMODEL_IMAGE_REGISTRY, else grmodel.k8s.images.DEFAULT_REGISTRY;
+# compile the pipeline with the same GRMODEL_IMAGE_REGISTRY. The engine is $ENGINE, else docker
+# when its daemon answers, else podman. --dry-run prints the commands instead of running them.
 set -euo pipefail
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }

@@ -20,11 +20,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("models", ("grmodel.models",)),
     ("model use", ("grmodel.checkpoint", "grmodel.predict", "grmodel.evaluate", "grmodel.collapse",
                    "grmodel.locate")),
-    ("training", ("grmodel.training", "grmodel.tuning")),
+    ("training", ("grmodel.training",)),
     ("services", ("grmodel.tracking", "grmodel.registry", "grmodel.versioning", "grmodel.validation",
                   "grmodel.k8s", "grmodel.reproduce", "grmodel.comparison",
                   "grmodel.reporting")),
-    ("pipeline", ("grmodel.pipeline", "grmodel.main_job")),
+    ("pipeline", ("grmodel.pipeline",)),
     ("experiments", ("grmodel.experiments",)),
     ("cli", ("grmodel.cli",)),
 ]
