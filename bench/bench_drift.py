@@ -159,11 +159,12 @@ def main() -> int:
           f" {int(np.median(rows_per_day))} (min {min(rows_per_day)}, max {max(rows_per_day)})")
     print(f"bounds: max_kl {bounds.max_kl}, quantile_tolerance {bounds.quantile_tolerance},"
           f" max_unseen {bounds.max_unseen}, false_alarm {bounds.false_alarm}")
-    print(f"\n{'scenario':<15} {'flagged':>9} {'train':>7} {'test':>7}   {'floors only':>11}")
+    print(f"\n{'scenario':<15} {'flagged':>9} {'train':>7} {'valid':>7} {'test':>7}"
+          f"   {'floors only':>11}")
     for plant in scenarios:
         n, f = runs[plant], flagged[plant]
         print(f"{plant:<15} {f['bounds']:>3}/{n:<5} {f['train.parquet']:>7}"
-              f" {f['test.parquet']:>7}   {f['floors']:>5}/{n:<5}")
+              f" {f['valid.parquet']:>7} {f['test.parquet']:>7}   {f['floors']:>5}/{n:<5}")
     for plant in scenarios:
         top = ", ".join(f"{c} x{k}" for c, k in columns[plant].most_common(6))
         print(f"  {plant}: {top or '-'}")
