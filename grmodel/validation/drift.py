@@ -83,7 +83,7 @@ class DriftBounds:
     false_alarm: float = 0.01  # chance that a same-distribution run is flagged (noise widening)
     top_values: int = 20  # a categorical field's most frequent reference values compared
     quantiles: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 0.9)
-    min_rows: int = 30  # a split with fewer rows is not compared (reported as skipped)
+    min_rows: int = 30  # a column with fewer values in a split is not compared (skipped)
     max_rows: int = 1_000_000  # larger splits are compared on a seeded sample of this many
     # Every split: a forward split's train and valid are the new window (valid its last day),
     # test the as-of day.
@@ -159,11 +159,13 @@ class DriftReport(ValidationReport):
                 f"{counts['failed']} of {counts['failed'] + counts['passed']} checks failed"
                 f" ({counts['skipped']} skipped).")
         if self.verdict == DRIFT:
-            text += " " + self.drift_line()[0].upper() + self.drift_line()[1:] + "."
+            line = self.drift_line()
+            text += f" {line[0].upper()}{line[1:]}."
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "verdict": self.verdict, "reference": plain(self.reference),
+        return {**super().to_dict(), "title": f"Drift check: {self.verdict}",
+                "verdict": self.verdict, "reference": plain(self.reference),
                 "no_reference": self.no_reference, "drifted": self.drifted(),
                 "comparisons": plain(self.comparisons)}
 

@@ -165,7 +165,7 @@ def test_report_files(tmp_path, days_dataset, reference):
     label = [c for c in record["comparisons"] if c["column"] == "label"]
     assert [c["status"] for c in label] == ["ok", "ok", "drift"]  # train, valid, test
     markdown = paths["md"].read_text()
-    assert markdown.startswith("# Validation drift: drift")
+    assert markdown.startswith("# Drift check: drift\n")
     assert "## Reference and new data" in markdown and "champion version 1 of days" in markdown
     assert "<h2>Reference and new data</h2>" in paths["html"].read_text()
 
