@@ -198,6 +198,8 @@ def describe(record: dict[str, Any]) -> str:
     if stage == "ingest":
         return ", ".join(f"{metrics[f'{s}_rows']:,.0f} {s}" for s in ("train", "valid", "test")
                          if f"{s}_rows" in metrics) + " rows"
+    if stage == "check_drift":
+        return _drift(record["params"]["drift"], metrics)
     if stage == "build_vocab":
         return f"{metrics['vocab_size']:.0f} tokens, decode length {metrics['max_decode_len']:.0f}"
     if stage.startswith("train_"):
@@ -228,6 +230,20 @@ def _checks(metrics: dict[str, float]) -> str:
     total = sum(v for k, v in counted.items() if k != "skipped")
     text = f"{counted['passed']}/{total} checks passed"
     return text + (f", {counted['warning']} warnings" if counted.get("warning") else "")
+
+
+def _drift(drift: dict[str, Any], metrics: dict[str, float]) -> str:
+    """``no reference (...)``, ``no drift vs champion version 3 of NAME, 130/130 checks
+    passed`` or ``DRIFT (warn) vs ...: test label, duration_s``."""
+    reference = drift["reference"]
+    if not metrics.get("drift_reference"):
+        return f"no reference ({reference.get('none', 'none found')})"
+    against = reference.get("description", "the reference")
+    if metrics.get("drift_detected"):
+        where = "; ".join(f"{table.removesuffix('.parquet')} {', '.join(columns)}"
+                          for table, columns in drift["drifted"].items())
+        return f"DRIFT ({drift['policy']}) vs {against}: {where}"
+    return f"no drift vs {against}, {_checks(metrics)}"
 
 
 def _best(record: dict[str, Any], prefix: str) -> str:
