@@ -201,9 +201,11 @@ CLEM_ABLATIONS: dict[str, list[str]] = {
 # Named per-model defaults over the library's, applied before any override by everything that
 # builds a model's config (the pipeline and the experiments, through grmodel/comparison/plan.py).
 # TPM: at the spec's w_var = 1.0 the (correctly computed) sqrt(Var) term collapses TPM to the
-# median on KuaiRec-shaped data; 0.1 trains (README, main job).
+# median on KuaiRec-shaped data; 0.1 trains (README, main job). GBDT: train.lr is its shrinkage,
+# LightGBM's usual 0.05 rather than a network's step size.
 MODEL_DEFAULTS: dict[str, tuple[str, ...]] = {
     "tpm": ("head.tpm_w_var=0.1",),
+    "gbdt": ("train.lr=0.05",),
 }
 
 

@@ -24,11 +24,14 @@ log = logging.getLogger(__name__)
 
 _LRS = ("train.lr=2.5e-4", "train.lr=5e-4", "train.lr=1e-3", "train.lr=2e-3")
 # Four candidates per model: a learning-rate grid, and for TPM two learning rates by the two
-# uncertainty weights that suit different label shapes (w_var 1.0 is baselines.md's default).
+# uncertainty weights that suit different label shapes (w_var 1.0 is baselines.md's default);
+# for the GBDT two shrinkages by two tree sizes.
 TUNING_GRIDS: dict[str, tuple[tuple[str, ...], ...]] = {
     **{model: tuple((lr,) for lr in _LRS) for model in ("gr", "cread", "d2q", "vr", "wlr")},
     "tpm": tuple((lr, f"head.tpm_w_var={w}") for lr in ("train.lr=5e-4", "train.lr=1e-3")
                  for w in (0.1, 1.0)),
+    "gbdt": tuple((lr, f"head.gbdt_leaves={n}") for lr in ("train.lr=0.05", "train.lr=0.1")
+                  for n in (15, 63)),
 }
 
 

@@ -36,6 +36,7 @@ from grmodel.config import ConfigError, RunConfig
 from grmodel.data.generators.common import GENERATOR_FILE, SPEC_FILE
 from grmodel.data.generators.completion import CompletionConfig, generate_completion
 from grmodel.data.generators.customer_value import CustomerValueConfig, generate_customer_value
+from grmodel.data.generators.drifting_zeros import DriftingZerosConfig, generate_drifting_zeros
 from grmodel.data.generators.rewatch import RewatchConfig, generate_rewatch
 from grmodel.data.generators.session_ms import SessionMsConfig, generate_session_ms
 from grmodel.data.tabular import TabularSpec, build_tabular
@@ -56,7 +57,7 @@ from grmodel.tuning import TuningBudget
 log = logging.getLogger(__name__)
 
 PRESETS = ("tiny", "default")
-DEFAULT_ROWS = ("gr", "cread", "tpm", "d2q")
+DEFAULT_ROWS = ("gr", "gbdt", "cread", "tpm", "d2q")
 # D2Q needs the item duration-bucket field that the KuaiRec ingest writes.
 DURATION_ROWS = ("d2q",)
 JSON_FILE, MARKDOWN_FILE = "robustness.json", "robustness.md"
@@ -65,7 +66,7 @@ JSON_FILE, MARKDOWN_FILE = "robustness.json", "robustness.md"
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    letter: str  # the item: (a) .. (e)
+    letter: str  # (a) .. (f), the order docs/robustness.md lists them in
     shape: str  # the label shape, in words
     unit: str
     prepare: Callable[[Path, str, int], Path]  # (data_dir, preset, seed) -> processed dir
@@ -103,6 +104,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             _tabular(SessionMsConfig.preset, generate_session_ms)),
     Dataset("completion", "e", "completion fractions in [0, 1], masses at 0 and 1", "fraction",
             _tabular(CompletionConfig.preset, generate_completion)),
+    Dataset("drifting_zeros", "f", "zero-inflated, weak features, a law drifting in time; split"
+            " forward in time", "s", _tabular(DriftingZerosConfig.preset, generate_drifting_zeros)),
 )}
 
 

@@ -76,3 +76,59 @@ class WatchTimeModel(nn.Module):
     def embedding_parameters(self) -> list[nn.Parameter]:
         """Parameters that get the embedding weight decay (the paper decays tables only)."""
         return [m.weight for m in self.modules() if isinstance(m, nn.Embedding)]
+
+
+class ArrayModel:
+    """Base class of the zoo's models that are not torch modules (the GBDT): each fits on whole
+    arrays of feature ids in one call and keeps its fitted state as text.
+
+    Like a :class:`WatchTimeModel` it knows nothing of data files: the trainer hands it the
+    train and validation arrays (grmodel/training/arrays.py) and the checkpoint writes its
+    ``to_text()`` into ``weights_file``, digested like ``model.pt`` (grmodel/checkpoint.py).
+    ``label_state`` is plain JSON, as for the torch models.
+    """
+
+    name: ClassVar[str]
+    weights_file: ClassVar[str]  # the file of the fitted state in a checkpoint directory
+
+    def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
+        self.schema = schema
+        self.config = config
+        self.label_state = label_state
+
+    @classmethod
+    def fit_label_state(
+        cls,
+        train_labels: np.ndarray,
+        config: RunConfig,
+        train_ids: np.ndarray | None = None,
+        schema: FeatureSchema | None = None,
+    ) -> dict[str, Any]:
+        return {}
+
+    def fit(self, train_ids: np.ndarray, train_label: np.ndarray, valid_ids: np.ndarray,
+            valid_label: np.ndarray) -> list[float]:
+        """Fit on the train arrays, stopping on the validation ones; the validation MAE after
+        each step of the fit (a GBDT's boosting rounds), in order."""
+        raise NotImplementedError
+
+    def predict_ids(self, ids: np.ndarray, steps: int | None = None) -> np.ndarray:
+        """Predicted label (float64, label units, never negative) for ids [N, F] in schema
+        order; ``steps`` uses the fit's first ``steps`` steps only (default: the kept ones)."""
+        raise NotImplementedError
+
+    def to_text(self) -> str:
+        """The fitted state as text (what ``weights_file`` holds)."""
+        raise NotImplementedError
+
+    def load_text(self, text: str) -> None:
+        """Restore the fitted state from :meth:`to_text`'s text."""
+        raise NotImplementedError
+
+    @property
+    def kept_steps(self) -> int:
+        """Steps of the fit the model keeps (the best validation round of a GBDT)."""
+        raise NotImplementedError
+
+
+ZooModel = WatchTimeModel | ArrayModel

@@ -28,7 +28,7 @@ from grmodel.models.base import WatchTimeModel
 from grmodel.models.embedding import FieldEmbedding, mlp
 
 # Every model of the zoo: a head key with one of these prefixes belongs to that model.
-ZOO_NAMES = ("gr", "vr", "wlr", "d2q", "tpm", "cread")
+ZOO_NAMES = ("gr", "vr", "wlr", "d2q", "tpm", "cread", "gbdt")
 # Unprefixed head keys, used by every baseline whose options have a field of that name.
 SHARED_OPTIONS = ("duration_field",)
 DEFAULT_DURATION_FIELD = "item_duration_bucket"

@@ -34,7 +34,7 @@ from grmodel.distributed import (
 )
 from grmodel.features import read_manifest
 from grmodel.interrupts import StepInterrupts
-from grmodel.models import WatchTimeModel
+from grmodel.models import WatchTimeModel, ZooModel
 from grmodel.predict import predict_arrays
 from grmodel.training.batches import SplitArrays
 from grmodel.training.records import TrainResult, manifest_digest
@@ -159,7 +159,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
     verdict = None
     if ctx.is_main:
         model.load_state_dict(best_state)
-        verdict = _collapse_verdict(config, model, valid)
+        verdict = collapse_verdict(config, model, valid)
         if verdict.collapsed:
             message = (f"{config.model_name}: the trained model collapsed on the validation split:"
                        f" {verdict.reason}")
@@ -221,8 +221,8 @@ def _improved(candidate: dict[str, float], best: dict[str, float] | None, metric
     return candidate[metric] < best[metric] if metric == "mae" else candidate[metric] > best[metric]
 
 
-def _collapse_verdict(config: RunConfig, model: WatchTimeModel,
-                      valid: SplitArrays) -> collapse.CollapseVerdict:
+def collapse_verdict(config: RunConfig, model: ZooModel,
+                     valid: SplitArrays) -> collapse.CollapseVerdict:
     """The best model's verdict on the validation split against the train median (from the
     manifest's training-label statistics; the validation median when the label column is not
     the one the manifest describes)."""

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import jsonable, through_json, write_text_atomic
-from grmodel.checkpoint import WEIGHTS_FILE
+from grmodel.checkpoint import weights_path
 from grmodel.config import RunConfig
 from grmodel.data.io import sha256_file
 from grmodel.features import SPLITS
@@ -119,7 +119,7 @@ def write_training_record(result: TrainResult, config: RunConfig, fingerprint: s
 def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[str, Any] | None:
     """The record of a finished run of ``config`` on this data in ``model_dir``, else None."""
     path = model_dir / TRAINING_RECORD
-    if not (path.is_file() and (model_dir / WEIGHTS_FILE).is_file()):
+    if not (path.is_file() and weights_path(model_dir).is_file()):
         return None
     try:
         record = json.loads(path.read_text())
