@@ -81,7 +81,7 @@ def test_datasets_by_name_or_letter():
     assert [d.name for d in select_datasets(None)] == list(DATASETS)
     assert [d.name for d in select_datasets(["e", "kuairec_default"])] == [
         "completion", "kuairec_default"]
-    assert len({d.letter for d in DATASETS.values()}) == 5
+    assert len({d.letter for d in DATASETS.values()}) == len(DATASETS) == 6
     with pytest.raises(ConfigError, match="unknown dataset"):
         select_datasets(["f"])
     with pytest.raises(ConfigError, match="twice"):

@@ -121,3 +121,29 @@ def test_evaluate_and_predict_commands(trained_gbdt, planted_dataset, tmp_path, 
     schema = FeatureSchema.from_dict(read_manifest(planted_dataset)["features"])
     ids, _ = schema.arrays(scored)
     np.testing.assert_allclose(scored["prediction"].to_numpy(), model.predict_ids(ids))
+
+
+def test_logged_as_a_pyfunc_without_pickles(trained_gbdt, planted_dataset, tmp_path):
+    """The registry's packaging: the text model and JSON only; MLflow loads it back through
+    grmodel's loader and scores as the checkpoint does (a sqlite store, no server)."""
+    import mlflow
+
+    from grmodel import registry
+
+    _, _, out = trained_gbdt
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment = mlflow.create_experiment("gbdt", artifact_location=(tmp_path / "art").as_uri())
+    with mlflow.start_run(experiment_id=experiment):
+        info = registry.log_model(out, planted_dataset)
+    local = Path(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "dl")))
+    files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
+    assert {"data/checkpoint/model.txt", "data/checkpoint/checkpoint.json",
+            "data/checkpoint/feature_encoders.json"} <= files
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle", ".pt"))]
+    assert "lightgbm==4.7.0" in (local / "requirements.txt").read_text().split()
+    test = read_split(planted_dataset, "test")
+    pyfunc = mlflow.pyfunc.load_model(info.model_uri)
+    features = test[pyfunc.metadata.get_input_schema().input_names()]
+    np.testing.assert_allclose(pyfunc.predict(features), predict_frame(load_checkpoint(out)[0], test))
+    model, meta = load_checkpoint(registry.resolve_model_uri(local))
+    assert meta["model_name"] == "gbdt" and isinstance(model, GBDTModel)

@@ -85,12 +85,8 @@ def drifting_frame(config: DriftingZerosConfig) -> pd.DataFrame:
           + level_effects(rng, N_REGIONS, sd)[region] + level_effects(rng, N_KINDS, sd)[kind]
           - config.scale_drift * (t - 0.5))
 
-    zero = rng.random(n) < pi0
-    label = np.where(zero, 0.0, _seconds(np.exp(mu + config.sigma * rng.normal(0, 1, n))))
-    oracle = np.zeros(n)
-    buys = pi0 < 0.5
-    q = (0.5 - pi0[buys]) / (1.0 - pi0[buys])
-    oracle[buys] = _seconds(np.exp(mu[buys] + config.sigma * normal_quantile(q)))
+    label = draw_visits(rng, pi0, mu, config.sigma)
+    oracle = oracle_median(pi0, mu, config.sigma)
     return pd.DataFrame({
         "user_segment": np.char.add("seg_", segment.astype(str)),
         "device": np.asarray(DEVICES)[device],
@@ -128,6 +124,23 @@ def generate_drifting_zeros(out_dir: str | Path, config: DriftingZerosConfig) ->
     summary["share_zero_by_period"] = {k: float((label[rows] == 0).mean()) for k, rows in periods.items()}
     return write_tabular_source(out_dir, frame, SPEC, {
         **config_record("drifting_zeros", config), "label": {"unit": "s", **summary}})
+
+
+def draw_visits(rng: np.random.Generator, pi0: np.ndarray, mu: np.ndarray, sigma: float
+                ) -> np.ndarray:
+    """Labels of the law: 0 with probability ``pi0``, else ``exp(mu + sigma Z)`` seconds."""
+    zero = rng.random(len(pi0)) < pi0
+    return np.where(zero, 0.0, _seconds(np.exp(mu + sigma * rng.normal(0, 1, len(pi0)))))
+
+
+def oracle_median(pi0: np.ndarray, mu: np.ndarray, sigma: float) -> np.ndarray:
+    """The law's median: 0 where ``pi0 >= 1/2``, else the lognormal quantile at ``(1/2 - pi0) /
+    (1 - pi0)``, rounded as the labels are (monotone, so it stays the median)."""
+    oracle = np.zeros(len(pi0))
+    buys = pi0 < 0.5
+    q = (0.5 - pi0[buys]) / (1.0 - pi0[buys])
+    oracle[buys] = _seconds(np.exp(mu[buys] + sigma * normal_quantile(q)))
+    return oracle
 
 
 def _seconds(values: np.ndarray) -> np.ndarray:
