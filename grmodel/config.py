@@ -68,6 +68,10 @@ class ModelConfig:
     n_layers: int = 3
     dropout: float = 0.1
     init_range: float = 0.08
+    # The encoder in front of the decoder (and the baselines' backbone): "ffn", the paper's, mean-
+    # pools the user fields and the item fields, then the FFN; "field_ffn" keeps every field's
+    # embedding apart (one slot per embedding table) for the FFN (grmodel/models/embedding.py).
+    encoder: Literal["ffn", "field_ffn"] = "ffn"
     # n_w of eq. 11: the windowed soft-argmax (loss and prediction) keeps the n_w + 1 tokens
     # around the argmax.
     window_size: int = 20
