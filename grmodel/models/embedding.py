@@ -8,7 +8,6 @@ from torch import nn
 
 from grmodel.features import FeatureSchema
 
-
 # How field embeddings are grouped before the FFN (``model.encoder``): "ffn", the paper's, mean-
 # pools the user fields and the item fields into two vectors; "field_ffn" gives every embedding
 # table its own slot (fields sharing a table, the item tags, pooled into it), so the FFN sees each
