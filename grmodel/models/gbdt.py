@@ -30,7 +30,7 @@ class GBDTOptions:
     """``head.gbdt_leaves`` (63) leaves per tree, at least ``gbdt_min_leaf_rows`` (20) rows
     per leaf; ``gbdt_rounds`` (5000) rounds at most, stopped after ``gbdt_early_stop`` (100)
     rounds without a validation gain; each round bags ``gbdt_bagging`` (0.9) of the rows;
-    ``gbdt_threads`` (2) threads: the result depends on it (LightGBM sums histograms per
+    ``gbdt_threads`` (1) threads: the result depends on it (LightGBM sums histograms per
     thread), so it is an option of the model, not of the machine."""
 
     leaves: int = 63
@@ -38,7 +38,7 @@ class GBDTOptions:
     rounds: int = 5000
     early_stop: int = 100
     bagging: float = 0.9
-    threads: int = 2
+    threads: int = 1
 
 
 class GBDTModel(ArrayModel):
