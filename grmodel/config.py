@@ -97,6 +97,10 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 512  # per process: under torchrun the global batch is this × world size
     lr: float = 5e-4
+    # "constant": Adam at train.lr throughout (the paper); "cosine": from train.lr down to 0
+    # over the run's steps (epochs x batches, or train.max_steps), half a cosine wave
+    # (grmodel/training/epochs.py learning_rate).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     embedding_weight_decay: float = 1e-4
     seed: int = 2024
     lambda_ce: float = 10.0

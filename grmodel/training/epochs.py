@@ -8,6 +8,7 @@ so that selection and early stopping agree everywhere. Only rank 0 logs and writ
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,6 +98,9 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if tc.lr_schedule != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(p.step, total_steps, tc)
             optimizer.step()
             p.step += 1
             b += 1
@@ -200,6 +204,15 @@ def make_optimizer(model: WatchTimeModel, config: RunConfig) -> torch.optim.Opti
     # fused: one kernel per step instead of a dozen passes over every parameter (6x faster
     # on CPU with GR's embedding tables); same update rule.
     return torch.optim.Adam(groups, lr=config.train.lr, fused=True)
+
+
+def learning_rate(step: int, total_steps: int, tc: Any) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total_steps``: ``train.lr``,
+    or with ``train.lr_schedule=cosine`` half a cosine wave from it down towards 0. A function of
+    the step alone, so a resumed run continues the same schedule."""
+    if tc.lr_schedule == "constant":
+        return tc.lr
+    return tc.lr * 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
 
 
 def validation_metrics(model: WatchTimeModel, data: SplitArrays, batch_size: int,
