@@ -117,6 +117,10 @@ class ArrayModel:
         order; ``steps`` uses the fit's first ``steps`` steps only (default: the kept ones)."""
         raise NotImplementedError
 
+    def staged_predictions(self, ids: np.ndarray, steps: list[int]) -> list[np.ndarray]:
+        """:meth:`predict_ids` after each of ``steps`` (ascending), for the training history."""
+        return [self.predict_ids(ids, step) for step in steps]
+
     def to_text(self) -> str:
         """The fitted state as text (what ``weights_file`` holds)."""
         raise NotImplementedError

@@ -90,13 +90,27 @@ class GBDTModel(ArrayModel):
     @property
     def kept_steps(self) -> int:
         booster = self._fitted()
-        return booster.best_iteration or booster.current_iteration()
+        # A fit that stopped early knows its best round; a loaded model (-1) holds only those.
+        return booster.best_iteration if booster.best_iteration > 0 else booster.current_iteration()
 
     def predict_ids(self, ids: np.ndarray, steps: int | None = None) -> np.ndarray:
         booster = self._fitted()
         pred = booster.predict(np.asarray(ids, dtype=np.float64), num_iteration=steps or self.kept_steps,
                                num_threads=self.options.threads)
         return np.maximum(np.asarray(pred, dtype=np.float64), 0.0)
+
+    def staged_predictions(self, ids: np.ndarray, steps: list[int]) -> list[np.ndarray]:
+        """Each stage adds its rounds' trees to the previous stage's raw score (the L1 objective's
+        raw score is the prediction), so the history costs one prediction of the whole model."""
+        booster, x = self._fitted(), np.asarray(ids, dtype=np.float64)
+        raw, done, out = np.zeros(len(x)), 0, []
+        for step in steps:
+            if step > done:
+                raw = raw + booster.predict(x, start_iteration=done, num_iteration=step - done,
+                                            raw_score=True, num_threads=self.options.threads)
+                done = step
+            out.append(np.maximum(raw, 0.0))
+        return out
 
     def to_text(self) -> str:
         return self._fitted().model_to_string(num_iteration=self.kept_steps)

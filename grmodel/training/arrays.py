@@ -58,7 +58,10 @@ def fit_array_model(config: RunConfig, schema: FeatureSchema, train: SplitArrays
     curve = model.fit(train.ids, train.label, valid.ids, valid.label)
     seconds = time.perf_counter() - started
     kept = model.kept_steps
-    history = [_point(model, valid, step) for step in _history_steps(len(curve), kept)]
+    steps = _history_steps(len(curve), kept)
+    history = [{"epoch": step - 1, "step": step, "valid_mae": metrics.mae(valid.label, pred),
+                "valid_xauc": metrics.xauc(valid.label, pred)}
+               for step, pred in zip(steps, model.staged_predictions(valid.ids, steps))]
     best = next(h for h in history if h["epoch"] == kept - 1)
     best_valid = {"mae": best["valid_mae"], "xauc": best["valid_xauc"]}
     log.info("%s: %d steps, kept %d: valid MAE %.4f XAUC %.4f (%.1f s)", config.model_name,
@@ -86,9 +89,3 @@ def _history_steps(total: int, kept: int) -> list[int]:
     """Up to HISTORY_POINTS steps (1-based counts) spread over ``total``, and ``kept``."""
     spread = np.unique(np.linspace(1, total, min(HISTORY_POINTS, total)).round().astype(int))
     return sorted({*spread.tolist(), kept})
-
-
-def _point(model: ArrayModel, valid: SplitArrays, steps: int) -> dict[str, float]:
-    pred = model.predict_ids(valid.ids, steps)
-    return {"epoch": steps - 1, "step": steps, "valid_mae": metrics.mae(valid.label, pred),
-            "valid_xauc": metrics.xauc(valid.label, pred)}

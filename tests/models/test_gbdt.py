@@ -147,3 +147,13 @@ def test_logged_as_a_pyfunc_without_pickles(trained_gbdt, planted_dataset, tmp_p
     np.testing.assert_allclose(pyfunc.predict(features), predict_frame(load_checkpoint(out)[0], test))
     model, meta = load_checkpoint(registry.resolve_model_uri(local))
     assert meta["model_name"] == "gbdt" and isinstance(model, GBDTModel)
+
+
+def test_staged_predictions_are_the_predictions_after_each_round(trained_gbdt, planted_dataset):
+    _, _, out = trained_gbdt
+    model, _ = load_checkpoint(out)
+    schema = FeatureSchema.from_dict(read_manifest(planted_dataset)["features"])
+    ids, _ = schema.arrays(read_split(planted_dataset, "valid", 300))
+    steps = [1, 5, model.kept_steps]
+    for staged, step in zip(model.staged_predictions(ids, steps), steps):
+        np.testing.assert_allclose(staged, model.predict_ids(ids, step), rtol=1e-9, atol=1e-9)
