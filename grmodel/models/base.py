@@ -8,6 +8,7 @@ rebuilt from its record without unpickling anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -76,6 +77,14 @@ class WatchTimeModel(nn.Module):
     def embedding_parameters(self) -> list[nn.Parameter]:
         """Parameters that get the embedding weight decay (the paper decays tables only)."""
         return [m.weight for m in self.modules() if isinstance(m, nn.Embedding)]
+
+    def calibrate(self, predict: Callable[[], np.ndarray], valid_label: np.ndarray
+                  ) -> dict[str, Any] | None:
+        """After training, fit what the model decides from the validation split rather than the
+        training one (GR's decode level), with ``predict()`` scoring the validation rows as the
+        model stands; record it in ``label_state`` (saved with the checkpoint) and return a
+        record of what was chosen, or None when the model has nothing to calibrate."""
+        return None
 
 
 class ArrayModel:

@@ -161,8 +161,14 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
     if p.best is None:
         raise RuntimeError(f"{config.model_name}: no epoch finished (total_steps={total_steps})")
     verdict = None
+    calibration = None
     if ctx.is_main:
         model.load_state_dict(best_state)
+        calibration = model.calibrate(
+            lambda: predict_arrays(model, valid.ids, valid.mask, batch_size=config.eval.batch_size),
+            valid.label)
+        if calibration is not None:
+            log.info("%s calibrated on the validation split: %s", config.model_name, calibration)
         verdict = collapse_verdict(config, model, valid)
         if verdict.collapsed:
             message = (f"{config.model_name}: the trained model collapsed on the validation split:"
@@ -174,6 +180,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
                                history=p.history)
         meta["collapse"] = verdict.to_dict()
+        meta["calibration"] = calibration
         meta["manifest_sha256"] = manifest_digest(config.data.processed_dir)
         with atomic_directory(out_dir) as staging:
             save_checkpoint(staging, model, meta,
