@@ -174,3 +174,22 @@ def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(processed, tmp_path):
                      vocab_dir=tmp_path / "vocab", tokens_dir=tmp_path / "tokens")
     with pytest.raises(StageError, match="only GR trains as a PyTorchJob"):
         train.train(processed, tmp_path / "m3", model="cread", replicas=2, pvc_claim="rwx")
+
+
+def test_the_gbdt_is_a_pipeline_baseline_and_a_bar_of_the_gate(processed, tmp_path):
+    """``baselines=[..., "gbdt"]``: the train stage fits it, the evaluate stage scores it beside
+    the constants, and a gate that lists it requires GR to beat it."""
+    from grmodel.pipeline.stages.evaluate import evaluate
+    from grmodel.registry import PromotionPolicy, decide
+
+    quick = ["gbdt:head.gbdt_rounds=50", "gbdt:head.gbdt_early_stop=10"]
+    result = train.train(processed, tmp_path / "gbdt", model="gbdt", overrides=quick)
+    assert result["model"] == "gbdt" and result["seed2024.best_valid_mae"] > 0
+    assert (tmp_path / "gbdt" / "seed2024" / "model.txt").is_file()
+    scored = evaluate(processed, {"gbdt": tmp_path / "gbdt"}, tmp_path / "eval", overrides=quick)
+    bar = scored["metrics"]["gbdt"]
+    assert bar["mae"] < scored["metrics"]["train_median"]["mae"]
+    policy = PromotionPolicy(require_beats_baselines=("gbdt",))
+    worse = {"mae": bar["mae"] * 1.1, "xauc": bar["xauc"]}
+    checks = decide(policy, worse, None, {"gbdt": bar})
+    assert [c["check"] for c in checks] == ["mae < gbdt", "xauc ~ gbdt"] and not checks[0]["passed"]
