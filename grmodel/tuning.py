@@ -5,6 +5,11 @@ same number of candidate settings, each trained for the same short budget and ju
 same validation metric (never the test split). :data:`TUNING_GRIDS` holds every model's
 candidates (the one place they are written); :func:`tune` trains them and returns the chosen
 overrides with a record of every trial, which the experiment reports print.
+
+The budget is counted in candidates, training rows and epochs. An epoch bounds a torch model's
+passes over the rows; an array model (the GBDT) has no epochs: each of its candidates fits the
+same rows up to its own early stop on the validation split (its rounds are capped by
+``head.gbdt_rounds``), which is how such a model is fitted at all.
 """
 
 from __future__ import annotations
