@@ -81,6 +81,12 @@ class ModelConfig:
     # a table with more zeros than anything else (docs/deviations.md). The soft-argmax window
     # centres on the decoded token.
     decode: Literal["argmax", "median"] = "median"
+    # The level at which the first step's distribution is read (median decoding): its token is
+    # where the cumulative probability in value order crosses this level, and the row is 0 when
+    # <eos> holds at least this much mass. None = chosen after training on the validation split
+    # (GRModel.calibrate: the level of the lowest validation MAE, 0.5 unless another is better);
+    # a number fixes it (0.5: the plain value median). Later steps read their median.
+    decode_level: float | None = None
     # A row decoded as 0 (<eos> first) predicts 0 + ε·P(first token is not <eos>), ε a
     # thousandth of the smallest token value: its MAE moves by less than ε, and the rows the
     # median calls 0 (most rows of a zero-inflated table) are ranked by their chance of a
@@ -261,6 +267,7 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "model.emb_dim": (1, None), "model.encoder_hidden": (1, None), "model.n_heads": (1, None),
     "model.ffn_dim": (1, None), "model.n_layers": (1, None), "model.window_size": (1, None),
     "model.max_decode_len": (1, None), "model.dropout": (0, 0.999999),
+    "model.decode_level": (0.01, 0.99),
 }
 
 
