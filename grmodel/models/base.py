@@ -30,13 +30,13 @@ def reproducible_exp(x: torch.Tensor) -> torch.Tensor:
 Batch = dict[str, torch.Tensor]
 
 
-class WatchTimeModel(nn.Module):
-    """Base class: subclasses set ``name`` and implement the methods below."""
+class LabelState:
+    """What every model of the zoo has, torch module or not: a ``name``, the ``schema``, the
+    ``config`` and the JSON label state fitted on the training split before training."""
 
     name: ClassVar[str]
 
-    def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
-        super().__init__()
+    def _keep(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]) -> None:
         self.schema = schema
         self.config = config
         self.label_state = label_state
@@ -61,6 +61,14 @@ class WatchTimeModel(nn.Module):
         """Feature fields ``fit_label_state`` reads from ``train_ids`` (none by default), so a
         streaming trainer can read just those columns and the labels."""
         return ()
+
+
+class WatchTimeModel(LabelState, nn.Module):
+    """Base class of the torch models: subclasses set ``name`` and implement the methods below."""
+
+    def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
+        nn.Module.__init__(self)
+        self._keep(schema, config, label_state)
 
     def targets(self, labels: np.ndarray) -> dict[str, np.ndarray]:
         """Per-row training targets beyond the raw label (e.g. GR's token sequences)."""
@@ -87,7 +95,7 @@ class WatchTimeModel(nn.Module):
         return None
 
 
-class ArrayModel:
+class ArrayModel(LabelState):
     """Base class of the zoo's models that are not torch modules (the GBDT): each fits on whole
     arrays of feature ids in one call and keeps its fitted state as text.
 
@@ -97,23 +105,10 @@ class ArrayModel:
     ``label_state`` is plain JSON, as for the torch models.
     """
 
-    name: ClassVar[str]
     weights_file: ClassVar[str]  # the file of the fitted state in a checkpoint directory
 
     def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
-        self.schema = schema
-        self.config = config
-        self.label_state = label_state
-
-    @classmethod
-    def fit_label_state(
-        cls,
-        train_labels: np.ndarray,
-        config: RunConfig,
-        train_ids: np.ndarray | None = None,
-        schema: FeatureSchema | None = None,
-    ) -> dict[str, Any]:
-        return {}
+        self._keep(schema, config, label_state)
 
     def fit(self, train_ids: np.ndarray, train_label: np.ndarray, valid_ids: np.ndarray,
             valid_label: np.ndarray) -> list[float]:
