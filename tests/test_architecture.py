@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "grmodel"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("grmodel.atomic", "grmodel.config", "grmodel.counted", "grmodel.features",
                     "grmodel.metrics", "grmodel.vocab", "grmodel.codec", "grmodel.distributed",
-                    "grmodel.images", "grmodel.outputs", "grmodel.progress", "grmodel.redact",
+                    "grmodel.outputs", "grmodel.progress", "grmodel.redact",
                     "grmodel.interrupts")),
     ("data", ("grmodel.data",)),
     ("models", ("grmodel.models",)),
@@ -22,7 +22,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                    "grmodel.locate")),
     ("training", ("grmodel.training", "grmodel.tuning")),
     ("services", ("grmodel.tracking", "grmodel.registry", "grmodel.versioning", "grmodel.validation",
-                  "grmodel.pytorchjob", "grmodel.sparkapp", "grmodel.reproduce", "grmodel.comparison",
+                  "grmodel.k8s", "grmodel.reproduce", "grmodel.comparison",
                   "grmodel.reporting")),
     ("pipeline", ("grmodel.pipeline", "grmodel.main_job")),
     ("experiments", ("grmodel.experiments",)),
