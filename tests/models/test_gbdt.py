@@ -157,3 +157,16 @@ def test_staged_predictions_are_the_predictions_after_each_round(trained_gbdt, p
     steps = [1, 5, model.kept_steps]
     for staged, step in zip(model.staged_predictions(ids, steps), steps):
         np.testing.assert_allclose(staged, model.predict_ids(ids, step), rtol=1e-9, atol=1e-9)
+
+
+def test_grmodel_train_applies_the_models_named_defaults(planted_dataset, tmp_path):
+    """`grmodel train --model gbdt` fits at the GBDT's shrinkage (config.MODEL_DEFAULTS), not a
+    network's step size; an override still wins."""
+    out = tmp_path / "m"
+    assert cli_main(["train", "--model", "gbdt", "--data", str(planted_dataset), "--out", str(out),
+                     *QUICK]) == 0
+    assert json.loads((out / META_FILE).read_text())["config"]["train"]["lr"] == 0.05
+    out2 = tmp_path / "m2"
+    assert cli_main(["train", "--model", "gbdt", "--data", str(planted_dataset), "--out", str(out2),
+                     *QUICK, "train.lr=0.2"]) == 0
+    assert json.loads((out2 / META_FILE).read_text())["config"]["train"]["lr"] == 0.2
