@@ -216,8 +216,10 @@ CLEM_ABLATIONS: dict[str, list[str]] = {
 # builds a model's config (the pipeline and the experiments, through grmodel/comparison/plan.py).
 # TPM: at the spec's w_var = 1.0 the (correctly computed) sqrt(Var) term collapses TPM to the
 # median on KuaiRec-shaped data; 0.1 trains (README, main job). GBDT: train.lr is its shrinkage,
-# LightGBM's usual 0.05 rather than a network's step size.
+# LightGBM's usual 0.05 rather than a network's step size. GR: every field its own slot in the
+# encoder (docs/deviations.md 11); model.encoder=ffn is the paper's.
 MODEL_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "gr": ("model.encoder=field_ffn",),
     "tpm": ("head.tpm_w_var=0.1",),
     "gbdt": ("train.lr=0.05",),
 }
