@@ -86,7 +86,8 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _add_robustness(names: argparse._SubParsersAction) -> None:
-    title = "GR, CREAD, TPM and D2Q on generated datasets of distinct label shapes (one table)"
+    title = ("GR, the GBDT, CREAD, TPM and D2Q on generated datasets of distinct label shapes"
+             " (one table)")
     p = names.add_parser("robustness", help=title, description=title + ": each dataset is"
                          " generated and ingested into OUT/data, trained as a table1 experiment"
                          " in OUT/DATASET (finished runs are reused), and OUT/robustness.md and"
@@ -98,7 +99,7 @@ def _add_robustness(names: argparse._SubParsersAction) -> None:
     p.add_argument("--seeds", type=int, default=1, help="training seeds per row (default 1)")
     p.add_argument("--datasets", default=None, help="comma-separated datasets by name or letter,"
                    " default all: a=kuairec_default, b=customer_value, c=rewatch, d=session_ms,"
-                   " e=completion")
+                   " e=completion, f=drifting_zeros")
     p.add_argument("--rows", "--models", dest="rows", default=None,
                    help=f"comma-separated models, default {','.join(DEFAULT_ROWS)} (d2q only where"
                    " the data has durations)")

@@ -162,14 +162,21 @@ def decide(
 ) -> list[dict[str, Any]]:
     """The checks of ``policy`` (each ``{"check", "passed", "detail"}``); promote iff all pass.
 
-    Metrics are dicts with ``mae`` and ``xauc`` measured on the same test data.
+    Metrics are dicts with ``mae`` and ``xauc`` measured on the same test data. A baseline
+    whose metrics say it collapsed (``collapsed`` true: the trainer's verdict, grmodel/collapse.py)
+    is no bar: its check passes and says why it was left out.
     """
     checks = []
     if champion is not None:
         checks += _compare(challenger, champion, "champion", policy.min_mae_rel_improvement,
                            policy.max_xauc_drop)
     for name in policy.require_beats_baselines:
-        if name in baselines:
+        if name in baselines and baselines[name].get("collapsed"):
+            checks.append({"check": f"mae < {name}", "passed": True,
+                           "detail": f"left out: baseline {name!r} collapsed (the trainer's"
+                           " verdict on the validation split; the evaluation report names the"
+                           " rule), so it is no bar to beat"})
+        elif name in baselines:
             checks += _compare(challenger, baselines[name], name, 0.0, policy.max_xauc_drop)
         else:
             checks.append({"check": f"mae < {name}", "passed": False,
@@ -299,7 +306,8 @@ def _informative_check(model_dir: Path) -> dict[str, Any]:
 
 
 def _headline(row: dict[str, Any]) -> dict[str, float]:
-    return {"mae": float(row["mae"]), "xauc": float(row["xauc"]), "n": int(row.get("n", 0))}
+    return {"mae": float(row["mae"]), "xauc": float(row["xauc"]), "n": int(row.get("n", 0)),
+            **({"collapsed": 1.0} if row.get("collapsed") else {})}
 
 
 def history(name: str, tracking_uri: str | None = None) -> list[Decision]:

@@ -20,6 +20,11 @@ def gr_config(data: Path, overrides: list[str] | None) -> Any:
 def model_plan(data: Path, models: list[str], overrides: list[str] | None, seeds: int
                ) -> ComparisonPlan:
     """Every (model, seed) run with its config: the library defaults, the models' named
-    defaults (``grmodel.config.MODEL_DEFAULTS``), then the ``[MODEL:]key=value`` overrides."""
+    defaults (``grmodel.config.MODEL_DEFAULTS``), then the ``[MODEL:]key=value`` overrides.
+
+    A baseline keeps a collapsed model, marked (``train.on_collapse=warn``), so that the run
+    goes on and the gate leaves it out of what GR must beat, saying so; GR, the model shipped,
+    fails on collapse. ``MODEL:train.on_collapse=fail`` in the overrides restores the failure."""
     comparison = model_comparison(*COMPARISON, models, reference=GR)
-    return plan_comparison(comparison, data, seeds=seeds, overrides=overrides)
+    kept = [f"{m}:train.on_collapse=warn" for m in models if m != GR]
+    return plan_comparison(comparison, data, seeds=seeds, overrides=[*kept, *(overrides or [])])
