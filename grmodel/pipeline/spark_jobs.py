@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 from grmodel import sparkapp
-from grmodel.atomic import atomic_directory
-from grmodel.pipeline.live import StageTracking, live_run
+from grmodel.pipeline.live import StageTracking
 from grmodel.pipeline.stages.data import raw_dir
 from grmodel.pipeline.stages.record import StageRecord
+from grmodel.pipeline.stages.runner import StageRun
 from grmodel.pipeline.stages.train import pod_namespace
 from grmodel.pytorchjob import DEFAULT_MOUNT
 
@@ -51,7 +50,7 @@ def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | P
 
 def _run(stage: str, inputs: dict[str, Path], out_dir: str | Path, extra: list[str],
          tracking: StageTracking | None, pvc_claim: str, job: dict[str, Any]) -> StageRecord:
-    started = time.time()
+    run = StageRun(stage, tracking)
     job = dict(job)
     pod_mount = job.pop("mount_path", DEFAULT_MOUNT)
     here = Path(job.pop("local_mount", None) or pod_mount)
@@ -73,8 +72,9 @@ def _run(stage: str, inputs: dict[str, Path], out_dir: str | Path, extra: list[s
         paths={label: f"{pod}/{label}" for label in [*inputs, "out"]}, mount_path=pod_mount, **job)
     sparkapp.submit_and_wait(manifest, api=api)
     written = here / job_dir / "out"
-    record = StageRecord.read(written)
-    with live_run(tracking, stage, started) as live, atomic_directory(out_dir) as tmp:
-        shutil.copytree(written, tmp, dirs_exist_ok=True)
-        live.log_record(record, tmp)
-    return record
+    driver = StageRecord.read(written)  # what the driver ran: its params, metrics and files
+    with run.output(out_dir) as out:
+        shutil.copytree(written, out, dirs_exist_ok=True)
+        # The record of this step, which timed the whole application and holds its MLflow run.
+        return run.record(params=driver.params, metrics=driver.metrics,
+                          histories=driver.histories, artifacts=driver.artifacts)

@@ -12,13 +12,14 @@ from typing import Any
 import numpy as np
 
 from grmodel import pytorchjob
-from grmodel.atomic import atomic_directory, write_json_atomic
+from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import META_FILE
 from grmodel.features import read_labels
-from grmodel.pipeline.live import StageTracking, live_run
+from grmodel.pipeline.live import StageTracking
 from grmodel.pipeline.stages.labels import read_tokens, read_vocabulary
 from grmodel.pipeline.stages.plan import GR, model_plan
-from grmodel.pipeline.stages.record import StageError, StageRecord
+from grmodel.pipeline.stages.record import StageError
+from grmodel.pipeline.stages.runner import StageRun
 from grmodel.tracking import EPOCH_TIME
 from grmodel.training.loop import train_or_resume
 from grmodel.training.records import TrainResult, dataset_fingerprint, write_training_record
@@ -49,7 +50,7 @@ def train(
     ReadWriteMany claim ``pvc_claim`` (mounted here too); ``job_options`` go to
     ``grmodel.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
     """
-    started = time.time()
+    stage = StageRun(f"train_{model}", tracking)
     data = Path(processed)
     plan = model_plan(data, [model], overrides, seeds)
     if replicas > 1 and (model != GR or not pvc_claim):
@@ -66,15 +67,15 @@ def train(
         targets = {"tokens": read_tokens(tokens_dir, labels)}
     fingerprint = dataset_fingerprint(data)
     metrics, histories, params = {}, {}, {model: plan.runs[0][2].to_dict()}
-    with live_run(tracking, f"train_{model}", started) as live, atomic_directory(out_dir) as tmp:
-        live.log_params(params)  # the config is on show while it trains
+    with stage.output(out_dir) as tmp:
+        stage.live.log_params(params)  # the config is on show while it trains
         for row, seed, config in plan.runs:
             log.info("training %s (%s), seed %d", row.name, row.model_name, seed)
             prefix, ended = f"seed{seed}.", {}
 
             def on_epoch(epoch: dict[str, Any], prefix: str = prefix, ended: dict = ended) -> None:
                 ended[epoch["epoch"]] = time.time()
-                live.log_epoch(epoch, prefix)
+                stage.live.log_epoch(epoch, prefix)
 
             if replicas > 1:
                 record = _train_as_pytorchjob(config, data, tmp / f"seed{seed}", fingerprint,
@@ -84,15 +85,12 @@ def train(
                                          targets, on_epoch=on_epoch)
             if not ended:  # trained elsewhere (a PyTorchJob) or reused: its curves now
                 for epoch in record["history"]:
-                    live.log_epoch(epoch, prefix)
+                    stage.live.log_epoch(epoch, prefix)
             histories[prefix] = [{**h, **({EPOCH_TIME: ended[h["epoch"]]} if h["epoch"] in ended else {})}
                                  for h in record["history"]]
             metrics |= {f"{prefix}best_valid_{k}": float(v) for k, v in record["best_valid"].items()}
             metrics[f"{prefix}samples_per_second"] = float(record["samples_per_second"])
-        stage = StageRecord(f"train_{model}", params=params, metrics=metrics, histories=histories,
-                            started=started, ended=time.time(), mlflow_run_id=live.run_id)
-        stage.write(tmp)
-        live.log_record(stage, tmp)
+        stage.record(params=params, metrics=metrics, histories=histories)
     return {"model": model, "seeds": plan.seeds, **metrics}
 
 
