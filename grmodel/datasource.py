@@ -21,6 +21,8 @@ Whatever the source, the raw directory a run read has one *data version*: DVC's 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
 import shutil
 import tempfile
@@ -39,7 +41,9 @@ from grmodel.data.io import sha256_file
 from grmodel.data.kuairec.schema import DAILY_FILE, ITEM_FILE, USER_FILE
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.data.storage import is_uri, location
+from grmodel.data.streaming import split_paths
 from grmodel.data.windows import Window, partition_hash, window_partitions
+from grmodel.features import SPLITS, read_manifest
 from grmodel.redact import redact, strip_credentials
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,47 @@ class DataRecord:
             return f"generated {self.generator['preset']} seed {self.generator['seed']}"
         where = f" at {self.git_rev[:12]}" if self.git_rev else ""
         return f"{self.source} {self.location}{where}".strip()
+
+
+# --------------------------------------------------------------------- as MLflow datasets
+
+# MLflow's dataset context of each split (the runs page shows it beside the dataset).
+SPLIT_CONTEXTS = {"train": "training", "valid": "validation", "test": "testing"}
+
+
+def dataset_inputs(processed_dir: str | Path, record: DataRecord) -> list[dict[str, Any]]:
+    """What a run trained, selected and was tested on, as MLflow dataset inputs (plain dicts
+    for ``tracking.log_dataset_inputs``): per split its name (``<dataset>-<split>``), a digest
+    of its Parquet file(s), the source it came from, its context, and a profile (rows, and a
+    windowed run's days)."""
+    manifest = read_manifest(processed_dir)
+    window = manifest.get("window") or {}
+    days = {"train": window.get("train_dates"), "valid": window.get("valid_dates"),
+            "test": [window["test_date"]] * 2 if window else None}
+    source = {"uri": _source_uri(record), "data_version": record.data_version}
+    if record.git_rev:
+        source["git_rev"] = record.git_rev
+    inputs = []
+    for split in SPLITS:
+        digest = hashlib.sha256()
+        for path in split_paths(processed_dir, split):
+            digest.update(bytes.fromhex(sha256_file(path)))
+        profile = {"num_rows": manifest["splits"]["rows"][split]}
+        if days[split]:
+            profile["dates"] = days[split]
+        inputs.append({"name": f"{manifest.get('dataset', 'data')}-{split}",
+                       "digest": digest.hexdigest()[:16], "source_type": record.source,
+                       "source": json.dumps(source), "context": SPLIT_CONTEXTS[split],
+                       "profile": json.dumps(profile)})
+    return inputs
+
+
+def _source_uri(record: DataRecord) -> str:
+    if record.snapshot:
+        return f"{record.snapshot['remote']}#{record.snapshot['md5']}"
+    if record.source == "generate" and record.generator:
+        return f"generate:{record.generator['preset']}?seed={record.generator['seed']}"
+    return record.location
 
 
 # ----------------------------------------------------------------------------- resolving

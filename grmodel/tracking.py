@@ -297,6 +297,19 @@ def log_artifacts(paths: list[str | Path], artifact_path: str | None = None,
             raise FileNotFoundError(f"{path}: artifact to log not found")
 
 
+def log_dataset_inputs(inputs: list[dict[str, str]], run_id: str | None = None) -> None:
+    """Datasets the run used, as MLflow dataset inputs (the runs page's Dataset column): each
+    a dict of ``name``, ``digest``, ``source_type``, ``source`` (JSON), ``context``
+    (training, validation, testing) and optionally ``profile`` (JSON)."""
+    # lazy: mlflow, see connect
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    datasets = [DatasetInput(Dataset(d["name"], d["digest"], d["source_type"], d["source"],
+                                     profile=d.get("profile")),
+                             [InputTag("mlflow.data.context", d["context"])]) for d in inputs]
+    connect().log_inputs(_run_id(run_id), datasets=datasets)
+
+
 def log_vocabulary(model_dir: str | Path, run_id: str | None = None) -> None:
     """The model's label state (GR: its vocabulary) as ``vocabulary/<model>.json``."""
     # lazy: checkpoint imports torch; the data stages log through this module without it

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 from kfp import local
 
 from grmodel.comparison.report import results_table
+from grmodel.datasource import default_remote
 from grmodel.pipeline.console import RunConsole
 from grmodel.pipeline.params import PipelineParams
 from grmodel.pipeline.stages.record import STAGE_RECORD
@@ -70,6 +71,16 @@ def local_tracking(workdir: Path) -> dict[str, str]:
     """MLflow on a sqlite file beside the run, artifacts in a directory beside it."""
     return {"mlflow_tracking_uri": f"sqlite:///{(workdir / 'mlflow.db').resolve()}",
             "mlflow_artifact_root": str((workdir / "mlartifacts").resolve())}
+
+
+def local_params(params: PipelineParams, repo: str | Path = ".") -> PipelineParams:
+    """A local run's defaults from the checkout ``repo``: a path source is snapshotted into
+    its default DVC remote (so the run can be reproduced) unless ``snapshot_remote`` is set."""
+    if params.data_source == "path" and not params.snapshot_remote:
+        remote = default_remote(repo)
+        if remote:
+            return params.with_values({"snapshot_remote": remote})
+    return params
 
 
 def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = False,
