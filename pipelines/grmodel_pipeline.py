@@ -59,10 +59,15 @@ def _on_cluster(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
     return task
 
 
-def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -> Any:
+def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None,
+                   scheduled: bool = True) -> Any:
     """The pipeline; with ``train_pvc`` its GR step mounts that claim for PyTorchJobs, with
     ``spark_pvc`` its ingest, vocabulary and encode steps mount that claim and, with
-    engine=spark, run as SparkApplications."""
+    engine=spark, run as SparkApplications. ``scheduled``: the fetch takes KFP's scheduled
+    time of the run (``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER``); kfp.local 2.17
+    cannot resolve that placeholder, so a local run passes "" (a windowed local run without
+    ``as_of`` is as of the day before it starts)."""
+    scheduled_time = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if scheduled else ""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Generative Regression watch-time model: train,"
                   " evaluate against CREAD and TPM, register and gate in MLflow")
@@ -103,7 +108,7 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
             fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
                                  preset=preset, data_seed=data_seed, as_of=as_of,
                                  window_days=window_days, snapshot_remote=snapshot_remote,
-                                 scheduled_time=dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER,
+                                 scheduled_time=scheduled_time,
                                  **stage)
             # Always re-read and verified (data_version "" means "what data.dvc records at the
             # repository's head now"; as_of "" the day before the scheduled time); the steps after

@@ -132,8 +132,12 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
-    params = local_params(apply_params(main_job_params(workdir, args.preset, args.seed),
-                                       args.param))
+    base = main_job_params(workdir, args.preset, args.seed)
+    given = {name: value for name, value, _ in parse_params(args.param)}
+    if given.get("data_source", base.data_source) != base.data_source:
+        # The main job's data repository and version belong to its own source only.
+        base = base.with_values({"data_repo": "", "data_version": ""})
+    params = local_params(apply_params(base, args.param))
     with output_lock(workdir):  # one run at a time per workdir; its cached stages are reused
         claim_directory(workdir, overwrite=args.overwrite, reuse=True)
         print(summary(run_local(params, workdir, verbose=args.verbose)))

@@ -90,7 +90,9 @@ def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = Fa
     ``terminal`` (default: stdout) gets the stage lines, or with ``verbose`` everything the
     log gets."""
     # lazy: the DAG (pipelines/) is built on this package; it is loaded only to run it
-    from pipelines.grmodel_pipeline import PIPELINE_NAME, grmodel_pipeline
+    from pipelines.grmodel_pipeline import PIPELINE_NAME, build_pipeline
+
+    grmodel_pipeline = build_pipeline(scheduled=False)  # kfp.local has no scheduled time
 
     work = Path(workdir).resolve()
     root = work / "kfp"
