@@ -145,6 +145,41 @@ class Window:
         return cls.of(entry["as_of"], int(entry["window_days"]))
 
 
+def check_window(as_of: str, window_days: int, what: str) -> None:
+    """Refuse, in one line naming ``what``, a forward split's ``as_of`` that is no day or a
+    ``window_days`` below the minimum (0 stands for every day before as_of)."""
+    try:
+        day = parse_day(as_of, f"{what}.as_of") if as_of else dt.date(1970, 1, 1)
+        if window_days:
+            Window(day, window_days)
+    except DataSpecError as exc:
+        raise DataSpecError(f"{what}: {exc}") from None
+
+
+def resolve_window(as_of: str, window_days: int, days: list[dt.date]) -> Window:
+    """The forward split's window over data holding ``days``: ``as_of`` "" is the newest day,
+    ``window_days`` 0 every day before ``as_of``."""
+    if not days:
+        raise RawDataError("no rows with a day (rule: a forward split places rows by their day)")
+    day = parse_day(as_of) if as_of else max(days)
+    return Window(day, window_days or (day - min(days)).days)
+
+
+def window_entry(window: Window | None, rows_by_day: dict[float, int]) -> dict[str, Any] | None:
+    """The manifest's ``window`` (forward split): ``Window.to_dict`` plus the rows of each
+    day (days since 1970-01-01) that went into a split."""
+    if window is None:
+        return None
+    return {**window.to_dict(), "rows_by_day": {day_of(d).isoformat(): int(rows_by_day[d])
+                                                for d in sorted(rows_by_day)}}
+
+
+def rows_by_day(days: np.ndarray, codes: np.ndarray) -> dict[float, int]:
+    """Rows per day (days since 1970-01-01) of the rows in a split (code not DROPPED)."""
+    found, counts = np.unique(days[codes != splits.DROPPED], return_counts=True)
+    return dict(zip(found.tolist(), counts.tolist(), strict=True))
+
+
 # ------------------------------------------------------------------------------ partitions
 
 

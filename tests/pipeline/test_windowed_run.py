@@ -68,7 +68,8 @@ def test_windows_that_cannot_run_are_refused_before_anything_is_written(tmp_path
 def test_a_local_run_on_logs_records_its_window_and_reproduces(tiny_days, tmp_path,
                                                                pipeline_overrides, capsys,
                                                                monkeypatch):
-    """kfp.local, then `grmodel reproduce RUN_ID`: every metric equal (about 6 minutes)."""
+    """kfp.local, then `grmodel reproduce RUN_ID`: every metric equal (6 to 16 minutes here,
+    with the machine shared)."""
     from mlflow import MlflowClient
 
     from grmodel.cli import main

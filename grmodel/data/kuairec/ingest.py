@@ -9,7 +9,6 @@ What the ingest did and why is recorded in the manifest (see ``ingest_kuairec``)
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import json
 import logging
 from concurrent.futures import ThreadPoolExecutor
@@ -39,7 +38,7 @@ from grmodel.data.kuairec.fields import (
     tag_fields,
     user_fields,
 )
-from grmodel.data.kuairec.layout import RawLayout, raw_layout, resolve_window
+from grmodel.data.kuairec.layout import RawLayout, raw_layout
 from grmodel.data.kuairec.readers import (
     exact_duplicates,
     factorize_ids,
@@ -64,7 +63,14 @@ from grmodel.data.kuairec.schema import (
 )
 from grmodel.data.processed import ROW_GROUP_ROWS, split_rows_summary, write_processed
 from grmodel.data.storage import local_path
-from grmodel.data.windows import Window, day_of, parse_day
+from grmodel.data.windows import (
+    Window,
+    check_window,
+    day_of,
+    resolve_window,
+    rows_by_day,
+    window_entry,
+)
 from grmodel.features import LABEL_COLUMN, OOV_ID
 
 log = logging.getLogger(__name__)
@@ -130,10 +136,7 @@ class IngestConfig:
             raise DataSpecError(f"IngestConfig: as_of={self.as_of!r}, window_days="
                                 f"{self.window_days} apply to split forward only (split is"
                                 f" {self.split!r})")
-        if self.as_of:
-            parse_day(self.as_of, "IngestConfig.as_of")
-        if self.window_days:
-            Window(parse_day(self.as_of) if self.as_of else dt.date.today(), self.window_days)
+        check_window(self.as_of, self.window_days, "IngestConfig")
         unknown = sorted(set(self.user_fields) - set(DEFAULT_USER_FIELDS))
         if unknown:
             raise DataSpecError(f"IngestConfig.user_fields: unknown field(s) {unknown}; known:"
@@ -219,7 +222,7 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
         _split_manifest(config, codes, split_rows, rows["timestamp"], fields, window,
                         layout.days is not None),
         (user_values, users, item_values, item_ids), oracle_info,
-        window_entry(window, _rows_by_day(rows["day"], codes)))
+        window_entry(window, rows_by_day(rows["day"], codes)))
     result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
                              config.chunk_rows, config.row_group_rows)
     log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
@@ -449,15 +452,3 @@ def _generator(layout: RawLayout) -> dict[str, Any] | None:
     return entry
 
 
-def _rows_by_day(days: np.ndarray, codes: np.ndarray) -> dict[float, int]:
-    found, counts = np.unique(days[codes != splits.DROPPED], return_counts=True)
-    return dict(zip(found.tolist(), counts.tolist(), strict=True))
-
-
-def window_entry(window: Window | None, rows_by_day: dict[float, int]) -> dict[str, Any] | None:
-    """The manifest's ``window`` (forward split): ``Window.to_dict`` plus the rows of each
-    day (days since 1970-01-01) that went into a split."""
-    if window is None:
-        return None
-    return {**window.to_dict(), "rows_by_day": {day_of(d).isoformat(): int(rows_by_day[d])
-                                                for d in sorted(rows_by_day)}}

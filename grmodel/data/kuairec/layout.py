@@ -12,7 +12,6 @@ Both engines use it; a root is a local ``Path`` (the pandas engine) or a ``stora
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from grmodel.data.windows import (
     Window,
     epoch_day,
     list_partitions,
-    parse_day,
+    resolve_window,
     window_partitions,
 )
 
@@ -105,13 +104,3 @@ def raw_layout(raw: Any, split: str, as_of: str = "", window_days: int = 0) -> R
     optional = [DAILY_FILE] if (side / DAILY_FILE).is_file() else []
     optional += [name for name in (ORACLE_FILE, SYNTH_FILE) if (newest / name).is_file()]
     return RawLayout(raw, matrices, days, side, newest, optional, window)
-
-
-def resolve_window(as_of: str, window_days: int, days: list[dt.date]) -> Window:
-    """The forward split's window over data holding ``days``: ``as_of`` "" is the newest day,
-    ``window_days`` 0 every day before ``as_of``."""
-    if not days:
-        raise RawDataError("no rows with a day (rule: a forward split places rows by their day)")
-    day = parse_day(as_of) if as_of else max(days)
-    span = window_days or (day - min(days)).days
-    return Window(day, span)

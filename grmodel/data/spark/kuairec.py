@@ -33,8 +33,8 @@ from grmodel.data.kuairec.fields import (
     tag_fields,
     user_fields,
 )
-from grmodel.data.kuairec.ingest import IngestConfig, window_entry
-from grmodel.data.kuairec.layout import RawLayout, raw_layout, resolve_window
+from grmodel.data.kuairec.ingest import IngestConfig
+from grmodel.data.kuairec.layout import RawLayout, raw_layout
 from grmodel.data.kuairec.readers import sources_record
 from grmodel.data.kuairec.schema import (
     DAY_MS,
@@ -63,7 +63,7 @@ from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
 from grmodel.data.storage import Location, location
-from grmodel.data.windows import day_of
+from grmodel.data.windows import day_of, resolve_window, window_entry
 from grmodel.features import LABEL_COLUMN, MISSING_ID, OOV_ID, SPLITS
 
 log = logging.getLogger(__name__)
