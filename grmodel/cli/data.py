@@ -20,6 +20,7 @@ from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days, generate_kuairec
+from grmodel.data.kuairec.synth.days import drift_days
 from grmodel.data.storage import is_uri
 from grmodel.data.tabular import TabularSpec, build_tabular
 from grmodel.outputs import check_output
@@ -160,22 +161,13 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
-DRIFTS = {"label_shift": "label_shift_day", "feature_mix": "mix_day",
-          "new_category": "new_category_day"}
-
-
 def _days(args: argparse.Namespace) -> int:
     check_output(args.out, overwrite=args.overwrite)
     synth_fields = {f.name for f in dataclasses.fields(SynthConfig)}
     world = [item for item in args.set if item.partition("=")[0].strip() in synth_fields]
     days = _parse_overrides(DaysConfig, [item for item in args.set if item not in world])
     synth = _parse_overrides(SynthConfig, world)
-    for item in args.drift:
-        kind, _, day = item.partition("@")
-        if kind not in DRIFTS or not day.isdigit():
-            raise DataSpecError(f"--drift {item!r}: expected KIND@DAY with KIND one of"
-                                f" {list(DRIFTS)} and DAY a 0-based day")
-        days[DRIFTS[kind]] = int(day)
+    days.update(drift_days(args.drift))
     for name, value in (("days", args.days), ("first_day", args.first_day)):
         if value is not None:
             days[name] = value

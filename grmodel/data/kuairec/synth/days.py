@@ -52,6 +52,9 @@ from grmodel.data.windows import epoch_day, parse_day, partition_name
 
 log = logging.getLogger(__name__)
 
+# The planted drifts by name, and the DaysConfig field holding the day each starts.
+DRIFT_DAYS = {"label_shift": "label_shift_day", "feature_mix": "mix_day",
+              "new_category": "new_category_day"}
 # The days generator's name in each partition's synth.json.
 DAYS_GENERATOR = "grmodel.data.kuairec.synth.generate_days"
 # Random streams of the days (with the seed and the day): arrivals, rows, labels.
@@ -101,6 +104,19 @@ class DaysConfig:
         planted = (("label_shift", self.label_shift_day), ("feature_mix", self.mix_day),
                    ("new_category", self.new_category_day))
         return [name for name, start in planted if start is not None and day >= start]
+
+
+def drift_days(items: list[str]) -> dict[str, int]:
+    """DaysConfig fields from ``KIND@DAY`` items (``label_shift@3``: labels shift from the
+    fourth day); one line naming a bad item."""
+    fields = {}
+    for item in items:
+        kind, _, day = item.partition("@")
+        if kind not in DRIFT_DAYS or not day.isdigit():
+            raise DataSpecError(f"drift {item!r}: expected KIND@DAY with KIND one of"
+                                f" {list(DRIFT_DAYS)} and DAY a 0-based day")
+        fields[DRIFT_DAYS[kind]] = int(day)
+    return fields
 
 
 def generate_days(out_dir: str | Path, config: SynthConfig, days: DaysConfig) -> dict[str, Any]:
