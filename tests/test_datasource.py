@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from grmodel import versioning
+from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.windows import Window
 from grmodel.datasource import (
     DataRecord,
@@ -81,3 +82,20 @@ def test_the_default_remote_of_a_checkout(tmp_path: Path, monkeypatch) -> None:
         conf["core"]["remote"] = "store"
     monkeypatch.chdir("/")
     assert default_remote(tmp_path) == str((tmp_path.parent / "store").resolve())
+
+
+def test_logs_whose_days_hold_no_side_files_take_the_roots(tiny_days: Path, tmp_path: Path) -> None:
+    logs = Path(shutil.copytree(tiny_days, tmp_path / "logs"))
+    for name in ("user_features.csv", "item_categories.csv"):
+        shutil.copyfile(logs / "date=2020-09-10" / name, logs / name)
+        for day in logs.glob("date=*"):
+            (day / name).unlink()
+    record = resolve_logs(str(logs), Window.of("2020-09-10", 2), tmp_path / "raw")
+    assert sorted(record.side_files) == ["item_categories.csv", "user_features.csv"]
+    assert (tmp_path / "raw" / "user_features.csv").is_file()
+    manifest = ingest_kuairec(tmp_path / "raw", tmp_path / "processed",
+                              IngestConfig(split="forward"))  # the side files of the root
+    assert "user_features.csv" in manifest["sources"]
+    (logs / "user_features.csv").write_text("user_id\n1\n")  # the root's side file changes
+    with pytest.raises(DataSourceError, match="the root's side files changed"):
+        obtain(record, tmp_path / "again")
