@@ -24,8 +24,8 @@ from components.ingest import ingest
 from components.register import register
 from components.train import train_baseline, train_gr
 from components.validate import validate_processed, validate_raw
+from grmodel.k8s.claim import DEFAULT_MOUNT
 from grmodel.pipeline.params import PipelineParams
-from grmodel.pytorchjob import DEFAULT_MOUNT
 
 PIPELINE_NAME = "grmodel-gr"
 _D = PipelineParams()

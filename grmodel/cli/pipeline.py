@@ -15,10 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grmodel.main_job import main_job_params, run_main_job
 from grmodel.outputs import claim_directory, output_lock
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
 from grmodel.pipeline.local import local_params, run_local, summary
+from grmodel.pipeline.main_job import main_job_params, run_main_job
 from grmodel.pipeline.params import APPENDED_PARAMS, PipelineParams
 from grmodel.pipeline.remote import COMPILED_PIPELINE, cluster_params, compile_pipeline, schedule, submit
 

@@ -18,7 +18,8 @@ from grmodel.locate import dataset_dir, model_dir
 from grmodel.outputs import check_output, check_output_file
 from grmodel.predict import check_input, predict_parquet
 from grmodel.registry.pyfunc import resolve_model_uri
-from grmodel.training.loop import default_state_dir, finished_model, train_model
+from grmodel.training.loop import default_state_dir, train_model
+from grmodel.training.records import finished_model
 from grmodel.training.state import StateStore
 
 OVERRIDES_ENV = "GRMODEL_OVERRIDES"  # space-separated section.key=value items for `grmodel train`

@@ -39,8 +39,9 @@ from grmodel.redact import redact
 from grmodel.registry import format_history
 from grmodel.reproduce import RunRecord, log_run_record
 from grmodel.tracking import (
-    INHERITED_TAGS,
+    LINEAGE_TAGS,
     PIPELINE_RUN_ID,
+    STAGE,
     connect,
     finish_run,
     git_commit,
@@ -284,7 +285,7 @@ def nest_stage_run(target: TrackingTarget, parent: str, record: StageRecord, sta
     parent_run = client.get_run(parent)
     done = client.search_runs(
         [parent_run.info.experiment_id],
-        f"tags.mlflow.parentRunId = {sql_string(parent)} and tags.stage = {sql_string(record.stage)}"
+        f"tags.mlflow.parentRunId = {sql_string(parent)} and tags.{STAGE} = {sql_string(record.stage)}"
         " and attributes.status = 'FINISHED'", max_results=1)
     if done:
         return
@@ -295,7 +296,7 @@ def nest_stage_run(target: TrackingTarget, parent: str, record: StageRecord, sta
         except MlflowException:  # logged to another tracking server than this one
             live = None
     if live is not None and live.info.status == "FINISHED":
-        tags = {k: parent_run.data.tags[k] for k in INHERITED_TAGS if k in parent_run.data.tags}
+        tags = {k: parent_run.data.tags[k] for k in LINEAGE_TAGS if k in parent_run.data.tags}
         for key, value in (tags | {"mlflow.parentRunId": parent}).items():
             client.set_tag(record.mlflow_run_id, key, value)
         return

@@ -37,7 +37,7 @@ from grmodel.interrupts import StepInterrupts
 from grmodel.models import WatchTimeModel
 from grmodel.predict import predict_arrays
 from grmodel.training.batches import SplitArrays
-from grmodel.training.records import TrainResult, manifest_digest
+from grmodel.training.records import TrainResult, trained_on
 from grmodel.training.state import Progress, StateStore, restore
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
                                history=p.history)
         meta["collapse"] = verdict.to_dict()
-        meta["manifest_sha256"] = manifest_digest(config.data.processed_dir)
+        meta["dataset_fingerprint"] = trained_on(config.data.processed_dir)
         with atomic_directory(out_dir) as staging:
             save_checkpoint(staging, model, meta,
                             data_encoders(config.data.processed_dir, model.schema))

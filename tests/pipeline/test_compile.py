@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grmodel import images
+from grmodel.k8s import images
 from grmodel.pipeline.params import PipelineParams
 from grmodel.pipeline.remote import COMPILED_PIPELINE, compile_pipeline, load_compiled
 
@@ -105,7 +105,7 @@ def test_compiling_writes_nothing_on_failure(tmp_path, monkeypatch):
 
 
 def test_the_distributed_variant_mounts_the_shared_claim_on_the_gr_step(tmp_path):
-    from grmodel.pytorchjob import DEFAULT_MOUNT
+    from grmodel.k8s.claim import DEFAULT_MOUNT
 
     spec, platform = load_compiled(compile_pipeline(tmp_path / "d.yaml", train_pvc="rwx"))
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

@@ -11,10 +11,12 @@ from typing import Any
 
 import numpy as np
 
-from grmodel import pytorchjob
 from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import META_FILE
 from grmodel.features import read_labels
+from grmodel.k8s import pytorchjob
+from grmodel.k8s.claim import SharedClaim
+from grmodel.k8s.pods import pod_namespace
 from grmodel.pipeline.live import StageTracking
 from grmodel.pipeline.stages.labels import read_tokens, read_vocabulary
 from grmodel.pipeline.stages.plan import GR, model_plan
@@ -48,7 +50,7 @@ def train(
 
     With ``replicas > 1`` GR trains as a Kubeflow PyTorchJob of that many pods sharing the
     ReadWriteMany claim ``pvc_claim`` (mounted here too); ``job_options`` go to
-    ``grmodel.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
+    ``grmodel.k8s.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
     """
     stage = StageRun(f"train_{model}", tracking)
     data = Path(processed)
@@ -100,20 +102,17 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     """Stage the data and vocabulary on the shared claim, run the PyTorchJob, and keep its model
     with the same run record an in-pod training writes."""
     options = dict(options)
-    pod_mount = options.pop("mount_path", pytorchjob.DEFAULT_MOUNT)
-    here = Path(options.pop("local_mount", None) or pod_mount)
+    claim = SharedClaim.from_options(pvc_claim, options)
     job_dir = f"grmodel/{fingerprint[:12]}-{pytorchjob.config_digest(config)[:12]}"
-    shared = here / job_dir
-    if not (shared / "processed").is_dir():
-        shutil.copytree(data, shared / "processed")
-    write_json_atomic(shared / LABEL_STATE_FILE, label_state)
-    pod = f"{pod_mount}/{job_dir}"
+    data_dir = claim.stage(job_dir, {"processed": data})["processed"]
+    label_state_path = claim.in_pods(f"{job_dir}/{LABEL_STATE_FILE}")
+    write_json_atomic(claim.local(label_state_path), label_state)
     started = time.perf_counter()
     job_model = pytorchjob.run_pytorchjob(
-        config, replicas=replicas, pvc_claim=pvc_claim, data_dir=f"{pod}/processed",
-        out_dir=f"{pod}/model", label_state_path=f"{pod}/{LABEL_STATE_FILE}", local_mount=here,
-        mount_path=pod_mount, namespace=options.pop("namespace", None) or pod_namespace(),
-        **options)
+        config, replicas=replicas, pvc_claim=claim.name, data_dir=data_dir,
+        out_dir=claim.in_pods(f"{job_dir}/model"), label_state_path=label_state_path,
+        local_mount=claim.here, mount_path=claim.mount_path,
+        namespace=options.pop("namespace", None) or pod_namespace(), **options)
     shutil.copytree(job_model, model_dir)
     meta = json.loads((model_dir / META_FILE).read_text())
     seconds = time.perf_counter() - started
@@ -122,9 +121,3 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
                          train_seconds=seconds,
                          samples_per_second=float(np.mean(speeds)) if speeds else 0.0)
     return write_training_record(result, config, fingerprint, seconds, replicas=replicas)
-
-
-def pod_namespace() -> str:
-    """The namespace this pod runs in (the job goes beside it), else Kubeflow's default."""
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    return path.read_text().strip() if path.is_file() else "kubeflow"

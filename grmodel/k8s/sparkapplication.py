@@ -3,10 +3,11 @@
 With ``engine=spark`` and a shared claim, the pipeline's ingest, vocabulary and encode stages
 do not run Spark in their own pod: each submits a ``sparkoperator.k8s.io/v1beta2``
 SparkApplication (one driver, ``executors`` executor pods, all from the Spark image), waits for
-it, and keeps what its driver wrote on the claim, as grmodel/pytorchjob.py does for training.
+it, and keeps what its driver wrote on the claim (grmodel/pipeline/spark_stages.py), as
+grmodel/k8s/pytorchjob.py does for training.
 
 * :func:`sparkapplication_manifest` builds the application. Its driver runs
-  ``grmodel/pipeline/spark_app.py`` (the image's installed copy) with the stage's arguments:
+  ``grmodel/pipeline/spark_driver.py`` (the image's installed copy) with the stage's arguments:
   the same stage functions as a local run, with ``engine="spark"``; options travel as JSON
   text, never pickles.
 * Inputs and outputs live on one PersistentVolumeClaim, mounted in the driver and every
@@ -22,11 +23,21 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
-from pathlib import PurePosixPath
 from typing import Any
 
-from grmodel.images import spark_image
-from grmodel.pytorchjob import DEFAULT_MOUNT, IMAGE_UID, NAME_RULE, CustomObjectRun
+from grmodel.k8s.claim import DEFAULT_MOUNT, SharedClaim
+from grmodel.k8s.custom_objects import CustomObjectRun
+from grmodel.k8s.images import spark_image
+from grmodel.k8s.pods import (
+    ANNOTATIONS,
+    IMAGE_UID,
+    POD_TMP,
+    check_name,
+    container_security,
+    pod_env,
+    pod_labels,
+    run_as,
+)
 
 GROUP = "sparkoperator.k8s.io"
 VERSION = "v1beta2"
@@ -35,11 +46,10 @@ KIND = "SparkApplication"
 # The Spark the image holds (pyspark from requirements/dev.lock, docker/Dockerfile.spark).
 SPARK_VERSION = "4.3.0"
 # Where the image's virtualenv keeps the application file (docker/Dockerfile.spark).
-APP_FILE = "/opt/venv/lib/python3.11/site-packages/grmodel/pipeline/spark_app.py"
+APP_FILE = "/opt/venv/lib/python3.11/site-packages/grmodel/pipeline/spark_driver.py"
 MAX_NAME = 50  # the driver pod is "<name>-driver"; executor pods add more
 DONE = "COMPLETED"
 FAILED = ("FAILED", "SUBMISSION_FAILED", "UNKNOWN")
-POD_TMP = "/tmp"  # noqa: S108  (an emptyDir in the pods: the root filesystem is read-only)
 
 
 class SparkApplicationError(RuntimeError):
@@ -69,31 +79,23 @@ def sparkapplication_manifest(
     spark_conf: dict[str, str] | None = None,
     env_secret: str | None = None,
 ) -> dict[str, Any]:
-    """The SparkApplication that runs ``spark_app.py <arguments>``. ``paths`` (label -> a path
+    """The SparkApplication that runs ``spark_driver.py <arguments>``. ``paths`` (label -> a path
     inside the pods) are checked to lie under ``mount_path``, where ``pvc_claim`` is mounted in
     the driver and every executor. ``env_secret``: a Kubernetes Secret whose keys become
     environment variables of the driver and executors, e.g. object-storage credentials
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, which pyarrow and Hadoop's s3a both read;
     a non-AWS endpoint: ``AWS_ENDPOINT_URL`` for pyarrow, ``spark.hadoop.fs.s3a.endpoint`` in
     ``spark_conf`` for s3a): the spec names the Secret, never its values."""
-    if len(name) > MAX_NAME or not NAME_RULE.match(name):
-        raise ValueError(f"SparkApplication name {name!r}: rule: lowercase letters, digits and"
-                         f" '-', starting with a letter, at most {MAX_NAME} characters")
+    check_name(KIND, name, MAX_NAME)
     if executors < 1:
         raise ValueError(f"SparkApplication {name}: executors={executors} (rule: at least 1)")
-    for label, path in paths.items():
-        if not PurePosixPath(path).is_relative_to(mount_path):
-            raise ValueError(f"SparkApplication {name}: {label}={path!r} is not under the volume"
-                             f" mount {mount_path!r} (rule: driver and executors share the claim)")
-    labels = {"app.kubernetes.io/name": "grmodel", "app.kubernetes.io/component": arguments[0],
-              "grmodel/arguments-digest": arguments_digest(arguments)}
+    SharedClaim(pvc_claim, mount_path).check_paths(KIND, name, paths)
+    labels = pod_labels(arguments[0], {"grmodel/arguments-digest": arguments_digest(arguments)})
     mounts = [{"name": "data", "mountPath": mount_path}, {"name": "tmp", "mountPath": POD_TMP}]
-    security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
-                "runAsUser": run_as_user, "runAsGroup": run_as_user}
-    env = [{"name": "HOME", "value": POD_TMP}, {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}]
-    pod = {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"},
-           "volumeMounts": mounts, "securityContext": security, "env": env,
+    # The operator's driver and executor securityContext is the container's.
+    security = {**container_security(), **run_as(run_as_user)}
+    pod = {"labels": labels, "annotations": dict(ANNOTATIONS),
+           "volumeMounts": mounts, "securityContext": security, "env": pod_env(),
            **({"envFrom": [{"secretRef": {"name": env_secret}}]} if env_secret else {})}
     conf = {
         "spark.sql.session.timeZone": "UTC",
