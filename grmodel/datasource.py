@@ -250,7 +250,13 @@ def restore_snapshot(snapshot: dict[str, str], out_dir: str | Path) -> Path:
 
 def _snapshot_repo(root: Path, remote: str) -> Repo:
     """A throwaway DVC repository (no git) whose default remote is ``remote``."""
-    Repo.init(str(root), no_scm=True).close()
+    init_log = logging.getLogger("dvc.repo.init")  # "Initialized DVC repository.": not news here
+    level = init_log.level
+    init_log.setLevel(logging.WARNING)
+    try:
+        Repo.init(str(root), no_scm=True).close()
+    finally:
+        init_log.setLevel(level)
     repo = Repo(str(root))
     with repo.config.edit() as conf:
         conf["remote"][_REMOTE] = {"url": remote}
