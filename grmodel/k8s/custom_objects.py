@@ -5,6 +5,7 @@ same inputs, and wait for it to finish."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,12 +25,29 @@ class CustomObjectRun:
     state_of: Callable[[dict[str, Any]], tuple[str, str]]  # (state, reason)
     done: str
     failed: tuple[str, ...]
-    failure: Callable[[str, str], str]  # (where, reason) -> message
+    failure: Callable[[str, str, str], str]  # (where, reason, "-n NAMESPACE NAME") -> message
     clash_rule: str
+    timeout_s: float  # how long a run of this kind may take by default
+    poll_s: float
 
-    def run(self, manifest: dict[str, Any], api: Any, timeout_s: float, poll_s: float,
-            delete_on_timeout: bool, sleep: Callable[[float], None], clock: Callable[[], float]
-            ) -> dict[str, Any]:
+    def submit_and_wait(
+        self,
+        manifest: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+        poll_s: float | None = None,
+        api: Any = None,
+        delete_on_timeout: bool = True,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> dict[str, Any]:
+        """Create the resource (or attach to the one of that name made for the same inputs) and
+        wait until it is done; return it then. Raise ``error`` when it fails, TimeoutError
+        (after deleting it, unless ``delete_on_timeout`` is False) when ``timeout_s`` (default:
+        the kind's) passes first. ``api`` is a ``kubernetes.client.CustomObjectsApi`` (default:
+        in-cluster config, else the local kubeconfig)."""
+        timeout_s = self.timeout_s if timeout_s is None else timeout_s
+        poll_s = self.poll_s if poll_s is None else poll_s
         api = api if api is not None else custom_objects_api()
         group, version, plural = self.resource
         meta = manifest["metadata"]
@@ -59,7 +77,7 @@ class CustomObjectRun:
             if state == self.done:
                 return obj
             if state in self.failed:
-                raise self.error(self.failure(where, reason))
+                raise self.error(self.failure(where, reason, f"-n {namespace} {name}"))
             if clock() >= deadline:
                 if delete_on_timeout:
                     try:

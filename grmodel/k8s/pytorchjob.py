@@ -21,28 +21,16 @@ submits a ``kubeflow.org/v1`` PyTorchJob (the Kubeflow Training Operator runs on
 from __future__ import annotations
 
 import hashlib
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import through_json
 from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
 from grmodel.config import RunConfig
+from grmodel.k8s import pods
 from grmodel.k8s.claim import DEFAULT_MOUNT, SharedClaim
 from grmodel.k8s.custom_objects import CustomObjectRun
 from grmodel.k8s.images import gpu_image, runtime_image
-from grmodel.k8s.pods import (
-    ANNOTATIONS,
-    DEFAULT_NAMESPACE,
-    IMAGE_UID,
-    POD_TMP,
-    check_name,
-    container_security,
-    pod_env,
-    pod_labels,
-    run_as,
-)
 
 GROUP = "kubeflow.org"
 VERSION = "v1"
@@ -81,7 +69,7 @@ def pytorchjob_manifest(
     cpu: str = "8",
     memory: str = "32Gi",
     shm_size: str = "4Gi",
-    run_as_user: int = IMAGE_UID,
+    run_as_user: int = pods.IMAGE_UID,
     backoff_limit: int = 3,
     active_deadline_s: int | None = None,
     service_account: str | None = None,
@@ -97,7 +85,7 @@ def pytorchjob_manifest(
     ``pvc_claim`` is mounted. ``image`` defaults to the CUDA training image (the CPU runtime
     image when ``gpus_per_replica`` is 0).
     """
-    check_name(KIND, name, MAX_NAME)
+    pods.check_name(KIND, name, MAX_NAME)
     if replicas < 1:
         raise ValueError(f"PyTorchJob {name}: replicas={replicas} (rule: at least 1)")
     if gpus_per_replica < 0:
@@ -138,19 +126,19 @@ def pytorchjob_manifest(
         "image": image or (gpu_image() if gpus_per_replica else runtime_image()),
         "imagePullPolicy": "IfNotPresent",
         "command": command,
-        "env": [{"name": "OMP_NUM_THREADS", "value": str(threads)}, *pod_env()],
+        "env": [{"name": "OMP_NUM_THREADS", "value": str(threads)}, *pods.pod_env()],
         "ports": [{"name": PORT_NAME, "containerPort": PORT}],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
-        "securityContext": container_security(),
+        "securityContext": pods.container_security(),
         "volumeMounts": [
             {"name": "data", "mountPath": mount_path},
             {"name": "dshm", "mountPath": POD_SHM},  # DataLoader workers and NCCL use it
-            {"name": "tmp", "mountPath": POD_TMP},
+            {"name": "tmp", "mountPath": pods.POD_TMP},
         ],
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "securityContext": {**run_as(run_as_user), "fsGroup": run_as_user,
+        "securityContext": {**pods.run_as(run_as_user), "fsGroup": run_as_user,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": pvc_claim}},
@@ -164,9 +152,9 @@ def pytorchjob_manifest(
         pod_spec["nodeSelector"] = dict(node_selector)
     if tolerations:
         pod_spec["tolerations"] = list(tolerations)
-    labels = pod_labels("train", {"grmodel/model": config.model_name,
+    labels = pods.pod_labels("train", {"grmodel/model": config.model_name,
                                   "grmodel/config-digest": config_digest(config)})
-    template = {"metadata": {"labels": labels, "annotations": dict(ANNOTATIONS)}, "spec": pod_spec}
+    template = {"metadata": {"labels": labels, "annotations": dict(pods.ANNOTATIONS)}, "spec": pod_spec}
     specs: dict[str, Any] = {
         "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
     }
@@ -184,33 +172,6 @@ def pytorchjob_manifest(
     }
 
 
-def submit_and_wait(
-    manifest: dict[str, Any],
-    *,
-    timeout_s: float = 24 * 3600,
-    poll_s: float = 30.0,
-    api: Any = None,
-    delete_on_timeout: bool = True,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Create the job (or attach to the same config's job of that name) and wait for it.
-
-    Returns the job object once its Succeeded condition is true; raises PyTorchJobError when
-    it fails and TimeoutError (after deleting the job) when ``timeout_s`` passes first.
-    ``api`` is a ``kubernetes.client.CustomObjectsApi`` (default: in-cluster config, else
-    the local kubeconfig).
-    """
-    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    return CustomObjectRun(
-        (GROUP, VERSION, PLURAL), KIND, "grmodel/config-digest", PyTorchJobError, job_state,
-        "Succeeded", ("Failed",),
-        lambda where, reason: (f"{where} failed: {reason or 'no reason given'}; see `kubectl"
-                               f" logs -n {namespace} {name}-master-0`"),
-        "one job name per config; delete it or choose another name",
-    ).run(manifest, api, timeout_s, poll_s, delete_on_timeout, sleep, clock)
-
-
 def job_state(job: dict[str, Any]) -> tuple[str, str]:
     """(state, reason) from a job's status: the latest true condition (Created, Running,
     Restarting, Succeeded, Failed), or Pending before the operator has reported any."""
@@ -226,6 +187,18 @@ def job_state(job: dict[str, Any]) -> tuple[str, str]:
     return str(c.get("type")), _condition_reason(c)
 
 
+# Created (or attached to) and waited for; `kubectl logs` of its first pod on failure.
+PYTORCHJOBS = CustomObjectRun(
+    (GROUP, VERSION, PLURAL), KIND, "grmodel/config-digest", PyTorchJobError, job_state,
+    "Succeeded", ("Failed",),
+    lambda where, reason, pods: (f"{where} failed: {reason or 'no reason given'}; see `kubectl"
+                                 f" logs {pods}-master-0`"),
+    "one job name per config; delete it or choose another name",
+    timeout_s=24 * 3600, poll_s=30.0,
+)
+submit_and_wait = PYTORCHJOBS.submit_and_wait
+
+
 def run_pytorchjob(
     config: RunConfig,
     *,
@@ -233,7 +206,7 @@ def run_pytorchjob(
     pvc_claim: str,
     data_dir: str,
     out_dir: str,
-    namespace: str = DEFAULT_NAMESPACE,
+    namespace: str = pods.DEFAULT_NAMESPACE,
     name: str | None = None,
     local_mount: str | Path | None = None,
     timeout_s: float = 24 * 3600,

@@ -21,23 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
+from grmodel.k8s import pods
 from grmodel.k8s.claim import DEFAULT_MOUNT, SharedClaim
 from grmodel.k8s.custom_objects import CustomObjectRun
 from grmodel.k8s.images import spark_image
-from grmodel.k8s.pods import (
-    ANNOTATIONS,
-    IMAGE_UID,
-    POD_TMP,
-    check_name,
-    container_security,
-    pod_env,
-    pod_labels,
-    run_as,
-)
 
 GROUP = "sparkoperator.k8s.io"
 VERSION = "v1beta2"
@@ -75,7 +64,7 @@ def sparkapplication_manifest(
     driver_cores: int = 1,
     driver_memory: str = "4g",
     service_account: str = "spark",
-    run_as_user: int = IMAGE_UID,
+    run_as_user: int = pods.IMAGE_UID,
     spark_conf: dict[str, str] | None = None,
     env_secret: str | None = None,
 ) -> dict[str, Any]:
@@ -86,21 +75,21 @@ def sparkapplication_manifest(
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, which pyarrow and Hadoop's s3a both read;
     a non-AWS endpoint: ``AWS_ENDPOINT_URL`` for pyarrow, ``spark.hadoop.fs.s3a.endpoint`` in
     ``spark_conf`` for s3a): the spec names the Secret, never its values."""
-    check_name(KIND, name, MAX_NAME)
+    pods.check_name(KIND, name, MAX_NAME)
     if executors < 1:
         raise ValueError(f"SparkApplication {name}: executors={executors} (rule: at least 1)")
     SharedClaim(pvc_claim, mount_path).check_paths(KIND, name, paths)
-    labels = pod_labels(arguments[0], {"grmodel/arguments-digest": arguments_digest(arguments)})
-    mounts = [{"name": "data", "mountPath": mount_path}, {"name": "tmp", "mountPath": POD_TMP}]
+    labels = pods.pod_labels(arguments[0], {"grmodel/arguments-digest": arguments_digest(arguments)})
+    mounts = [{"name": "data", "mountPath": mount_path}, {"name": "tmp", "mountPath": pods.POD_TMP}]
     # The operator's driver and executor securityContext is the container's.
-    security = {**container_security(), **run_as(run_as_user)}
-    pod = {"labels": labels, "annotations": dict(ANNOTATIONS),
-           "volumeMounts": mounts, "securityContext": security, "env": pod_env(),
+    security = {**pods.container_security(), **pods.run_as(run_as_user)}
+    pod = {"labels": labels, "annotations": dict(pods.ANNOTATIONS),
+           "volumeMounts": mounts, "securityContext": security, "env": pods.pod_env(),
            **({"envFrom": [{"secretRef": {"name": env_secret}}]} if env_secret else {})}
     conf = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.local.dir": POD_TMP,
+        "spark.local.dir": pods.POD_TMP,
         "spark.kubernetes.driver.request.cores": str(driver_cores),
         **(spark_conf or {}),
     }
@@ -135,23 +124,13 @@ def application_state(app: dict[str, Any]) -> tuple[str, str]:
     return str(state.get("state") or "PENDING"), str(state.get("errorMessage") or "")
 
 
-def submit_and_wait(
-    manifest: dict[str, Any],
-    *,
-    timeout_s: float = 12 * 3600,
-    poll_s: float = 15.0,
-    api: Any = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Create the application (or attach to the one of that name with the same arguments) and
-    wait until it completes; raise SparkApplicationError when it fails, TimeoutError (after
-    deleting it) when ``timeout_s`` passes first."""
-    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    return CustomObjectRun(
-        (GROUP, VERSION, PLURAL), KIND, "grmodel/arguments-digest", SparkApplicationError,
-        application_state, DONE, FAILED,
-        lambda where, message: (f"{where}: failed: {message or 'no message'}; see `kubectl logs"
-                                f" -n {namespace} {name}-driver`"),
-        "one application name per stage input",
-    ).run(manifest, api, timeout_s, poll_s, True, sleep, clock)
+# Created (or attached to) and waited for; `kubectl logs` of its driver on failure.
+SPARKAPPLICATIONS = CustomObjectRun(
+    (GROUP, VERSION, PLURAL), KIND, "grmodel/arguments-digest", SparkApplicationError,
+    application_state, DONE, FAILED,
+    lambda where, message, pods: (f"{where}: failed: {message or 'no message'}; see `kubectl logs"
+                                  f" {pods}-driver`"),
+    "one application name per stage input",
+    timeout_s=12 * 3600, poll_s=15.0,
+)
+submit_and_wait = SPARKAPPLICATIONS.submit_and_wait

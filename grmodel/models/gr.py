@@ -3,7 +3,7 @@
 The encoder pools the user and item field embeddings and maps them through an FFN to one
 memory vector ``h``. A post-LN transformer decoder with no positional encoding (as the
 authors') generates tokens from ``<sos>``; the prediction is the sum over the emitted steps of
-the windowed soft-argmax value (method.md). Two implementation facts keep it fast:
+the windowed soft-argmax value (docs/method.md). Two implementation facts keep it fast:
 
 * With a single memory vector the cross-attention softmax runs over one key and is always 1,
   so each block's cross-attention output is ``W_o W_v h``: exact, computed once per row.
@@ -458,7 +458,7 @@ def huber_unit(values: np.ndarray, counts: np.ndarray) -> float:
 
 # -- CLEM's teacher forcing ------------------------------------------------------------------
 def teacher_forcing_probability(step: int, total_steps: int, cfg: Any) -> float:
-    """The probability of feeding the ground-truth token at ``step`` (CLEM, method.md)."""
+    """The probability of feeding the ground-truth token at ``step`` (docs/method.md, CLEM)."""
     schedule, p0, total = cfg.tf_schedule, cfg.tf_p0, max(total_steps, 1)
     if schedule == "none":
         return 1.0

@@ -33,6 +33,7 @@ from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.datasource import DataRecord, dataset_inputs
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
+from grmodel.pipeline.stages.drift import DRIFT_STAGE
 from grmodel.pipeline.stages.plan import GR
 from grmodel.pipeline.stages.record import StageError, StageRecord
 from grmodel.redact import redact
@@ -140,6 +141,7 @@ def track_and_register(
     reproducible = run_record(records, Path(evaluation_dir))
     log_run_record(reproducible, parent, target.uri)
     log_dataset_inputs(dataset_inputs(processed, reproducible.data_record), run_id=parent)
+    _flag_drift(target, parent, records)
     baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
                  if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR}
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
@@ -177,6 +179,18 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
         metrics=metrics, eval=report["eval_config"],
         data=DataRecord.from_dict(data).to_dict(), git_commit=git_commit(),
     )
+
+
+def _flag_drift(target: TrackingTarget, parent: str, records: list[tuple[StageRecord, Path]]
+                ) -> None:
+    """The drift stage's verdict on the parent run: tag ``drift.verdict`` (no reference, no
+    drift, drift) and metric ``drift.detected``."""
+    found = next((r for r, _ in records if r.stage == DRIFT_STAGE), None)
+    if found is None:
+        return
+    client = connect(target.uri)
+    client.set_tag(parent, "drift.verdict", found.params["drift"]["verdict"])
+    client.log_metric(parent, "drift.detected", float(found.metrics.get("drift_detected", 0.0)))
 
 
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from grmodel import collapse, metrics, progress
 from grmodel.atomic import atomic_directory
@@ -78,8 +77,8 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
         # A resumed epoch starts with the loss sum and samples of its first part (on rank 0).
         resumed = p.count if first else 0
         running, count = (p.running, p.count) if first and ctx.is_main else (0.0, 0)
-        bar = _progress(config.model_name, batches_per_epoch, epoch, tc.epochs,
-                        tc.progress, ctx.is_main, first)
+        bar = (progress.epoch_progress(config.model_name, batches_per_epoch, epoch, tc.epochs,
+                                       first, bar=tc.progress) if ctx.is_main else None)
         t0 = time.perf_counter()
         b = first
         for batch in source.epoch(epoch, skip=first):
@@ -189,7 +188,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
 
 
 def make_optimizer(model: WatchTimeModel, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam; weight decay on embedding tables only (method.md)."""
+    """Adam; weight decay on embedding tables only (docs/method.md, Training)."""
     tables = {id(p) for p in model.embedding_parameters()}
     decayed = [p for p in model.parameters() if id(p) in tables]
     rest = [p for p in model.parameters() if id(p) not in tables]
@@ -255,16 +254,3 @@ def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
             t = t.pin_memory()
         return t.to(device, non_blocking=True)
     return t.to(device)
-
-
-def _progress(model: str, total: int, epoch: int, epochs: int, bar: bool, is_main: bool,
-              done: int = 0):
-    """A terminal bar (``train.progress``), or event lines when a runner reads the output."""
-    if not is_main:
-        return None
-    if progress.events_enabled():
-        return progress.EpochEvents(model, total, epoch, epochs, done)
-    if not bar:
-        return None
-    return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                leave=False)
