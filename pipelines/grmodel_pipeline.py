@@ -60,10 +60,15 @@ def _on_cluster(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
     return task
 
 
-def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -> Any:
+def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None,
+                   scheduled: bool = True) -> Any:
     """The pipeline; with ``train_pvc`` its GR step mounts that claim for PyTorchJobs, with
     ``spark_pvc`` its ingest, vocabulary and encode steps mount that claim and, with
-    engine=spark, run as SparkApplications."""
+    engine=spark, run as SparkApplications. ``scheduled``: the fetch takes KFP's scheduled
+    time of the run (``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER``); kfp.local 2.17
+    cannot resolve that placeholder, so a local run passes "" (a windowed local run without
+    ``as_of`` is as of the day before it starts)."""
+    scheduled_time = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if scheduled else ""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Generative Regression watch-time model: train,"
                   " evaluate against CREAD and TPM, register and gate in MLflow")
@@ -73,6 +78,9 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         data_version: str = _D.data_version,
         preset: str = _D.preset,
         data_seed: int = _D.data_seed,
+        as_of: str = _D.as_of,
+        window_days: int = _D.window_days,
+        snapshot_remote: str = _D.snapshot_remote,
         split: str = _D.split,
         label_mode: str = _D.label_mode,
         engine: str = _D.engine,
@@ -104,11 +112,15 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
 
         with dsl.ExitHandler(closing, name="grmodel-run"):
             fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
-                                 preset=preset, data_seed=data_seed, **stage)
-            # Always re-read and verified (data_version "" means "what data.dvc records now"); the
-            # steps after it are cached on the resolved version they take as an input.
+                                 preset=preset, data_seed=data_seed, as_of=as_of,
+                                 window_days=window_days, snapshot_remote=snapshot_remote,
+                                 scheduled_time=scheduled_time,
+                                 **stage)
+            # Always re-read and verified (data_version "" means "what data.dvc records at the
+            # repository's head now"; as_of "" the day before the scheduled time); the steps after
+            # it are cached on the resolved version (and day) they take as inputs.
             _on_cluster(fetched.set_caching_options(False), DATA, RETRIES)
-            version = fetched.outputs["Output"]
+            version = fetched.outputs["data_version"]
             raw = fetched.outputs["raw"]
 
             raw_check = validate_raw(data=raw, data_version=version, **stage)
@@ -116,7 +128,8 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
 
             spark = {"engine": engine, "spark_pvc": spark_pvc or ""}
             ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode,
-                              **spark, **stage)
+                              as_of=fetched.outputs["as_of"], window_days=window_days, **spark,
+                              **stage)
             _on_cluster(ingested.after(raw_check), DATA)
             processed = ingested.outputs["processed"]
 

@@ -148,6 +148,19 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five days of tiny logs, 2020-09-06 .. 2020-09-10 (after KuaiRec's window): the users'
+    mix changes from the third day; the labels shift (x1.5) and a new category appears from
+    the fourth."""
+    from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days
+
+    logs = tmp_path_factory.mktemp("kuairec") / "logs"
+    generate_days(logs, SynthConfig.preset("tiny"),
+                  DaysConfig(days=5, mix_day=2, label_shift_day=3, new_category_day=3))
+    return logs
+
+
+@pytest.fixture(scope="session")
 def tiny_processed(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 

@@ -16,14 +16,24 @@ APPENDED_PARAMS = frozenset({"overrides"})
 class PipelineParams:
     """Every run-time parameter of the grmodel pipeline (names as the compiled YAML has them)."""
 
-    # Data: source dvc | generate | path; data_repo is the git + DVC repository (dvc) or the
-    # directory (path); data_version "" = what data.dvc records (resolved before submitting).
+    # Data: source dvc | generate | path | logs; data_repo is the git + DVC repository (dvc),
+    # the directory (path) or the root of the logs by day, a path or a URI (logs).
+    # data_version "" = resolved when the run starts (dvc: what data.dvc records at the
+    # repository's head); a version pins it.
     data_source: str = "dvc"
     data_repo: str = ""
     data_version: str = ""
     preset: str = "default"  # generate: the synth preset
     data_seed: int = 2024  # generate: the generator's seed
-    split: str = "authors"  # authors | random | chronological
+    # A windowed run (window_days >= 2) is as of a day: trains on the window_days before it
+    # (the last of them its valid split) and is tested on it. as_of "" = the last complete day
+    # before the run's scheduled time (KFP's), or before it starts. 0: no window.
+    as_of: str = ""
+    window_days: int = 0
+    # The DVC remote (URL or folder) a path source is snapshotted into, so the run can be
+    # reproduced; with logs, the window is snapshotted too. "" with a path source: refused.
+    snapshot_remote: str = ""
+    split: str = "authors"  # authors | random | chronological; a windowed run splits forward
     label_mode: str = "watch_time"
     # pandas: ingest, vocabulary and encoding in one process (the embedded main job's default);
     # spark: Spark DataFrames (grmodel/data/spark/), as SparkApplications with --spark-pvc.

@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
+from grmodel.datasource import DataRecord, dataset_inputs
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
 from grmodel.pipeline.stages.drift import DRIFT_STAGE
 from grmodel.pipeline.stages.plan import GR
@@ -44,7 +45,9 @@ from grmodel.tracking import (
     STAGE,
     connect,
     finish_run,
+    git_commit,
     log_artifacts,
+    log_dataset_inputs,
     log_history,
     metric_key,
     sql_string,
@@ -135,7 +138,9 @@ def track_and_register(
     end_killed_attempts(target, parent)
     for record, stage_dir in records:
         nest_stage_run(target, parent, record, stage_dir, cached=is_cache_hit(record, fetched))
-    log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
+    reproducible = run_record(records, Path(evaluation_dir))
+    log_run_record(reproducible, parent, target.uri)
+    log_dataset_inputs(dataset_inputs(processed, reproducible.data_record), run_id=parent)
     _flag_drift(target, parent, records)
     baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
                  if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR}
@@ -156,8 +161,9 @@ def track_and_register(
 
 def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) -> Any:
     """The run's ``grmodel.reproduce.RunRecord`` (what ``grmodel reproduce RUN_ID`` re-runs): the
-    data version and its commit, the ingest options, each model's first-seed config, and the
-    test metrics of those runs beside the median and oracle rows."""
+    data version and what it was read from (the fetch's ``datasource.DataRecord``), the ingest
+    options, each model's first-seed config, the code's commit, and the test metrics of those
+    runs beside the median and oracle rows."""
 
     by_stage = {record.stage: record for record, _ in records}
     data = by_stage["fetch_data"].params["data"]
@@ -171,6 +177,7 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
         ingest=by_stage["ingest"].params["ingest"],
         models={row: run["config"] for row, run in first.items()},
         metrics=metrics, eval=report["eval_config"],
+        data=DataRecord.from_dict(data).to_dict(), git_commit=git_commit(),
     )
 
 

@@ -43,8 +43,10 @@ def chain(tmp_path_factory, pipeline_overrides):
     track = {"tracking_uri": out["tracking_uri"], "mlflow_experiment": "components",
              "mlflow_artifact_root": str(root / "mlartifacts")}
     common = {"overrides": pipeline_overrides, "seeds": 1, **track}
-    out["version"] = fetch_data.python_func(source="generate", data_version="", data_repo="",
-                                            preset="tiny", data_seed=3, raw=a["raw"], **track)
+    fetched = fetch_data.python_func(source="generate", data_version="", data_repo="",
+                                     preset="tiny", data_seed=3, raw=a["raw"], **track)
+    assert fetched.as_of == ""  # not a windowed run
+    out["version"] = fetched.data_version
     v = out["version"]
     out["raw_summary"] = validate_raw.python_func(data=a["raw"], data_version=v,
                                                   report=a["raw_report"], report_html=a["raw_html"],

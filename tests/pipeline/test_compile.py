@@ -71,7 +71,18 @@ def test_every_stage_after_the_fetch_keys_its_cache_on_the_data_version(compiled
         if name in ("fetch-data", "for-loop-2"):
             continue
         source = task["inputs"]["parameters"]["data_version"]["taskOutputParameter"]
-        assert source == {"outputParameterKey": "Output", "producerTask": "fetch-data"}, name
+        assert source == {"outputParameterKey": "data_version", "producerTask": "fetch-data"}, name
+    # The ingest keys it on the fetch's resolved day too (a window over one data version).
+    as_of = tasks["ingest"]["inputs"]["parameters"]["as_of"]["taskOutputParameter"]
+    assert as_of == {"outputParameterKey": "as_of", "producerTask": "fetch-data"}
+
+
+def test_the_fetch_gets_the_scheduled_time_and_nothing_pins_the_data(compiled):
+    fetch = _tasks(compiled["ir"])["fetch-data"]["inputs"]["parameters"]
+    assert fetch["scheduled_time"]["runtimeValue"]["constant"] == (
+        "{{$.pipeline_job_schedule_time_utc}}")  # dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+    declared = compiled["ir"]["root"]["inputDefinitions"]["parameters"]
+    assert declared["data_version"]["defaultValue"] == "" and declared["as_of"]["defaultValue"] == ""
 
 
 def test_pipeline_parameters_are_the_params_record(compiled):

@@ -271,7 +271,8 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     broken = [lines[0]] + [",".join("-5" if i == column else v for i, v in enumerate(line.split(",")))
                            for line in lines[1:]]
     matrix.write_text("\n".join(broken) + "\n")
-    params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw))
+    params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw),
+                     snapshot_remote=str(tmp_path / "dvc-remote"))
     terminal = io.StringIO()
     with pytest.raises(PipelineFailed, match="validate-raw: ValidationFailed"):
         run_local(params, tmp_path, terminal=terminal)
