@@ -13,6 +13,7 @@ def register(
     raw_validation: Input[Artifact],
     processed: Input[Dataset],
     processed_validation: Input[Artifact],
+    drift_report: Input[Artifact],
     vocabulary: Input[Artifact],
     tokens: Input[Dataset],
     gr_model: Input[Model],
@@ -49,8 +50,8 @@ def register(
     policy = PromotionPolicy(min_mae_rel_improvement, max_xauc_drop, tuple(require_beats_baselines),
                              max_champion_decay)
     stage_dirs = [raw.path, raw_validation.path, processed.path, processed_validation.path,
-                  vocabulary.path, tokens.path, gr_model.path, *[m.path for m in baseline_models],
-                  evaluation.path]
+                  drift_report.path, vocabulary.path, tokens.path, gr_model.path,
+                  *[m.path for m in baseline_models], evaluation.path]
     record = track_and_register(
         target, data_version=data_version, stage_dirs=stage_dirs, processed=processed.path,
         gr_model_dir=gr_model.path, evaluation_dir=evaluation.path, model_name=model_name,

@@ -7,6 +7,11 @@ records the sha256 of ``model.pt`` (and of ``encoders.json``, the feature encode
 training data, when the model has them). Every load verifies those digests before reading a
 byte of the weights: a corrupt or altered file is refused, naming it.
 
+A model that is not a torch module (an :class:`~grmodel.models.ArrayModel`, the GBDT) writes
+its fitted state as text into the file its class names (``model.txt``: LightGBM's own format)
+instead of ``model.pt``; ``checkpoint.json`` then carries the metadata and that file's sha256,
+and the model parses the text back (nothing is unpickled).
+
 Checkpoints written before digests were recorded (format ``grmodel.checkpoint/1``) still load,
 with a warning that their integrity is not verified: refusing them would strand every model
 already registered. Re-save one (``save_checkpoint(dir, *load_checkpoint(dir))``) to add
@@ -33,7 +38,7 @@ from grmodel.features import (
     check_encoders,
     read_encoders,
 )
-from grmodel.models import WatchTimeModel, model_class
+from grmodel.models import ArrayModel, ZooModel, model_class
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +54,7 @@ class CheckpointError(ValueError):
 
 
 def checkpoint_meta(
-    model: WatchTimeModel, *, epoch: int, step: int, metrics: dict[str, Any], history: list[dict]
+    model: ZooModel, *, epoch: int, step: int, metrics: dict[str, Any], history: list[dict]
 ) -> dict[str, Any]:
     return {
         "format": FORMAT,
@@ -68,7 +73,7 @@ def checkpoint_meta(
 
 def save_checkpoint(
     model_dir: str | Path,
-    model: WatchTimeModel,
+    model: ZooModel,
     meta: dict[str, Any],
     encoders: dict[str, Any] | None = None,
 ) -> None:
@@ -78,11 +83,16 @@ def save_checkpoint(
     model_dir.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "format": FORMAT}
     meta.pop(DIGESTS, None)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     digests = {}
-    with atomic_file(model_dir / WEIGHTS_FILE) as tmp:
-        torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp)
-        digests[WEIGHTS_FILE] = sha256_file(tmp)
+    if isinstance(model, ArrayModel):
+        with atomic_file(model_dir / model.weights_file) as tmp:
+            tmp.write_text(model.to_text())
+            digests[model.weights_file] = sha256_file(tmp)
+    else:
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        with atomic_file(model_dir / WEIGHTS_FILE) as tmp:
+            torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp)
+            digests[WEIGHTS_FILE] = sha256_file(tmp)
     if encoders is not None:
         check_encoders(encoders, model.schema, ENCODERS_FILE)
         with atomic_file(model_dir / ENCODERS_FILE) as tmp:
@@ -130,16 +140,40 @@ def verify_checkpoint(model_dir: str | Path) -> dict[str, str] | None:
 
 
 def checkpoint_files(model_dir: str | Path) -> list[str]:
-    """Files beside model.pt and checkpoint.json that belong to the checkpoint (its digests
-    cover them), e.g. encoders.json."""
-    digests = verify_checkpoint(model_dir) or {}
-    return sorted(name for name in digests if name not in (WEIGHTS_FILE, META_FILE))
+    """Every file of the checkpoint in ``model_dir``: ``checkpoint.json`` and the files its
+    digests cover (the weights, e.g. encoders.json); ``model.pt`` for a checkpoint without
+    digests."""
+    digests = verify_checkpoint(model_dir) or {WEIGHTS_FILE: None}
+    return [META_FILE, *sorted(name for name in digests if name != META_FILE)]
+
+
+def array_model_class(model_dir: str | Path) -> type[ArrayModel] | None:
+    """The model class of the checkpoint in ``model_dir`` when it is an array model (its
+    ``checkpoint.json`` names one), else None (a torch checkpoint, or none at all)."""
+    path = Path(model_dir) / META_FILE
+    try:
+        name = json.loads(path.read_text()).get("model_name")
+        cls = model_class(name)
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+    return cls if issubclass(cls, ArrayModel) else None
+
+
+def weights_path(model_dir: str | Path) -> Path:
+    """The weights file of the checkpoint in ``model_dir``: ``model.pt``, or the text file of
+    an array model (its class names it)."""
+    cls = array_model_class(model_dir)
+    return Path(model_dir) / (cls.weights_file if cls is not None else WEIGHTS_FILE)
 
 
 def load_checkpoint(
     model_dir: str | Path, device: str | torch.device = "cpu"
-) -> tuple[WatchTimeModel, dict[str, Any]]:
-    """Rebuild a model from its directory, in eval mode, on ``device`` (digests verified)."""
+) -> tuple[ZooModel, dict[str, Any]]:
+    """Rebuild a model from its directory, in eval mode, on ``device`` (digests verified; an
+    array model runs on the CPU whatever ``device``)."""
+    cls = array_model_class(model_dir)
+    if cls is not None:
+        return _load_array_model(Path(model_dir), cls)
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: not found (rule: a model directory holds {WEIGHTS_FILE})")
@@ -169,6 +203,31 @@ def load_checkpoint(
         raise CheckpointError(f"{path}: weights or metadata do not fit the model ({first})"
                               " (rule: a complete grmodel checkpoint)") from None
     return model.to(device).eval(), meta
+
+
+def _load_array_model(model_dir: Path, cls: type[ArrayModel]) -> tuple[ArrayModel, dict[str, Any]]:
+    """An array model from ``checkpoint.json`` and its text file, whose digest is required."""
+    path = model_dir / cls.weights_file
+    if not path.is_file():
+        raise CheckpointError(f"{path}: not found (rule: a {cls.name} model directory holds"
+                              f" {cls.weights_file})")
+    digests = verify_checkpoint(model_dir)
+    meta = json.loads((model_dir / META_FILE).read_text())
+    if meta.get("format") != FORMAT:
+        raise CheckpointError(f"{model_dir / META_FILE}: format {meta.get('format')!r}, expected"
+                              f" {FORMAT!r}")
+    if digests is None or cls.weights_file not in digests:
+        raise CheckpointError(f"{model_dir / META_FILE}: no sha256 of {cls.weights_file}"
+                              f" (rule: a {FORMAT} checkpoint records its digests)")
+    try:
+        model = cls(FeatureSchema.from_dict(meta["features"]), RunConfig.from_dict(meta["config"]),
+                    meta["label_state"])
+        model.load_text(path.read_text(encoding="utf-8"))
+    except Exception as exc:  # a foreign or damaged file: one clear message, no library internals
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: not a readable {cls.name} model ({first}) (rule: a"
+                              " complete grmodel checkpoint)") from None
+    return model, meta
 
 
 def load_encoders(model_dir: str | Path, schema: FeatureSchema) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from grmodel.atomic import atomic_file
 from grmodel.distributed import autocast
 from grmodel.features import DatasetError, arrow_to_pandas, encode_raw
-from grmodel.models import WatchTimeModel
+from grmodel.models import ArrayModel, ZooModel
 
 PREDICTION_COLUMN = "prediction"
 # Rows scored per chunk of a Parquet input: a few tens of MB of ids and masks at any file size.
@@ -29,13 +29,15 @@ CHUNK_ROWS = 262_144
 
 @torch.no_grad()
 def predict_arrays(
-    model: WatchTimeModel,
+    model: ZooModel,
     ids: np.ndarray,
     mask: np.ndarray,
     batch_size: int = 4096,
     progress: bool = False,
 ) -> np.ndarray:
     """Predictions (float64, label units) for feature arrays from ``FeatureSchema.arrays``."""
+    if isinstance(model, ArrayModel):  # scores the whole array in one call, on the CPU
+        return model.predict_ids(ids)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -55,7 +57,7 @@ def predict_arrays(
 
 
 def predict_frame(
-    model: WatchTimeModel,
+    model: ZooModel,
     frame: pd.DataFrame,
     batch_size: int = 4096,
     progress: bool = False,
@@ -77,7 +79,7 @@ def check_input(source: str | Path) -> None:
 
 
 def predict_parquet(
-    model: WatchTimeModel,
+    model: ZooModel,
     source: str | Path,
     output: str | Path,
     batch_size: int = 4096,

@@ -335,7 +335,8 @@ def _complete(tokens: list[int]) -> tuple[list[int], bool]:
 def _grid_until_past(max_scaled: int, mantissas: tuple[int, ...], base: int) -> list[int]:
     """``mantissas * base**k`` for k = 0, 1, ... up to the first value above the max, descending.
 
-    Manual is (1, 3, 5) x 10**k and binary is 1 x 2**k (method.md, Table 3 alternatives).
+    Manual is (1, 3, 5) x 10**k and binary is 1 x 2**k (docs/method.md, Vocabularies; the
+    paper's Table 3).
     """
     values: list[int] = []
     power = 1

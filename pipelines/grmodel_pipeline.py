@@ -1,5 +1,5 @@
-"""The grmodel pipeline: data → validation → vocabulary → tokens → training → evaluation →
-registration, with the MLflow parent run closed by an exit handler.
+"""The grmodel pipeline: data → validation → drift → vocabulary → tokens → training →
+evaluation → registration, with the MLflow parent run closed by an exit handler.
 
 Compiled to ``pipelines/grmodel_pipeline.yaml`` by ``grmodel pipeline compile``; run locally by
 ``grmodel pipeline run --local`` and on Kubeflow by ``grmodel pipeline submit|schedule``.
@@ -16,6 +16,7 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from components.build_vocab import build_vocab
+from components.check_drift import check_drift
 from components.close_tracking import close_tracking
 from components.encode_labels import encode_labels
 from components.evaluate import evaluate
@@ -61,10 +62,15 @@ def _on_cluster(task: Any, spec: dict[str, Any]) -> Any:
     return task
 
 
-def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -> Any:
+def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None,
+                   scheduled: bool = True) -> Any:
     """The pipeline; with ``train_pvc`` its GR step mounts that claim for PyTorchJobs, with
     ``spark_pvc`` its ingest, vocabulary and encode steps mount that claim and, with
-    engine=spark, run as SparkApplications."""
+    engine=spark, run as SparkApplications. ``scheduled``: the fetch takes KFP's scheduled
+    time of the run (``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER``); kfp.local 2.17
+    cannot resolve that placeholder, so a local run passes "" (a windowed local run without
+    ``as_of`` is as of the day before it starts)."""
+    scheduled_time = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if scheduled else ""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Generative Regression watch-time model: train,"
                   " evaluate against CREAD and TPM, register and gate in MLflow")
@@ -74,6 +80,9 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         data_version: str = _D.data_version,
         preset: str = _D.preset,
         data_seed: int = _D.data_seed,
+        as_of: str = _D.as_of,
+        window_days: int = _D.window_days,
+        snapshot_remote: str = _D.snapshot_remote,
         split: str = _D.split,
         label_mode: str = _D.label_mode,
         engine: str = _D.engine,
@@ -85,6 +94,11 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         max_xauc_drop: float = _D.max_xauc_drop,
         require_beats_baselines: list = _D.require_beats_baselines,
         max_champion_decay: float = _D.max_champion_decay,
+        drift_policy: str = _D.drift_policy,
+        drift_max_kl: float = _D.drift_max_kl,
+        drift_quantile_tolerance: float = _D.drift_quantile_tolerance,
+        drift_max_unseen: float = _D.drift_max_unseen,
+        drift_false_alarm: float = _D.drift_false_alarm,
         mlflow_tracking_uri: str = _D.mlflow_tracking_uri,
         mlflow_experiment: str = _D.mlflow_experiment,
         mlflow_artifact_root: str = _D.mlflow_artifact_root,
@@ -103,11 +117,15 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
             # Never cached, so it may take the run's id: it opens the MLflow parent run, named
             # with the version it resolved, as soon as it has it.
             fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
-                                 preset=preset, data_seed=data_seed, **tracking)
-            # Always re-read and verified (data_version "" means "what data.dvc records now"); the
-            # steps after it are cached on the resolved version they take as an input.
+                                 preset=preset, data_seed=data_seed, as_of=as_of,
+                                 window_days=window_days, snapshot_remote=snapshot_remote,
+                                 scheduled_time=scheduled_time,
+                                 **tracking)
+            # Always re-read and verified (data_version "" means "what data.dvc records at the
+            # repository's head now"; as_of "" the day before the scheduled time); the steps after
+            # it are cached on the resolved version (and day) they take as inputs.
             _on_cluster(fetched.set_caching_options(False), DATA)
-            version = fetched.outputs["Output"]
+            version = fetched.outputs["data_version"]
             raw = fetched.outputs["raw"]
 
             raw_check = validate_raw(data=raw, data_version=version, **stage)
@@ -115,7 +133,8 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
 
             spark = {"engine": engine, "spark_pvc": spark_pvc or ""}
             ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode,
-                              **spark, **stage)
+                              as_of=fetched.outputs["as_of"], window_days=window_days, **spark,
+                              **stage)
             _on_cluster(ingested.after(raw_check), DATA)
             processed = ingested.outputs["processed"]
 
@@ -123,9 +142,18 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
                                                  **stage)
             _on_cluster(processed_check, DATA)
 
+            # Never cached: the champion it compares with moves between runs on the same data.
+            drift = check_drift(processed=processed, data_version=version,
+                                model_name=registered_model_name, drift_policy=drift_policy,
+                                drift_max_kl=drift_max_kl,
+                                drift_quantile_tolerance=drift_quantile_tolerance,
+                                drift_max_unseen=drift_max_unseen,
+                                drift_false_alarm=drift_false_alarm, **stage)
+            _on_cluster(drift.after(processed_check).set_caching_options(False), DATA)
+
             vocab = build_vocab(processed=processed, data_version=version, overrides=overrides,
                                 **spark, **stage)
-            _on_cluster(vocab.after(processed_check), LIGHT)
+            _on_cluster(vocab.after(drift), LIGHT)
             tokens = encode_labels(processed=processed, vocabulary=vocab.outputs["vocabulary"],
                                    data_version=version, overrides=overrides, **spark, **stage)
             _on_cluster(tokens, DATA)
@@ -144,7 +172,7 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
             with dsl.ParallelFor(baselines) as baseline:
                 trained = train_baseline(processed=processed, baseline=baseline,
                                          overrides=overrides, seeds=seeds, **stage)
-                _on_cluster(trained.after(processed_check), TRAIN_CPU)
+                _on_cluster(trained.after(drift), TRAIN_CPU)
 
             evaluated = evaluate(processed=processed, gr_model=gr.outputs["model"],
                                  baseline_models=dsl.Collected(trained.outputs["model"]),
@@ -154,6 +182,7 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
             registered = register(
                 raw=raw, raw_validation=raw_check.outputs["report"], processed=processed,
                 processed_validation=processed_check.outputs["report"],
+                drift_report=drift.outputs["report"],
                 vocabulary=vocab.outputs["vocabulary"], tokens=tokens.outputs["tokens"],
                 gr_model=gr.outputs["model"], baseline_models=dsl.Collected(trained.outputs["model"]),
                 evaluation=evaluated.outputs["evaluation"], data_version=version,

@@ -11,7 +11,7 @@ from pathlib import Path
 from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import load_checkpoint, load_encoders
 from grmodel.cli import CommandError, required_tracking_uri
-from grmodel.config import ConfigError, RunConfig, load_config
+from grmodel.config import ConfigError, RunConfig, load_config, model_defaults
 from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
 from grmodel.locate import dataset_dir, model_dir
@@ -78,7 +78,13 @@ def _train(args: argparse.Namespace) -> int:
     if env is not None and env[0] != 0:
         logging.getLogger().setLevel(logging.WARNING)
     # $GRMODEL_OVERRIDES comes last: e.g. small sizes for every training a script starts.
-    overrides = [f"data.processed_dir={dataset_dir(args.data)}", *args.overrides,
+    # Without a config file, the model's named defaults (config.MODEL_DEFAULTS: the GBDT's
+    # shrinkage, TPM's w_var) come first, as in the pipeline and the experiments; a config
+    # file is taken as it is.
+    name = args.model or next((o.partition("=")[2] for o in args.overrides
+                               if o.startswith("model_name=")), "gr")
+    named = [] if args.config or args.config_json else model_defaults(name)
+    overrides = [f"data.processed_dir={dataset_dir(args.data)}", *named, *args.overrides,
                  *os.environ.get(OVERRIDES_ENV, "").split()]
     if args.model:
         overrides.append(f"model_name={args.model}")

@@ -28,11 +28,11 @@ from grmodel import __version__
 from grmodel.redact import strip_credentials
 from grmodel.tracking import (
     DATA_VERSION,
-    GIT_COMMIT,
     PIPELINE_RUN_ID,
     RUN_KIND,
     STAGE,
     VERSION,
+    commit_tags,
     connect,
     ensure_experiment,
     git_commit,
@@ -129,9 +129,8 @@ def _start(tracking: StageTracking, stage: str, started: float) -> LiveRun:
     try:
         experiment_id = ensure_experiment(tracking.uri, tracking.experiment,
                                           tracking.artifact_root or None)
-        commit = git_commit()
-        tags = {RUN_KIND: "stage", STAGE: stage, TRACKED_TAG: LIVE, GIT_COMMIT: commit,
-                VERSION: __version__, "mlflow.source.git.commit": commit}
+        tags = {RUN_KIND: "stage", STAGE: stage, TRACKED_TAG: LIVE, **commit_tags(git_commit()),
+                VERSION: __version__}
         if tracking.data_version:
             tags[DATA_VERSION] = tracking.data_version
         if tracking.pipeline_run_id:

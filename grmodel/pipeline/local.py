@@ -30,6 +30,7 @@ from typing import Any, TextIO
 from kfp import local
 
 from grmodel.comparison.report import results_table
+from grmodel.datasource import default_remote
 from grmodel.pipeline.console import RunConsole
 from grmodel.pipeline.params import PipelineParams
 from grmodel.pipeline.stages.record import STAGE_RECORD
@@ -94,6 +95,16 @@ def local_tracking(workdir: Path) -> dict[str, str]:
             "mlflow_artifact_root": str((workdir / "mlartifacts").resolve())}
 
 
+def local_params(params: PipelineParams, repo: str | Path = ".") -> PipelineParams:
+    """A local run's defaults from the checkout ``repo``: a path source is snapshotted into
+    its default DVC remote (so the run can be reproduced) unless ``snapshot_remote`` is set."""
+    if params.data_source == "path" and not params.snapshot_remote:
+        remote = default_remote(repo)
+        if remote:
+            return params.with_values({"snapshot_remote": remote})
+    return params
+
+
 def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = False,
               terminal: TextIO | None = None) -> LocalRun:
     """Run the pipeline with ``params`` under ``workdir``; raises :class:`PipelineFailed`.
@@ -101,7 +112,9 @@ def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = Fa
     ``terminal`` (default: stdout) gets the stage lines, or with ``verbose`` everything the
     log gets."""
     # lazy: the DAG (pipelines/) is built on this package; it is loaded only to run it
-    from pipelines.grmodel_pipeline import PIPELINE_NAME, grmodel_pipeline
+    from pipelines.grmodel_pipeline import PIPELINE_NAME, build_pipeline
+
+    grmodel_pipeline = build_pipeline(scheduled=False)  # kfp.local has no scheduled time
 
     work = Path(workdir).resolve()
     root = work / "kfp"

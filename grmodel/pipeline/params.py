@@ -16,14 +16,24 @@ APPENDED_PARAMS = frozenset({"overrides"})
 class PipelineParams:
     """Every run-time parameter of the grmodel pipeline (names as the compiled YAML has them)."""
 
-    # Data: source dvc | generate | path; data_repo is the git + DVC repository (dvc) or the
-    # directory (path); data_version "" = what data.dvc records (resolved before submitting).
+    # Data: source dvc | generate | path | logs; data_repo is the git + DVC repository (dvc),
+    # the directory (path) or the root of the logs by day, a path or a URI (logs).
+    # data_version "" = resolved when the run starts (dvc: what data.dvc records at the
+    # repository's head); a version pins it.
     data_source: str = "dvc"
     data_repo: str = ""
     data_version: str = ""
     preset: str = "default"  # generate: the synth preset
     data_seed: int = 2024  # generate: the generator's seed
-    split: str = "authors"  # authors | random | chronological
+    # A windowed run (window_days >= 2) is as of a day: trains on the window_days before it
+    # (the last of them its valid split) and is tested on it. as_of "" = the last complete day
+    # before the run's scheduled time (KFP's), or before it starts. 0: no window.
+    as_of: str = ""
+    window_days: int = 0
+    # The DVC remote (URL or folder) a path source is snapshotted into, so the run can be
+    # reproduced; with logs, the window is snapshotted too. "" with a path source: refused.
+    snapshot_remote: str = ""
+    split: str = "authors"  # authors | random | chronological; a windowed run splits forward
     label_mode: str = "watch_time"
     # pandas: ingest, vocabulary and encoding in one process (the embedded main job's default);
     # spark: Spark DataFrames (grmodel/data/spark/), as SparkApplications with --spark-pvc.
@@ -34,6 +44,17 @@ class PipelineParams:
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     seeds: int = 1
     train_replicas: int = 1  # > 1: GR trains as a PyTorchJob with this many replicas
+    # Drift: the new data against the champion's training reference (grmodel/validation/
+    # drift.py). warn: flagged in the console, MLflow and the report, the run goes on; stop: the
+    # run fails (exit 1) naming the drifted columns. Thresholds: KL(new || reference) per
+    # column, each quantile within a share of the reference's q90 - q10, the share of rows
+    # with a value the reference never had; all widened for sampling noise so that a run of
+    # unchanged data is flagged with probability drift_false_alarm at most.
+    drift_policy: str = "warn"
+    drift_max_kl: float = 0.05
+    drift_quantile_tolerance: float = 0.1
+    drift_max_unseen: float = 0.5
+    drift_false_alarm: float = 0.01
     # Promotion gate.
     min_mae_rel_improvement: float = 0.01
     max_xauc_drop: float = 0.005

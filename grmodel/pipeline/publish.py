@@ -31,8 +31,9 @@ from mlflow.exceptions import MlflowException
 
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
-from grmodel.checkpoint import META_FILE
+from grmodel.datasource import DataRecord, dataset_inputs
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
+from grmodel.pipeline.stages.drift import DRIFT_STAGE
 from grmodel.pipeline.stages.plan import GR
 from grmodel.pipeline.stages.record import StageError, StageRecord
 from grmodel.redact import redact
@@ -45,7 +46,9 @@ from grmodel.tracking import (
     STAGE,
     connect,
     finish_run,
+    git_commit,
     log_artifacts,
+    log_dataset_inputs,
     log_history,
     metric_key,
     sql_string,
@@ -138,12 +141,15 @@ def track_and_register(
     end_killed_attempts(target, parent)
     for record, stage_dir in records:
         nest_stage_run(target, parent, record, stage_dir, cached=is_cache_hit(record, fetched))
-    log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
+    reproducible = run_record(records, Path(evaluation_dir))
+    log_run_record(reproducible, parent, target.uri)
+    log_dataset_inputs(dataset_inputs(processed, reproducible.data_record), run_id=parent)
+    _flag_drift(target, parent, records)
     baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
                  if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR}
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
         decision = _register_and_gate(target, run_id, processed, gr_model_dir, evaluation_dir,
-                                      model_name, policy, baselines)
+                                      model_name, policy)
         _log_decay(decision, run_id, target.uri)
         _log_baselines(baselines, Path(processed))
     _summarize(target, parent, Path(evaluation_dir), decision)
@@ -160,8 +166,9 @@ def track_and_register(
 
 def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) -> Any:
     """The run's ``grmodel.reproduce.RunRecord`` (what ``grmodel reproduce RUN_ID`` re-runs): the
-    data version and its commit, the ingest options, each model's first-seed config, and the
-    test metrics of those runs beside the median and oracle rows."""
+    data version and what it was read from (the fetch's ``datasource.DataRecord``), the ingest
+    options, each model's first-seed config, the code's commit, and the test metrics of those
+    runs beside the median and oracle rows."""
 
     by_stage = {record.stage: record for record, _ in records}
     data = by_stage["fetch_data"].params["data"]
@@ -175,6 +182,7 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
         ingest=by_stage["ingest"].params["ingest"],
         models={row: run["config"] for row, run in first.items()},
         metrics=metrics, eval=report["eval_config"],
+        data=DataRecord.from_dict(data).to_dict(), git_commit=git_commit(),
     )
 
 
@@ -198,6 +206,18 @@ def open_pipeline_run(target: TrackingTarget, fetched_dir: str | Path) -> str | 
                     redact(target.uri), redact(str(exc)))
         return None
     return parent
+
+
+def _flag_drift(target: TrackingTarget, parent: str, records: list[tuple[StageRecord, Path]]
+                ) -> None:
+    """The drift stage's verdict on the parent run: tag ``drift.verdict`` (no reference, no
+    drift, drift) and metric ``drift.detected``."""
+    found = next((r for r, _ in records if r.stage == DRIFT_STAGE), None)
+    if found is None:
+        return
+    client = connect(target.uri)
+    client.set_tag(parent, "drift.verdict", found.params["drift"]["verdict"])
+    client.log_metric(parent, "drift.detected", float(found.metrics.get("drift_detected", 0.0)))
 
 
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
@@ -283,19 +303,6 @@ def decision_markdown(decision: Any) -> str:
             + (f"\n{flag}{decay}\n" if decay else ""))
 
 
-def collapse_verdict(model_dir: str | Path) -> dict[str, Any]:
-    """Whether a trained row collapsed to a constant (grmodel/collapse.py), from its seeds'
-    checkpoints: ``{"collapsed": bool, "reason": str}``; collapsed when any seed did (its mean
-    metrics are then no bar)."""
-    verdicts = [json.loads(p.read_text()).get("collapse") or {}
-                for p in sorted(Path(model_dir).glob(f"seed*/{META_FILE}"))]
-    collapsed = [v for v in verdicts if v.get("collapsed")]
-    if not collapsed:
-        return {"collapsed": False, "reason": ""}
-    return {"collapsed": True, "reason": f"{len(collapsed)} of {len(verdicts)} seeds:"
-            f" {collapsed[0].get('reason') or 'constant predictions'}"}
-
-
 def _log_decay(decision: Any, run_id: str, uri: str) -> None:
     """The champion's decay as metrics (``champion.mae``, ``champion.mae_at_promotion``,
     ``champion.decay``) and the tag ``champion.decay_flagged``, in ``run_id``."""
@@ -314,7 +321,7 @@ def _log_decay(decision: Any, run_id: str, uri: str) -> None:
 
 def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Path,
                        gr_model_dir: str | Path, evaluation_dir: str | Path, model_name: str,
-                       policy: Any, baseline_dirs: dict[str, Path]) -> Any:
+                       policy: Any) -> Any:
     client = connect(target.uri)
     data = Path(processed)
     existing = client.search_model_versions(
@@ -331,9 +338,11 @@ def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Pat
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: not found (rule: the evaluate stage writes it)")
     baselines = registry.check_metrics(json.loads(metrics_path.read_text()), str(metrics_path))
-    for row, model_dir in baseline_dirs.items():  # a collapsed baseline is no bar
-        if metric_key(row) in baselines:
-            baselines[metric_key(row)]["collapse"] = collapse_verdict(model_dir)
+    # A baseline metrics.json marks collapsed is no bar; the evaluation report says why.
+    summary = json.loads((Path(evaluation_dir) / "report.json").read_text())["summary"]
+    for row, values in summary.items():
+        if baselines.get(metric_key(row), {}).get("collapsed") and values.get("collapsed"):
+            baselines[metric_key(row)]["collapsed_because"] = "; ".join(values["collapsed"])
     decision = registry.gate(model_name, version, data, baselines=baselines, policy=policy,
                              tracking_uri=target.uri, by=f"pipeline run {target.pipeline_run_id}")
     log.info("%s version %s: %s", model_name, version, decision.verdict)
@@ -363,8 +372,7 @@ def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decisi
     # Each required baseline left out of must-beat (it collapsed), by name.
     for check in decision.checks:
         if check.get("skipped"):
-            client.set_tag(parent, f"gate.left_out.{check['check'].removeprefix('beats ')}",
-                           check["detail"][:5000])
+            client.set_tag(parent, f"gate.left_out.{check['baseline']}", check["detail"][:5000])
     client.log_batch(parent, metrics=metrics)
     for key, value in {"gate.verdict": decision.verdict, "gate.model": decision.model,
                        "gate.challenger_version": decision.challenger_version}.items():

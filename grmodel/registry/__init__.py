@@ -1,5 +1,6 @@
-"""The MLflow model registry: pyfunc packaging of a trained model (pyfunc.py) and versions,
-aliases and the promotion gate (promotion.py). This package is their public face.
+"""The MLflow model registry: pyfunc packaging of a trained model (pyfunc.py), versions,
+aliases and the promotion gate (promotion.py) and the champion's drift reference
+(reference.py). This package is their public face.
 
 ``_load_pyfunc`` is MLflow's entry point: every logged model names ``grmodel.registry`` as its
 loader module (:data:`LOADER_MODULE`), so models logged before this package was split still load.
@@ -47,14 +48,15 @@ from grmodel.registry.pyfunc import (
     pip_requirements,
     resolve_model_uri,
 )
+from grmodel.registry.reference import ChampionReference, champion_reference
 
 __all__ = [
     "ALIAS_MOVE_PREFIX", "ARTIFACT_TAG", "CHALLENGER", "CHAMPION", "DECIDED_AT_TAG",
     "DECISIONS_TAG", "DECISION_TAG", "DEFAULT_BATCH_SIZE", "LINEAGE_TAGS", "LOADER_MODULE",
     "PROMOTED", "REJECTED", "SOURCE_RUN_TAG", "UNJUDGED", "VERDICT_TAG", "alias_moves",
-    "alias_version", "AliasMove", "check_metrics", "decay_line", "decide", "Decision",
-    "evaluate_registered", "format_alias_moves", "format_history", "gate", "history",
-    "_load_pyfunc", "log_model", "model_uri", "pip_requirements", "PromotionPolicy",
-    "register_model", "resolve_model_uri", "rollback", "unjudged_versions", "version_decisions",
-    "WatchTimePyfunc",
+    "alias_version", "AliasMove", "ChampionReference", "champion_reference", "check_metrics",
+    "decay_line", "decide", "Decision", "evaluate_registered", "format_alias_moves",
+    "format_history", "gate", "history", "_load_pyfunc", "log_model", "model_uri",
+    "pip_requirements", "PromotionPolicy", "register_model", "resolve_model_uri", "rollback",
+    "unjudged_versions", "version_decisions", "WatchTimePyfunc",
 ]

@@ -280,8 +280,10 @@ def decide(
     """The checks of ``policy`` (each ``{"check", "passed", "detail"}``, ``"skipped": True`` for
     a baseline left out); promote iff all pass.
 
-    Metrics are dicts with ``mae`` and ``xauc`` measured on the same test data; a baseline
-    whose row has ``collapse: {"collapsed": true, "reason": ...}`` is no bar.
+    Metrics are dicts with ``mae`` and ``xauc`` measured on the same test data. A baseline
+    whose metrics say it collapsed (``collapsed`` true: the trainer's verdict on every seed,
+    grmodel/collapse.py; ``collapsed_because``: the reasons) is no bar: its check passes,
+    marked skipped, and says why it was left out.
     """
     checks = []
     if champion is not None:
@@ -292,11 +294,14 @@ def decide(
         if row is None:
             checks.append({"check": f"mae < {name}", "passed": False,
                            "detail": f"baseline {name!r} was not evaluated in this run"})
-        elif (row.get("collapse") or {}).get("collapsed"):
-            reason = row["collapse"].get("reason") or "its predictions are a constant"
-            checks.append({"check": f"beats {name}", "passed": True, "skipped": True,
-                           "detail": f"{name} collapsed ({reason}): no bar, left out of must-beat"
-                                     f" (its MAE {row['mae']:.4f}, XAUC {row['xauc']:.4f})"})
+        elif row.get("collapsed"):
+            reason = row.get("collapsed_because") or ("the trainer's verdict on the validation"
+                                                       " split; the evaluation report names the rule")
+            checks.append({"check": f"mae < {name}", "passed": True, "skipped": True,
+                           "baseline": name,
+                           "detail": f"left out: baseline {name!r} collapsed ({reason}), so it is"
+                                     f" no bar to beat (its MAE {row['mae']:.4f}, XAUC"
+                                     f" {row['xauc']:.4f})"})
         elif "mae" not in row or "xauc" not in row:
             checks.append({"check": f"mae < {name}", "passed": False,
                            "detail": f"baseline {name!r} has no MAE and XAUC in this run"})
@@ -522,8 +527,8 @@ def _informative_check(model_dir: Path) -> dict[str, Any]:
 def _headline(row: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"mae": float(row["mae"]), "xauc": float(row["xauc"]),
                            "n": int(row.get("n", 0))}
-    if row.get("collapse"):
-        out["collapse"] = row["collapse"]
+    if row.get("collapsed"):
+        out["collapsed"] = 1.0
     return out
 
 

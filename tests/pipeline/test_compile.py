@@ -67,7 +67,8 @@ def test_caching_is_on_for_pure_stages_and_off_where_runs_must_repeat(compiled):
     for name in ("validate-raw", "ingest", "validate-processed", "build-vocab", "encode-labels",
                  "train-gr", "evaluate"):
         assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
-    for name in ("fetch-data", "register"):
+    # The drift check compares with the champion, which moves between runs on the same data.
+    for name in ("fetch-data", "check-drift", "register"):
         assert not tasks[name]["cachingOptions"].get("enableCache"), name
     closing = compiled["ir"]["root"]["dag"]["tasks"]["close-tracking"]
     assert closing["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
@@ -79,7 +80,18 @@ def test_every_stage_after_the_fetch_keys_its_cache_on_the_data_version(compiled
         if name in ("fetch-data", "for-loop-2"):
             continue
         source = task["inputs"]["parameters"]["data_version"]["taskOutputParameter"]
-        assert source == {"outputParameterKey": "Output", "producerTask": "fetch-data"}, name
+        assert source == {"outputParameterKey": "data_version", "producerTask": "fetch-data"}, name
+    # The ingest keys it on the fetch's resolved day too (a window over one data version).
+    as_of = tasks["ingest"]["inputs"]["parameters"]["as_of"]["taskOutputParameter"]
+    assert as_of == {"outputParameterKey": "as_of", "producerTask": "fetch-data"}
+
+
+def test_the_fetch_gets_the_scheduled_time_and_nothing_pins_the_data(compiled):
+    fetch = _tasks(compiled["ir"])["fetch-data"]["inputs"]["parameters"]
+    assert fetch["scheduled_time"]["runtimeValue"]["constant"] == (
+        "{{$.pipeline_job_schedule_time_utc}}")  # dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+    declared = compiled["ir"]["root"]["inputDefinitions"]["parameters"]
+    assert declared["data_version"]["defaultValue"] == "" and declared["as_of"]["defaultValue"] == ""
 
 
 def test_pipeline_parameters_are_the_params_record(compiled):

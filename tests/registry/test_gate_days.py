@@ -227,15 +227,17 @@ def test_decide_leaves_a_collapsed_baseline_out_with_the_reason() -> None:
     policy = registry.PromotionPolicy(require_beats_baselines=("cread", "tpm"))
     challenger = {"mae": 5.0, "xauc": 0.70}
     baselines = {"cread": {"mae": 5.5, "xauc": 0.69},
-                 "tpm": {"mae": 4.0, "xauc": 0.50,
-                         "collapse": {"collapsed": True, "reason": "prediction std 0"}}}
+                 "tpm": {"mae": 4.0, "xauc": 0.50, "collapsed": 1.0,
+                         "collapsed_because": "seed 2024: near-constant predictions"}}
     checks = registry.decide(policy, challenger, None, baselines)
     skipped = [c for c in checks if c.get("skipped")]
-    assert [c["check"] for c in skipped] == ["beats tpm"] and skipped[0]["passed"]
-    assert "tpm collapsed (prediction std 0): no bar, left out of must-beat" in skipped[0]["detail"]
+    assert [(c["check"], c["baseline"]) for c in skipped] == [("mae < tpm", "tpm")]
+    assert skipped[0]["passed"] and skipped[0]["detail"].startswith(
+        "left out: baseline 'tpm' collapsed (seed 2024: near-constant predictions), so it is no"
+        " bar to beat")
     assert all(c["passed"] for c in checks)
     # Not collapsed, the same tpm would be a bar the challenger misses.
-    baselines["tpm"].pop("collapse")
+    baselines["tpm"].pop("collapsed")
     assert not all(c["passed"] for c in registry.decide(policy, challenger, None, baselines))
 
 

@@ -1,7 +1,8 @@
 """The pipeline's stages as plain functions on directories: what every component calls.
 
-One module per stage group: ``data`` (fetch, validate, ingest), ``labels`` (GR's vocabulary and
-token sequences), ``train``, ``evaluate``; ``runner`` is the one way a stage runs
+One module per stage group: ``data`` (fetch, validate, ingest), ``drift`` (the new data against
+the champion's training reference), ``labels`` (GR's vocabulary and token sequences),
+``train``, ``evaluate``; ``runner`` is the one way a stage runs
 (:class:`StageRun`), ``record`` holds the stage record every stage writes and ``plan`` the
 models, seeds and configs of a run.
 
@@ -15,7 +16,7 @@ functions of the data version and the configs, so Kubeflow may cache them. Given
 and logs from the records what ran untracked or came from Kubeflow's cache.
 
 Stages in order: :func:`fetch_data` → :func:`validate_data` (raw) → :func:`ingest` →
-:func:`validate_data` (processed) → :func:`build_vocab` → :func:`encode_labels` →
+:func:`validate_data` (processed) → :func:`drift_check` → :func:`build_vocab` → :func:`encode_labels` →
 :func:`train` (GR, and each baseline) → :func:`evaluate` → :func:`track_and_register`;
 :func:`close_tracking` runs last whatever happened.
 """

@@ -17,18 +17,14 @@ def gr_config(data: Path, overrides: list[str] | None) -> Any:
     return model_plan(data, [GR], overrides, 1).runs[0][2]
 
 
-# A baseline that collapses to a constant is kept and marked, not a failed run: the gate leaves
-# it out of the bars GR must beat, with the reason shown. GR collapsing fails its step (the
-# library default, train.on_collapse=fail); `BASELINE:train.on_collapse=fail` restores it for a
-# baseline.
-BASELINE_ON_COLLAPSE = "train.on_collapse=warn"
-
-
 def model_plan(data: Path, models: list[str], overrides: list[str] | None, seeds: int
                ) -> ComparisonPlan:
     """Every (model, seed) run with its config: the library defaults, the models' named
-    defaults (``grmodel.config.MODEL_DEFAULTS``), baselines kept when they collapse, then the
-    ``[MODEL:]key=value`` overrides."""
+    defaults (``grmodel.config.MODEL_DEFAULTS``), then the ``[MODEL:]key=value`` overrides.
+
+    A baseline keeps a collapsed model, marked (``train.on_collapse=warn``), so that the run
+    goes on and the gate leaves it out of what GR must beat, saying so; GR, the model shipped,
+    fails on collapse. ``MODEL:train.on_collapse=fail`` in the overrides restores the failure."""
     comparison = model_comparison(*COMPARISON, models, reference=GR)
-    kept = [f"{model}:{BASELINE_ON_COLLAPSE}" for model in models if model != GR]
+    kept = [f"{m}:train.on_collapse=warn" for m in models if m != GR]
     return plan_comparison(comparison, data, seeds=seeds, overrides=[*kept, *(overrides or [])])

@@ -2,7 +2,7 @@
 
 ``generate_kuairec`` writes the four KuaiRec 2.0 files (``big_matrix.csv``,
 ``small_matrix.csv``, ``user_features.csv``, ``item_categories.csv``) with the real columns,
-types and quirks (kuairec.md), so the real ingest path is the one exercised, plus
+types and quirks (docs/kuairec.md), so the real ingest path is the one exercised, plus
 ``oracle.csv`` and ``synth.json``.
 
 The planted process, per (user u, video i) pair:
@@ -40,11 +40,13 @@ from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data.io import sha256_file
 from grmodel.data.kuairec.schema import BIG, GENERATOR, ORACLE_FILE, SMALL, SYNTH_FILE
 from grmodel.data.kuairec.synth.config import PRESETS, SynthConfig
+from grmodel.data.kuairec.synth.days import DaysConfig, generate_days
 from grmodel.data.kuairec.synth.files import write_matrix, write_oracle, write_side_files
 from grmodel.data.kuairec.synth.matrices import big_matrix, small_matrix
 from grmodel.data.kuairec.synth.world import build_world, random_streams
 
-__all__ = ["PRESETS", "SynthConfig", "generate_kuairec", "ratio_marginals"]
+__all__ = ["PRESETS", "DaysConfig", "SynthConfig", "generate_days", "generate_kuairec",
+           "ratio_marginals"]
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,7 @@ def generate_kuairec(out_dir: str | Path, config: SynthConfig) -> dict[str, Any]
 
 
 def ratio_marginals(ratio: np.ndarray) -> dict[str, float]:
-    """The watch-ratio figures kuairec.md quotes, for comparing with the real data."""
+    """The watch-ratio figures docs/kuairec.md quotes, for comparing with the real data."""
     q = np.quantile(ratio, [0.25, 0.5, 0.75, 0.99])
     return {
         "median": float(q[1]), "mean": float(ratio.mean()), "p25": float(q[0]),
