@@ -368,7 +368,7 @@ def test_drift_policy_stop_ends_the_run_before_training(finished, tmp_path, pipe
     database = finished.params.mlflow_tracking_uri.removeprefix("sqlite:///")
     shutil.copyfile(database, tmp_path / "mlflow.db")
     params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw),
-                     drift_policy="stop")
+                     snapshot_remote=str(tmp_path / "dvc-remote"), drift_policy="stop")
     terminal = io.StringIO()
     with pytest.raises(PipelineFailed) as caught:
         run_local(params, tmp_path, terminal=terminal)
