@@ -169,6 +169,13 @@ def tiny_processed(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return out
 
 
+@pytest.fixture(scope="session")
+def real_side_dir() -> Path:
+    """KuaiRec's real side files, user_features.csv and item_categories.csv (their origin and
+    licence: tests/data/kuairec/side/README.md)."""
+    return Path(__file__).parent / "data" / "kuairec" / "side"
+
+
 def shop_table(n: int = 1200, seed: int = 0) -> pd.DataFrame:
     """Ints, strings with missing values and a bucketed number: every kind of encoder."""
     rng = np.random.default_rng(seed)

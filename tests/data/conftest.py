@@ -10,9 +10,6 @@ import pytest
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days, generate_kuairec
 
-# The real KuaiRec side files live beside the repository (../shared from its root).
-REAL_SIDE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kuairec-side"
-
 
 @pytest.fixture(scope="session")
 def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -42,10 +39,3 @@ def tiny_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def raw_copy(tiny_raw: Path, tmp_path: Path) -> Path:
     """A private copy of the tiny raw directory, for tests that damage or edit it."""
     return Path(shutil.copytree(tiny_raw, tmp_path / "raw"))
-
-
-@pytest.fixture(scope="session")
-def real_side_dir() -> Path:
-    if not (REAL_SIDE_DIR / "user_features.csv").is_file():
-        pytest.skip(f"real KuaiRec side files not found in {REAL_SIDE_DIR}")
-    return REAL_SIDE_DIR

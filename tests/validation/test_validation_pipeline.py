@@ -24,8 +24,6 @@ from grmodel.validation import (
 )
 from grmodel.vocab import EOS, build_vocabulary
 
-REAL_SIDE_FILES = Path(__file__).resolve().parents[3] / "shared" / "data" / "kuairec-side"
-
 
 def test_generated_data_passes_every_suite(tiny_raw: Path, tiny_processed: Path) -> None:
     raw = validate_raw_kuairec(tiny_raw)  # default bounds accept the generated data
@@ -45,11 +43,8 @@ def test_generated_data_passes_every_suite(tiny_raw: Path, tiny_processed: Path)
     assert tokens.raise_for_failure() is tokens
 
 
-@pytest.mark.skipif(not REAL_SIDE_FILES.is_dir(), reason="real KuaiRec side files not present")
-def test_real_side_files_pass_with_default_bounds() -> None:
-    report = validate_raw_kuairec(
-        REAL_SIDE_FILES, files=("user_features.csv", "item_categories.csv")
-    )
+def test_real_side_files_pass_with_default_bounds(real_side_dir: Path) -> None:
+    report = validate_raw_kuairec(real_side_dir, files=("user_features.csv", "item_categories.csv"))
     assert report.success, report.summary()
     assert not report.warnings  # about 4% of users lack some onehot fields: under the bound
     assert [t["rows"] for t in report.tables] == [7176, 10728]
