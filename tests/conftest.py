@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_runs import FAST_GR
 
 from grmodel.features import FORMAT, FeatureSchema, FieldSpec
 
@@ -81,14 +82,6 @@ def write_planted_dataset(root: Path, n_rows: int = 6000, seed: int = 0) -> Path
 @pytest.fixture(scope="session")
 def planted_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_planted_dataset(tmp_path_factory.mktemp("planted") / "processed")
-
-
-# A small GR that trains in seconds on one thread.
-FAST_GR = ["model.emb_dim=32", "model.encoder_hidden=64", "model.d_model=32", "model.n_heads=4",
-           "model.ffn_dim=64", "model.n_layers=2", "model.dropout=0.0", "train.batch_size=128",
-           "train.lr=2e-3", "train.progress=false", "train.num_threads=1",
-           # Mechanics tests train a few steps: a model that learned nothing yet is kept, marked.
-           "train.on_collapse=warn"]
 
 
 def _gr_config(dataset: Path, *overrides: str):

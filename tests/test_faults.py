@@ -15,13 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tiny_runs import TINY_RUN
 
 from grmodel.training.records import dataset_fingerprint
 
-TINY = ["model.emb_dim=8", "model.encoder_hidden=16", "model.d_model=8", "model.n_heads=2",
-        "model.ffn_dim=16", "model.n_layers=1", "train.progress=false", "train.num_threads=1",
-        "train.batch_size=64", "train.epochs=2", "train.patience=2", "data.max_train_rows=1500",
-        "train.checkpoint_every_steps=3", "train.on_collapse=warn"]  # a toy model may collapse
+TINY = [*TINY_RUN, "train.batch_size=64", "train.epochs=2", "train.patience=2",
+        "data.max_train_rows=1500", "train.checkpoint_every_steps=3",
+        "train.on_collapse=warn"]  # a toy model may collapse
 
 
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:

@@ -12,14 +12,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from tiny_runs import TINY_RUN
 
 from grmodel.atomic import atomic_directory
 from grmodel.cli import main
 from grmodel.outputs import MARKER, OutputError, check_output, output_lock
 
-TINY_GR = ["model.emb_dim=8", "model.encoder_hidden=16", "model.d_model=8", "model.n_heads=2",
-           "model.ffn_dim=16", "model.n_layers=1", "train.batch_size=256", "train.epochs=1",
-           "train.progress=false", "train.num_threads=1", "data.max_train_rows=2000",
+TINY_GR = [*TINY_RUN, "train.batch_size=256", "train.epochs=1", "data.max_train_rows=2000",
            "train.on_collapse=warn"]  # a 1-epoch toy model may collapse: kept, marked
 
 

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tiny_runs import TINY_RUN
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -45,9 +46,7 @@ SKIPPED = [
 ]
 # One epoch of a tiny model teaches it nothing yet: keep such a model, marked (the commands are
 # checked for running as written, not for what one epoch learns).
-TINY = ("model.emb_dim=16 model.encoder_hidden=32 model.d_model=16 model.n_heads=2 model.ffn_dim=32"
-        " model.n_layers=1 train.epochs=1 train.progress=false train.num_threads=1"
-        " train.on_collapse=warn")
+TINY = " ".join([*TINY_RUN, "train.epochs=1", "train.on_collapse=warn"])
 
 
 def commands(path: Path) -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from dvc.repo import Repo
+from tiny_runs import TINY_RUN
 
 from grmodel import versioning
 from grmodel.atomic import through_json
@@ -35,10 +36,8 @@ from grmodel.reproduce import (
 )
 
 # A tiny GR model and a few optimiser steps: seconds on one CPU thread.
-TINY_GR = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
-           "model.ffn_dim=32", "model.n_layers=1", "model.dropout=0.0", "train.batch_size=256",
-           "train.lr=2e-3", "train.epochs=1", "train.max_steps=6", "train.progress=false",
-           "train.num_threads=1", "train.device=cpu",
+TINY_GR = [*TINY_RUN, "model.dropout=0.0", "train.batch_size=256", "train.lr=2e-3", "train.epochs=1",
+           "train.max_steps=6", "train.device=cpu",
            "train.on_collapse=warn"]  # six steps teach nothing: keep the model, marked
 
 

@@ -21,11 +21,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from tiny_runs import TINY_RUN
 
 from grmodel.cli import EXIT_ENVIRONMENT, EXIT_SIGINT, EXIT_SIGTERM, main
-
-TINY = ["model.emb_dim=8", "model.encoder_hidden=16", "model.d_model=8", "model.n_heads=2",
-        "model.ffn_dim=16", "model.n_layers=1", "train.progress=false", "train.num_threads=1"]
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +72,7 @@ def _none(root: Path) -> None:
     pass
 
 
-TRAIN = ["train", "--data", "p", "--out", "m", *TINY]
+TRAIN = ["train", "--data", "p", "--out", "m", *TINY_RUN]
 # id: (setup, argv, rule substring)
 CASES: dict[str, tuple[Callable[[Path], None], list[str], str]] = {
     # CLI arguments and config values
@@ -100,7 +98,7 @@ CASES: dict[str, tuple[Callable[[Path], None], list[str], str]] = {
     "config_file_a_list": (_file("c.yaml", "- 1\n"), [*TRAIN, "--config", "c.yaml"],
                            "top level must be a mapping"),
     "label_state_missing": (_none, [*TRAIN, "--label-state", "nope.json"], "nope.json"),
-    "train_data_missing": (_none, ["train", "--data", "nowhere", "--out", "m", *TINY], "nowhere"),
+    "train_data_missing": (_none, ["train", "--data", "nowhere", "--out", "m", *TINY_RUN], "nowhere"),
     "out_is_cwd": (_none, ["train", "--data", "p", "--out", "."], "working directory"),
     "out_is_data": (_none, ["train", "--data", "p", "--out", "p"], "is the input p"),
     "evaluate_without_name": (_none, ["evaluate", "--data", "p", "--model", "m"],
@@ -243,7 +241,7 @@ def test_sigterm_during_tabular_removes_the_temporary_output(tmp_path):
 
 def test_ctrl_c_during_training_is_one_line_and_leaves_no_model(work, tmp_path):
     """The trainer notes the signal and stops at the next batch boundary, keeping that step."""
-    proc = _cli(["train", "--data", str(work / "p"), "--out", "m", *TINY, "train.epochs=50",
+    proc = _cli(["train", "--data", str(work / "p"), "--out", "m", *TINY_RUN, "train.epochs=50",
                  "train.batch_size=64", "train.patience=50"], tmp_path)
     state = tmp_path / "m.state" / "state.json"
     _wait_for(state.is_file, proc)

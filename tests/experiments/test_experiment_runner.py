@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from tiny_runs import TINY_RUN
 
 from grmodel.checkpoint import load_checkpoint
 from grmodel.cli.experiment import register
@@ -21,9 +22,7 @@ from grmodel.features import label_array, read_split
 from grmodel.training.records import TRAINING_RECORD, finished_run
 
 # Tiny models and a handful of optimiser steps: these tests check the plumbing, not accuracy.
-TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
-        "model.ffn_dim=32", "model.n_layers=1", "model.dropout=0.0", "train.batch_size=256",
-        "train.lr=3e-3", "train.progress=false", "train.num_threads=1", "train.epochs=1",
+TINY = [*TINY_RUN, "model.dropout=0.0", "train.batch_size=256", "train.lr=3e-3", "train.epochs=1",
         "train.max_steps=3"]
 FIGURES = {FIG5A_FILE, FIG5_FILE, FIG4_FILE, CURVES_FILE}
 

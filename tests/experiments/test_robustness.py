@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
+from tiny_runs import TINY_RUN
 
 from grmodel.cli import main
 from grmodel.config import ConfigError
 from grmodel.evaluate import ORACLE, TRAIN_MEDIAN
 from grmodel.experiments.robustness import DATASETS, dataset_entry, select_datasets
 
-TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
-        "model.ffn_dim=32", "model.n_layers=1", "train.batch_size=256", "train.progress=false",
-        "train.num_threads=1", "train.epochs=1", "train.max_steps=5"]
+TINY = [*TINY_RUN, "train.batch_size=256", "train.epochs=1", "train.max_steps=5"]
 
 
 @pytest.fixture(scope="module")

@@ -25,14 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tiny_runs import TINY_RUN
 
 from grmodel.training.records import dataset_fingerprint
 
 SEED = 15  # the kill points' seed (deterministic "random" points)
-TINY = ["model.emb_dim=8", "model.encoder_hidden=16", "model.d_model=8", "model.n_heads=2",
-        "model.ffn_dim=16", "model.n_layers=1", "train.progress=false", "train.num_threads=1",
-        "train.batch_size=64", "train.epochs=3", "train.patience=3", "data.max_train_rows=1500",
-        "train.on_collapse=warn"]  # a toy model may collapse
+TINY = [*TINY_RUN, "train.batch_size=64", "train.epochs=3", "train.patience=3",
+        "data.max_train_rows=1500", "train.on_collapse=warn"]  # a toy model may collapse
 MODEL_NAME = "faults-gr"
 
 # One stage call from a JSON spec; the killed attempt runs it in a process, the rerun here.

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tiny_runs import FAST_GR
 
 from grmodel.checkpoint import load_checkpoint
 from grmodel.config import RunConfig
@@ -25,10 +26,6 @@ from grmodel.predict import predict_frame
 from grmodel.training.batches import MemoryBatches, SplitArrays
 from grmodel.training.loop import train_model
 from grmodel.training.state import STATE_FILE, STATE_SUMMARY, StateStore
-
-FAST = ["model.emb_dim=32", "model.encoder_hidden=64", "model.d_model=32", "model.n_heads=4",
-        "model.ffn_dim=64", "model.n_layers=2", "model.dropout=0.0", "train.batch_size=128",
-        "train.progress=false", "train.num_threads=1"]
 
 
 def test_in_memory_ranks_get_disjoint_equal_shares_each_epoch():
@@ -168,7 +165,7 @@ def test_torchrun_two_cpu_processes_kill_a_worker_and_resume(grouped_dataset, tm
     (each rank trained 2,400 of the 4,800 rows an epoch); the loss fell, the model predicts."""
     out, state, ref = tmp_path / "model", tmp_path / "model.state", tmp_path / "reference"
     config = RunConfig().with_overrides([
-        *FAST, "train.streaming=true", "train.shuffle_buffer=1000", "train.lr=3e-3",
+        *FAST_GR, "train.streaming=true", "train.shuffle_buffer=1000", "train.lr=3e-3",
         "train.epochs=4", "train.patience=4", "train.checkpoint_every_steps=4",
         "train.on_collapse=warn"])  # 4 toy epochs may end near-constant: kept, marked
     # The config travels as JSON text, as in a PyTorchJob (grmodel/k8s/pytorchjob.py).

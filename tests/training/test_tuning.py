@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny_runs import TINY_RUN
 
 from grmodel.experiments.runner import run_experiment
 from grmodel.outputs import OutputError
 from grmodel.training.tuning import TUNING_GRIDS, TuningBudget
 
-TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
-        "model.ffn_dim=32", "model.n_layers=1", "train.batch_size=256", "train.progress=false",
-        "train.num_threads=1", "train.epochs=1", "head.cread_M=8"]
+TINY = [*TINY_RUN, "train.batch_size=256", "train.epochs=1", "head.cread_M=8"]
 
 
 def test_every_model_has_the_same_number_of_candidates():
