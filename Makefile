@@ -11,6 +11,9 @@ PUSH ?=
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export GIT_PYTHON_REFRESH := quiet
+# The dead-code check (vulture; settings in pyproject.toml): the code without the tests, so that
+# a function only tests call counts as dead, then with them, for dead test code.
+CODE := grmodel components pipelines bench docker vulture_allow.py
 
 .PHONY: main test lint lock lock-check images bench-small clean
 
@@ -30,10 +33,14 @@ main: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/vulture $(CODE)
+	$(BIN)/vulture $(CODE) tests
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/vulture $(CODE)
+	$(BIN)/vulture $(CODE) tests
 
 # Re-resolve pyproject.toml into requirements/{dev,runtime,gpu}.lock (needs the package index).
 # Not on $(STAMP): a stale lock cannot install a venv that `pip check` accepts.

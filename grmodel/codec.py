@@ -93,24 +93,6 @@ class LabelCodec:
             scaled[start : start + CHUNK_ROWS] = values.sum(axis=1)
         return scaled / self.vocab.label_scale
 
-    def length_stats(self, labels: np.ndarray) -> dict:
-        """Distribution of sequence lengths (value tokens only) of the given labels."""
-        _, lengths = self._greedy_ids(labels)
-        if lengths.size == 0:
-            raise ValueError("length_stats: need at least one label")
-        counts = np.bincount(lengths)
-        p50, p90, p99 = np.quantile(lengths, [0.5, 0.9, 0.99])
-        return {
-            "n": int(lengths.size),
-            "min": int(lengths.min()),
-            "mean": float(lengths.mean()),
-            "p50": float(p50),
-            "p90": float(p90),
-            "p99": float(p99),
-            "max": int(lengths.max()),
-            "histogram": {int(k): int(c) for k, c in enumerate(counts) if c},
-        }
-
     def max_decode_len(self, train_labels: np.ndarray, coverage: float = 1.0) -> int:
         """Decode steps that cover ``coverage`` of the training sequences (1.0: the longest)."""
         if not 0 < coverage <= 1:

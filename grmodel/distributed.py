@@ -53,7 +53,6 @@ class DistContext:
 
     rank: int = 0
     world_size: int = 1
-    local_rank: int = 0
     device: torch.device = torch.device("cpu")
 
     @property
@@ -106,7 +105,7 @@ def distributed_context(device_name: str = "auto") -> Iterator[DistContext]:
         raise ValueError(f"process group has rank {dist.get_rank()} of {dist.get_world_size()},"
                          f" the environment says {rank} of {world}")
     try:
-        yield DistContext(rank=rank, world_size=world, local_rank=local, device=device)
+        yield DistContext(rank=rank, world_size=world, device=device)
     finally:
         if owned and dist.is_initialized():
             dist.destroy_process_group()
@@ -152,15 +151,6 @@ def all_reduce_sum(values: list[float], ctx: DistContext) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=ctx.device)
     dist.all_reduce(t)
     return t.cpu().tolist()
-
-
-def all_min(value: int, ctx: DistContext) -> int:
-    if not ctx.distributed:
-        return value
-
-    t = torch.tensor([value], dtype=torch.int64, device=ctx.device)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return int(t.item())
 
 
 def all_gather_tensor(t: torch.Tensor, ctx: DistContext) -> list[torch.Tensor]:

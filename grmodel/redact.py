@@ -48,10 +48,6 @@ def strip_credentials(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
-def has_credentials(url: str) -> bool:
-    return strip_credentials(url) != url or redact(url) != url
-
-
 class RedactingFilter(logging.Filter):
     """A handler filter that redacts each record's final message (and its traceback text)."""
 

@@ -133,31 +133,6 @@ def train_and_evaluate(
     return through_json(evaluate_models(processed, model_dirs, eval_config))
 
 
-def record_run(
-    repo_root: str | Path,
-    workdir: str | Path,
-    models: dict[str, RunConfig],
-    ingest: dict[str, Any] | None = None,
-    eval_config: EvalConfig | None = None,
-    data_version: str | None = None,
-) -> RunRecord:
-    """Run on the workspace's ``data/`` (refused unless it is exactly ``data_version``, or
-    the version ``data.dvc`` records) and return the record of the run."""
-    version = versioning.require_version(repo_root, data_version)
-    ingest_options = through_json(dataclasses.asdict(IngestConfig(**(ingest or {}))))
-    eval_config = eval_config or EvalConfig()
-    metrics = train_and_evaluate(Path(repo_root) / versioning.DATA_DIR, workdir, ingest_options,
-                                 models, eval_config)
-    return RunRecord(
-        data_version=version,
-        data_git_rev=versioning.version_rev(repo_root, version),
-        ingest=ingest_options,
-        models={name: through_json(cfg.to_dict()) for name, cfg in models.items()},
-        metrics=metrics,
-        eval=dataclasses.asdict(eval_config),
-    )
-
-
 def reproduce(record: RunRecord, repo_root: str | Path, workdir: str | Path) -> Reproduction:
     """Re-run ``record`` on its data version and compare every metric exactly."""
     try:

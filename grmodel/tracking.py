@@ -34,7 +34,6 @@ from grmodel.redact import redact
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
-    from grmodel.training.records import TrainResult
 
 DEFAULT_EXPERIMENT = "grmodel"
 # Tag names shared by parent and stage runs (searchable: tags.pipeline_run_id = '...').
@@ -248,30 +247,6 @@ def log_history(history: list[dict[str, Any]], prefix: str = "", run_id: str | N
     connect().log_batch(_run_id(run_id), metrics=metrics)
 
 
-def log_training(result: TrainResult, run_id: str | None = None) -> None:
-    """A finished training run: its curves, best validation scores, speed and vocabulary."""
-    log_history(result.history, run_id=run_id)
-    summary = {f"best_valid_{k}": v for k, v in result.best_valid.items()}
-    summary |= {"best_epoch": result.best_epoch, "train_seconds": result.train_seconds,
-                "train_samples_per_second": result.samples_per_second}
-    _log_metrics(summary, run_id)
-    log_vocabulary(result.model_dir, run_id=run_id)
-
-
-def log_results(results: dict[str, dict[str, Any]], run_id: str | None = None) -> None:
-    """Final test metrics of every model (and the median/oracle rows): ``test.<model>.mae``."""
-    flat = {}
-    for name, row in results.items():
-        key = f"test.{metric_key(name)}"
-        for metric in ("mae", "xauc", "xauc_tie_aware"):
-            if _is_number(row.get(metric)):
-                flat[f"{key}.{metric}"] = row[metric]
-        for metric, value in (row.get("oracle") or {}).items():
-            if _is_number(value):
-                flat[f"{key}.oracle_{metric}"] = value
-    _log_metrics(flat, run_id)
-
-
 def log_artifacts(paths: list[str | Path], artifact_path: str | None = None,
                   run_id: str | None = None) -> None:
     """Files and directories (reports, figures, validation results) under ``artifact_path``."""
@@ -297,27 +272,6 @@ def log_dataset_inputs(inputs: list[dict[str, str]], run_id: str | None = None) 
                                      profile=d.get("profile")),
                              [InputTag("mlflow.data.context", d["context"])]) for d in inputs]
     connect().log_inputs(_run_id(run_id), datasets=datasets)
-
-
-def log_vocabulary(model_dir: str | Path, run_id: str | None = None) -> None:
-    """The model's label state (GR: its vocabulary) as ``vocabulary/<model>.json``."""
-    # lazy: checkpoint imports torch; the data stages log through this module without it
-    from grmodel.checkpoint import META_FILE
-
-    path = Path(model_dir) / META_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (rule: a model directory holds {META_FILE})")
-    meta = json.loads(path.read_text())
-    connect().log_dict(_run_id(run_id), meta["label_state"], f"vocabulary/{meta['model_name']}.json")
-
-
-def _log_metrics(values: dict[str, float], run_id: str | None) -> None:
-    # lazy: mlflow, see connect
-    from mlflow.entities import Metric
-
-    now = _now_ms()
-    metrics = [Metric(k, float(v), now, 0) for k, v in values.items()]
-    connect().log_batch(_run_id(run_id), metrics=metrics)
 
 
 def _run_id(run_id: str | None) -> str:

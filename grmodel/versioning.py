@@ -168,10 +168,6 @@ def workspace_status(repo_root: str | Path) -> WorkspaceStatus:
     return WorkspaceStatus(version, (root / DATA_DIR).is_dir(), changes, cached)
 
 
-def workspace_matches(repo_root: str | Path) -> bool:
-    return workspace_status(repo_root).matches
-
-
 def require_version(repo_root: str | Path, expected: str | None = None) -> str:
     """The version in use; raises when ``data/`` differs from ``data.dvc`` or ``data.dvc``
     records another version than ``expected``."""

@@ -163,6 +163,13 @@ def tiny_processed(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture(scope="session")
+def failed_checks():
+    """``failed_checks(report)``: the (table, check id) of every check a validation report
+    failed, what the validation tests compare."""
+    return lambda report: {(c.table, c.check_id) for c in report.failures}
+
+
+@pytest.fixture(scope="session")
 def real_side_dir() -> Path:
     """KuaiRec's real side files, user_features.csv and item_categories.csv (their origin and
     licence: tests/data/kuairec/side/README.md)."""

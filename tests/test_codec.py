@@ -151,14 +151,10 @@ def test_vocabulary_without_unit_token_truncates_remainder():
     np.testing.assert_allclose(decoded, [0.120, 0.0])
 
 
-def test_length_stats_and_max_decode_len():
+def test_lengths_and_max_decode_len():
     codec = LabelCodec(VOCABS["binary"])
-    labels = np.array([0.0, 0.001, 0.003, 0.007, 0.007])  # lengths 0, 1, 2, 3, 3
-    stats = codec.length_stats(labels)
-    assert stats["min"] == 0 and stats["max"] == 3 and stats["n"] == 5
-    assert stats["mean"] == pytest.approx(9 / 5)
-    assert stats["p50"] == 2
-    assert stats["histogram"] == {0: 1, 1: 1, 2: 1, 3: 2}
+    labels = np.array([0.0, 0.001, 0.003, 0.007, 0.007])
+    assert codec.encode(labels).lengths.tolist() == [0, 1, 2, 3, 3]
     assert codec.max_decode_len(labels) == 3
     assert codec.max_decode_len(labels, coverage=0.6) == 2
     assert codec.max_decode_len(np.zeros(4)) == 1

@@ -30,7 +30,6 @@ from grmodel.reproduce import (
     format_report,
     load_record,
     log_run_record,
-    record_run,
     reproduce,
     train_and_evaluate,
 )
@@ -66,6 +65,18 @@ def repo(tmp_path: Path) -> Path:
         conf["remote"]["local"] = {"url": str(tmp_path / "remote")}  # dvc remote add -d
         conf["core"]["remote"] = "local"
     return root
+
+
+def record_run(repo: Path, workdir: Path, models: dict[str, RunConfig], ingest: dict) -> RunRecord:
+    """A run on the workspace's ``data/`` (the version ``data.dvc`` records) and its record."""
+    version = versioning.require_version(repo)
+    ingest_options = through_json(dataclasses.asdict(IngestConfig(**ingest)))
+    metrics = train_and_evaluate(repo / versioning.DATA_DIR, workdir, ingest_options, models,
+                                 EvalConfig())
+    return RunRecord(data_version=version, data_git_rev=versioning.version_rev(repo, version),
+                     ingest=ingest_options,
+                     models={name: through_json(cfg.to_dict()) for name, cfg in models.items()},
+                     metrics=metrics, eval=dataclasses.asdict(EvalConfig()))
 
 
 def test_checkout_of_the_first_version_reproduces_the_first_run(repo, tmp_path, capsys):

@@ -1,9 +1,8 @@
-"""Parent and nested runs, params from configs, per-epoch curves, final metrics, artifacts and
+"""Parent and nested runs, params from configs, per-epoch curves, artifacts and
 lineage tags, on a sqlite tracking store (the HTTP server is exercised in test_registry.py)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -12,7 +11,6 @@ import pytest
 from grmodel import __version__, tracking
 from grmodel.config import RunConfig
 from grmodel.registry import PromotionPolicy
-from grmodel.training.records import TrainResult
 
 HISTORY = [
     {"epoch": 0, "step": 10, "train_loss": 3.0, "valid_mae": 6.0, "valid_xauc": 0.60,
@@ -65,26 +63,17 @@ def test_a_retried_pipeline_run_resumes_its_parent(pipeline, store):
     assert again == parent
 
 
-def test_stage_runs_are_nested_and_record_curves_results_and_artifacts(pipeline, tmp_path):
+def test_stage_runs_are_nested_and_record_curves_and_artifacts(pipeline, tmp_path):
     uri, parent, config = pipeline
-    model_dir = tmp_path / "model"
-    model_dir.mkdir()
-    label_state = {"vocab": {"kind": "dynamic_quantile", "boundaries": [0.0, 1.5, 9.0]}}
-    (model_dir / "checkpoint.json").write_text(json.dumps({"model_name": "gr", "label_state": label_state}))
     report = tmp_path / "report.md"
     report.write_text("| model | MAE |\n")
     figures = tmp_path / "figures"
     figures.mkdir()
     (figures / "calibration.png").write_bytes(b"\x89PNG\r\n")
-    result = TrainResult(model_dir, 1, {"mae": 5.5, "xauc": 0.66}, HISTORY, 12.0, 925.0)
-    results = {"gr": {"mae": 5.4, "xauc": 0.67, "xauc_tie_aware": 0.66, "oracle": {"mae": 5.0}},
-               "oracle (median)": {"mae": 4.9, "xauc": 0.71, "xauc_tie_aware": 0.70}}
 
     with tracking.stage_run(uri, parent, "train_gr", configs={"gr": config}) as train_run:
-        tracking.log_training(result)
+        tracking.log_history(HISTORY)
     with tracking.stage_run(uri, parent, "evaluate") as eval_run:
-        tracking.log_results(results)
-        tracking.log_results(results, run_id=parent)  # the headline numbers on the parent too
         tracking.log_artifacts([report, figures], "evaluation")
 
     client = tracking.connect(uri)
@@ -94,14 +83,6 @@ def test_stage_runs_are_nested_and_record_curves_results_and_artifacts(pipeline,
     assert train.data.params["gr.train.lr"] == "0.001"
     curve = client.get_metric_history(train_run, "valid_mae")
     assert [(m.step, m.value) for m in curve] == [(0, 6.0), (1, 5.5)]
-    assert train.data.metrics["best_valid_mae"] == 5.5 and train.data.metrics["best_epoch"] == 1
-    vocab = client.download_artifacts(train_run, "vocabulary/gr.json", str(tmp_path))
-    assert json.loads(Path(vocab).read_text()) == label_state
-
-    metrics = client.get_run(eval_run).data.metrics
-    assert metrics["test.gr.mae"] == 5.4 and metrics["test.gr.oracle_mae"] == 5.0
-    assert metrics["test.oracle_median.xauc"] == 0.71
-    assert client.get_run(parent).data.metrics["test.gr.xauc"] == 0.67
     logged = {a.path for a in client.list_artifacts(eval_run, "evaluation")}
     assert logged == {"evaluation/report.md", "evaluation/figures"}
 
@@ -133,7 +114,7 @@ def test_a_database_store_needs_an_artifact_root(store):
 
 def test_logging_outside_a_run_is_refused():
     with pytest.raises(RuntimeError, match="no active MLflow run"):
-        tracking.log_results({"gr": {"mae": 1.0}})
+        tracking.log_history(HISTORY)
 
 
 def test_flatten_config_names_every_leaf():

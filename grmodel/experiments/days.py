@@ -14,7 +14,6 @@ are written beside the runs.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,8 +109,3 @@ def days_table(rows: list[DayRow]) -> str:
 
 def _number(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
-
-
-def load_rows(out_dir: str | Path) -> list[DayRow]:
-    """The rows a :func:`simulate_days` wrote."""
-    return [DayRow(**row) for row in json.loads((Path(out_dir) / "days.json").read_text())]

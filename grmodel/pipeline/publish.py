@@ -32,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.datasource import DataRecord, dataset_inputs
-from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
+from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, unreachable
 from grmodel.pipeline.stages.drift import DRIFT_STAGE
 from grmodel.pipeline.stages.plan import GR
 from grmodel.pipeline.stages.record import StageError, StageRecord
@@ -93,11 +93,6 @@ class TrackingTarget:
             experiment=self.experiment, artifact_root=self.artifact_root or None, configs=params,
             run_name=parent_run_name(self.pipeline, started, data_version), start_time=started,
         )
-
-    def for_stage(self, data_version: str = "") -> StageTracking:
-        """What a stage needs to log its own run (no pipeline run id: it would defeat caching)."""
-        return StageTracking(self.uri, self.experiment, self.artifact_root, data_version)
-
 
 def parent_run_name(pipeline: str, started: float, data_version: str) -> str:
     """``grmodel-gr-20261201T071502Z-3f2a9c1b``: pipeline, UTC start, short data version."""

@@ -118,10 +118,6 @@ class ValidationReport:
     def warnings(self) -> list[CheckResult]:
         return [c for c in self.checks if c.status == "warning"]
 
-    def failed_ids(self) -> set[tuple[str, str]]:
-        """(table, check id) of every failed check: what tests assert on."""
-        return {(c.table, c.check_id) for c in self.failures}
-
     def counts(self) -> dict[str, int]:
         counts = {status: 0 for status in ("passed", "failed", "warning", "skipped")}
         for check in self.checks:

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 
 from grmodel.experiments.days import DayRow, days_table
@@ -24,7 +27,7 @@ def test_the_table_has_one_row_per_day() -> None:
 def test_three_days_run_as_of_each_day(tmp_path, pipeline_overrides, monkeypatch) -> None:
     """Three pipeline runs through kfp.local (tens of minutes on a shared machine)."""
     from grmodel.data.kuairec.synth import DaysConfig, SynthConfig
-    from grmodel.experiments.days import load_rows, simulate_days
+    from grmodel.experiments.days import simulate_days
     from grmodel.pipeline.params import PipelineParams
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -36,4 +39,4 @@ def test_three_days_run_as_of_each_day(tmp_path, pipeline_overrides, monkeypatch
     assert len({r.data_version for r in rows}) == 3  # each day trains on new data
     assert all(r.partitions == 3 for r in rows)
     assert rows[-1].drifts == ["label_shift"] and rows[0].drifts == []
-    assert load_rows(tmp_path) == rows
+    assert json.loads((tmp_path / "days.json").read_text()) == [dataclasses.asdict(r) for r in rows]

@@ -69,11 +69,9 @@ def run_pipeline(uri, artifact_root, pipeline_run_id, result, data, policy):
     with tracking.pipeline_run(uri, pipeline_run_id=pipeline_run_id, data_version="0123abcd.dir",
                                artifact_root=artifact_root, configs={"policy": policy}) as parent:
         with tracking.stage_run(uri, parent, "train_gr") as train_run:
-            tracking.log_training(result)
             registry.log_model(result.model_dir, data)
         with tracking.stage_run(uri, parent, "evaluate"):
             baselines = evaluate_models(data, {})
-            tracking.log_results(baselines)
         with tracking.stage_run(uri, parent, "register"):
             version = registry.register_model(NAME, train_run, tracking_uri=uri)
             decision = registry.gate(NAME, version.version, data, baselines=baselines,

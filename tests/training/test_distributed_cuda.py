@@ -53,7 +53,7 @@ def worker(dataset: Path, out: Path) -> None:
     torch.cuda.set_device(device)
     # device_id makes NCCL set up its communicator now, so a refusal surfaces here.
     dist.init_process_group("nccl", timeout=timedelta(seconds=60), device_id=device)
-    ctx = DistContext(rank=rank, world_size=world, local_rank=rank, device=device)
+    ctx = DistContext(rank=rank, world_size=world, device=device)
 
     schema = FeatureSchema.from_dict(read_manifest(dataset)["features"])
     frame = read_split(dataset, "train")

@@ -50,10 +50,10 @@ def test_real_side_files_pass_with_default_bounds(real_side_dir: Path) -> None:
     assert [t["rows"] for t in report.tables] == [7176, 10728]
 
 
-def test_bounds_are_parameters_recorded_in_the_result(tiny_raw: Path) -> None:
+def test_bounds_are_parameters_recorded_in_the_result(tiny_raw: Path, failed_checks) -> None:
     bounds = RawBounds(big_rows=(10_000, 20_000), watch_ratio_median=(2.0, 3.0))
     report = validate_raw_kuairec(tiny_raw, bounds, files=("big_matrix.csv",))
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("big_matrix.csv", "expect_table_row_count_to_be_between"),
         ("big_matrix.csv", "expect_column_median_to_be_between(watch_ratio)"),
     }
@@ -112,7 +112,8 @@ def test_ids_outside_encoder_size(tiny_processed: Path, tmp_path: Path) -> None:
     assert failure.note == "by field: item_id 3"
 
 
-def test_masks_outside_0_1_and_disagreeing_with_ids(tiny_processed: Path, tmp_path: Path) -> None:
+def test_masks_outside_0_1_and_disagreeing_with_ids(tiny_processed: Path, tmp_path: Path,
+                                                    failed_checks) -> None:
     field, mask, _ = first_masked_field(tiny_processed)
 
     def change(frame: pd.DataFrame) -> None:
@@ -122,7 +123,7 @@ def test_masks_outside_0_1_and_disagreeing_with_ids(tiny_processed: Path, tmp_pa
         frame.loc[1, mask] = 1
 
     report = validate_processed(corrupt(tiny_processed, tmp_path / "p", "valid", change))
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("valid.parquet", "expect_column_values_to_be_null(mask_not_0_or_1)"),
         ("valid.parquet", "expect_column_values_to_be_null(mask_disagrees_with_id)"),
     }
@@ -130,12 +131,12 @@ def test_masks_outside_0_1_and_disagreeing_with_ids(tiny_processed: Path, tmp_pa
     assert counts == {"mask_not_0_or_1": 1, "mask_disagrees_with_id": 1}
 
 
-def test_label_negative_or_not_finite(tiny_processed: Path, tmp_path: Path) -> None:
+def test_label_negative_or_not_finite(tiny_processed: Path, tmp_path: Path, failed_checks) -> None:
     def change(frame: pd.DataFrame) -> None:
         frame.loc[[0, 1, 2], "label"] = [-1.0, np.inf, np.nan]
 
     report = validate_processed(corrupt(tiny_processed, tmp_path / "p", "train", change))
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("train.parquet", "expect_column_values_to_be_between(label)"),
         ("train.parquet", "expect_column_values_to_not_be_null(label)"),
     }
@@ -143,19 +144,19 @@ def test_label_negative_or_not_finite(tiny_processed: Path, tmp_path: Path) -> N
     assert between.unexpected_count == 2 and set(between.samples) == {-1.0, "inf"}
 
 
-def test_split_sizes_and_time_overlap(tiny_processed: Path, tmp_path: Path) -> None:
+def test_split_sizes_and_time_overlap(tiny_processed: Path, tmp_path: Path, failed_checks) -> None:
     def change(frame: pd.DataFrame) -> None:
         frame.drop(index=frame.index[:5], inplace=True)  # rows lost after the manifest
         frame.loc[frame.index[0], "timestamp"] = 0.0  # a test row older than all of train
 
     report = validate_processed(corrupt(tiny_processed, tmp_path / "p", "test", change))
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("test.parquet", "expect_table_row_count_to_equal"),
         ("test.parquet", "expect_column_min_to_be_between(timestamp)"),
     }
 
 
-def test_pair_overlap_when_the_split_forbids_it(tiny_processed: Path, tmp_path: Path) -> None:
+def test_pair_overlap_when_the_split_forbids_it(tiny_processed: Path, tmp_path: Path, failed_checks) -> None:
     train = pd.read_parquet(tiny_processed / "train.parquet")
 
     def change(frame: pd.DataFrame) -> None:
@@ -166,14 +167,15 @@ def test_pair_overlap_when_the_split_forbids_it(tiny_processed: Path, tmp_path: 
     assert validate_processed(target).success
     report = validate_processed(target, ProcessedBounds(forbid_overlap="pairs"))
     assert ("test.parquet", "expect_column_values_to_be_in_set(pair_in_train)") in (
-        report.failed_ids())
+        failed_checks(report))
     failure = next(c for c in report.failures if c.table == "test.parquet")
     first = failure.sample_rows[0]
     assert (first["row"], first["user_id_raw"], first["item_id_raw"]) == (
         0, train.loc[0, "user_id_raw"], train.loc[0, "item_id_raw"])
 
 
-def test_missing_column_wrong_dtype_and_missing_split(tiny_processed: Path, tmp_path: Path) -> None:
+def test_missing_column_wrong_dtype_and_missing_split(tiny_processed: Path, tmp_path: Path,
+                                                      failed_checks) -> None:
     def change(frame: pd.DataFrame) -> None:
         frame.drop(columns=["duration_s"], inplace=True)
         frame["item_id"] = frame["item_id"].astype("float64")
@@ -181,7 +183,7 @@ def test_missing_column_wrong_dtype_and_missing_split(tiny_processed: Path, tmp_
     target = corrupt(tiny_processed, tmp_path / "p", "train", change)
     (target / "valid.parquet").unlink()
     report = validate_processed(target)
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("train.parquet", "expect_table_columns_to_match_set"),
         ("train.parquet", "expect_column_dtype_to_match_contract(item_id)"),
         ("valid.parquet", "expect_file_to_exist"),
@@ -206,15 +208,15 @@ def labels_and_vocab(tiny_processed: Path):
     return labels, build_vocabulary(labels, VocabConfig())
 
 
-def test_sequences_longer_than_max_len(labels_and_vocab) -> None:
+def test_sequences_longer_than_max_len(labels_and_vocab, failed_checks) -> None:
     labels, vocab = labels_and_vocab
     longest = LabelCodec(vocab).max_decode_len(labels)
     report = validate_tokens(labels, vocab, longest - 1)
-    assert report.failed_ids() == {("tokens", "expect_column_values_to_be_between(length)")}
+    assert failed_checks(report) == {("tokens", "expect_column_values_to_be_between(length)")}
     assert report.failures[0].samples[0] == longest
 
 
-def test_tokens_outside_vocab_and_bad_decoding(labels_and_vocab) -> None:
+def test_tokens_outside_vocab_and_bad_decoding(labels_and_vocab, failed_checks) -> None:
     labels, vocab = labels_and_vocab
     codec = LabelCodec(vocab)
     encoded = codec.encode(labels)
@@ -224,30 +226,30 @@ def test_tokens_outside_vocab_and_bad_decoding(labels_and_vocab) -> None:
     sequences[row, 1] = EOS  # <eos> before the value tokens: decodes to 0
     report = validate_tokens(labels, vocab, codec.max_decode_len(labels),
                              encoded=EncodedLabels(sequences, encoded.lengths))
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("tokens", "expect_column_values_to_be_between(max_token)"),
         ("tokens", "expect_column_values_to_be_between(relative_error)"),
     }
 
 
-def test_invalid_labels_are_reported_not_raised(labels_and_vocab) -> None:
+def test_invalid_labels_are_reported_not_raised(labels_and_vocab, failed_checks) -> None:
     labels, vocab = labels_and_vocab
     bad = labels.copy()
     bad[:3] = [np.nan, -1.0, np.inf]
     report = validate_tokens(bad, vocab, 50)
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("tokens", "expect_column_values_to_not_be_null(label)"),
         ("tokens", "expect_column_values_to_be_between(label)"),
     }
 
 
-def test_absurd_labels_fail_the_tail_rule(tiny_processed: Path, tmp_path: Path) -> None:
+def test_absurd_labels_fail_the_tail_rule(tiny_processed: Path, tmp_path: Path, failed_checks) -> None:
     # Three corrupt plays of 1e12 ms become 1e9 s labels in train.
     def change(frame: pd.DataFrame) -> None:
         frame.loc[[5, 6, 7], "label"] = 1e9
 
     report = validate_processed(corrupt(tiny_processed, tmp_path / "p", "train", change))
-    assert report.failed_ids() == {
+    assert failed_checks(report) == {
         ("train.parquet", "expect_column_values_to_be_between(label_tail_ratio)")}
     (failure,) = report.failures
     assert failure.unexpected_count == 3 and "0.999 quantile" in report.summary()

@@ -68,7 +68,7 @@ def completion_frame(config: CompletionConfig) -> pd.DataFrame:
     z1 = config.full_logit + logit() - length_effect[length]
     mu = logit() - 0.5 * length_effect[length]
     weights = np.stack([np.exp(z0), np.ones(n), np.exp(z1)])
-    p0, pp, p1 = weights / weights.sum(0)
+    p0, pp, _ = weights / weights.sum(0)  # zero, partial and full watch
 
     outcome = (rng.random(n)[None, :] > np.cumsum([p0, pp], axis=0)).sum(0)  # 0, 1 or 2
     partial = _fraction(_sigmoid(mu + config.partial_sd * rng.normal(0, 1, n)))

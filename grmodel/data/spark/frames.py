@@ -4,8 +4,6 @@ seeded hash split computed per partition."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
@@ -160,9 +158,3 @@ def hash_codes(frame: DataFrame, position: str, name: str, valid_fraction: float
                                            test_fraction, seed).astype(np.int32))
 
     return frame.withColumn(name, codes(F.col(position)))
-
-
-def entity_frame(spark: SparkSession, columns: dict[str, Any]) -> DataFrame:
-    """A driver-side table (one row per user or video: its raw id and field ids) as a Spark
-    DataFrame, for joins onto the rows."""
-    return spark.createDataFrame(pd.DataFrame(columns))
