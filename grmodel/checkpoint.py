@@ -15,8 +15,10 @@ digests. A ``/2`` checkpoint whose ``checkpoint.json`` lacks them is refused.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +68,30 @@ def checkpoint_meta(
     }
 
 
+# What torch.save raises (a RuntimeError) when the file system refuses a write.
+_WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "file write failed", "unexpected pos")
+
+
+def save_tensors(payload: Any, path: str | Path) -> None:
+    """``torch.save``; a write the file system refuses (a full disk, a file-size limit) is an
+    OSError naming the file, as every other write grmodel does, not torch's RuntimeError."""
+    path = Path(path)
+    try:
+        torch.save(payload, path)
+    except RuntimeError as exc:
+        if not any(text in str(exc) for text in _WRITE_FAILURES):
+            raise
+        try:
+            stats = os.statvfs(path.parent)
+            full = stats.f_bavail * stats.f_frsize < (1 << 20)
+        except OSError:
+            full = False
+        why = ("no space left on device" if full else
+               "the file system refused the write: disk full, quota or file-size limit")
+        raise OSError(errno.ENOSPC if full else errno.EIO, f"{path}: cannot write ({why})"
+                      ) from None
+
+
 def save_checkpoint(
     model_dir: str | Path,
     model: WatchTimeModel,
@@ -81,7 +107,7 @@ def save_checkpoint(
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     digests = {}
     with atomic_file(model_dir / WEIGHTS_FILE) as tmp:
-        torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp)
+        save_tensors({"state_dict": state, "meta": json.dumps(meta)}, tmp)
         digests[WEIGHTS_FILE] = sha256_file(tmp)
     if encoders is not None:
         check_encoders(encoders, model.schema, ENCODERS_FILE)
@@ -136,10 +162,10 @@ def checkpoint_files(model_dir: str | Path) -> list[str]:
     return sorted(name for name in digests if name not in (WEIGHTS_FILE, META_FILE))
 
 
-def load_checkpoint(
-    model_dir: str | Path, device: str | torch.device = "cpu"
-) -> tuple[WatchTimeModel, dict[str, Any]]:
-    """Rebuild a model from its directory, in eval mode, on ``device`` (digests verified)."""
+def _read_weights(model_dir: str | Path, device: str | torch.device
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """model.pt's payload and the metadata it carries (the copy its digest covers), after every
+    digest is verified and ``checkpoint.json`` is checked to agree with that metadata."""
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: not found (rule: a model directory holds {WEIGHTS_FILE})")
@@ -154,11 +180,37 @@ def load_checkpoint(
     if fmt in UNVERIFIED_FORMATS:
         log.warning("%s: written before checkpoints recorded digests (%s): integrity not"
                     " verified", path, fmt)
-    elif fmt != FORMAT:
+        return payload, meta
+    if fmt != FORMAT:
         raise CheckpointError(f"{path}: format {fmt!r}, expected {FORMAT!r}")
-    elif digests is None or WEIGHTS_FILE not in digests:
+    if digests is None or WEIGHTS_FILE not in digests:
         raise CheckpointError(f"{Path(model_dir) / META_FILE}: no sha256 of {WEIGHTS_FILE}"
                               f" (rule: a {FORMAT} checkpoint records its digests)")
+    record = json.loads((Path(model_dir) / META_FILE).read_text())
+    record.pop(DIGESTS, None)
+    changed = sorted(k for k in {*record, *meta}
+                     if json.dumps(record.get(k), sort_keys=True) != json.dumps(meta.get(k),
+                                                                              sort_keys=True))
+    if changed:
+        raise CheckpointError(f"{Path(model_dir) / META_FILE}: differs from the metadata"
+                              f" {WEIGHTS_FILE} carries in {changed[:6]} (rule: checkpoint"
+                              f" integrity; {META_FILE} records {WEIGHTS_FILE}'s metadata, an"
+                              " edited copy is refused)")
+    return payload, meta
+
+
+def trusted_meta(model_dir: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint that a decision may rest on (reusing a finished model):
+    the copy inside model.pt, whose digest is verified, never an editable JSON file alone."""
+    return _read_weights(model_dir, "cpu")[1]
+
+
+def load_checkpoint(
+    model_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[WatchTimeModel, dict[str, Any]]:
+    """Rebuild a model from its directory, in eval mode, on ``device`` (digests verified)."""
+    path = Path(model_dir) / WEIGHTS_FILE
+    payload, meta = _read_weights(model_dir, device)
     try:
         config = RunConfig.from_dict(meta["config"])
         schema = FeatureSchema.from_dict(meta["features"])

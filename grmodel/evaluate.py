@@ -10,7 +10,7 @@ import numpy as np
 from grmodel import metrics
 from grmodel.checkpoint import load_checkpoint
 from grmodel.config import EvalConfig
-from grmodel.features import label_array, read_split
+from grmodel.features import DatasetError, FeatureSchema, label_array, read_encoders, read_split
 from grmodel.predict import predict_frame
 
 TRAIN_MEDIAN = "train median"
@@ -32,6 +32,7 @@ def evaluate_models(
     results: dict[str, dict[str, Any]] = {}
     for name, model_dir in model_dirs.items():
         model, _ = load_checkpoint(model_dir)
+        check_same_encoders(model_dir, model.schema, processed_dir)
         pred = predict_frame(model, test, batch_size=config.batch_size)
         results[name] = metrics.evaluate_predictions(y, pred, config)
     train_labels = label_array(read_split(processed_dir, "train"), label_column)
@@ -41,6 +42,25 @@ def evaluate_models(
         oracle = test["oracle_median"].to_numpy(dtype=np.float64)
         results[ORACLE] = metrics.evaluate_predictions(y, oracle, config)
     return results
+
+
+def check_same_encoders(model_dir: str | Path, schema: FeatureSchema,
+                        processed_dir: str | Path) -> None:
+    """Refuse to score a model on a dataset whose ids mean other values than in the model's
+    training data: the encoders the model carries against the dataset's, field by field.
+    (A model or dataset without encoders, written by an older version, cannot be checked.)"""
+    ours, theirs = read_encoders(model_dir), read_encoders(processed_dir)
+    if ours is None or theirs is None:
+        return
+    names = [spec.name for spec in schema.fields]
+    differ = [name for name in names
+              if ours.get("fields", {}).get(name) != theirs.get("fields", {}).get(name)]
+    if differ:
+        shown = ", ".join(differ[:5]) + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+        raise DatasetError(f"{model_dir}: its encoders differ from {processed_dir}'s in"
+                           f" {len(differ)} of {len(names)} fields ({shown}) (rule: a model is"
+                           " scored on data encoded with its own encoders: its training dataset"
+                           " or one built with the same encoders)")
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grmodel.cli import seed_number, whole_number
 from grmodel.comparison.report import results_table
 from grmodel.config import load_config
 from grmodel.experiments.floors import floors_json, floors_markdown, learnable_floors
@@ -44,14 +45,14 @@ def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
     data.add_argument("--data", help="processed dataset directory")
     data.add_argument("--generate", metavar="PRESET",
                       help="generate and ingest this synth preset (tiny, default, full) into OUT/data")
-    p.add_argument("--data-seed", type=int, default=2024, help="seed of --generate (default 2024)")
+    p.add_argument("--data-seed", type=seed_number, default=2024, help="seed of --generate (default 2024)")
     p.add_argument("--out", required=True, help="experiment directory (runs, reports, figures)")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seeds", type=whole_number(1, what="--seeds"), default=1,
                    help="training seeds per row, counting up from train.seed (default 1)")
     p.add_argument("--rows", "--models", dest="rows", default=None,
                    help=f"comma-separated rows to run, default all: {', '.join(EXPERIMENTS[name].row_names)}")
     p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
-    p.add_argument("--figure-rows", type=int, default=20_000,
+    p.add_argument("--figure-rows", type=whole_number(1, what="--figure-rows"), default=20_000,
                    help="test rows sampled for the distribution and generated-token figures")
     _add_tuning(p)
     p.add_argument("overrides", nargs="*", metavar="[ROW_OR_MODEL:]KEY=VALUE",
@@ -95,16 +96,17 @@ def _add_robustness(names: argparse._SubParsersAction) -> None:
                    " the table)")
     p.add_argument("--preset", default="default", choices=PRESETS,
                    help="dataset sizes: tiny (seconds) or default (~60-100k rows each)")
-    p.add_argument("--seeds", type=int, default=1, help="training seeds per row (default 1)")
+    p.add_argument("--seeds", type=whole_number(1, what="--seeds"), default=1,
+                   help="training seeds per row (default 1)")
     p.add_argument("--datasets", default=None, help="comma-separated datasets by name or letter,"
                    " default all: a=kuairec_default, b=customer_value, c=rewatch, d=session_ms,"
                    " e=completion")
     p.add_argument("--rows", "--models", dest="rows", default=None,
                    help=f"comma-separated models, default {','.join(DEFAULT_ROWS)} (d2q only where"
                    " the data has durations)")
-    p.add_argument("--data-seed", type=int, default=2024, help="seed of the generators")
+    p.add_argument("--data-seed", type=seed_number, default=2024, help="seed of the generators")
     p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
-    p.add_argument("--figure-rows", type=int, default=20_000,
+    p.add_argument("--figure-rows", type=whole_number(1, what="--figure-rows"), default=20_000,
                    help="test rows sampled for each dataset's figures")
     _add_tuning(p)
     p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
@@ -119,8 +121,9 @@ def _add_tuning(p: argparse.ArgumentParser) -> None:
                    help="first give every model the same tuning budget on the validation split"
                    " (its grid in grmodel/tuning.py, each candidate --tune-epochs epochs on at"
                    " most --tune-rows training rows); the report records every trial")
-    p.add_argument("--tune-epochs", type=int, default=1, help="epochs per tuning candidate")
-    p.add_argument("--tune-rows", type=int, default=50_000,
+    p.add_argument("--tune-epochs", type=whole_number(1, what="--tune-epochs"), default=1,
+                   help="epochs per tuning candidate")
+    p.add_argument("--tune-rows", type=whole_number(1, what="--tune-rows"), default=50_000,
                    help="training rows per tuning candidate (default 50,000)")
 
 
@@ -139,9 +142,9 @@ def _add_floors(names: argparse._SubParsersAction) -> None:
                          " predictors that know the planted law less and less well"
                          " (grmodel/experiments/floors.py).")
     p.add_argument("--data", required=True, help="processed dataset directory")
-    p.add_argument("--draws", type=int, default=5,
+    p.add_argument("--draws", type=whole_number(1, what="--draws"), default=5,
                    help="draws of the effects-from-rows rung, averaged (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of those draws")
+    p.add_argument("--seed", type=seed_number, default=0, help="seed of those draws")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_floors)
 

@@ -21,7 +21,6 @@ optimiser, best-so-far, position in the epoch, every rank's RNG) at each epoch e
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -32,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
+from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, CheckpointError, trusted_meta
 from grmodel.config import RunConfig
 from grmodel.data.streaming import ParquetStream, read_columns, split_paths
 from grmodel.distributed import DistContext, distributed_context, resolve_device
@@ -258,9 +257,12 @@ def finished_model(config: RunConfig, out_dir: str | Path) -> TrainResult | None
     if not ((out / WEIGHTS_FILE).is_file() and (out / META_FILE).is_file()):
         return None
     try:
-        meta = json.loads((out / META_FILE).read_text())
+        meta = trusted_meta(out)  # what decides reuse is covered by model.pt's digest
         same = (not config_differences(meta["config"], config.to_dict(), RESUME_FREE_KEYS)
                 and meta.get("manifest_sha256") == manifest_digest(config.data.processed_dir))
+    except CheckpointError as exc:
+        log.warning("%s: not reused (%s)", out, exc)
+        return None
     except (OSError, ValueError, KeyError, TypeError):  # unreadable or of another version
         return None
     if not same:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import jsonable, through_json, write_text_atomic
-from grmodel.checkpoint import WEIGHTS_FILE
+from grmodel.checkpoint import WEIGHTS_FILE, trusted_meta
 from grmodel.config import RunConfig
 from grmodel.data.io import sha256_file
 from grmodel.features import SPLITS
@@ -123,8 +123,14 @@ def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[s
         return None
     try:
         record = json.loads(path.read_text())
+        # training.json is an editable record: the config it states must also be the one inside
+        # model.pt, whose digest is verified, and so must the dataset's manifest.
+        meta = trusted_meta(model_dir)
+        digest = manifest_digest(config.data.processed_dir)
         same = (record["dataset_fingerprint"] == fingerprint
-                and not config_differences(record["config"], config.to_dict(), RESULT_NEUTRAL_KEYS))
+                and not config_differences(record["config"], config.to_dict(), RESULT_NEUTRAL_KEYS)
+                and not config_differences(meta["config"], config.to_dict(), RESULT_NEUTRAL_KEYS)
+                and (digest is None or meta.get("manifest_sha256") in (None, digest)))
     except (ValueError, KeyError, TypeError):  # unreadable, or written by another config version
         same = False
     if not same:
