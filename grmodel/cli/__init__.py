@@ -279,6 +279,10 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), "")
+    if not {"-v", "--verbose"} & set(argv):
+        # Before the command's modules are imported: pyspark (pulled in by great expectations)
+        # warns about the pandas version on import, even before `grmodel validate --help`.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
     parser = build_parser(command)
     args = parser.parse_args(argv)
     logging.basicConfig(
