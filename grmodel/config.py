@@ -246,6 +246,14 @@ def load_yaml(text: str, source: str) -> Any:
         loader.dispose()
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as its problem and position, without the file's text that PyYAML quotes
+    (the file may not be the one meant: never echo its content)."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def _check_expansion(root: yaml.Node, source: str) -> None:
     sizes: dict[int, int] = {}
     active: set[int] = set()
@@ -286,7 +294,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             text = read_small_text(path, "config file")
             raw = (load_yaml(text, f"config file {path}") or {}) if is_yaml else json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-            detail = " ".join(str(exc).split())[:200]
+            detail = (yaml_problem(exc) if isinstance(exc, yaml.YAMLError)
+                      else " ".join(str(exc).split())[:200])
             raise ConfigError(f"config file {path}: not valid UTF-8 {'YAML' if is_yaml else 'JSON'}"
                               f" ({detail}) (rule: a config file is a UTF-8 JSON or YAML mapping)"
                               ) from None

@@ -12,7 +12,7 @@ from pathlib import Path
 from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import load_checkpoint, load_encoders
 from grmodel.cli import CommandError, required_tracking_uri, whole_number
-from grmodel.config import ConfigError, RunConfig, load_config
+from grmodel.config import MAX_TEXT_BYTES, ConfigError, RunConfig, load_config
 from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
 from grmodel.locate import dataset_dir, model_dir
@@ -93,10 +93,16 @@ def _train(args: argparse.Namespace) -> int:
     if args.model:
         overrides.append(f"model_name={args.model}")
     if args.config_json is not None:
+        if len(args.config_json) > MAX_TEXT_BYTES:
+            raise ConfigError(f"--config-json: {len(args.config_json):,} characters (rule: at most"
+                              f" {MAX_TEXT_BYTES:,}; a config is a small text)")
         try:
             raw = json.loads(args.config_json)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"--config-json: not valid JSON ({exc})") from None
+        except RecursionError:
+            raise ConfigError("--config-json: nested too deeply (rule: a JSON config of at most a"
+                              " few levels)") from None
         if not isinstance(raw, dict):
             raise ConfigError("--config-json: the top level must be a mapping")
         config = RunConfig.from_dict(raw).with_overrides(overrides)

@@ -42,13 +42,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
-from grmodel.config import load_yaml, read_small_text
+from grmodel.config import load_yaml, read_small_text, yaml_problem
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, bucket_field, categorical_field, label_stats
 from grmodel.data.io import (
     DataSpecError,
     RawDataError,
     check_unique_names,
+    found,
     read_csv,
     sha256_file,
 )
@@ -140,7 +141,8 @@ class TabularSpec:
             raise DataSpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}) (rule: a"
                                 " dataset spec is a UTF-8 YAML file)") from None
         except yaml.YAMLError as exc:
-            raise DataSpecError(f"{path}: not valid YAML: {exc}") from None
+            raise DataSpecError(f"{path}: not valid YAML: {yaml_problem(exc)} (rule: a dataset"
+                                " spec is a YAML mapping)") from None
         return cls.from_dict(raw or {}, base_dir=path.parent)
 
     def validate(self) -> None:
@@ -341,7 +343,7 @@ def _read_table(path: Path, spec: TabularSpec) -> pd.DataFrame:
         missing = [c for c in wanted if c not in names]
         if missing:
             raise RawDataError(f"{path}: missing column(s) {missing} (rule: the spec's columns;"
-                               f" found {names})")
+                               f" {found(names, wanted)})")
         frame = pq.read_table(path, columns=wanted).to_pandas()
         if frame.empty:
             raise RawDataError(f"{path}: no data rows (rule: a non-empty table)")

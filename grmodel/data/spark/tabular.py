@@ -26,7 +26,7 @@ from grmodel.atomic import atomic_directory
 from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT, quantiles
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, vocabulary
-from grmodel.data.io import DataSpecError, RawDataError
+from grmodel.data.io import DataSpecError, RawDataError, found
 from grmodel.data.processed import ROW_GROUP_ROWS, write_manifest
 from grmodel.data.spark.frames import (
     CODE,
@@ -210,7 +210,7 @@ def _read_table(spark: SparkSession, path: Location, spec: TabularSpec
         missing_columns = [c for c in wanted if c not in names]
         if missing_columns:
             raise RawDataError(f"{path}: missing column(s) {missing_columns} (rule: the spec's"
-                               f" columns; found {names})")
+                               f" columns; {found(names, wanted)})")
         if partitions:
             frame = (spark.read.option("basePath", path.uri).parquet(*[f.uri for f in files])
                      .withColumn("_f", F.input_file_name()))
