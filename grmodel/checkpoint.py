@@ -19,6 +19,7 @@ import errno
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +89,9 @@ def save_tensors(payload: Any, path: str | Path) -> None:
             full = False
         why = ("no space left on device" if full else
                "the file system refused the write: disk full, quota or file-size limit")
-        raise OSError(errno.ENOSPC if full else errno.EIO, f"{path}: cannot write ({why})"
+        # The file it stands for, not the temporary of an atomic write (.NAME.<hex>.tmp).
+        shown = path.with_name(re.sub(r"^\.(.+)\.[0-9a-f]{8}\.tmp$", r"\1", path.name))
+        raise OSError(errno.ENOSPC if full else errno.EIO, f"{shown}: cannot write ({why})"
                       ) from None
 
 

@@ -63,9 +63,15 @@ class OutputError(ValueError):
 
 
 def mark_record(**extra: Any) -> dict[str, Any]:
-    """The record grmodel's marks carry (a directory's marker, a file's mark)."""
+    """The record a directory's marker carries."""
     return {"written_by": "grmodel", "grmodel_version": __version__, "written_at": time.time(),
             **extra}
+
+
+def file_mark(command: str) -> dict[str, Any]:
+    """The mark a single output file carries (under :data:`FILE_MARK`): no time in it, so the
+    same run writes the same bytes."""
+    return {"written_by": "grmodel", "grmodel_version": __version__, "command": command}
 
 
 def _marker(directory: Path) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ from grmodel.atomic import atomic_file
 from grmodel.distributed import autocast
 from grmodel.features import DatasetError, encode_raw
 from grmodel.models import WatchTimeModel
-from grmodel.outputs import FILE_MARK, mark_record
+from grmodel.outputs import FILE_MARK, file_mark
 
 PREDICTION_COLUMN = "prediction"
 # Rows scored per chunk of a Parquet input: a few tens of MB of ids and masks at any file size.
@@ -120,7 +120,7 @@ def predict_parquet(
     if encoders is None:
         model.schema.check_columns(schema.names, schema.types, str(source))
     # grmodel's mark: a later --overwrite replaces this file, never one grmodel did not write.
-    mark = json.dumps(mark_record(command="predict")).encode()
+    mark = json.dumps(file_mark("predict")).encode()
     out_schema = schema.append(pa.field(PREDICTION_COLUMN, pa.float64())).with_metadata(
         {**(schema.metadata or {}), FILE_MARK.encode(): mark})
     total = reader.metadata.num_rows
@@ -131,28 +131,32 @@ def predict_parquet(
         bar = tqdm(total=total, desc="predict", unit="row", disable=None, leave=False)
     rows = 0
     batches = reader.iter_batches(batch_size=chunk_rows)
-    with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
-        try:
-            while True:
-                try:
-                    batch = next(batches, None)
-                except (pa.ArrowException, OSError) as exc:
-                    first = str(exc).strip().splitlines()[0][:200]
-                    raise DatasetError(f"{source}: cannot read row {rows:,} on ({first}) (rule: a"
-                                       " well-formed Parquet file)") from None
-                if batch is None:
-                    break
+    try:
+        with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
+            while (batch := _next_batch(batches, source, rows)) is not None:
                 frame = batch.to_pandas()
                 where = f"{source} (rows {rows:,}..{rows + len(frame) - 1:,})"
                 pred = predict_frame(model, frame, batch_size, encoders=encoders, source=where)
                 table = pa.Table.from_batches([batch]).append_column(
                     PREDICTION_COLUMN, pa.array(pred, pa.float64()))
-                # A failed write (a full disk) is the environment's fault, not the input's.
                 writer.write_table(table.cast(out_schema))
                 rows += len(frame)
                 if bar is not None:
                     bar.update(len(frame))
-        finally:
-            if bar is not None:
-                bar.close()
+    except OSError as exc:  # a read failure is a DatasetError: this is the output's file system
+        first = (exc.strerror or str(exc)).strip().splitlines()[0][:200]
+        raise OSError(exc.errno, f"{output}: cannot write ({first})") from None
+    finally:
+        if bar is not None:
+            bar.close()
     return rows
+
+
+def _next_batch(batches: Any, source: Path, rows: int) -> pa.RecordBatch | None:
+    """The next chunk of the input, or None at its end; a read failure names the input."""
+    try:
+        return next(batches, None)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise DatasetError(f"{source}: cannot read row {rows:,} on ({first}) (rule: a"
+                           " well-formed Parquet file)") from None

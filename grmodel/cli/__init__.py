@@ -232,6 +232,7 @@ def error_line(command: str, exc: BaseException) -> tuple[str, int]:
     store = next((why for key, why in _STORE_FAULTS.items() if key in chain_text), None)
     codes = {getattr(e, "error_code", None) for e in _chain(exc)}
     if storage is not None:
+        text = re.sub(r"^\[Errno \d+\] ", "", text)
         where = text if storage in text or "cannot write" in text else f"{text}: {storage}"
         return (redact(f"grmodel {command}: error: environment: {where} (rule: {STORAGE_RULE})"),
                 EXIT_ENVIRONMENT)

@@ -21,7 +21,7 @@ from grmodel.outputs import (
     check_output,
     check_output_file,
     check_safe,
-    mark_record,
+    file_mark,
     output_lock,
 )
 from grmodel.predict import check_input, predict_parquet
@@ -184,6 +184,6 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_table(results))
         if args.out:
             # grmodel's mark beside the results: a later --overwrite replaces only such a file.
-            write_json_atomic(args.out, {FILE_MARK: mark_record(command="evaluate"),
+            write_json_atomic(args.out, {FILE_MARK: file_mark("evaluate"),
                                          "results": results})
     return 0
