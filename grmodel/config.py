@@ -325,6 +325,10 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "model.emb_dim": (1, None), "model.encoder_hidden": (1, None), "model.n_heads": (1, None),
     "model.ffn_dim": (1, None), "model.n_layers": (1, None), "model.window_size": (1, None),
     "model.max_decode_len": (1, None), "model.dropout": (0, 0.999999),
+    "model.d_model": (1, None), "model.init_range": (0, None),
+    "vocab.q_start": (0, 1), "vocab.q_end": (0, 1), "vocab.decay": (1e-12, 1), "vocab.eps": (0, None),
+    "train.seed": (0, 2**32 - 1), "train.huber_unit": (1e-12, None), "train.tf_omega": (1e-12, None),
+    "train.tf_k": (1e-12, None), "train.collapse_std_ratio": (0, None),
 }
 
 

@@ -275,9 +275,6 @@ def check_output_file(out: str | Path, *, inputs: Iterable[str | Path | None] = 
         raise OutputError(f"output {out}: is a directory; expected a file path (rule: an output"
                           " file never replaces a directory)")
     if not path.exists() and not path.is_symlink():
-        if not path.parent.is_dir():
-            raise OutputError(f"output {out}: its folder {Path(out).parent} does not exist (rule:"
-                              " an output file goes into an existing folder)")
         return False
     if path.is_symlink() or not path.is_file() or not is_ours(path):
         raise OutputError(f"output {out}: exists and grmodel did not write it (rule:"
