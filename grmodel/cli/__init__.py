@@ -262,6 +262,8 @@ def error_line(command: str, exc: BaseException) -> tuple[str, int]:
             message = (f"internal error {type(exc).__name__}: {text} (rule: this is a bug in"
                        " grmodel; rerun with -v for the traceback and report it)")
             status = EXIT_INTERNAL
+    if status == EXIT_ENVIRONMENT:
+        message = f"environment: {message}"
     return redact(f"grmodel {command}: error: {message}"), status
 
 
@@ -285,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         # warns about the pandas version on import, even before `grmodel validate --help`.
         warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed): its status
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

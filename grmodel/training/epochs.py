@@ -169,6 +169,8 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
             message = (f"{config.model_name}: the trained model collapsed on the validation split:"
                        f" {verdict.reason}")
             if tc.on_collapse == "fail":
+                if store is not None:
+                    store.remove()  # the run is over: its state resumes to the same verdict
                 raise ModelCollapsed(f"{message}; nothing was written (train.on_collapse=warn"
                                      " keeps such a model, marked)")
             log.warning("%s; the model is kept and marked (train.on_collapse=warn)", message)
