@@ -428,8 +428,9 @@ CASES: dict[str, Case] = {
         ["evaluate", "--data", "q", "--model", "vr=m", "--out", "e.json"], 1,
         "its encoders differ", absent=("e.json",)),
     "model-trust/train_does_not_reuse_an_edited_checkpoint_json": Case(
-        train("m2", extra=("train.lr=0.5",)), 1, "already holds a grmodel output",
-        edited_checkpoint("m2")),
+        # m's own config but for the edited value: before, "reused, not trained again"
+        train("m2", extra=("train.on_collapse=warn", "train.lr=0.5")), 1,
+        "already holds a grmodel output", edited_checkpoint("m2")),
     "model-trust/predict_refuses_an_edited_checkpoint_json": Case(
         ["predict", "--model", "m2", "--input", "p/test.parquet", "--output", "o.parquet"], 1,
         "differs from the metadata model.pt carries", edited_checkpoint("m2"),
