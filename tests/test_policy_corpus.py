@@ -518,3 +518,89 @@ def test_refused_with_its_rule_and_nothing_touched(name, world, shared_before, t
         target = world / shared
         assert (_files(target) if target.is_dir() else
                 {shared: hashlib.sha256(target.read_bytes()).hexdigest()}) == files, shared
+
+
+# ------------------------------------------------- what the rules still allow, and record
+
+
+def test_a_failed_validate_leaves_nothing_and_the_corrected_rerun_runs(world, tmp_path,
+                                                                       monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw").symlink_to(world / "raw")
+    bounds = ["--set", "big_rows=[20,100000]", "--set", "small_rows=[20,100000]"]
+    assert main(["validate", "raw", "--input", "raw", "--out", "v", "--set", "big_rows=[1]"]) == 1
+    assert not (tmp_path / "v").exists()
+    assert main(["validate", "raw", "--input", "raw", "--out", "v", *bounds]) == 0
+    assert sorted(p.name for p in (tmp_path / "v").iterdir()) == [
+        ".grmodel-output.json", "validation.html", "validation.json", "validation.md"]
+    assert main(["validate", "raw", "--input", "raw", "--out", "v", *bounds, "--overwrite"]) == 0
+
+
+def test_own_outputs_are_replaced_with_overwrite_files_and_later_records_included(
+        world, tmp_path, monkeypatch, capsys):
+    """A prediction, a metrics file, a compiled pipeline and a model with a record grmodel
+    added after publishing it (training.json) are grmodel's to replace with --overwrite."""
+    from grmodel.atomic import write_text_atomic
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("p", "m"):
+        (tmp_path / name).symlink_to(world / name)
+    commands = [[*PREDICT, "out.parquet"],
+                ["evaluate", "--data", "p", "--model", "vr=m", "--out", "e.json"],
+                ["pipeline", "compile", "--out", "pipe.yaml"]]
+    for argv in commands:
+        assert main(argv) == 0
+        assert main([*argv, "--overwrite"]) == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "e.json").read_text())["grmodel_output"]["command"] == "evaluate"
+    shutil.copytree(world / "m", tmp_path / "m2")
+    write_text_atomic(tmp_path / "m2" / "training.json", "{}")  # recorded in the marker
+    assert "training.json" in json.loads((tmp_path / "m2" / ".grmodel-output.json").read_text())[
+        "files"]
+    assert main(train("m2", "--overwrite", extra=("train.on_collapse=warn",))) == 0
+    assert not (tmp_path / "m2" / "training.json").exists()
+
+
+def test_rows_without_a_timestamp_are_counted_in_the_output_and_the_manifest(tmp_path,
+                                                                            monkeypatch, capsys):
+    """Before: 600 of 3,000 rows without a timestamp left a chronological split silently."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    stamps = rng.uniform(0, 1e6, 3000)
+    stamps[:600] = np.nan
+    pd.DataFrame({"u": rng.integers(0, 20, 3000), "i": rng.integers(0, 10, 3000),
+                  "y": rng.exponential(1, 3000), "ts": stamps}).to_csv("t.csv", index=False)
+    _write_spec(tmp_path / "spec.yaml", timestamp="ts", split={"kind": "chronological"})
+    assert main(["data", "tabular", "spec.yaml", "o"]) == 0
+    assert json.loads(capsys.readouterr().out)["dropped_rows"] == 600
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["splits"]["dropped_rows"] == 600
+    assert any("600 of 3,000 rows have no timestamp" in w for w in manifest["warnings"])
+
+
+def test_help_prints_no_warning_before_it():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "grmodel.cli", "validate", "--help"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("usage: grmodel validate")
+    assert "Warning" not in done.stderr, done.stderr
+
+
+def test_an_edited_training_record_is_not_reused(world, tmp_path):
+    """The pipeline and the experiments reuse a finished run by its training.json: the config
+    there must also be the one inside model.pt, whose digest is verified."""
+    from grmodel.config import RunConfig
+    from grmodel.training.records import finished_run
+
+    model = tmp_path / "m"
+    shutil.copytree(world / "m", model)
+    meta = json.loads((model / "checkpoint.json").read_text())
+    config = RunConfig.from_dict(meta["config"])
+    other = config.with_overrides(["train.lr=0.5"])
+    record = {"config": other.to_dict(), "dataset_fingerprint": "f"}
+    (model / "training.json").write_text(json.dumps(record))
+    assert finished_run(model, other, "f") is None  # training.json says lr=0.5; model.pt does not
+    record["config"] = config.to_dict()
+    (model / "training.json").write_text(json.dumps(record))
+    assert finished_run(model, config, "f") is not None
