@@ -2,8 +2,9 @@
 
 Prints the dynamic-quantile build time, seconds per million labels for ``LabelCodec.encode``
 (first call, which builds the lookup table, and the best of the repeats) and ``decode`` for
-every vocabulary kind, the per-label Python loop of method.md timed on a sample for
-comparison, and peak memory. Target: encode <= 0.2 s per million labels on 2 CPU cores.
+every vocabulary kind, the paper's per-label greedy loop (docs/method.md, Greedy label
+encoding) timed on a sample for comparison, and peak memory. Target: encode <= 0.2 s per
+million labels on 2 CPU cores.
 
     python bench/bench_codec.py --n 1000000
 """
@@ -37,7 +38,7 @@ def timed(fn, *args, **kwargs):
 
 
 def python_loop_encode(scaled: np.ndarray, values: np.ndarray) -> list[list[int]]:
-    """method.md's greedy loop, one label at a time (the authors' approach)."""
+    """The greedy loop, one label at a time (the authors' approach; docs/method.md)."""
     sequences = []
     for label in scaled.tolist():
         remainder, tokens = label, []

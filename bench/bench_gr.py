@@ -6,7 +6,7 @@ prediction rows/s at batch 4096 with mixup decoding, measured in the same run, p
 memory: our decoder (key/value cache, rows leave at <eos>) against the same model decoding
 without a cache, both with early exit and as the authors' decoder does (whole prefix re-run
 for every one of max_decode_len + 1 steps). ``--json`` writes every figure to a file as well.
-Targets (issue #18, 2 CPU threads): training with the paper's CLEM ≥ 1,300 samples/s (2x the
+Targets (2 CPU threads): training with the paper's CLEM ≥ 1,300 samples/s (2x the
 authors' code, 637 samples/s on the same machine); prediction ≥ 10,000 rows/s. Each is printed
 beside its figure, with the load average (other processes on the cores slow torch's threads).
 

@@ -3,7 +3,7 @@
     python bench/bench_pipeline.py                       # the main job's run; target <= 600 s
     python bench/bench_pipeline.py --preset tiny         # a small run (CI-sized)
 
-Runs ``grmodel.main_job``'s pipeline through kfp.local in a temporary directory (the default
+Runs ``grmodel.pipeline.main_job``'s pipeline through kfp.local in a temporary directory (the default
 preset and seed are the DVC-recorded data of this checkout). Stage times come from each stage's
 ``stage.json`` (the work itself; the difference to the wall time is process start-up and
 imports); peak RSS is the largest of any stage process (``ru_maxrss`` of the children).
@@ -32,8 +32,8 @@ def main() -> None:
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 
-    from grmodel.main_job import main_job_params
     from grmodel.pipeline.local import run_local
+    from grmodel.pipeline.main_job import main_job_params
     from grmodel.pipeline.stages.record import STAGE_RECORD
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
 
-from grmodel.images import runtime_image
+from grmodel.k8s.images import runtime_image
 
 
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
@@ -21,14 +21,14 @@ def encode_labels(
 ):
     """Encode every training label with ``vocabulary``; fail when a sequence is wrong. Engine
     spark encodes in Spark (a SparkApplication when the step mounts ``spark_pvc``)."""
-    from grmodel.pipeline import spark_jobs
+    from grmodel.pipeline import spark_stages
     from grmodel.pipeline.live import StageTracking
     from grmodel.pipeline.stages.labels import encode_labels
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     if engine == "spark" and spark_pvc:
-        result = spark_jobs.encode_labels(processed.path, vocabulary.path, tokens.path, overrides,
-                                          tracking, spark_pvc)
+        result = spark_stages.encode_labels(processed.path, vocabulary.path, tokens.path,
+                                            overrides, tracking, spark_pvc)
     else:
         result = encode_labels(processed.path, vocabulary.path, tokens.path, overrides, tracking,
                                engine=engine)

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from grmodel.images import runtime_image
+from grmodel.k8s.images import runtime_image
 
 
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)

@@ -3,7 +3,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Output
 
-from grmodel.images import runtime_image
+from grmodel.k8s.images import runtime_image
 
 
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
@@ -21,14 +21,14 @@ def ingest(
 ):
     """Ingest ``raw`` with the given split protocol and label mode into ``processed``; engine
     spark runs Spark here, or as a SparkApplication when the step mounts ``spark_pvc``."""
-    from grmodel.pipeline import spark_jobs
+    from grmodel.pipeline import spark_stages
     from grmodel.pipeline.live import StageTracking
     from grmodel.pipeline.stages.data import ingest
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
     options = {"split": split, "label_mode": label_mode}
     if engine == "spark" and spark_pvc:
-        result = spark_jobs.ingest(raw.path, processed.path, options, tracking, spark_pvc)
+        result = spark_stages.ingest(raw.path, processed.path, options, tracking, spark_pvc)
     else:
         result = ingest(raw.path, processed.path, options, tracking, engine=engine)
     processed.metadata.update({"data_version": data_version, **result["rows"]})

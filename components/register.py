@@ -4,7 +4,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Model, Output
 
-from grmodel.images import runtime_image
+from grmodel.k8s.images import runtime_image
 
 
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)
@@ -13,6 +13,7 @@ def register(
     raw_validation: Input[Artifact],
     processed: Input[Dataset],
     processed_validation: Input[Artifact],
+    drift_report: Input[Artifact],
     vocabulary: Input[Artifact],
     tokens: Input[Dataset],
     gr_model: Input[Model],
@@ -45,8 +46,8 @@ def register(
                             pipeline_name)
     policy = PromotionPolicy(min_mae_rel_improvement, max_xauc_drop, tuple(require_beats_baselines))
     stage_dirs = [raw.path, raw_validation.path, processed.path, processed_validation.path,
-                  vocabulary.path, tokens.path, gr_model.path, *[m.path for m in baseline_models],
-                  evaluation.path]
+                  drift_report.path, vocabulary.path, tokens.path, gr_model.path,
+                  *[m.path for m in baseline_models], evaluation.path]
     record = track_and_register(
         target, data_version=data_version, stage_dirs=stage_dirs, processed=processed.path,
         gr_model_dir=gr_model.path, evaluation_dir=evaluation.path, model_name=model_name,

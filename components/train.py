@@ -4,7 +4,7 @@ baseline on the runtime image."""
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from grmodel.images import gpu_image, runtime_image
+from grmodel.k8s.images import gpu_image, runtime_image
 
 
 @dsl.component(base_image=gpu_image(), install_kfp_package=False)

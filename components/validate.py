@@ -6,7 +6,7 @@ name is its component's) in the Kubeflow UI, the local run's folders and the doc
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Output
 
-from grmodel.images import runtime_image
+from grmodel.k8s.images import runtime_image
 
 
 @dsl.component(base_image=runtime_image(), install_kfp_package=False)

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Build, and with --push publish, the pipeline's images: docker/Dockerfile (runtime),
 # docker/Dockerfile.gpu (training) and docker/Dockerfile.spark (runtime + Java + pyspark, built
-# from the runtime image). Their names come from grmodel.images, the one place the
+# from the runtime image). Their names come from grmodel.k8s.images, the one place the
 # components read them from, so a pipeline compiled from this checkout runs these images.
 #
 #   docker/build.sh [--registry REGISTRY] [--push] [--only runtime|gpu|spark] [--engine docker|podman]
 #                   [--dry-run] [-- EXTRA BUILD ARGS...]
 #
-# REGISTRY defaults to $GRMODEL_IMAGE_REGISTRY, else grmodel.images.DEFAULT_REGISTRY; compile the
-# pipeline with the same GRMODEL_IMAGE_REGISTRY. The engine is $ENGINE, else docker when its
-# daemon answers, else podman. --dry-run prints the commands instead of running them.
+# REGISTRY defaults to $GRMODEL_IMAGE_REGISTRY, else grmodel.k8s.images.DEFAULT_REGISTRY;
+# compile the pipeline with the same GRMODEL_IMAGE_REGISTRY. The engine is $ENGINE, else docker
+# when its daemon answers, else podman. --dry-run prints the commands instead of running them.
 set -euo pipefail
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
@@ -54,10 +54,10 @@ if [ -z "$engine" ]; then
 fi
 
 export GRMODEL_IMAGE_REGISTRY="$registry"
-runtime_image="$("$python" -m grmodel.images runtime)"
-gpu_image="$("$python" -m grmodel.images gpu)"
-spark_image="$("$python" -m grmodel.images spark)"
-version="$("$python" -m grmodel.images version)"
+runtime_image="$("$python" -m grmodel.k8s.images runtime)"
+gpu_image="$("$python" -m grmodel.k8s.images gpu)"
+spark_image="$("$python" -m grmodel.k8s.images spark)"
+version="$("$python" -m grmodel.k8s.images version)"
 # The tag is the installed package's version: refuse a stale install of an edited pyproject.toml.
 declared="$("$python" -c 'import tomllib; print(tomllib.load(open("pyproject.toml", "rb"))["project"]["version"])')"
 if [ "$version" != "$declared" ]; then

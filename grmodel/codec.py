@@ -1,4 +1,4 @@
-"""Label encoding: watch time <-> token sequences (method.md, Label encoding).
+"""Label encoding: watch time <-> token sequences (docs/method.md, Greedy label encoding).
 
 A label is scaled to integer units and decomposed greedily, largest token first, a token
 repeating as often as it fits; the target sequence is ``<sos> tokens... <eos> <pad>...``.

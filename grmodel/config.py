@@ -41,7 +41,8 @@ class DataConfig:
 
 @dataclass
 class VocabConfig:
-    """Vocabulary construction (method.md, Algorithm 1 and the Table 3 alternatives)."""
+    """Vocabulary construction (docs/method.md, Vocabularies: Algorithm 1 and the Table 3
+    alternatives)."""
 
     kind: VocabKind = "dynamic_quantile"
     # Labels are multiplied by this and truncated to integers before tokenisation. None = fitted
@@ -58,7 +59,8 @@ class VocabConfig:
 
 @dataclass
 class ModelConfig:
-    """GR model sizes (method.md, Model). Every size is a value here."""
+    """GR model sizes and decoding (docs/method.md, Field embeddings and encoder, Decoder,
+    Inference). Every size is a value here."""
 
     emb_dim: int = 128
     encoder_hidden: int = 256
@@ -88,7 +90,7 @@ class ModelConfig:
 
 @dataclass
 class TrainConfig:
-    """Optimisation, loss weights and CLEM (method.md, Loss and CLEM)."""
+    """Optimisation, loss weights and CLEM (docs/method.md, Loss, CLEM and Training)."""
 
     epochs: int = 20
     batch_size: int = 512  # per process: under torchrun the global batch is this × world size
@@ -140,7 +142,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    """Evaluation protocol (baselines.md, Evaluation protocol)."""
+    """Evaluation protocol (docs/baselines.md, Evaluation protocol)."""
 
     batch_size: int = 4096
     xauc: Literal["reference", "tie_aware"] = "reference"

@@ -1,5 +1,6 @@
 """Evaluation metrics: MAE, exact XAUC in O(n log n), sampled XAUC, MAE per label interval, and
-prediction-vs-label distributions (method.md Task; baselines.md Evaluation protocol).
+prediction-vs-label distributions (docs/method.md, Task and metrics; docs/baselines.md,
+Evaluation protocol).
 
 XAUC variants over all pairs of rows:
 - ``reference`` (the default of the TPM and GR reference code): order rows by prediction,

@@ -7,7 +7,8 @@ the stage is MLflow's *active* run, so the ``log_*`` helpers (and ``mlflow.*`` c
 logging a model) write to it; every helper also takes an explicit ``run_id``.
 
 Every run carries the tags a result needs to be traced back: the git commit of the code, the
-grmodel version, the data version (the ``data.dvc`` hash) and the pipeline run id.
+grmodel version, the data version (the ``data.dvc`` hash, grmodel.versioning) and the pipeline
+run id (:data:`LINEAGE_TAGS`).
 
 The tracking URI may be anything MLflow accepts (``sqlite:///path.db``, ``http://host:port``).
 Starting a run sets the process's MLflow tracking URI to it, as ``mlflow.set_tracking_uri`` does.
@@ -27,8 +28,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from grmodel import __version__
 from grmodel.redact import redact
 
@@ -45,7 +44,9 @@ DATA_VERSION = "data_version"
 PIPELINE_RUN_ID = "pipeline_run_id"
 RUN_KIND = "run_kind"  # "pipeline" or "stage"
 STAGE = "stage"
-INHERITED_TAGS = (GIT_COMMIT, VERSION, DATA_VERSION, PIPELINE_RUN_ID)
+# What traces a result to its code and data: stage runs inherit these from their pipeline run,
+# and a registered model version copies them from the run that logged it.
+LINEAGE_TAGS = (GIT_COMMIT, VERSION, DATA_VERSION, PIPELINE_RUN_ID)
 GIT_COMMIT_ENV = "GRMODEL_GIT_COMMIT"  # set by docker/ builds
 EPOCH_TIME = "time"  # a history record's wall-clock end (Unix seconds), when it was recorded
 
@@ -82,18 +83,6 @@ def git_commit(path: str | Path | None = None) -> str:
     except (OSError, subprocess.SubprocessError):  # no git, or not a repository
         return "unknown"
     return out.stdout.strip() or "unknown"
-
-
-def dvc_data_version(dvc_file: str | Path = "data.dvc") -> str:
-    """The md5 that ``dvc add`` recorded for the data (``<hash>.dir`` for a directory)."""
-    path = Path(dvc_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: not found (rule: the data version is read from a .dvc file)")
-    raw = yaml.safe_load(path.read_text()) or {}
-    outs = raw.get("outs") if isinstance(raw, dict) else None
-    if not outs or not isinstance(outs[0], dict) or not outs[0].get("md5"):
-        raise ValueError(f"{path}: no outs[0].md5 (rule: a .dvc file written by `dvc add`)")
-    return str(outs[0]["md5"])
 
 
 def ensure_experiment(
@@ -194,7 +183,7 @@ def stage_run(
 
     client = connect(tracking_uri)
     parent = client.get_run(parent_run_id)
-    tags = {k: parent.data.tags[k] for k in INHERITED_TAGS if k in parent.data.tags}
+    tags = {k: parent.data.tags[k] for k in LINEAGE_TAGS if k in parent.data.tags}
     tags.update({RUN_KIND: "stage", STAGE: stage, "mlflow.parentRunId": parent_run_id})
     run = client.create_run(parent.info.experiment_id, tags=tags, run_name=stage,
                             start_time=None if start_time is None else int(start_time * 1000))

@@ -180,14 +180,20 @@ def _integral(values: np.ndarray) -> bool:
 
 def build_vocabulary(train_labels: np.ndarray, config: VocabConfig) -> Vocabulary:
     """Build the vocabulary named by ``config.kind`` from training labels (original units)."""
+    _check_config(config)
+    return build_vocabulary_from_counts(*count_labels(train_labels), config)
+
+
+def count_labels(train_labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Training labels (original units) as distinct values, ascending, and how often each
+    occurs: what the counts forms here and of GR's label state fit on. Raises
+    ``VocabularyError`` for no labels, or labels that are negative or not finite."""
     labels = np.asarray(train_labels, dtype=np.float64).ravel()
     if labels.size == 0:
-        _check_config(config)
         raise VocabularyError("training labels are empty: need at least one label")
     if not np.isfinite(labels).all() or labels.min() < 0:
         scale_labels(labels, 1.0)  # raises, counting the bad labels themselves
-    values, counts = np.unique(labels, return_counts=True)
-    return build_vocabulary_from_counts(values, counts, config)
+    return np.unique(labels, return_counts=True)
 
 
 def build_vocabulary_from_counts(values: np.ndarray, counts: np.ndarray, config: VocabConfig
@@ -329,7 +335,8 @@ def _complete(tokens: list[int]) -> tuple[list[int], bool]:
 def _grid_until_past(max_scaled: int, mantissas: tuple[int, ...], base: int) -> list[int]:
     """``mantissas * base**k`` for k = 0, 1, ... up to the first value above the max, descending.
 
-    Manual is (1, 3, 5) x 10**k and binary is 1 x 2**k (method.md, Table 3 alternatives).
+    Manual is (1, 3, 5) x 10**k and binary is 1 x 2**k (docs/method.md, Vocabularies; the
+    paper's Table 3).
     """
     values: list[int] = []
     power = 1

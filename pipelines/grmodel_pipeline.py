@@ -1,5 +1,5 @@
-"""The grmodel pipeline: data → validation → vocabulary → tokens → training → evaluation →
-registration, with the MLflow parent run closed by an exit handler.
+"""The grmodel pipeline: data → validation → drift → vocabulary → tokens → training →
+evaluation → registration, with the MLflow parent run closed by an exit handler.
 
 Compiled to ``pipelines/grmodel_pipeline.yaml`` by ``grmodel pipeline compile``; run locally by
 ``grmodel pipeline run --local`` and on Kubeflow by ``grmodel pipeline submit|schedule``.
@@ -16,6 +16,7 @@ from typing import Any
 from kfp import dsl, kubernetes
 
 from components.build_vocab import build_vocab
+from components.check_drift import check_drift
 from components.close_tracking import close_tracking
 from components.encode_labels import encode_labels
 from components.evaluate import evaluate
@@ -24,8 +25,8 @@ from components.ingest import ingest
 from components.register import register
 from components.train import train_baseline, train_gr
 from components.validate import validate_processed, validate_raw
+from grmodel.k8s.claim import DEFAULT_MOUNT
 from grmodel.pipeline.params import PipelineParams
-from grmodel.pytorchjob import DEFAULT_MOUNT
 
 PIPELINE_NAME = "grmodel-gr"
 _D = PipelineParams()
@@ -82,6 +83,11 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         min_mae_rel_improvement: float = _D.min_mae_rel_improvement,
         max_xauc_drop: float = _D.max_xauc_drop,
         require_beats_baselines: list = _D.require_beats_baselines,
+        drift_policy: str = _D.drift_policy,
+        drift_max_kl: float = _D.drift_max_kl,
+        drift_quantile_tolerance: float = _D.drift_quantile_tolerance,
+        drift_max_unseen: float = _D.drift_max_unseen,
+        drift_false_alarm: float = _D.drift_false_alarm,
         mlflow_tracking_uri: str = _D.mlflow_tracking_uri,
         mlflow_experiment: str = _D.mlflow_experiment,
         mlflow_artifact_root: str = _D.mlflow_artifact_root,
@@ -118,9 +124,18 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
                                                  **stage)
             _on_cluster(processed_check, DATA)
 
+            # Never cached: the champion it compares with moves between runs on the same data.
+            drift = check_drift(processed=processed, data_version=version,
+                                model_name=registered_model_name, drift_policy=drift_policy,
+                                drift_max_kl=drift_max_kl,
+                                drift_quantile_tolerance=drift_quantile_tolerance,
+                                drift_max_unseen=drift_max_unseen,
+                                drift_false_alarm=drift_false_alarm, **stage)
+            _on_cluster(drift.after(processed_check).set_caching_options(False), DATA)
+
             vocab = build_vocab(processed=processed, data_version=version, overrides=overrides,
                                 **spark, **stage)
-            _on_cluster(vocab.after(processed_check), LIGHT)
+            _on_cluster(vocab.after(drift), LIGHT)
             tokens = encode_labels(processed=processed, vocabulary=vocab.outputs["vocabulary"],
                                    data_version=version, overrides=overrides, **spark, **stage)
             _on_cluster(tokens, DATA)
@@ -139,7 +154,7 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
             with dsl.ParallelFor(baselines) as baseline:
                 trained = train_baseline(processed=processed, baseline=baseline,
                                          overrides=overrides, seeds=seeds, **stage)
-                _on_cluster(trained.after(processed_check), TRAIN_CPU, RETRIES)
+                _on_cluster(trained.after(drift), TRAIN_CPU, RETRIES)
 
             evaluated = evaluate(processed=processed, gr_model=gr.outputs["model"],
                                  baseline_models=dsl.Collected(trained.outputs["model"]),
@@ -149,6 +164,7 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
             registered = register(
                 raw=raw, raw_validation=raw_check.outputs["report"], processed=processed,
                 processed_validation=processed_check.outputs["report"],
+                drift_report=drift.outputs["report"],
                 vocabulary=vocab.outputs["vocabulary"], tokens=tokens.outputs["tokens"],
                 gr_model=gr.outputs["model"], baseline_models=dsl.Collected(trained.outputs["model"]),
                 evaluation=evaluated.outputs["evaluation"], data_version=version,

@@ -200,6 +200,71 @@ def shop_model(tmp_path_factory: pytest.TempPathFactory) -> dict:
             "model": root / "model"}
 
 
+# -- days of logs as a scheduled run sees them, for the drift tests ---------------------------------
+TIERS = ("bronze", "silver", "gold")
+
+
+def write_days_dataset(root: Path, seed: int, *, rows_per_day: int = 300, window: int = 7,
+                       label_scale: float = 1.0, gold_share: float = 0.2,
+                       new_tier_share: float = 0.0, users: int = 200,
+                       everywhere: bool = False) -> Path:
+    """A processed dataset (real encoders, ``encoders.json``) of one run: a ``window`` of days
+    (train, and valid its last day), test the next day, drawn from one world (users with a tier and a taste; a
+    heavy-tailed watch time). The planted changes apply to the test day (to every day with
+    ``everywhere``): labels x ``label_scale``, the share of rows from gold users, a new tier
+    on a share of rows.
+    ``seed`` draws the days; the world is the same for every seed. ``users`` > 200 adds users
+    whose ids sort in the middle of the vocabulary, so every later id moves."""
+    from grmodel.data.encoding import bucket_field, categorical_field
+    from grmodel.data.processed import write_processed
+
+    world = np.random.default_rng(12345)
+    tier = world.choice(len(TIERS), users, p=[0.5, 0.3, 0.2])
+    taste = world.normal(0.0, 0.4, users)
+    user_ids = np.arange(users) * 2 if users <= 200 else np.concatenate(
+        [np.arange(200) * 2, np.arange(users - 200) * 2 + 1])  # odd ids fall between the even
+    rng = np.random.default_rng(seed)
+    n_train, n = window * rows_per_day, (window + 1) * rows_per_day
+    user = rng.integers(0, users, n)
+    test = np.arange(n) >= (0 if everywhere else n_train)  # the rows the plants change
+    gold = np.flatnonzero(tier == TIERS.index("gold"))
+    others = np.flatnonzero(tier != TIERS.index("gold"))
+    if gold_share != 0.2:  # the test day's mix: gold users drawn with this probability
+        pick_gold = rng.random(n) < gold_share
+        user = np.where(test & pick_gold, rng.choice(gold, n), np.where(
+            test & ~pick_gold, rng.choice(others, n), user))
+    tiers = np.array(TIERS, dtype=object)[tier[user]]
+    tiers[test & (rng.random(n) < new_tier_share)] = "platinum"
+    label = np.exp(2.3 + taste[user] + rng.normal(0.0, 0.8, n))
+    label[rng.random(n) < 0.03] = 0.0
+    label[test] *= label_scale
+    price = rng.lognormal(3.0, 0.5, n)
+    n_fit = n_train - rows_per_day  # a forward split: valid is the window's last day
+    train_rows = np.arange(n) < n_fit
+    fields = [
+        categorical_field("user_id", "user", user_ids[user], train_rows, optional=False),
+        categorical_field("tier", "user", tiers, train_rows),
+        bucket_field("price_bucket", "item", price, train_rows, 5),
+    ]
+
+    def columns(part: np.ndarray) -> dict[str, np.ndarray]:
+        return {"label": label[part], "duration_s": price[part] / 10.0,
+                "timestamp": part.astype(np.float64), "user_id_raw": user_ids[user[part]],
+                "item_id_raw": np.zeros(len(part), np.int64)}
+
+    split_rows = {"train": np.arange(n_fit), "valid": np.arange(n_fit, n_train),
+                  "test": np.arange(n_train, n)}
+    write_processed(root, fields, columns, split_rows, {"dataset": f"days-seed{seed}"})
+    return root
+
+
+@pytest.fixture(scope="session")
+def days_dataset():
+    """``days_dataset(root, seed, **plants)``: :func:`write_days_dataset` (a fixture, as
+    ``gr_config`` is)."""
+    return write_days_dataset
+
+
 # -- a real browser for the pages grmodel writes ------------------------------------------------
 def _find_chromium() -> str | None:
     import shutil

@@ -41,7 +41,8 @@ def test_digests_are_recorded_and_match(model_dir: Path) -> None:
 
 
 def test_a_flipped_4kb_region_is_refused_naming_the_file(model_dir: Path) -> None:
-    # Issue 15: flipping 4 KB inside model.pt loaded and predicted values up to 139 s off.
+    # A damaged weights file is refused: without the digest check, flipping 4 KB inside
+    # model.pt loaded silently and predicted values up to 139 s off.
     weights = model_dir / WEIGHTS_FILE
     flip_4kb(weights, weights.stat().st_size // 2)
     with pytest.raises(CheckpointError) as caught:

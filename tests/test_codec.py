@@ -29,7 +29,7 @@ kinds = st.sampled_from(sorted(VOCABS))
 
 
 def greedy_reference(scaled_label, values):
-    """method.md's per-label greedy loop."""
+    """The paper's greedy loop, one label at a time (docs/method.md, Greedy label encoding)."""
     remainder, tokens = int(scaled_label), []
     for value in values:
         while remainder >= value:

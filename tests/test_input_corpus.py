@@ -1,4 +1,4 @@
-"""The bad-input corpus of issue 15 (inputs side): predict inputs, checkpoints, raw files and
+"""The bad-input corpus (inputs side): predict inputs, checkpoints, raw files and
 dataset specs, each through the command line. Every case names the rule that stops it, and
 must end in exit status 1 with one line on stderr naming it -- never a traceback.
 """

@@ -18,7 +18,8 @@ from grmodel.metrics import (
 
 
 def brute_force_xauc(y, p):
-    """O(n^2) XAUC, both variants, straight from baselines.md."""
+    """O(n^2) XAUC, both variants, straight from their definitions (docs/method.md, Task and
+    metrics)."""
     n = len(y)
     order = np.argsort(-p, kind="stable")
     ys = y[order]

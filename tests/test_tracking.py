@@ -135,17 +135,6 @@ def test_logging_outside_a_run_is_refused():
         tracking.log_results({"gr": {"mae": 1.0}})
 
 
-def test_data_version_comes_from_the_dvc_file(tmp_path):
-    dvc = tmp_path / "data.dvc"
-    dvc.write_text("outs:\n- md5: 0a1b2c3d4e5f.dir\n  size: 123\n  nfiles: 4\n  path: data\n")
-    assert tracking.dvc_data_version(dvc) == "0a1b2c3d4e5f.dir"
-    dvc.write_text("outs: []\n")
-    with pytest.raises(ValueError, match="outs"):
-        tracking.dvc_data_version(dvc)
-    with pytest.raises(FileNotFoundError):
-        tracking.dvc_data_version(tmp_path / "missing.dvc")
-
-
 def test_flatten_config_names_every_leaf():
     flat = tracking.flatten_config({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x" * 7000})
     assert flat["a.b"] == "1" and flat["a.c"] == "[1, 2]" and flat["d"] == "None"

@@ -91,6 +91,18 @@ def test_snapshot_records_the_version_and_generator(origin):
     assert versioning.require_version(origin, recorded.md5) == recorded.md5
 
 
+def test_the_data_version_is_read_from_data_dvc_and_a_malformed_one_is_named(tmp_path):
+    (tmp_path / "data.dvc").write_text("outs:\n- md5: 0a1b2c3d4e5f.dir\n  size: 123\n  nfiles: 4\n"
+                                       "  path: data\n")
+    version = versioning.read_version(tmp_path)
+    assert (version.md5, version.nfiles, version.size) == ("0a1b2c3d4e5f.dir", 4, 123)
+    (tmp_path / "data.dvc").write_text("outs: []\n")
+    with pytest.raises(VersioningError, match=r"not a DVC file with one output \(rule: outs\[0\].md5\)"):
+        versioning.read_version(tmp_path)
+    with pytest.raises(VersioningError, match="not found; record the first data version"):
+        versioning.read_version(tmp_path / "elsewhere")
+
+
 def test_fresh_clone_pulls_the_recorded_version(origin, tmp_path):
     repo = clone(origin, tmp_path / "clone")
     assert not versioning.workspace_status(repo).exists

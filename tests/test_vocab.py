@@ -28,7 +28,7 @@ def long_tailed_labels(n=20_000, seed=0):
 
 
 def literal_algorithm_1(scaled, config):
-    """method.md Algorithm 1 line by line on the full label array."""
+    """The paper's Algorithm 1 line by line on the full label array (docs/method.md)."""
     residual, q, err, tokens = scaled.copy(), config.q_start, np.inf, []
     positive = scaled > 0
     while err > config.eps and len(tokens) < config.max_iterations:

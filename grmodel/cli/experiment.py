@@ -21,7 +21,7 @@ from grmodel.experiments.robustness import (
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
 from grmodel.outputs import claim_directory
-from grmodel.tuning import TuningBudget
+from grmodel.training.tuning import TuningBudget
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -119,7 +119,7 @@ def _add_robustness(names: argparse._SubParsersAction) -> None:
 def _add_tuning(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tune", action="store_true",
                    help="first give every model the same tuning budget on the validation split"
-                   " (its grid in grmodel/tuning.py, each candidate --tune-epochs epochs on at"
+                   " (its grid in grmodel/training/tuning.py, each candidate --tune-epochs epochs on at"
                    " most --tune-rows training rows); the report records every trial")
     p.add_argument("--tune-epochs", type=whole_number(1, what="--tune-epochs"), default=1,
                    help="epochs per tuning candidate")

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.cli import seed_number, whole_number
-from grmodel.main_job import main_job_params, run_main_job
 from grmodel.outputs import check_output_file, claim_directory, output_lock
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
 from grmodel.pipeline.local import run_local, summary
+from grmodel.pipeline.main_job import main_job_params, run_main_job
 from grmodel.pipeline.params import APPENDED_PARAMS, PipelineParams
 from grmodel.pipeline.remote import (
     COMPILED_PIPELINE,

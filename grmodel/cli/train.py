@@ -26,7 +26,8 @@ from grmodel.outputs import (
 )
 from grmodel.predict import check_input, predict_parquet
 from grmodel.registry.pyfunc import resolve_model_uri
-from grmodel.training.loop import default_state_dir, finished_model, train_model
+from grmodel.training.loop import default_state_dir, train_model
+from grmodel.training.records import finished_model
 from grmodel.training.state import StateStore
 
 OVERRIDES_ENV = "GRMODEL_OVERRIDES"  # space-separated section.key=value items for `grmodel train`

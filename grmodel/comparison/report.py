@@ -196,7 +196,7 @@ def _paper_table(anchors: dict[str, Any]) -> str:
 
 
 def _tuning_lines(report: dict[str, Any]) -> list[str]:
-    """One line per tuning trial of each tuned row (grmodel/tuning.py)."""
+    """One line per tuning trial of each tuned row (grmodel/training/tuning.py)."""
     lines, seen = [], set()
     for run in report["runs"]:
         tuning = run.get("tuning")

@@ -51,7 +51,7 @@ from grmodel.experiments.runner import (
 from grmodel.features import read_manifest
 from grmodel.metrics import XAUC_NAMES
 from grmodel.models.heads import DEFAULT_DURATION_FIELD
-from grmodel.tuning import TuningBudget
+from grmodel.training.tuning import TuningBudget
 
 log = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.experiments.specs import experiment_spec
 from grmodel.reporting.paper import PAPER_ANCHORS
 from grmodel.training.loop import train_or_resume
-from grmodel.training.records import RESULT_NEUTRAL_KEYS, config_differences, dataset_fingerprint
-from grmodel.tuning import TuningBudget
-from grmodel.tuning import tune as tune_model
+from grmodel.training.records import RESULT_NEUTRAL_KEYS, dataset_fingerprint, same_run
+from grmodel.training.tuning import TuningBudget
+from grmodel.training.tuning import tune as tune_model
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def run_experiment(
     """Run experiment ``name`` (table1 | table3 | table4) and write its reports into ``out_dir``.
 
     With ``tune``, every row first spends the same tuning budget on the validation split
-    (grmodel/tuning.py; once per row, on the first seed's config) and all its seeds train with
+    (grmodel/training/tuning.py; once per row, on the first seed's config) and all its seeds train with
     the chosen settings; the report records every trial.
 
     The data is ``processed_dir``, or with ``generate`` the named synth preset, generated and
@@ -125,9 +125,9 @@ def tuned(config: RunConfig, work_dir: Path, fingerprint: str, budget: TuningBud
            "budget": dataclasses.asdict(budget)}
     if path.is_file():
         saved = json.loads(path.read_text())
-        same = (saved.get("dataset_fingerprint") == fingerprint
-                and saved.get("budget") == key["budget"] and "config" in saved
-                and not config_differences(saved["config"], key["config"], RESULT_NEUTRAL_KEYS))
+        same = (saved.get("budget") == key["budget"] and "config" in saved
+                and same_run(saved["config"], saved.get("dataset_fingerprint"), config, fingerprint,
+                             RESULT_NEUTRAL_KEYS))
         if same:
             log.info("reusing the tuning record in %s", path)
             return saved["tuning"]

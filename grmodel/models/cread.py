@@ -1,5 +1,5 @@
 """CREAD, classification-restoration with error-adaptive discretisation (Sun et al., AAAI
-2024; baselines.md, CREAD).
+2024; docs/baselines.md, CREAD).
 
 Thresholds 0 = t_0 < t_1 < … < t_M cut the label range; M sigmoid heads classify whether
 y exceeds a threshold, and the restoration ŷ = Σ_m φ_m·(t_m − t_{m−1}) is a discretised

@@ -1,4 +1,5 @@
-"""D2Q, duration-deconfounded quantile regression (Zhan et al., KDD 2022; baselines.md, D2Q).
+"""D2Q, duration-deconfounded quantile regression (Zhan et al., KDD 2022; docs/baselines.md,
+D2Q).
 
 Rows fall into K equal-frequency duration groups (of the duration-bucket field's ids, see
 ``heads.fit_duration_groups``). The model regresses, with a sigmoid and MSE, the label's

@@ -1,18 +1,19 @@
 """Generative Regression: watch time as a generated sequence of time-slot tokens.
 
-(Over 450 lines on purpose: the whole model, its layers and its decoding read top-down in one
-file, as nanoGPT's model.py; the training-speed pieces, Packing, Dropout16 and the short
-softmax, exist only for this decoder.)
-
 The encoder pools the user and item field embeddings and maps them through an FFN to one
 memory vector ``h``. A post-LN transformer decoder with no positional encoding (as the
 authors') generates tokens from ``<sos>``; the prediction is the sum over the emitted steps of
-the windowed soft-argmax value (method.md). Two implementation facts keep it fast:
+the windowed soft-argmax value (docs/method.md). Two implementation facts keep it fast:
 
 * With a single memory vector the cross-attention softmax runs over one key and is always 1,
   so each block's cross-attention output is ``W_o W_v h``: exact, computed once per row.
 * Decoding keeps a key/value cache per layer, drops rows from the batch as they emit
   ``<eos>``, and stops when none is left.
+
+Top-down: the model (:class:`GRModel`), its decoder layers, the decoding rule (eq. 11's
+window), the label state fitted before training, and CLEM's teacher-forcing schedule. The CPU
+speed pieces (short softmax, Dropout16, packing, the key/value cache) are in
+grmodel/models/gr_speed.py.
 """
 
 from __future__ import annotations
@@ -31,340 +32,24 @@ from grmodel.codec import LabelCodec
 from grmodel.config import RunConfig
 from grmodel.counted import median, quantiles
 from grmodel.features import FeatureSchema
-from grmodel.models.base import Batch, WatchTimeModel, reproducible_exp
+from grmodel.models.base import Batch, WatchTimeModel
 from grmodel.models.embedding import FieldEmbedding, mlp
+from grmodel.models.gr_speed import Dropout16, KVCache, Packing, short_softmax
 from grmodel.vocab import (
     EOS,
     N_SPECIAL,
     PAD,
     SOS,
     Vocabulary,
-    build_vocabulary,
     build_vocabulary_from_counts,
+    count_labels,
 )
 
 
-def value_rank(vocab_size: int, device: torch.device | None = None) -> torch.Tensor:
-    """Each token id's position in ascending value order: ``<eos>`` (value 0) is 0, the smallest
-    value token (the last id) 1, ..., the largest value token (id 3) ``vocab_size - 3``.
-    ``<pad>`` and ``<sos>``, never generated, get -1."""
-    ids = torch.arange(vocab_size, device=device)
-    rank = torch.where(ids >= N_SPECIAL, vocab_size - ids, -1)
-    return torch.where(ids == EOS, 0, rank)
-
-
-def window_mask(logits: torch.Tensor, window: int, centre: torch.Tensor | None = None
-                ) -> torch.Tensor:
-    """Boolean mask of eq. 11's window: the ``window + 1`` tokens nearest in value to the centre
-    δ (default the argmax), [δ − window/2, δ + window/2] in value order, truncated at the ends.
-
-    Value order is what eq. 11's id order stands for (token ids are sorted by value); the
-    specials are not in it, except ``<eos>``, whose value 0 sits below the smallest token. A
-    step that decodes ``<eos>`` decides "stop": its window is ``<eos>`` alone and the step is
-    worth exactly 0, however the rest of the mass is spread (by id, ``<eos>`` neighbours the
-    largest tokens, and a row whose answer is 0 could only be predicted as 0 with no mass on
-    any of them). A ``<pad>``/``<sos>`` centre (an untrained model) also keeps only itself.
-    """
-    if centre is None:
-        centre = logits.argmax(dim=-1)
-    rank = value_rank(logits.shape[-1], logits.device)
-    centre_rank = rank[centre].unsqueeze(-1)
-    near = ((rank - centre_rank).abs() <= window // 2) & (rank >= 0)
-    ids = torch.arange(logits.shape[-1], device=logits.device)
-    return torch.where(centre_rank > 0, near, ids == centre.unsqueeze(-1))
-
-
-def value_median(logits: torch.Tensor) -> torch.Tensor:
-    """The token at the probability-weighted median of each step's distribution in value order.
-
-    The first step's distribution is that of the largest token <= y, a monotone function of y,
-    so its median is the token of y's conditional median (the MAE-optimal point), where the
-    argmax is the mode. ``<eos>`` is chosen exactly when it holds half the mass or more.
-    """
-    vocab = logits.shape[-1]
-    order = torch.cat([torch.tensor([EOS], device=logits.device),
-                       torch.arange(vocab - 1, N_SPECIAL - 1, -1, device=logits.device)])
-    probs = torch.softmax(logits.float(), dim=-1)[..., order]
-    cum = probs.cumsum(dim=-1)
-    position = (cum < 0.5 * cum[..., -1:]).sum(dim=-1).clamp(max=order.numel() - 1)
-    return order[position]
-
-
-def windowed_soft_argmax(logits: torch.Tensor, token_values: torch.Tensor, window: int,
-                         centre: torch.Tensor | None = None) -> torch.Tensor:
-    """Σ over eq. 11's window of softmax(logits)_k · value_k (scaled units; not renormalised)."""
-    probs = torch.softmax(logits.float(), dim=-1)
-    return (probs * window_mask(logits, window, centre) * token_values).sum(dim=-1)
-
-
-def huber_unit(train_labels: np.ndarray) -> float:
-    """The power of ten just below the train median's MAE: the label's typical error size.
-
-    Huber reads labels in this unit, so its weight against the cross-entropy is the same
-    whether the labels are seconds, milliseconds or dollars. On KuaiRec watch time (median
-    MAE of a few seconds) it is 1 s, the unit of the paper's λ_huber = 1.
-    """
-    labels = np.asarray(train_labels, dtype=np.float64)
-    spread = float(np.mean(np.abs(labels - np.median(labels)))) if labels.size else 0.0
-    if not math.isfinite(spread) or spread <= 0:
-        return 1.0
-    return float(10.0 ** math.floor(math.log10(spread)))
-
-
-def label_state_from_counts(values: np.ndarray, counts: np.ndarray, config: RunConfig
-                            ) -> dict[str, Any]:
-    """:meth:`GRModel.fit_label_state` of the training labels given as distinct ``values`` and
-    their ``counts`` (what a distributed engine aggregates): the same vocabulary, decode length
-    and length statistics; ``huber_unit`` from the same median and a mean summed in another
-    order (a power of ten, so equal unless the spread sits on one)."""
-    values = np.asarray(values, dtype=np.float64)
-    counts = np.asarray(counts, dtype=np.int64)
-    vocab = build_vocabulary_from_counts(values, counts, config.vocab)
-    _, lengths = LabelCodec(vocab).token_sequences(values)
-    length, at = np.unique(lengths, return_inverse=True)
-    per_length = np.bincount(at.ravel(), weights=counts).astype(np.int64)
-    n = int(counts.sum())
-    p50, p90, p99 = quantiles(length, per_length, np.array([0.5, 0.9, 0.99]))
-    stats = {"n": n, "min": int(length.min()), "mean": float(int(np.dot(length, per_length)) / n),
-             "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": int(length.max()),
-             "histogram": {int(k): int(c) for k, c in zip(length, per_length) if c}}
-    spread = float(np.dot(np.abs(values - median(values, counts)), counts) / n)
-    unit = 10.0 ** math.floor(math.log10(spread)) if math.isfinite(spread) and spread > 0 else 1.0
-    return {
-        "vocab": vocab.to_dict(),
-        "max_decode_len": int(config.model.max_decode_len or max(int(length.max()), 1)),
-        "length_stats": stats,
-        "huber_unit": config.train.huber_unit or float(unit),
-    }
-
-
-def teacher_forcing_probability(step: int, total_steps: int, cfg: Any) -> float:
-    """The probability of feeding the ground-truth token at ``step`` (CLEM, method.md)."""
-    schedule, p0, total = cfg.tf_schedule, cfg.tf_p0, max(total_steps, 1)
-    if schedule == "none":
-        return 1.0
-    if schedule == "fixed":
-        return cfg.tf_fixed_p
-    if schedule == "linear":
-        k = cfg.tf_k if cfg.tf_k is not None else p0 / total
-        return max(0.0, p0 - k * step)
-    if schedule == "exponential":
-        k = cfg.tf_k if cfg.tf_k is not None else 0.01 ** (1.0 / total)
-        return p0 * k**step
-    # inverse sigmoid p0 * w / (w + e^(step/w)) == p0 * sigmoid(ln w - step/w): no overflow.
-    omega = cfg.tf_omega if cfg.tf_omega is not None else _omega_for_midpoint(total / 2)
-    x = math.log(omega) - step / omega
-    return p0 / (1.0 + math.exp(-x)) if x >= 0 else p0 * math.exp(x) / (1.0 + math.exp(x))
-
-
-def _omega_for_midpoint(half_steps: float) -> float:
-    """ω with ω·ln ω = half_steps, so the inverse sigmoid crosses p0/2 at that step."""
-    lo, hi = 1.0 + 1e-9, max(half_steps, 3.0)
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if mid * math.log(mid) < half_steps else (lo, mid)
-    return max(lo, 1.0 + 1e-6)
-
-
-@contextlib.contextmanager
-def _dropout_off(module: nn.Module) -> Iterator[None]:
-    """Eval mode inside the block, then the module's previous mode."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
-
-
-class _ShortSoftmax(torch.autograd.Function):
-    """Softmax over a short last dimension (attention over at most a few dozen steps).
-
-    torch's CPU softmax kernel vectorises along the last dimension and is slow when it is
-    short: at GR's training sizes ([512, 8, T, T], T about 10) it took 3x what these few
-    elementwise ops take, forward and backward.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
-        y = reproducible_exp(x - x.amax(dim=-1, keepdim=True))
-        y = y.div_(y.sum(dim=-1, keepdim=True))
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        (y,) = ctx.saved_tensors
-        return y * (grad - (grad * y).sum(dim=-1, keepdim=True))
-
-
-def short_softmax(x: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dimension, fast when it is short (see _ShortSoftmax)."""
-    return _ShortSoftmax.apply(x)
-
-
-class Dropout16(nn.Module):
-    """Dropout whose keep mask comes from 16-bit random draws, four per 64-bit integer.
-
-    torch's CPU dropout draws a double per element through ``bernoulli_``: at GR's sizes that
-    made each dropout cost about three times the linear layer before it. Here ``p`` is rounded
-    to a multiple of 1/65536 (0.1 becomes 0.100006).
-    """
-
-    def __init__(self, p: float):
-        super().__init__()
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout probability {p} is not in [0, 1)")
-        self.p = p
-        self.threshold = round(p * 65536) - 32768  # int16 draws at or above it are kept
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        n = x.numel()
-        # The full int64 range: random_() alone leaves the top bit, one int16 lane's sign, 0.
-        bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device)
-        bits.random_(-(2**63), 2**63 - 1)
-        keep = bits.view(torch.int16)[:n].view(x.shape) >= self.threshold
-        return x * keep.to(x.dtype).mul_(1.0 / (1.0 - self.p))
-
-
-class Packing:
-    """Where the real steps of a batch of right-padded sequences sit, for running the decoder
-    on those steps alone.
-
-    Training pads every row to the batch's longest label, and most rows are far shorter (mean
-    about 5 steps, longest 12 to 19 on KuaiRec), so the position-wise work (linear layers,
-    layer norms, dropout, the head) runs on the packed ``[N, D]`` steps. Only self-attention
-    needs the grid: it runs on the ``[B, T]`` layout with zeros at the padding, which the causal
-    mask never lets a real step see, because each row's real steps are a prefix of it.
-    """
-
-    def __init__(self, real: torch.Tensor):
-        self.rows, self.steps = real.shape
-        self.row, self.step = real.nonzero(as_tuple=True)  # [N] each real step's place
-        self.first = self.step == 0  # [N] step 0 of its row
-        self.causal = torch.ones(self.steps, self.steps, dtype=torch.bool,
-                                 device=real.device).triu(1)  # [T, T] True above the diagonal
-
-    def pack(self, grid: torch.Tensor) -> torch.Tensor:
-        """[B, T, ...] -> [N, ...]"""
-        return grid[self.row, self.step]
-
-    def row_sums(self, values: torch.Tensor) -> torch.Tensor:
-        """[N] -> [B]: each row's sum over its steps."""
-        return values.new_zeros(self.rows).index_add(0, self.row, values)
-
-
-class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention with an optional preallocated key/value cache."""
-
-    def __init__(self, d_model: int, n_heads: int, dropout: float):
-        super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
-        self.n_heads = n_heads
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.out = nn.Linear(d_model, d_model)
-        self.attn_drop = Dropout16(dropout)
-        self.scale = (d_model // n_heads) ** -0.5
-
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                packing: Packing | None = None) -> torch.Tensor:
-        if packing is not None:
-            return self._packed(x, packing)
-        batch, steps, d_model = x.shape
-        q, k, v = (
-            t.view(batch, steps, self.n_heads, -1).transpose(1, 2)
-            for t in self.qkv(x).split(d_model, dim=-1)
-        )
-        if cache is None:
-            drop = self.attn_drop.p if self.training else 0.0
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
-        else:  # one new step attends to every cached step, itself included
-            k, v = cache.append(layer, k, v)
-            # One query: plain broadcasting beats the fused kernel's per-call overhead on CPU.
-            weights = short_softmax((q * k).sum(dim=-1).float() * self.scale)  # [B, H, t]
-            weights = weights.to(v.dtype)
-            y = (weights.unsqueeze(-1) * v).sum(dim=2, keepdim=True)
-        return self.out(y.transpose(1, 2).reshape(batch, steps, d_model))
-
-    def _packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
-        """Real steps [N, D] -> [N, D]; queries, keys and values on the [B, H, T, head] grid,
-        zeros at the padding (which the causal mask hides from every real step)."""
-        n, d_model = x.shape
-        head = d_model // self.n_heads
-        qkv = self.qkv(x)
-        grid = qkv.new_zeros(3, packing.rows, self.n_heads, packing.steps, head)
-        grid[:, packing.row, :, packing.step] = qkv.view(n, 3, self.n_heads, head)
-        q, k, v = grid.unbind(0)
-        if self.training and self.attn_drop.p > 0:
-            # By hand, to drop attention weights with Dropout16: the fused kernel's dropout
-            # draws the slow way. The softmax runs in float32, as autocast runs torch's.
-            weights = (q @ k.transpose(-2, -1)).float() * self.scale
-            weights = short_softmax(weights.masked_fill(packing.causal, float("-inf")))
-            y = self.attn_drop(weights).to(v.dtype) @ v
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.out(y.transpose(1, 2)[packing.row, packing.step].reshape(n, d_model))
-
-
-class DecoderBlock(nn.Module):
-    """Post-LN block: causal self-attention, cross-attention to one vector, FFN."""
-
-    def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float):
-        super().__init__()
-        self.self_attn = CausalSelfAttention(d_model, n_heads, dropout)
-        self.cross_value = nn.Linear(d_model, d_model)
-        self.cross_out = nn.Linear(d_model, d_model)
-        self.ffn = nn.Sequential(
-            nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout16(dropout), nn.Linear(ffn_dim, d_model)
-        )
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
-        self.drop = Dropout16(dropout)
-
-    def cross(self, memory: torch.Tensor) -> torch.Tensor:
-        """Cross-attention output for every step: softmax over a single key is 1."""
-        return self.cross_out(self.cross_value(memory)).unsqueeze(1)  # [B, 1, D]
-
-    def forward(
-        self, x: torch.Tensor, cross: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-        packing: Packing | None = None,
-    ) -> torch.Tensor:
-        x = self.norm1(x + self.drop(self.self_attn(x, cache, layer, packing)))
-        cross = self.drop(cross)  # one dropout mask per row, shared by its steps
-        # index_select, not cross[packing.row]: indexing's backward adds the steps' gradients
-        # into their row with atomic adds from several threads, whose order (and so the
-        # float sum) changed from run to run under load; index_select's backward is serial.
-        x = self.norm2(x + (cross.squeeze(1).index_select(0, packing.row) if packing is not None
-                            else cross))
-        return self.norm3(x + self.drop(self.ffn(x)))
-
-
-class KVCache:
-    """Per-layer key/value tensors preallocated for the longest decode."""
-
-    def __init__(self, layers: int, batch: int, heads: int, steps: int, head_dim: int, like: torch.Tensor):
-        shape = (layers, batch, heads, steps, head_dim)
-        self.keys = like.new_empty(shape)
-        self.values = like.new_empty(shape)
-        self.length = 0
-
-    def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        end = self.length + k.shape[2]
-        self.keys[layer, :, :, self.length : end] = k
-        self.values[layer, :, :, self.length : end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]
-
-    def advance(self, steps: int = 1) -> None:
-        self.length += steps
-
-    def keep_rows(self, rows: torch.Tensor) -> None:
-        self.keys = self.keys[:, rows]
-        self.values = self.values[:, rows]
-
-
 class GRModel(WatchTimeModel):
+    """GR: field embeddings and an FFN encoder to one memory vector, a decoder that generates
+    the label's tokens, the windowed soft-argmax sum as the prediction."""
+
     name = "gr"
 
     @classmethod
@@ -375,15 +60,9 @@ class GRModel(WatchTimeModel):
         train_ids: np.ndarray | None = None,
         schema: FeatureSchema | None = None,
     ) -> dict[str, Any]:
-        vocab = build_vocabulary(train_labels, config.vocab)
-        codec = LabelCodec(vocab)
-        max_len = config.model.max_decode_len or codec.max_decode_len(train_labels)
-        return {
-            "vocab": vocab.to_dict(),
-            "max_decode_len": int(max_len),
-            "length_stats": codec.length_stats(train_labels),
-            "huber_unit": config.train.huber_unit or huber_unit(train_labels),
-        }
+        """The labels counted by value, then :func:`label_state_from_counts`: one fitting for
+        an array here and for the counts a distributed engine aggregates."""
+        return label_state_from_counts(*count_labels(train_labels), config)
 
     def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
         super().__init__(schema, config, label_state)
@@ -595,3 +274,223 @@ class GRModel(WatchTimeModel):
         epsilon = 1e-3 * float(values.min()) if values.numel() else 0.0
         nonzero = 1.0 - torch.softmax(first_logits.float(), dim=-1)[:, EOS]
         return torch.where(first_chosen == EOS, epsilon * nonzero, torch.zeros_like(nonzero))
+
+
+# -- the decoder's layers --------------------------------------------------------------------
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with an optional preallocated key/value cache."""
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"model.d_model={d_model} must be divisible by model.n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.attn_drop = Dropout16(dropout)
+        self.scale = (d_model // n_heads) ** -0.5
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                packing: Packing | None = None) -> torch.Tensor:
+        if packing is not None:
+            return self._packed(x, packing)
+        batch, steps, d_model = x.shape
+        q, k, v = (
+            t.view(batch, steps, self.n_heads, -1).transpose(1, 2)
+            for t in self.qkv(x).split(d_model, dim=-1)
+        )
+        if cache is None:
+            drop = self.attn_drop.p if self.training else 0.0
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=drop)
+        else:  # one new step attends to every cached step, itself included
+            k, v = cache.append(layer, k, v)
+            # One query: plain broadcasting beats the fused kernel's per-call overhead on CPU.
+            weights = short_softmax((q * k).sum(dim=-1).float() * self.scale)  # [B, H, t]
+            weights = weights.to(v.dtype)
+            y = (weights.unsqueeze(-1) * v).sum(dim=2, keepdim=True)
+        return self.out(y.transpose(1, 2).reshape(batch, steps, d_model))
+
+    def _packed(self, x: torch.Tensor, packing: Packing) -> torch.Tensor:
+        """Real steps [N, D] -> [N, D]; queries, keys and values on the [B, H, T, head] grid,
+        zeros at the padding (which the causal mask hides from every real step)."""
+        n, d_model = x.shape
+        head = d_model // self.n_heads
+        qkv = self.qkv(x)
+        grid = qkv.new_zeros(3, packing.rows, self.n_heads, packing.steps, head)
+        grid[:, packing.row, :, packing.step] = qkv.view(n, 3, self.n_heads, head)
+        q, k, v = grid.unbind(0)
+        if self.training and self.attn_drop.p > 0:
+            # By hand, to drop attention weights with Dropout16: the fused kernel's dropout
+            # draws the slow way. The softmax runs in float32, as autocast runs torch's.
+            weights = (q @ k.transpose(-2, -1)).float() * self.scale
+            weights = short_softmax(weights.masked_fill(packing.causal, float("-inf")))
+            y = self.attn_drop(weights).to(v.dtype) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.out(y.transpose(1, 2)[packing.row, packing.step].reshape(n, d_model))
+
+
+class DecoderBlock(nn.Module):
+    """Post-LN block: causal self-attention, cross-attention to one vector, FFN."""
+
+    def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float):
+        super().__init__()
+        self.self_attn = CausalSelfAttention(d_model, n_heads, dropout)
+        self.cross_value = nn.Linear(d_model, d_model)
+        self.cross_out = nn.Linear(d_model, d_model)
+        self.ffn = nn.Sequential(
+            nn.Linear(d_model, ffn_dim), nn.ReLU(), Dropout16(dropout), nn.Linear(ffn_dim, d_model)
+        )
+        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(d_model) for _ in range(3))
+        self.drop = Dropout16(dropout)
+
+    def cross(self, memory: torch.Tensor) -> torch.Tensor:
+        """Cross-attention output for every step: softmax over a single key is 1."""
+        return self.cross_out(self.cross_value(memory)).unsqueeze(1)  # [B, 1, D]
+
+    def forward(
+        self, x: torch.Tensor, cross: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+        packing: Packing | None = None,
+    ) -> torch.Tensor:
+        x = self.norm1(x + self.drop(self.self_attn(x, cache, layer, packing)))
+        cross = self.drop(cross)  # one dropout mask per row, shared by its steps
+        # index_select, not cross[packing.row]: indexing's backward adds the steps' gradients
+        # into their row with atomic adds from several threads, whose order (and so the
+        # float sum) changed from run to run under load; index_select's backward is serial.
+        x = self.norm2(x + (cross.squeeze(1).index_select(0, packing.row) if packing is not None
+                            else cross))
+        return self.norm3(x + self.drop(self.ffn(x)))
+
+
+# -- decoding: eq. 11's window ---------------------------------------------------------------
+def value_rank(vocab_size: int, device: torch.device | None = None) -> torch.Tensor:
+    """Each token id's position in ascending value order: ``<eos>`` (value 0) is 0, the smallest
+    value token (the last id) 1, ..., the largest value token (id 3) ``vocab_size - 3``.
+    ``<pad>`` and ``<sos>``, never generated, get -1."""
+    ids = torch.arange(vocab_size, device=device)
+    rank = torch.where(ids >= N_SPECIAL, vocab_size - ids, -1)
+    return torch.where(ids == EOS, 0, rank)
+
+
+def window_mask(logits: torch.Tensor, window: int, centre: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Boolean mask of eq. 11's window: the ``window + 1`` tokens nearest in value to the centre
+    δ (default the argmax), [δ − window/2, δ + window/2] in value order, truncated at the ends.
+
+    Value order is what eq. 11's id order stands for (token ids are sorted by value); the
+    specials are not in it, except ``<eos>``, whose value 0 sits below the smallest token. A
+    step that decodes ``<eos>`` decides "stop": its window is ``<eos>`` alone and the step is
+    worth exactly 0, however the rest of the mass is spread (by id, ``<eos>`` neighbours the
+    largest tokens, and a row whose answer is 0 could only be predicted as 0 with no mass on
+    any of them). A ``<pad>``/``<sos>`` centre (an untrained model) also keeps only itself.
+    """
+    if centre is None:
+        centre = logits.argmax(dim=-1)
+    rank = value_rank(logits.shape[-1], logits.device)
+    centre_rank = rank[centre].unsqueeze(-1)
+    near = ((rank - centre_rank).abs() <= window // 2) & (rank >= 0)
+    ids = torch.arange(logits.shape[-1], device=logits.device)
+    return torch.where(centre_rank > 0, near, ids == centre.unsqueeze(-1))
+
+
+def value_median(logits: torch.Tensor) -> torch.Tensor:
+    """The token at the probability-weighted median of each step's distribution in value order.
+
+    The first step's distribution is that of the largest token <= y, a monotone function of y,
+    so its median is the token of y's conditional median (the MAE-optimal point), where the
+    argmax is the mode. ``<eos>`` is chosen exactly when it holds half the mass or more.
+    """
+    vocab = logits.shape[-1]
+    order = torch.cat([torch.tensor([EOS], device=logits.device),
+                       torch.arange(vocab - 1, N_SPECIAL - 1, -1, device=logits.device)])
+    probs = torch.softmax(logits.float(), dim=-1)[..., order]
+    cum = probs.cumsum(dim=-1)
+    position = (cum < 0.5 * cum[..., -1:]).sum(dim=-1).clamp(max=order.numel() - 1)
+    return order[position]
+
+
+def windowed_soft_argmax(logits: torch.Tensor, token_values: torch.Tensor, window: int,
+                         centre: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ over eq. 11's window of softmax(logits)_k · value_k (scaled units; not renormalised)."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    return (probs * window_mask(logits, window, centre) * token_values).sum(dim=-1)
+
+
+# -- the label state, fitted on the training labels before training -------------------------
+def label_state_from_counts(values: np.ndarray, counts: np.ndarray, config: RunConfig
+                            ) -> dict[str, Any]:
+    """GR's label state from the training labels given as distinct ``values`` and their
+    ``counts``: the vocabulary, the decode length (``model.max_decode_len``, else the longest
+    sequence), the sequence-length statistics and the Huber unit."""
+    values = np.asarray(values, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    vocab = build_vocabulary_from_counts(values, counts, config.vocab)
+    _, lengths = LabelCodec(vocab).token_sequences(values)
+    length, at = np.unique(lengths, return_inverse=True)
+    per_length = np.bincount(at.ravel(), weights=counts).astype(np.int64)
+    n = int(counts.sum())
+    p50, p90, p99 = quantiles(length, per_length, np.array([0.5, 0.9, 0.99]))
+    stats = {"n": n, "min": int(length.min()), "mean": float(int(np.dot(length, per_length)) / n),
+             "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": int(length.max()),
+             "histogram": {int(k): int(c) for k, c in zip(length, per_length) if c}}
+    return {
+        "vocab": vocab.to_dict(),
+        "max_decode_len": int(config.model.max_decode_len or max(int(length.max()), 1)),
+        "length_stats": stats,
+        "huber_unit": config.train.huber_unit or huber_unit(values, counts),
+    }
+
+
+def huber_unit(values: np.ndarray, counts: np.ndarray) -> float:
+    """The power of ten just below the train median's MAE (labels as distinct ``values`` and
+    their ``counts``): the label's typical error size.
+
+    Huber reads labels in this unit, so its weight against the cross-entropy is the same
+    whether the labels are seconds, milliseconds or dollars. On KuaiRec watch time (median
+    MAE of a few seconds) it is 1 s, the unit of the paper's λ_huber = 1.
+    """
+    n = int(counts.sum())
+    spread = float(np.dot(np.abs(values - median(values, counts)), counts) / n) if n else 0.0
+    if not math.isfinite(spread) or spread <= 0:
+        return 1.0
+    return float(10.0 ** math.floor(math.log10(spread)))
+
+
+# -- CLEM's teacher forcing ------------------------------------------------------------------
+def teacher_forcing_probability(step: int, total_steps: int, cfg: Any) -> float:
+    """The probability of feeding the ground-truth token at ``step`` (docs/method.md, CLEM)."""
+    schedule, p0, total = cfg.tf_schedule, cfg.tf_p0, max(total_steps, 1)
+    if schedule == "none":
+        return 1.0
+    if schedule == "fixed":
+        return cfg.tf_fixed_p
+    if schedule == "linear":
+        k = cfg.tf_k if cfg.tf_k is not None else p0 / total
+        return max(0.0, p0 - k * step)
+    if schedule == "exponential":
+        k = cfg.tf_k if cfg.tf_k is not None else 0.01 ** (1.0 / total)
+        return p0 * k**step
+    # inverse sigmoid p0 * w / (w + e^(step/w)) == p0 * sigmoid(ln w - step/w): no overflow.
+    omega = cfg.tf_omega if cfg.tf_omega is not None else _omega_for_midpoint(total / 2)
+    x = math.log(omega) - step / omega
+    return p0 / (1.0 + math.exp(-x)) if x >= 0 else p0 * math.exp(x) / (1.0 + math.exp(x))
+
+
+def _omega_for_midpoint(half_steps: float) -> float:
+    """ω with ω·ln ω = half_steps, so the inverse sigmoid crosses p0/2 at that step."""
+    lo, hi = 1.0 + 1e-9, max(half_steps, 3.0)
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid * math.log(mid) < half_steps else (lo, mid)
+    return max(lo, 1.0 + 1e-6)
+
+
+@contextlib.contextmanager
+def _dropout_off(module: nn.Module) -> Iterator[None]:
+    """Eval mode inside the block, then the module's previous mode."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

@@ -1,4 +1,4 @@
-"""TPM, tree-based progressive regression (Lin et al., KDD 2023; baselines.md, TPM).
+"""TPM, tree-based progressive regression (Lin et al., KDD 2023; docs/baselines.md, TPM).
 
 The label range is cut into L = 2**depth equal-frequency leaves. A complete binary tree over
 the leaves (heap order: node h has children 2h and 2h+1, the root is 1) has one sigmoid

@@ -1,4 +1,4 @@
-"""VR, value regression: the MLP regresses the label directly (baselines.md, VR)."""
+"""VR, value regression: the MLP regresses the label directly (docs/baselines.md, VR)."""
 
 from __future__ import annotations
 

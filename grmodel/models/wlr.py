@@ -1,4 +1,4 @@
-"""WLR, weighted logistic regression (Covington et al., 2016; baselines.md, WLR).
+"""WLR, weighted logistic regression (Covington et al., 2016; docs/baselines.md, WLR).
 
 Each row is a positive weighted by its watch time T and a negative weighted 1, so the logit's
 optimum is log E[T | x] and the prediction is the odds exp(z). The "valid views" variant

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 
 from tqdm import tqdm
 
-from grmodel.progress import parse_event
+from grmodel.progress import PLAIN_INTERVAL_SECONDS, duration, parse_event
 from grmodel.redact import redact
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -43,7 +43,8 @@ class RunConsole(io.TextIOBase):
     """
 
     def __init__(self, log: TextIO, terminal: TextIO, run_root: Path, existing: set[Path], *,
-                 verbose: bool = False, tty: bool | None = None, every: float = 120.0) -> None:
+                 verbose: bool = False, tty: bool | None = None,
+                 every: float = PLAIN_INTERVAL_SECONDS) -> None:
         super().__init__()
         self.log, self.terminal, self.verbose = log, terminal, verbose
         self.root, self.existing = run_root, existing
@@ -125,11 +126,11 @@ class RunConsole(io.TextIOBase):
             self._close_bar(model)
         if status == "SUCCESS":
             result = _described(record)
-            self.say(f"{_clock()}  ✓ {task:<{NAME_WIDTH}} {_duration(seconds):>7}  {result}".rstrip())
+            self.say(f"{_clock()}  ✓ {task:<{NAME_WIDTH}} {duration(seconds):>7}  {result}".rstrip())
         else:
             cause = self._error or "see the log"
             self.failures.append(f"{task}: {cause}")
-            self.say(f"{_clock()}  ✗ {task:<{NAME_WIDTH}} {_duration(seconds):>7}  failed: {cause}")
+            self.say(f"{_clock()}  ✗ {task:<{NAME_WIDTH}} {duration(seconds):>7}  failed: {cause}")
         self._error = None
 
     def _record(self, task: str) -> dict[str, Any] | None:
@@ -181,7 +182,7 @@ class RunConsole(io.TextIOBase):
             return
         state["shown"] = now
         rate = (done - state["done0"]) / max(now - state["t0"], 1e-9)
-        eta = f", ETA {_duration((total - done) / rate)}" if rate > 0 else ""
+        eta = f", ETA {duration((total - done) / rate)}" if rate > 0 else ""
         loss = f", loss {event['loss']}" if "loss" in event else ""
         self.say(f"{_clock()}    {label}: {100 * done / max(total, 1):.0f}%{loss}{eta}")
 
@@ -203,6 +204,8 @@ def describe(record: dict[str, Any]) -> str:
     if stage == "ingest":
         return ", ".join(f"{metrics[f'{s}_rows']:,.0f} {s}" for s in ("train", "valid", "test")
                          if f"{s}_rows" in metrics) + " rows"
+    if stage == "check_drift":
+        return _drift(record["params"]["drift"], metrics)
     if stage == "build_vocab":
         return f"{metrics['vocab_size']:.0f} tokens, decode length {metrics['max_decode_len']:.0f}"
     if stage.startswith("train_"):
@@ -235,6 +238,20 @@ def _checks(metrics: dict[str, float]) -> str:
     return text + (f", {counted['warning']} warnings" if counted.get("warning") else "")
 
 
+def _drift(drift: dict[str, Any], metrics: dict[str, float]) -> str:
+    """``no reference (...)``, ``no drift vs champion version 3 of NAME, 130/130 checks
+    passed`` or ``DRIFT (warn) vs ...: test label, duration_s``."""
+    reference = drift["reference"]
+    if not metrics.get("drift_reference"):
+        return f"no reference ({reference.get('none', 'none found')})"
+    against = reference.get("description", "the reference")
+    if metrics.get("drift_detected"):
+        where = "; ".join(f"{table.removesuffix('.parquet')} {', '.join(columns)}"
+                          for table, columns in drift["drifted"].items())
+        return f"DRIFT ({drift['policy']}) vs {against}: {where}"
+    return f"no drift vs {against}, {_checks(metrics)}"
+
+
 def _best(record: dict[str, Any], prefix: str) -> str:
     """``seed2024 best epoch 2, valid MAE 6.59``: the history row the selection kept."""
     mae = record["metrics"].get(f"{prefix}best_valid_mae")
@@ -254,10 +271,3 @@ def _trained_model(record: dict[str, Any] | None) -> str | None:
 
 def _clock() -> str:
     return time.strftime("%H:%M:%S")
-
-
-def _duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(int(round(seconds)), 60)
-    return f"{minutes}m{secs:02d}s"

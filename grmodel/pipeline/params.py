@@ -35,6 +35,17 @@ class PipelineParams:
     baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
     seeds: int = 1
     train_replicas: int = 1  # > 1: GR trains as a PyTorchJob with this many replicas
+    # Drift: the new data against the champion's training reference (grmodel/validation/
+    # drift.py). warn: flagged in the console, MLflow and the report, the run goes on; stop: the
+    # run fails (exit 1) naming the drifted columns. Thresholds: KL(new || reference) per
+    # column, each quantile within a share of the reference's q90 - q10, the share of rows
+    # with a value the reference never had; all widened for sampling noise so that a run of
+    # unchanged data is flagged with probability drift_false_alarm at most.
+    drift_policy: str = "warn"
+    drift_max_kl: float = 0.05
+    drift_quantile_tolerance: float = 0.1
+    drift_max_unseen: float = 0.5
+    drift_false_alarm: float = 0.01
     # Promotion gate.
     min_mae_rel_improvement: float = 0.01
     max_xauc_drop: float = 0.005

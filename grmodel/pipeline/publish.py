@@ -32,14 +32,16 @@ from mlflow.exceptions import MlflowException
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
+from grmodel.pipeline.stages.drift import DRIFT_STAGE
 from grmodel.pipeline.stages.plan import GR
 from grmodel.pipeline.stages.record import StageError, StageRecord
 from grmodel.redact import redact
 from grmodel.registry import format_history
 from grmodel.reproduce import RunRecord, log_run_record
 from grmodel.tracking import (
-    INHERITED_TAGS,
+    LINEAGE_TAGS,
     PIPELINE_RUN_ID,
+    STAGE,
     connect,
     finish_run,
     log_artifacts,
@@ -134,6 +136,7 @@ def track_and_register(
     for record, stage_dir in records:
         nest_stage_run(target, parent, record, stage_dir, cached=is_cache_hit(record, fetched))
     log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
+    _flag_drift(target, parent, records)
     baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
                  if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR}
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
@@ -169,6 +172,18 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
         models={row: run["config"] for row, run in first.items()},
         metrics=metrics, eval=report["eval_config"],
     )
+
+
+def _flag_drift(target: TrackingTarget, parent: str, records: list[tuple[StageRecord, Path]]
+                ) -> None:
+    """The drift stage's verdict on the parent run: tag ``drift.verdict`` (no reference, no
+    drift, drift) and metric ``drift.detected``."""
+    found = next((r for r, _ in records if r.stage == DRIFT_STAGE), None)
+    if found is None:
+        return
+    client = connect(target.uri)
+    client.set_tag(parent, "drift.verdict", found.params["drift"]["verdict"])
+    client.log_metric(parent, "drift.detected", float(found.metrics.get("drift_detected", 0.0)))
 
 
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
@@ -277,7 +292,7 @@ def nest_stage_run(target: TrackingTarget, parent: str, record: StageRecord, sta
     parent_run = client.get_run(parent)
     done = client.search_runs(
         [parent_run.info.experiment_id],
-        f"tags.mlflow.parentRunId = {sql_string(parent)} and tags.stage = {sql_string(record.stage)}"
+        f"tags.mlflow.parentRunId = {sql_string(parent)} and tags.{STAGE} = {sql_string(record.stage)}"
         " and attributes.status = 'FINISHED'", max_results=1)
     if done:
         return
@@ -288,7 +303,7 @@ def nest_stage_run(target: TrackingTarget, parent: str, record: StageRecord, sta
         except MlflowException:  # logged to another tracking server than this one
             live = None
     if live is not None and live.info.status == "FINISHED":
-        tags = {k: parent_run.data.tags[k] for k in INHERITED_TAGS if k in parent_run.data.tags}
+        tags = {k: parent_run.data.tags[k] for k in LINEAGE_TAGS if k in parent_run.data.tags}
         for key, value in (tags | {"mlflow.parentRunId": parent}).items():
             client.set_tag(record.mlflow_run_id, key, value)
         return

@@ -25,7 +25,7 @@ from grmodel.checkpoint import META_FILE
 from grmodel.config import EvalConfig
 from grmodel.evaluate import evaluate_models
 from grmodel.registry.pyfunc import resolve_model_uri
-from grmodel.tracking import DATA_VERSION, connect, sql_string
+from grmodel.tracking import DATA_VERSION, LINEAGE_TAGS, connect, sql_string
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -39,8 +39,6 @@ VERDICT_TAG = "gate.verdict"
 DECIDED_AT_TAG = "gate.decided_at"
 DECISION_TAG = "gate.decision"
 PROMOTED, REJECTED = "promoted", "rejected"
-# Run tags copied onto a version so it names its code and data (see grmodel.tracking).
-LINEAGE_TAGS = ("git_commit", "grmodel_version", "data_version", "pipeline_run_id")
 
 
 # --- registration -----------------------------------------------------------------------------

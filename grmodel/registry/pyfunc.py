@@ -7,9 +7,11 @@ requirements), an input signature naming the feature columns, and ``data/checkpo
 weights (``model.pt``, a state_dict read with ``weights_only=True``), ``checkpoint.json`` and, as
 JSON, the config (``config.json``), the model's label state (``label_state.json``: GR's
 vocabulary, a baseline's label statistics) and the feature encoders (the processed dataset's
-manifest). ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` call :func:`_load_pyfunc`;
-predict takes a DataFrame of feature ids and returns watch time. Serve it
-where grmodel is installed (the project's image):
+manifest) and, when logged with its processed dataset, ``drift_reference.json`` (the profile
+of its training rows that the drift check compares new data with: grmodel/data/profile.py).
+``mlflow.pyfunc.load_model`` and ``mlflow models serve`` call :func:`_load_pyfunc`; predict
+takes a DataFrame of feature ids and returns watch time. Serve it where grmodel is installed
+(the project's image):
 ``mlflow models serve -m models:/NAME@champion --env-manager local``.
 """
 
@@ -37,6 +39,7 @@ from grmodel.checkpoint import (
     checkpoint_files,
     load_checkpoint,
 )
+from grmodel.data.profile import write_profile
 from grmodel.distributed import resolve_device
 from grmodel.features import read_manifest, read_split
 from grmodel.locate import model_dir
@@ -89,7 +92,8 @@ def log_model(
 ) -> ModelInfo:
     """Log a trained model directory into the active run as a pyfunc model named ``name``
     (default: the model's name, e.g. ``gr``). With ``processed_dir`` its manifest is logged as
-    the feature encoders and five test rows as the input example."""
+    the feature encoders, the profile of its train split as the drift reference and five test
+    rows as the input example."""
     # lazy: mlflow (seconds to import) only to log or download a model; a model folder is read
     # without it (`grmodel predict`, `grmodel evaluate`)
     import mlflow
@@ -105,6 +109,8 @@ def log_model(
         data.mkdir()
         for file_name in (WEIGHTS_FILE, META_FILE, *checkpoint_files(model_dir)):
             shutil.copy2(model_dir / file_name, data / file_name)
+        if processed_dir:  # the reference the drift check compares later data with
+            write_profile(processed_dir, data)
         for file_name, payload in (("config.json", meta["config"]),
                                    ("label_state.json", meta["label_state"]),
                                    ("feature_encoders.json", encoders)):

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from grmodel import collapse, metrics, progress
 from grmodel.atomic import atomic_directory
@@ -37,7 +36,7 @@ from grmodel.interrupts import StepInterrupts
 from grmodel.models import WatchTimeModel
 from grmodel.predict import predict_arrays
 from grmodel.training.batches import SplitArrays
-from grmodel.training.records import TrainResult, manifest_digest
+from grmodel.training.records import TrainResult, trained_on
 from grmodel.training.state import Progress, StateStore, restore
 
 log = logging.getLogger(__name__)
@@ -82,8 +81,8 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
         # A resumed epoch starts with the loss sum and samples of its first part (on rank 0).
         resumed = p.count if first else 0
         running, count = (p.running, p.count) if first and ctx.is_main else (0.0, 0)
-        bar = _progress(config.model_name, batches_per_epoch, epoch, tc.epochs,
-                        tc.progress, ctx.is_main, first)
+        bar = (progress.epoch_progress(config.model_name, batches_per_epoch, epoch, tc.epochs,
+                                       first, bar=tc.progress) if ctx.is_main else None)
         t0 = time.perf_counter()
         b = first
         for batch in source.epoch(epoch, skip=first):
@@ -177,7 +176,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
                                history=p.history)
         meta["collapse"] = verdict.to_dict()
-        meta["manifest_sha256"] = manifest_digest(config.data.processed_dir)
+        meta["dataset_fingerprint"] = trained_on(config.data.processed_dir)
         with atomic_directory(out_dir) as staging:
             save_checkpoint(staging, model, meta,
                             data_encoders(config.data.processed_dir, model.schema))
@@ -196,7 +195,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
 
 
 def make_optimizer(model: WatchTimeModel, config: RunConfig) -> torch.optim.Optimizer:
-    """Adam; weight decay on embedding tables only (method.md)."""
+    """Adam; weight decay on embedding tables only (docs/method.md, Training)."""
     tables = {id(p) for p in model.embedding_parameters()}
     decayed = [p for p in model.parameters() if id(p) in tables]
     rest = [p for p in model.parameters() if id(p) not in tables]
@@ -262,16 +261,3 @@ def _to(t: torch.Tensor, device: torch.device, pin: bool) -> torch.Tensor:
             t = t.pin_memory()
         return t.to(device, non_blocking=True)
     return t.to(device)
-
-
-def _progress(model: str, total: int, epoch: int, epochs: int, bar: bool, is_main: bool,
-              done: int = 0):
-    """A terminal bar (``train.progress``), or event lines when a runner reads the output."""
-    if not is_main:
-        return None
-    if progress.events_enabled():
-        return progress.EpochEvents(model, total, epoch, epochs, done)
-    if not bar:
-        return None
-    return tqdm(total=total, initial=done, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                leave=False)

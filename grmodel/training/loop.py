@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, CheckpointError, trusted_meta
 from grmodel.config import RunConfig
 from grmodel.data.streaming import ParquetStream, read_columns, split_paths
 from grmodel.distributed import DistContext, distributed_context, resolve_device
@@ -41,11 +40,9 @@ from grmodel.models import WatchTimeModel, model_class
 from grmodel.training.batches import MemoryBatches, SplitArrays, StreamBatches, check_targets, compact
 from grmodel.training.epochs import log_on_main, run_epochs
 from grmodel.training.records import (
-    RESUME_FREE_KEYS,
     TrainResult,
-    config_differences,
+    finished_model,
     finished_run,
-    manifest_digest,
     write_training_record,
 )
 from grmodel.training.state import STATE_FILE, StateStore, resumed_label_state
@@ -249,26 +246,6 @@ def _finished_run(config: RunConfig, out_dir: str | Path, state_dir: str | Path,
         log_on_main(ctx, "%s already holds the finished model of this config; not training again",
                     out_dir)
     return result
-
-
-def finished_model(config: RunConfig, out_dir: str | Path) -> TrainResult | None:
-    """The finished model of ``config`` on the same dataset in ``out_dir``, else None."""
-    out = Path(out_dir)
-    if not ((out / WEIGHTS_FILE).is_file() and (out / META_FILE).is_file()):
-        return None
-    try:
-        meta = trusted_meta(out)  # what decides reuse is covered by model.pt's digest
-        same = (not config_differences(meta["config"], config.to_dict(), RESUME_FREE_KEYS)
-                and meta.get("manifest_sha256") == manifest_digest(config.data.processed_dir))
-    except CheckpointError as exc:
-        log.warning("%s: not reused (%s)", out, exc)
-        return None
-    except (OSError, ValueError, KeyError, TypeError):  # unreadable or of another version
-        return None
-    if not same:
-        return None
-    return TrainResult(model_dir=out, best_epoch=meta["epoch"], best_valid=meta["best_valid"],
-                       history=meta["history"], collapse=meta.get("collapse"))
 
 
 def _setup(tc: Any) -> None:

@@ -1,14 +1,18 @@
-"""What a finished training run records, and the one rule for "is this the same config".
+"""What a finished training run records, the one identity of a dataset, and the one rule for
+"is this the same run".
 
 ``training.json`` beside a trained model (written after the model, so it marks the run finished)
 holds the config, the dataset fingerprint, timings and the validation history. In-pod training,
 a PyTorchJob's model, the experiment runner and the pipeline all write it through
-:func:`write_training_record` and reuse a finished run through :func:`finished_run`.
+:func:`write_training_record` and reuse a finished run through :func:`finished_run`; a model
+directory alone (its checkpoint, which records the same fingerprint) is reused through
+:func:`finished_model`.
 
-Configs are compared leaf by leaf with :func:`config_differences`; what may differ depends on
-the question, and each answer is a named set of keys here: :data:`RESUME_FREE_KEYS` (a killed
-run and its resumption) and :data:`RESULT_NEUTRAL_KEYS` (a finished run and a new one whose
-dataset has the same fingerprint).
+A dataset is identified by :func:`dataset_fingerprint` everywhere. Configs are compared leaf by
+leaf with :func:`config_differences`, and a recorded run against a new one by :func:`same_run`;
+what may differ depends on the question, and each answer is a named set of keys here:
+:data:`RESUME_FREE_KEYS` (a killed run and its resumption) and :data:`RESULT_NEUTRAL_KEYS` (a
+finished run and a new one whose dataset has the same fingerprint).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import jsonable, through_json, write_text_atomic
-from grmodel.checkpoint import WEIGHTS_FILE, trusted_meta
+from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, CheckpointError, trusted_meta
 from grmodel.config import RunConfig
 from grmodel.data.io import sha256_file
 from grmodel.features import SPLITS
@@ -81,20 +85,24 @@ def _normal(config: dict[str, Any]) -> dict[str, Any]:
     return through_json(RunConfig.from_dict(config).to_dict())
 
 
-def manifest_digest(processed_dir: str | Path) -> str | None:
-    """sha256 of a processed dataset's manifest (it records every source file's sha256 and the
-    ingest options): which data a model was trained on. None for arrays given to
-    :func:`~grmodel.training.loop.fit` without a dataset."""
-    path = Path(processed_dir) / "manifest.json"
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-
-
 def dataset_fingerprint(processed_dir: str | Path) -> str:
-    """sha256 over the manifest and the three split files."""
+    """sha256 over the manifest and the three split files (a split stored as a directory: its
+    Parquet part files, in order): the one identity of a processed dataset."""
+    root = Path(processed_dir)
     digest = hashlib.sha256()
     for name in ("manifest.json", *(f"{split}.parquet" for split in SPLITS)):
-        digest.update(f"{name}:{sha256_file(Path(processed_dir) / name)}\n".encode())
+        path = root / name
+        for part in sorted(path.glob("*.parquet")) if path.is_dir() else [path]:
+            digest.update(f"{part.relative_to(root).as_posix()}:{sha256_file(part)}\n".encode())
     return digest.hexdigest()
+
+
+def trained_on(processed_dir: str | Path) -> str | None:
+    """The fingerprint a trained model records of its dataset; None for arrays given to
+    :func:`~grmodel.training.loop.fit` without one."""
+    if not processed_dir or not (Path(processed_dir) / "manifest.json").is_file():
+        return None
+    return dataset_fingerprint(processed_dir)
 
 
 def write_training_record(result: TrainResult, config: RunConfig, fingerprint: str, wall_seconds: float,
@@ -116,24 +124,54 @@ def write_training_record(result: TrainResult, config: RunConfig, fingerprint: s
     return record
 
 
+def same_run(recorded_config: dict[str, Any], recorded_fingerprint: str | None, config: RunConfig,
+             fingerprint: str | None, free_keys: frozenset[str]) -> bool:
+    """Whether a recorded run is one of ``config`` on the dataset of ``fingerprint``: the same
+    dataset, and configs that differ in ``free_keys`` at most."""
+    return (recorded_fingerprint == fingerprint
+            and not config_differences(recorded_config, config.to_dict(), free_keys))
+
+
 def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[str, Any] | None:
-    """The record of a finished run of ``config`` on this data in ``model_dir``, else None."""
+    """The record of a finished run of ``config`` on this data in ``model_dir`` (its
+    ``training.json``), else None."""
     path = model_dir / TRAINING_RECORD
     if not (path.is_file() and (model_dir / WEIGHTS_FILE).is_file()):
         return None
     try:
         record = json.loads(path.read_text())
         # training.json is an editable record: the config it states must also be the one inside
-        # model.pt, whose digest is verified, and so must the dataset's manifest.
+        # model.pt, whose digest is verified (and so must the dataset, where model.pt names it).
         meta = trusted_meta(model_dir)
-        digest = manifest_digest(config.data.processed_dir)
-        same = (record["dataset_fingerprint"] == fingerprint
-                and not config_differences(record["config"], config.to_dict(), RESULT_NEUTRAL_KEYS)
-                and not config_differences(meta["config"], config.to_dict(), RESULT_NEUTRAL_KEYS)
-                and (digest is None or meta.get("manifest_sha256") in (None, digest)))
+        same = (same_run(record["config"], record["dataset_fingerprint"], config, fingerprint,
+                         RESULT_NEUTRAL_KEYS)
+                and same_run(meta["config"], meta.get("dataset_fingerprint") or fingerprint,
+                             config, fingerprint, RESULT_NEUTRAL_KEYS))
     except (ValueError, KeyError, TypeError):  # unreadable, or written by another config version
         same = False
     if not same:
         log.info("%s was trained with another config or dataset: training again", model_dir)
         return None
     return record
+
+
+def finished_model(config: RunConfig, out_dir: str | Path) -> TrainResult | None:
+    """The finished model of ``config`` on its dataset in ``out_dir`` (its checkpoint, as
+    ``grmodel train`` and a PyTorchJob's pods leave it), else None. A model may be reused by
+    the run that trained it when resumed: the keys free between a run and its resumption."""
+    out = Path(out_dir)
+    if not ((out / WEIGHTS_FILE).is_file() and (out / META_FILE).is_file()):
+        return None
+    try:
+        meta = trusted_meta(out)  # what decides reuse is covered by model.pt's digest
+        same = same_run(meta["config"], meta.get("dataset_fingerprint"), config,
+                        trained_on(config.data.processed_dir), RESUME_FREE_KEYS)
+    except CheckpointError as exc:
+        log.warning("%s: not reused (%s)", out, exc)
+        return None
+    except (OSError, ValueError, KeyError, TypeError):  # unreadable or of another version
+        return None
+    if not same:
+        return None
+    return TrainResult(model_dir=out, best_epoch=meta["epoch"], best_valid=meta["best_valid"],
+                       history=meta["history"], collapse=meta.get("collapse"))

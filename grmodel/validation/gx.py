@@ -48,10 +48,17 @@ def _gx_version() -> str:
     return version("great_expectations")
 
 
-def _expectation(check: Check, index: int) -> Any:
+@functools.cache
+def _expectation_classes() -> dict[str, Any]:
+    """great_expectations' expectation classes by lower-case name without underscores (its
+    class names are not always the title-cased snake name: ExpectColumnKLDivergence...)."""
+    return {name.lower(): cls for name, cls in vars(gx.expectations).items()
+            if name.startswith("Expect")}
 
-    class_name = "".join(part.title() for part in check.expectation.split("_"))
-    return getattr(gx.expectations, class_name)(**check.kwargs, meta={"check_index": index})
+
+def _expectation(check: Check, index: int) -> Any:
+    cls = _expectation_classes()[check.expectation.replace("_", "")]
+    return cls(**check.kwargs, meta={"check_index": index})
 
 
 def run_suite(table: LoadedTable, suite: TableSuite) -> list[CheckResult]:

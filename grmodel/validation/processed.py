@@ -47,7 +47,7 @@ class ProcessedBounds:
     # teaches nothing (a model of it collapses to that constant).
     few_rows: int = FEW_SPLIT_ROWS
     # Label tail: no label above label_tail_factor x its label_tail_quantile quantile in its
-    # split. Real KuaiRec (kuairec.md): max watch_ratio 573.5 = 120 x its p99 4.79; the
+    # split. Real KuaiRec (docs/kuairec.md): max watch_ratio 573.5 = 120 x its p99 4.79; the
     # generator's full preset: max watch time 16,823 s = 67 x its 0.999 quantile 249 s. A
     # thousandfold outlier is a unit error or a corrupt row (1e12 ms plays put the train label
     # mean at 416,678 s). Not applied where the quantile is 0.

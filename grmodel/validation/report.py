@@ -3,7 +3,8 @@
 A :class:`ValidationReport` is what every ``validate_*`` function returns. ``success`` is False
 when any error-severity check failed; warnings (``mostly`` thresholds, warning checks) are
 listed but never fail it. ``write`` puts ``validation.json`` (machine-readable),
-``validation.md`` and ``validation.html`` (for people) in a directory, each written atomically.
+``validation.md`` and ``validation.html`` (for people) in a directory, each written atomically;
+a report family may name its files otherwise (``FILE_STEM``) and add tables (``sections``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import dataclasses
 import html
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -80,9 +82,20 @@ class CheckResult:
         return 100.0 if self.unexpected_percent is None else self.unexpected_percent
 
 
+@dataclass(frozen=True)
+class Section:
+    """A table of a report's human forms: a title, a header and rows of text."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+
 @dataclass
 class ValidationReport:
     """All check results of one validation run."""
+
+    FILE_STEM: ClassVar[str] = "validation"
 
     suite: str  # "raw_kuairec", "processed" or "tokens"
     source: str
@@ -163,19 +176,24 @@ class ValidationReport:
         self.write(out_dir)
         return self.raise_for_failure()
 
+    def sections(self) -> list[Section]:
+        """Tables a report family adds after the failures and warnings (none here)."""
+        return []
+
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write validation.json, validation.md and validation.html (each atomically)."""
+        """Write ``<FILE_STEM>.json``, ``.md`` and ``.html`` (each atomically)."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         record = self.to_dict()
+        sections = self.sections()
         texts = {
             "json": json.dumps(record, indent=2) + "\n",
-            "md": render_markdown(record),
-            "html": render_html(record),
+            "md": render_markdown(record, sections),
+            "html": render_html(record, sections),
         }
         paths = {}
         for suffix, text in texts.items():
-            paths[suffix] = out / f"validation.{suffix}"
+            paths[suffix] = out / f"{self.FILE_STEM}.{suffix}"
             write_text_atomic(paths[suffix], text)
         return paths
 
@@ -240,12 +258,19 @@ def _problem_rows(record: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def _title(record: dict[str, Any]) -> str:
+    """A report family's own title, else "Validation PASSED: raw_kuairec"."""
+    verdict = "PASSED" if record["success"] else "FAILED"
+    return record.get("title") or f"Validation {verdict}: {record['suite']}"
+
+
 PROBLEM_HEADER = ["status", "table", "column", "rule", "expectation", "unexpected", "%",
                   "samples", "note"]
 
 
-def render_markdown(record: dict[str, Any]) -> str:
-    """The human report as Markdown: verdict, summary, failures and warnings, all checks."""
+def render_markdown(record: dict[str, Any], sections: Sequence[Section] = ()) -> str:
+    """The human report as Markdown: verdict, summary, failures and warnings, the family's
+    sections, all checks."""
 
     def cell(text: Any) -> str:
         return str(text).replace("|", "\\|").replace("\n", " ")
@@ -255,14 +280,16 @@ def render_markdown(record: dict[str, Any]) -> str:
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
         return lines
 
-    verdict = "PASSED" if record["success"] else "FAILED"
-    lines = [f"# Validation {verdict}: {record['suite']}", "", record["summary"], ""]
+    lines = [f"# {_title(record)}", "", record["summary"], ""]
     lines += [f"- source: `{record['source']}`", f"- created: {record['created_at']}",
               f"- seconds: {record['seconds']}",
               "- versions: " + ", ".join(f"{k} {v}" for k, v in record["versions"].items()), ""]
     problems = _problem_rows(record)
     lines += ["## Failures and warnings", ""]
     lines += table(PROBLEM_HEADER, problems) if problems else ["None."]
+    for section in sections:
+        lines += ["", f"## {section.title}", ""]
+        lines += table(section.header, section.rows) if section.rows else ["None."]
     lines += ["", "## Tables", ""]
     lines += table(["table", "path", "rows", "columns"], [
         [t["name"], t.get("path") or "", str(t.get("rows", "")), ", ".join(t.get("columns", []))]
@@ -278,7 +305,7 @@ def render_markdown(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render_html(record: dict[str, Any]) -> str:
+def render_html(record: dict[str, Any], sections: Sequence[Section] = ()) -> str:
     """The same report as a self-contained HTML page."""
 
     def table(header: list[str], rows: list[list[str]]) -> str:
@@ -289,11 +316,10 @@ def render_html(record: dict[str, Any]) -> str:
         )
         return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
-    verdict = "PASSED" if record["success"] else "FAILED"
     problems = _problem_rows(record)
     all_checks = [[c["status"], c["table"], c["check_id"], c["rule"], *_rows_text(c)]
                   for c in record["checks"]]
-    title = html.escape(f"Validation {verdict}: {record['suite']}")
+    title = html.escape(_title(record))
     style = ("body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:2px 6px;font-size:90%}"
              "th{background:#eee}")
@@ -305,6 +331,8 @@ def render_html(record: dict[str, Any]) -> str:
         f"{record['seconds']} s; {html.escape(record['created_at'])}</p>",
         "<h2>Failures and warnings</h2>",
         table(PROBLEM_HEADER, problems) if problems else "<p>None.</p>",
+        *(f"<h2>{html.escape(s.title)}</h2>" + (table(s.header, s.rows) if s.rows else
+                                                 "<p>None.</p>") for s in sections),
         "<h2>All checks</h2>",
         table(["status", "table", "check", "rule", "unexpected", "%"], all_checks),
         "<h2>Parameters</h2>",

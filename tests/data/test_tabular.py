@@ -184,7 +184,7 @@ def test_an_oracle_column_reaches_the_test_split_only(tmp_path: Path) -> None:
 def test_duplicate_header_of_a_used_column_is_refused(tmp_path: Path, caplog) -> None:
     table = _ltv_table(300)
     text = table.to_csv(index=False).splitlines()
-    # Issue 15: a second ltv_90d column must not silently lose to the first.
+    # A header named twice: the second ltv_90d column must not silently lose to the first.
     head = text[0].split(",")
     head[head.index("price")] = "ltv_90d"
     (tmp_path / "ltv.csv").write_text("\n".join([",".join(head), *text[1:]]) + "\n")

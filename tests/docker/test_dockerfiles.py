@@ -1,5 +1,5 @@
 """The two Dockerfiles: hadolint-clean under the committed config, multi-stage, non-root, installing
-from the lock files, and built under the names grmodel.images gives the components."""
+from the lock files, and built under the names grmodel.k8s.images gives the components."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import yaml
 from packaging.version import Version
 
-from grmodel import images
+from grmodel.k8s import images
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"

@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from grmodel import images
+from grmodel.k8s import images
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile.spark"

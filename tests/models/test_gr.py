@@ -7,18 +7,17 @@ import pytest
 import torch
 
 from grmodel.checkpoint import load_checkpoint
+from grmodel.codec import LabelCodec
 from grmodel.config import CLEM_ABLATIONS, RunConfig, TrainConfig
 from grmodel.features import FeatureSchema, read_manifest, read_split
 from grmodel.models.gr import (
-    Dropout16,
     GRModel,
-    short_softmax,
     teacher_forcing_probability,
     value_median,
     window_mask,
     windowed_soft_argmax,
 )
-from grmodel.vocab import EOS, PAD, SOS
+from grmodel.vocab import EOS, PAD, SOS, Vocabulary
 
 SMALL = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=32", "model.n_heads=4",
          "model.ffn_dim=64", "model.n_layers=2"]
@@ -228,6 +227,26 @@ def test_codec_vocabulary_and_decoder_values_line_up(planted_dataset):
     np.testing.assert_allclose(model.codec.decode(sequences), labels, rtol=1e-3, atol=1e-3)
 
 
+def test_the_label_state_holds_numpys_statistics_of_the_label_array(planted_dataset):
+    """Fitted from the labels counted by value (the one fitting, shared with the engines that
+    aggregate counts), the label state is what numpy computes on the array itself."""
+    labels = read_split(planted_dataset, "train")["label"].to_numpy()
+    config = RunConfig().with_overrides(SMALL)
+    state = GRModel.fit_label_state(labels, config)
+    lengths = LabelCodec(Vocabulary.from_dict(state["vocab"])).encode(labels).lengths
+    p50, p90, p99 = np.quantile(lengths, [0.5, 0.9, 0.99])
+    histogram = {int(k): int(c) for k, c in enumerate(np.bincount(lengths)) if c}
+    assert state["length_stats"] == {
+        "n": labels.size, "min": int(lengths.min()), "mean": float(lengths.mean()),
+        "p50": float(p50), "p90": float(p90), "p99": float(p99), "max": int(lengths.max()),
+        "histogram": histogram}
+    assert state["max_decode_len"] == int(lengths.max())
+    spread = np.mean(np.abs(labels - np.median(labels)))
+    assert state["huber_unit"] == 10.0 ** math.floor(math.log10(spread))
+    assert GRModel.fit_label_state(labels, config.with_overrides(["train.huber_unit=0.01"])
+                                   )["huber_unit"] == 0.01
+
+
 def _padded_loss(model: GRModel, batch: dict, p_truth: float) -> torch.Tensor:
     """Eq. 6 on the whole padded grid, the way the decoder ran before it was packed: the
     reference the packed decoder must equal (dropout off; p_truth 0 or 1, so no draws)."""
@@ -270,34 +289,3 @@ def test_the_packed_decoder_computes_the_padded_grids_loss_and_gradient(planted_
     assert packed.item() == pytest.approx(reference.item(), rel=1e-5)
     for got, want in zip(grads, (p.grad for p in model.parameters())):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
-
-
-def test_short_softmax_equals_torchs_forward_and_backward():
-    torch.manual_seed(0)
-    x = (torch.randn(4, 3, 7, 7) * 30).masked_fill(torch.ones(7, 7, dtype=torch.bool).triu(1),
-                                                   float("-inf")).requires_grad_()
-    grad = torch.randn(4, 3, 7, 7)
-    ours = short_softmax(x)
-    (ours * grad).sum().backward()
-    ours_grad, x.grad = x.grad.clone(), None
-    theirs = torch.softmax(x, dim=-1)
-    (theirs * grad).sum().backward()
-    assert torch.allclose(ours, theirs, atol=1e-6)
-    assert torch.allclose(ours_grad, x.grad, atol=1e-5)
-
-
-def test_dropout16_drops_p_of_every_lane_and_keeps_the_mean():
-    torch.manual_seed(0)
-    drop = Dropout16(0.1)
-    out = drop(torch.ones(4001, 255))  # an odd size: the last 64-bit draw is partly used
-    dropped = (out == 0).float()
-    assert dropped.mean().item() == pytest.approx(0.1, abs=0.002)
-    # Each of the four 16-bit lanes of a 64-bit draw drops at the same rate (a biased lane
-    # would show here: plain random_() leaves the top lane's sign bit 0).
-    lanes = dropped.flatten()[: 4000 * 255].view(-1, 4).mean(dim=0)
-    assert torch.allclose(lanes, torch.full((4,), 0.1), atol=0.003)
-    assert out.sum().item() == pytest.approx(4001 * 255, rel=0.01)
-    assert out.unique().tolist() == [0.0, pytest.approx(1 / 0.9)]
-    drop.eval()
-    x = torch.randn(5, 5)
-    assert drop(x) is x

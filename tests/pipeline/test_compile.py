@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from grmodel import images
+from grmodel.k8s import images
 from grmodel.pipeline.params import PipelineParams
 from grmodel.pipeline.remote import COMPILED_PIPELINE, compile_pipeline, load_compiled
 
@@ -58,7 +58,8 @@ def test_caching_is_on_for_pure_stages_and_off_where_runs_must_repeat(compiled):
     for name in ("validate-raw", "ingest", "validate-processed", "build-vocab", "encode-labels",
                  "train-gr", "evaluate"):
         assert tasks[name]["cachingOptions"] == {"enableCache": True}, name
-    for name in ("fetch-data", "register"):
+    # The drift check compares with the champion, which moves between runs on the same data.
+    for name in ("fetch-data", "check-drift", "register"):
         assert not tasks[name]["cachingOptions"].get("enableCache"), name
     closing = compiled["ir"]["root"]["dag"]["tasks"]["close-tracking"]
     assert closing["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
@@ -94,7 +95,7 @@ def test_compiling_writes_nothing_on_failure(tmp_path, monkeypatch):
 
 
 def test_the_distributed_variant_mounts_the_shared_claim_on_the_gr_step(tmp_path):
-    from grmodel.pytorchjob import DEFAULT_MOUNT
+    from grmodel.k8s.claim import DEFAULT_MOUNT
 
     spec, platform = load_compiled(compile_pipeline(tmp_path / "d.yaml", train_pvc="rwx"))
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]

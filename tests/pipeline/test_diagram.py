@@ -15,10 +15,12 @@ def test_the_doc_shows_the_compiled_dag():
 def test_edges_are_the_stage_order_without_implied_ones():
     text = mermaid(load_compiled()[0])
     for edge in ("fetch_data --> validate_raw", "validate_raw --> ingest",
-                 "ingest --> validate_processed", "validate_processed --> build_vocab",
-                 "validate_processed --> for_loop_2", "evaluate --> register"):
+                 "ingest --> validate_processed", "validate_processed --> check_drift",
+                 "check_drift --> build_vocab", "check_drift --> for_loop_2",
+                 "evaluate --> register"):
         assert f"{edge}\n" in text
     assert "ingest --> build_vocab" not in text  # implied by the processed tables' gate
+    assert "validate_processed --> build_vocab" not in text  # implied by the drift check
     assert "fetch_data --> register" not in text  # implied by the path through every stage
     assert 'subgraph for_loop_2 ["for each of baselines"]' in text
 

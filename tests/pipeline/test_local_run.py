@@ -10,6 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from grmodel.pipeline.local import PipelineFailed, local_tracking, run_local, summary
@@ -43,7 +44,7 @@ def finished(watched):
     return watched[0]
 
 
-TASKS = ["fetch-data", "validate-raw", "ingest", "validate-processed", "build-vocab",
+TASKS = ["fetch-data", "validate-raw", "ingest", "validate-processed", "check-drift", "build-vocab",
          "encode-labels", "train-gr", "train-baseline", "train-baseline", "evaluate", "register",
          "close-tracking"]
 
@@ -57,6 +58,8 @@ def test_the_terminal_shows_one_line_per_stage_start_and_end(watched):
     assert started == ended == sorted(TASKS)
     assert re.search(r"✓ validate-raw +\d+\.\d s  (\d+)/\1 checks passed", shown)
     assert re.search(r"✓ ingest .* [\d,]+ train, [\d,]+ valid, [\d,]+ test rows", shown)
+    assert re.search(r"✓ check-drift .* no reference \(no registered model 'local-gr' yet\)",
+                     shown)
     assert re.search(r"✓ train-gr .* gr: seed2024 best epoch \d, valid MAE \d", shown)
     assert re.search(r"✓ evaluate .* test MAE gr \d", shown)
     assert "registry:  local-gr version 1 (alias challenger): promoted" in shown
@@ -127,8 +130,8 @@ def test_mlflow_holds_the_run_and_the_registry_its_champion(finished):
                                 f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     names = sorted(r.data.tags["stage"] for r in stages)
     assert names == sorted(["fetch_data", "validate_raw", "ingest", "validate_processed",
-                            "build_vocab", "encode_labels", "train_gr", "train_cread", "train_tpm",
-                            "evaluate", "register"])
+                            "check_drift", "build_vocab", "encode_labels", "train_gr",
+                            "train_cread", "train_tpm", "evaluate", "register"])
     by_name = {r.data.tags["stage"]: r for r in stages}
     # Every stage, the baselines trained in the ParallelFor included, names the data version:
     # in MLflow and on its output artifacts (kfp.local once handed the loop body the loop item).
@@ -190,6 +193,8 @@ def test_the_parent_run_is_named_and_carries_every_rows_results(finished):
         assert parent.data.metrics[f"test.{row}.mae"] == pytest.approx(metrics[row]["mae"]), row
         assert parent.data.metrics[f"test.{row}.xauc"] == pytest.approx(metrics[row]["xauc"]), row
     assert parent.data.tags["gate.verdict"] == finished.decision["verdict"] == "promoted"
+    assert parent.data.tags["drift.verdict"] == "no reference"  # the first run: no champion
+    assert parent.data.metrics["drift.detected"] == 0.0
     assert parent.data.metrics["gate.promoted"] == 1.0
     assert parent.data.tags["report"].endswith("/report/report.html")
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
@@ -297,3 +302,42 @@ def test_commands_given_kfp_artifact_folders_find_what_is_inside(finished, capsy
     assert main(["evaluate", "--data", str(run / "ingest" / "processed"),
                  "--model", f"gr={run / 'train-gr' / 'model'}"]) == 0
     assert "| gr |" in capsys.readouterr().out
+
+
+def test_drift_policy_stop_ends_the_run_before_training(finished, tmp_path, pipeline_overrides):
+    """The same generated world with every play x1.4 (mean watch time +40%; x1.5 breaks the
+    raw suite's watch-ratio plausibility bound on this seed), against the champion the
+    finished run registered: the drift check names the label and, under drift_policy=stop,
+    fails its task; nothing is trained or registered. (The finished run's MLflow database is
+    copied: its own tests keep seeing one pipeline run.)"""
+    from mlflow import MlflowClient
+
+    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+
+    raw = tmp_path / "raw"
+    generate_kuairec(raw, SynthConfig.preset("tiny", seed=3))  # the finished run's data
+    for name in ("big_matrix.csv", "small_matrix.csv"):
+        matrix = pd.read_csv(raw / name)
+        matrix["play_duration"] = (matrix["play_duration"] * 1.4).round().astype("int64")
+        matrix["watch_ratio"] = matrix["play_duration"] / matrix["video_duration"]
+        matrix.to_csv(raw / name, index=False)
+    database = finished.params.mlflow_tracking_uri.removeprefix("sqlite:///")
+    shutil.copyfile(database, tmp_path / "mlflow.db")
+    params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw),
+                     drift_policy="stop")
+    terminal = io.StringIO()
+    with pytest.raises(PipelineFailed) as caught:
+        run_local(params, tmp_path, terminal=terminal)
+    message = str(caught.value)
+    assert "check-drift: DriftFailed: drift against champion version 1 of local-gr in" in message
+    assert "label" in message and "drift_policy=stop" in message
+    assert re.search(r"✗ check-drift .* failed: DriftFailed: drift against", terminal.getvalue())
+    run = next((tmp_path / "kfp").glob("grmodel-gr-*"))
+    report = json.loads((run / "check-drift" / "report" / "drift.json").read_text())
+    assert report["verdict"] == "drift" and "label" in report["drifted"]["test.parquet"]
+    label = next(c for c in report["comparisons"]
+                 if (c["table"], c["column"]) == ("train.parquet", "label"))
+    assert label["new_mean"] / label["reference_mean"] == pytest.approx(1.4, rel=0.05)
+    assert not (run / "build-vocab").exists() and not list(run.glob("**/model.pt"))
+    client = MlflowClient(params.mlflow_tracking_uri)
+    assert [str(v.version) for v in client.search_model_versions("name = 'local-gr'")] == ["1"]

@@ -147,7 +147,7 @@ class TrainingOperator:
 
 
 def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(processed, tmp_path):
-    from grmodel.pytorchjob import DEFAULT_MOUNT
+    from grmodel.k8s.claim import DEFAULT_MOUNT
     from grmodel.training.records import TRAINING_RECORD, dataset_fingerprint, finished_run
 
     # a one-epoch model this small predicts near-constant: keep it (marked) rather than fail,

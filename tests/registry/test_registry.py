@@ -19,6 +19,7 @@ import grmodel
 from grmodel import registry, tracking
 from grmodel.checkpoint import load_checkpoint
 from grmodel.cli import registry as registry_commands
+from grmodel.data.profile import read_profile
 from grmodel.evaluate import TRAIN_MEDIAN, evaluate_models
 from grmodel.features import read_split
 from grmodel.predict import predict_frame
@@ -86,7 +87,8 @@ def _flow(uri, artifact_root, trained, data):
         run_pipeline(uri, artifact_root, "pipeline-b", trained["good"], data, POLICY),
         run_pipeline(uri, artifact_root, "pipeline-c", trained["weak"], data, POLICY),
     ]
-    return {"uri": uri, "runs": runs, "data": data, "trained": trained}
+    return {"uri": uri, "runs": runs, "data": data, "trained": trained,
+            "artifact_root": artifact_root}
 
 
 @pytest.fixture(scope="module")
@@ -176,8 +178,13 @@ def test_logged_model_is_code_json_and_state_dict(flow, tmp_path):
     files = {p.relative_to(local).as_posix() for p in local.rglob("*") if p.is_file()}
     assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))]
     assert {"data/checkpoint/model.pt", "data/checkpoint/config.json", "data/checkpoint/label_state.json",
-            "data/checkpoint/feature_encoders.json", "data/checkpoint/checkpoint.json"} <= files
+            "data/checkpoint/feature_encoders.json", "data/checkpoint/checkpoint.json",
+            "data/checkpoint/drift_reference.json"} <= files
     assert not [f for f in files if f.endswith(".py")]  # code is referenced, not copied
+    # The drift reference travels with the model: the profile of the rows it trained on.
+    reference = read_profile(local / "data/checkpoint")
+    assert reference["rows"] == len(read_split(flow["data"], "train"))
+    assert reference["columns"]["label"]["count"] == reference["rows"]
     mlmodel = (local / "MLmodel").read_text()
     assert "loader_module: grmodel.registry" in mlmodel
     requirements = (local / "requirements.txt").read_text().split()
@@ -189,6 +196,37 @@ def test_logged_model_is_code_json_and_state_dict(flow, tmp_path):
     assert vocab["vocab"]["kind"] == "dynamic_quantile"
     signature = mlflow.models.get_model_info(str(local)).signature
     assert signature.inputs.input_names() == ["user_id", "item_id", "item_cat"]
+
+
+def test_champion_reference_is_the_profile_of_its_training_rows(flow):
+    champion = registry.alias_version(NAME, "champion", flow["uri"])
+    found = registry.champion_reference(NAME, flow["uri"])
+    assert found.about["version"] == champion and found.reason == ""
+    assert found.about["description"] == f"champion version {champion} of {NAME}"
+    assert found.profile["rows"] == len(read_split(flow["data"], "train"))
+    assert found.about["source_run_id"] == next(
+        r["run_id"] for r in flow["runs"] if r["version"] == champion)
+    first = registry.champion_reference("never-registered", flow["uri"])
+    assert first.profile is None and first.reason == "no registered model 'never-registered' yet"
+
+
+def test_a_champion_logged_without_its_data_has_no_reference(flow):
+    """Logged without its processed dataset (as models were before they carried a
+    reference): no reference, and the reason names the version."""
+    uri, name = flow["uri"], f"{NAME}-no-reference"
+    with (tracking.pipeline_run(uri, pipeline_run_id="pipeline-no-reference",
+                                data_version="0123abcd.dir",
+                                artifact_root=flow["artifact_root"]) as parent,
+          tracking.stage_run(uri, parent, "train_gr") as train_run):
+        registry.log_model(flow["trained"]["good"].model_dir)
+    version = registry.register_model(name, train_run, tracking_uri=uri)
+    tracking.connect(uri).set_registered_model_alias(name, "champion", version.version)
+    found = registry.champion_reference(name, uri)
+    assert found.profile is None and found.about["version"] == str(version.version)
+    assert found.reason.startswith(f"champion version {version.version} of {name} has no"
+                                   " drift_reference.json")
+    lacking = registry.champion_reference(NAME + "-unknown-alias", uri)
+    assert lacking.profile is None
 
 
 def test_registry_cli_history_and_promote(flow, capsys):

@@ -171,7 +171,7 @@ def test_torchrun_two_cpu_processes_kill_a_worker_and_resume(grouped_dataset, tm
         *FAST, "train.streaming=true", "train.shuffle_buffer=1000", "train.lr=3e-3",
         "train.epochs=4", "train.patience=4", "train.checkpoint_every_steps=4",
         "train.on_collapse=warn"])  # 4 toy epochs may end near-constant: kept, marked
-    # The config travels as JSON text, as in a PyTorchJob (grmodel/pytorchjob.py).
+    # The config travels as JSON text, as in a PyTorchJob (grmodel/k8s/pytorchjob.py).
     args = ["--data", str(grouped_dataset), "--config-json", config.to_json()]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     _run_to_end(_torchrun([*args, "--out", str(ref)], env), 180)

@@ -116,4 +116,4 @@ def test_fit_takes_arrays_without_a_dataset(planted_dataset, tmp_path, gr_config
     cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=2", "data.processed_dir=")
     result = fit(cfg, schema, train, valid, tmp_path / "m")
     meta = json.loads((result.model_dir / "checkpoint.json").read_text())
-    assert meta["manifest_sha256"] is None and "collapse" in meta
+    assert meta["dataset_fingerprint"] is None and "collapse" in meta

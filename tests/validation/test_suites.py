@@ -75,7 +75,7 @@ def test_processed_suite_follows_the_schema() -> None:
 
 
 def test_label_tail_ratio_flags_a_thousandfold_outlier() -> None:
-    labels = np.r_[np.linspace(1.0, 60.0, 9_997), [1e9, 1e9, 1e9]]  # issue 15: 1e12 ms plays
+    labels = np.r_[np.linspace(1.0, 60.0, 9_997), [1e9, 1e9, 1e9]]  # corrupt 1e12 ms plays
     ratio = label_tail_ratio(pd.DataFrame({"label": labels}), 0.999)
     assert (ratio[-3:] > 1_000).all() and (ratio[:-3] < 1.01).all()
     assert np.isnan(label_tail_ratio(pd.DataFrame({"label": np.zeros(5)}), 0.999)).all()

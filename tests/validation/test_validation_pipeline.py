@@ -247,7 +247,7 @@ def test_invalid_labels_are_reported_not_raised(labels_and_vocab) -> None:
 
 
 def test_absurd_labels_fail_the_tail_rule(tiny_processed: Path, tmp_path: Path) -> None:
-    # Issue 15: three 1e12 ms plays become 1e9 s labels in train.
+    # Three corrupt plays of 1e12 ms become 1e9 s labels in train.
     def change(frame: pd.DataFrame) -> None:
         frame.loc[[5, 6, 7], "label"] = 1e9
 

@@ -2,7 +2,7 @@
 
 The ingest (ingest.py), the generator (synth/), the raw validation suites
 (grmodel/validation/raw.py) and the data versioning (grmodel/versioning.py) all read them
-from here; /work/shared/docs/kuairec.md describes the files.
+from here; docs/kuairec.md describes the files and the figures quoted below.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ UTC_PLUS_8_MS = 8 * 3600 * 1000
 DAY_MS = 86_400_000
 
 # Columns of an interaction matrix. ``date`` is read as float: rows of the small matrix lack
-# their date (kuairec.md). The ingest orders rows by ``timestamp`` and never reads ``date``.
+# their date (docs/kuairec.md). The ingest orders rows by ``timestamp`` and never reads ``date``.
 INTERACTION_COLUMNS: dict[str, ColumnKind] = {
     "user_id": "int",
     "video_id": "int",
@@ -38,12 +38,12 @@ INTERACTION_COLUMNS: dict[str, ColumnKind] = {
     "timestamp": "float",
     "watch_ratio": "float",
 }
-# Plausibility caps of an interaction row. Real KuaiRec (kuairec.md): play_duration max
+# Plausibility caps of an interaction row. Real KuaiRec (docs/kuairec.md): play_duration max
 # 999,639 ms, video_duration max 315,072 ms, watch_ratio max 573.5 (big) / 571.5 (small). The
 # generator's joint of ratio and duration is wider (full preset, seeds 2024 and 7: play_duration
 # up to 16,823,470 ms, watch_ratio up to 815), so the caps are: one play within one day, a video
-# under 10 minutes, a ratio under 2,000. A unit error or a corrupt row (issue 15: plays of 1e12
-# ms) breaks them; the raw validation suite enforces them.
+# under 10 minutes, a ratio under 2,000. A unit error or a corrupt row (plays of 1e12 ms, say)
+# breaks them; the raw validation suite enforces them.
 MAX_PLAY_DURATION_MS = 86_400_000
 MAX_VIDEO_DURATION_MS = 600_000
 MAX_WATCH_RATIO = 2_000.0
@@ -60,7 +60,8 @@ USER_STRING_FIELDS = ("user_active_degree", "follow_user_num_range", "fans_user_
 USER_FLAGS = ("is_lowactive_period", "is_live_streamer", "is_video_author")
 USER_ACTIVE_DEGREES = ("full_active", "high_active", "middle_active", "UNKNOWN")
 ONEHOT_LEVELS = (2, 8, 30, 1076, 12, 10, 3, 47, 340, 7, 5, 3, 2, 2, 2, 2, 2, 2)
-# The GR authors' user fields, then the extra profile fields method.md allows.
+# The GR authors' user fields, then the other profile fields of user_features.csv that the
+# default ingest adds (docs/kuairec.md).
 AUTHORS_USER_FIELDS = ("user_active_degree", *(f"onehot_feat{k}" for k in range(len(ONEHOT_LEVELS))))
 DEFAULT_USER_FIELDS = (*AUTHORS_USER_FIELDS, *USER_FLAGS, "follow_user_num_range",
                        "fans_user_num_range", "friend_user_num_range", "register_days_range")

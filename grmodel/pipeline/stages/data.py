@@ -7,18 +7,17 @@ import dataclasses
 import logging
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from grmodel import versioning
-from grmodel.atomic import atomic_directory
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.features import read_manifest
-from grmodel.pipeline.live import StageTracking, live_run
-from grmodel.pipeline.stages.record import StageError, StageRecord, check_engine
+from grmodel.pipeline.live import StageTracking
+from grmodel.pipeline.stages.record import StageError, check_engine
+from grmodel.pipeline.stages.runner import StageRun
 from grmodel.redact import redact, strip_credentials
 from grmodel.validation import validate_processed, validate_raw_kuairec
 
@@ -46,12 +45,12 @@ def fetch_data(
     ``generate``: the synth ``preset`` with ``data_seed``. ``path``: the directory
     ``data_repo`` as it is (real KuaiRec). The version is DVC's directory hash in every case.
     """
-    started = time.time()
+    stage = StageRun("fetch_data", tracking)
     if source not in DATA_SOURCES:
         raise StageError(f"data source {source!r}: expected one of {list(DATA_SOURCES)}")
     out = Path(out_dir)
     git_rev = None  # a commit whose data.dvc records the version (dvc sources)
-    with live_run(tracking, "fetch_data", started) as live, atomic_directory(out) as tmp:
+    with stage.output(out) as tmp:
         raw = tmp / "raw"
         if source == "dvc":
             repo = _checkout(data_repo, tmp / "repo")
@@ -81,16 +80,12 @@ def fetch_data(
                              f" hashes to {got}")
         result = {"data_version": got, "obtained": how, "source": source, "git_rev": git_rev,
                   "files": sorted(p.name for p in raw.iterdir())}
-        record = StageRecord(
-            "fetch_data",
+        stage.record(
             params={"data": {"source": source, "data_version": got, "git_rev": git_rev,
                              "repo": strip_credentials(str(data_repo)), "preset": preset,
                              "data_seed": data_seed}},
             metrics={"raw_bytes": float(sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()))},
-            started=started, ended=time.time(), mlflow_run_id=live.run_id,
         )
-        record.write(tmp)
-        live.log_record(record, tmp)
     log.info("data version %s (%s) in %s", got, how, out)
     return result
 
@@ -127,28 +122,23 @@ def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path,
     """The great-expectations gate: ``kind`` is ``raw`` (a :func:`fetch_data` output) or
     ``processed`` (an :func:`ingest` output). Writes the reports, then raises
     ``ValidationFailed`` when a check failed, which stops the pipeline."""
-    started = time.time()
+    stage = StageRun(f"validate_{kind}", tracking)
     if kind not in ("raw", "processed"):
         raise StageError(f"validation kind {kind!r}: expected 'raw' or 'processed'")
-    with live_run(tracking, f"validate_{kind}", started) as live:
+    # Written in place, not atomically: the report is kept even when the gate fails, it is
+    # what the user reads next.
+    with stage.output(out_dir, atomic=False) as out:
         if kind == "raw":
             report = validate_raw_kuairec(raw_dir(data_dir))
         else:
             report = validate_processed(Path(data_dir))
-        out = Path(out_dir)
-        # The report is kept even when the gate fails: it is what the user reads next.
-        out.mkdir(parents=True, exist_ok=True)
         report.write(out)
         counts = report.counts()
-        record = StageRecord(
-            f"validate_{kind}",
+        stage.record(
             params={"validation": {"suite": report.suite, **report.params}},
             metrics={f"checks_{k}": float(v) for k, v in counts.items()},
             artifacts=["validation.json", "validation.md", "validation.html"],
-            started=started, ended=time.time(), mlflow_run_id=live.run_id,
         )
-        record.write(out)
-        live.log_record(record, out)
         report.raise_for_failure()
     return {"success": report.success, "counts": counts, "summary": report.summary()}
 
@@ -176,13 +166,13 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
     """Turn raw KuaiRec files into the processed train/valid/test tables (``options``:
     fields of ``IngestConfig``, such as ``split`` and ``label_mode``), with ``engine`` pandas
     (one process) or spark (grmodel/data/spark/, the same tables)."""
-    started = time.time()
+    stage = StageRun("ingest", tracking)
     check_engine(engine)
     try:
         config = IngestConfig.from_dict(options or {})
     except DataSpecError as exc:
         raise StageError(f"ingest options: {exc}") from None
-    with live_run(tracking, "ingest", started) as live, atomic_directory(out_dir) as tmp:
+    with stage.output(out_dir) as tmp:
         if engine == "spark":
             # lazy: pyspark is the optional extra `spark`
             from grmodel.data.spark.kuairec import ingest_kuairec_spark
@@ -192,9 +182,6 @@ def ingest(fetched_dir: str | Path, out_dir: str | Path, options: dict[str, Any]
             ingest_kuairec(raw_dir(fetched_dir), tmp, config)  # the output is the processed dataset
         manifest = read_manifest(tmp)
         rows = {f"{split}_rows": float(n) for split, n in manifest["splits"]["rows"].items()}
-        record = StageRecord("ingest", params={"ingest": dataclasses.asdict(config), "engine": engine},
-                             metrics=rows, artifacts=["manifest.json"], started=started,
-                             ended=time.time(), mlflow_run_id=live.run_id)
-        record.write(tmp)
-        live.log_record(record, tmp)
+        stage.record(params={"ingest": dataclasses.asdict(config), "engine": engine},
+                     metrics=rows, artifacts=["manifest.json"])
     return {"rows": rows, "label": manifest.get("label")}

@@ -3,16 +3,16 @@ the oracle, with the report, figures and headline metrics."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from grmodel.atomic import atomic_directory, write_json_atomic, write_text_atomic
+from grmodel.atomic import write_json_atomic, write_text_atomic
 from grmodel.comparison.report import results_table
 from grmodel.comparison.results import run_entry, write_comparison_report
-from grmodel.pipeline.live import StageTracking, live_run
+from grmodel.pipeline.live import StageTracking
 from grmodel.pipeline.stages.plan import model_plan
-from grmodel.pipeline.stages.record import StageError, StageRecord
+from grmodel.pipeline.stages.record import StageError
+from grmodel.pipeline.stages.runner import StageRun
 from grmodel.reporting.html import render_report_html
 from grmodel.reporting.paper import PAPER_ANCHORS
 from grmodel.tracking import git_commit, metric_key
@@ -32,7 +32,7 @@ def evaluate(
     """Score every trained model (``{model: train output}``) on the same test split beside the
     train median and the oracle; write the report, figures, ``metrics.json`` and
     ``report.html`` (figures inlined) into ``out_dir``."""
-    started = time.time()
+    stage = StageRun("evaluate", tracking)
     data = Path(processed)
     rows = list(model_dirs)
     plan = model_plan(data, rows, overrides, seeds)
@@ -45,7 +45,7 @@ def evaluate(
             raise StageError(f"{model_dir}: no finished {row.name} run of this config on this data"
                              " (rule: evaluate gets the train outputs of the same pipeline run)")
         runs.append(run_entry(row, seed, model_dir.resolve(), {**record, "resumed": False}))
-    with live_run(tracking, "evaluate", started) as live, atomic_directory(out_dir) as tmp:
+    with stage.output(out_dir) as tmp:
         # GR against the baselines is the paper's Table 1 setting: its numbers go beside ours.
         report = write_comparison_report(plan, runs, tmp, paper=PAPER_ANCHORS["table1"])
         metrics = headline_metrics(report)
@@ -53,14 +53,11 @@ def evaluate(
         provenance = {"data version": data_version or "unknown", "git commit": git_commit()}
         write_text_atomic(tmp / "report.html",
                           render_report_html(report, tmp / "figures", provenance))
-        record = StageRecord(
-            "evaluate", params={"eval": report["eval_config"]},
+        stage.record(
+            params={"eval": report["eval_config"]},
             metrics={f"test.{row}.{k}": v for row, m in metrics.items() for k, v in m.items()},
             artifacts=["report.md", "report.json", "report.html", "figures"],
-            started=started, ended=time.time(), mlflow_run_id=live.run_id,
         )
-        record.write(tmp)
-        live.log_record(record, tmp)
     return {"metrics": metrics, "table": results_table(report)}
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from grmodel.atomic import atomic_directory, through_json, write_json_atomic
+from grmodel.atomic import through_json, write_json_atomic
 from grmodel.codec import LabelCodec
 from grmodel.features import read_labels
 from grmodel.models.gr import GRModel, label_state_from_counts
-from grmodel.pipeline.live import StageTracking, live_run
+from grmodel.pipeline.live import StageTracking
 from grmodel.pipeline.stages.plan import gr_config
-from grmodel.pipeline.stages.record import StageError, StageRecord, check_engine
+from grmodel.pipeline.stages.record import StageError, check_engine
+from grmodel.pipeline.stages.runner import StageRun
 from grmodel.training.records import dataset_fingerprint
 from grmodel.validation import validate_tokens
 from grmodel.vocab import Vocabulary
@@ -32,11 +32,11 @@ def build_vocab(processed: str | Path, out_dir: str | Path, overrides: list[str]
                 tracking: StageTracking | None = None, engine: str = "pandas") -> dict[str, Any]:
     """GR's vocabulary (its label state: token values, decode length) from the train labels;
     engine spark counts the labels by value in Spark and fits the same state from the counts."""
-    started = time.time()
+    stage = StageRun("build_vocab", tracking)
     check_engine(engine)
     data = Path(processed)
     config = gr_config(data, overrides)
-    with live_run(tracking, "build_vocab", started) as live, atomic_directory(out_dir) as tmp:
+    with stage.output(out_dir) as out:
         if engine == "spark":
             # lazy: pyspark is the optional extra `spark`
             from grmodel.data.spark.session import spark_session
@@ -51,16 +51,11 @@ def build_vocab(processed: str | Path, out_dir: str | Path, overrides: list[str]
         record = {"label_state": state, "vocab_config": dataclasses.asdict(config.vocab),
                   "max_decode_len_config": config.model.max_decode_len,
                   "dataset_fingerprint": dataset_fingerprint(data), "train_rows": train_rows}
-        write_json_atomic(tmp / VOCABULARY_FILE, record)
-        stage = StageRecord(
-            "build_vocab", params={"vocab": record["vocab_config"]},
-            metrics={"vocab_size": float(len(state["vocab"]["values"])),
-                     "max_decode_len": float(state["max_decode_len"])},
-            artifacts=[VOCABULARY_FILE], started=started, ended=time.time(),
-            mlflow_run_id=live.run_id,
-        )
-        stage.write(tmp)
-        live.log_record(stage, tmp)
+        write_json_atomic(out / VOCABULARY_FILE, record)
+        stage.record(params={"vocab": record["vocab_config"]},
+                     metrics={"vocab_size": float(len(state["vocab"]["values"])),
+                              "max_decode_len": float(state["max_decode_len"])},
+                     artifacts=[VOCABULARY_FILE])
     return {"vocab_size": len(state["vocab"]["values"]), "max_decode_len": state["max_decode_len"]}
 
 
@@ -87,71 +82,66 @@ def encode_labels(processed: str | Path, vocab_dir: str | Path, out_dir: str | P
     Engine spark encodes in a pandas UDF over the same codec and gates every distinct label
     (a sequence depends on the scaled label alone, so that covers every row)."""
     check_engine(engine)
-    if engine == "spark":
-        return _encode_labels_spark(Path(processed), vocab_dir, out_dir, overrides, tracking)
-    started = time.time()
+    stage = StageRun("encode_labels", tracking)
     data = Path(processed)
     config = gr_config(data, overrides)
     state = read_vocabulary(vocab_dir, config, data)
     vocab = Vocabulary.from_dict(state["vocab"])
-    with live_run(tracking, "encode_labels", started) as live, atomic_directory(out_dir) as tmp:
-        labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
-        max_len = int(state["max_decode_len"])
-        encoded = LabelCodec(vocab).encode(labels, max_len=max_len)
-        report = validate_tokens(labels, vocab, max_len, encoded=encoded,
-                                 source=str(data / "train.parquet"))
-        report.write(tmp / "validation")
-        report.raise_for_failure()  # nothing is written when a sequence is wrong
-        width = encoded.sequences.shape[1]
-        flat = pa.array(encoded.sequences.astype(np.int32).ravel())
-        table = pa.table({
-            "label": pa.array(labels),
-            "length": pa.array(encoded.lengths.astype(np.int32)),
-            "tokens": pa.FixedSizeListArray.from_arrays(flat, width),
-        })
-        pq.write_table(table, tmp / TOKENS_FILE)
-        lengths = encoded.lengths
-        record = StageRecord(
-            "encode_labels", params={"tokens": {"max_decode_len": max_len, "rows": int(labels.size)}},
-            metrics={"mean_length": float(lengths.mean()), "max_length": float(lengths.max()),
-                     **{f"checks_{k}": float(v) for k, v in report.counts().items()}},
-            artifacts=["validation"], started=started, ended=time.time(), mlflow_run_id=live.run_id,
-        )
-        record.write(tmp)
-        live.log_record(record, tmp)
-    return {"rows": int(labels.size), "mean_length": float(lengths.mean())}
+    max_len = int(state["max_decode_len"])
+    encode = _encode_with_spark if engine == "spark" else _encode_with_pandas
+    with stage.output(out_dir) as out:
+        written, checks = encode(data, config, vocab, max_len, out)
+        stage.record(
+            params={"tokens": {"max_decode_len": max_len, "rows": written["rows"]},
+                    **({"engine": "spark"} if engine == "spark" else {})},
+            metrics={"mean_length": written["mean_length"], "max_length": written["max_length"],
+                     **{f"checks_{k}": float(v) for k, v in checks.items()}},
+            artifacts=["validation"])
+    return {"rows": written["rows"], "mean_length": written["mean_length"]}
 
 
-def _encode_labels_spark(data: Path, vocab_dir: str | Path, out_dir: str | Path,
-                         overrides: list[str] | None, tracking: StageTracking | None
-                         ) -> dict[str, Any]:
+def _encode_with_pandas(data: Path, config: Any, vocab: Vocabulary, max_len: int, out: Path
+                        ) -> tuple[dict[str, Any], dict[str, int]]:
+    """Encode every train label in this process, gate the sequences, write ``tokens.parquet``;
+    (rows, mean and max length) and the gate's counts."""
+    labels = read_labels(data, "train", config.data.label_column, config.data.max_train_rows)
+    encoded = LabelCodec(vocab).encode(labels, max_len=max_len)
+    checks = _gate(validate_tokens(labels, vocab, max_len, encoded=encoded,
+                                   source=str(data / "train.parquet")), out)
+    width = encoded.sequences.shape[1]
+    flat = pa.array(encoded.sequences.astype(np.int32).ravel())
+    table = pa.table({
+        "label": pa.array(labels),
+        "length": pa.array(encoded.lengths.astype(np.int32)),
+        "tokens": pa.FixedSizeListArray.from_arrays(flat, width),
+    })
+    pq.write_table(table, out / TOKENS_FILE)
+    lengths = encoded.lengths
+    written = {"rows": int(labels.size), "mean_length": float(lengths.mean()),
+               "max_length": float(lengths.max())}
+    return written, checks
+
+
+def _encode_with_spark(data: Path, config: Any, vocab: Vocabulary, max_len: int, out: Path
+                       ) -> tuple[dict[str, Any], dict[str, int]]:
+    """The same in Spark: the gate runs on every distinct label, the encoding in a UDF."""
     # lazy: pyspark is the optional extra `spark`
     from grmodel.data.spark.session import spark_session
     from grmodel.data.spark.tokens import train_label_counts, write_tokens
 
-    started = time.time()
-    config = gr_config(data, overrides)
-    state = read_vocabulary(vocab_dir, config, data)
-    vocab = Vocabulary.from_dict(state["vocab"])
-    max_len = int(state["max_decode_len"])
     spark = spark_session()
     column, max_rows = config.data.label_column, config.data.max_train_rows
-    with live_run(tracking, "encode_labels", started) as live, atomic_directory(out_dir) as tmp:
-        values, _ = train_label_counts(spark, data, column, max_rows)
-        report = validate_tokens(values, vocab, max_len, source=str(data / "train.parquet"))
-        report.write(tmp / "validation")
-        report.raise_for_failure()  # nothing is written when a sequence is wrong
-        written = write_tokens(spark, data, vocab, max_len, tmp / TOKENS_FILE, column, max_rows)
-        record = StageRecord(
-            "encode_labels", params={"tokens": {"max_decode_len": max_len, "rows": written["rows"]},
-                                     "engine": "spark"},
-            metrics={"mean_length": written["mean_length"], "max_length": float(written["max_length"]),
-                     **{f"checks_{k}": float(v) for k, v in report.counts().items()}},
-            artifacts=["validation"], started=started, ended=time.time(), mlflow_run_id=live.run_id,
-        )
-        record.write(tmp)
-        live.log_record(record, tmp)
-    return {"rows": written["rows"], "mean_length": written["mean_length"]}
+    values, _ = train_label_counts(spark, data, column, max_rows)
+    checks = _gate(validate_tokens(values, vocab, max_len, source=str(data / "train.parquet")), out)
+    written = write_tokens(spark, data, vocab, max_len, out / TOKENS_FILE, column, max_rows)
+    return {**written, "max_length": float(written["max_length"])}, checks
+
+
+def _gate(report: Any, out: Path) -> dict[str, int]:
+    """Keep the token suite's report in the output; nothing more is written when it failed."""
+    report.write(out / "validation")
+    report.raise_for_failure()
+    return report.counts()
 
 
 def read_tokens(tokens_dir: str | Path, labels: np.ndarray) -> np.ndarray:

@@ -11,14 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from grmodel import pytorchjob
-from grmodel.atomic import atomic_directory, write_json_atomic
+from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import META_FILE
 from grmodel.features import read_labels
-from grmodel.pipeline.live import StageTracking, live_run
+from grmodel.k8s import pytorchjob
+from grmodel.k8s.claim import SharedClaim
+from grmodel.k8s.pods import pod_namespace
+from grmodel.pipeline.live import StageTracking
 from grmodel.pipeline.stages.labels import read_tokens, read_vocabulary
 from grmodel.pipeline.stages.plan import GR, model_plan
-from grmodel.pipeline.stages.record import StageError, StageRecord
+from grmodel.pipeline.stages.record import StageError
+from grmodel.pipeline.stages.runner import StageRun
 from grmodel.tracking import EPOCH_TIME
 from grmodel.training.loop import train_or_resume
 from grmodel.training.records import TrainResult, dataset_fingerprint, write_training_record
@@ -47,9 +50,9 @@ def train(
 
     With ``replicas > 1`` GR trains as a Kubeflow PyTorchJob of that many pods sharing the
     ReadWriteMany claim ``pvc_claim`` (mounted here too); ``job_options`` go to
-    ``grmodel.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
+    ``grmodel.k8s.pytorchjob.run_pytorchjob`` (``api``, ``local_mount``, ``gpus_per_replica``...).
     """
-    started = time.time()
+    stage = StageRun(f"train_{model}", tracking)
     data = Path(processed)
     plan = model_plan(data, [model], overrides, seeds)
     if replicas > 1 and (model != GR or not pvc_claim):
@@ -66,15 +69,15 @@ def train(
         targets = {"tokens": read_tokens(tokens_dir, labels)}
     fingerprint = dataset_fingerprint(data)
     metrics, histories, params = {}, {}, {model: plan.runs[0][2].to_dict()}
-    with live_run(tracking, f"train_{model}", started) as live, atomic_directory(out_dir) as tmp:
-        live.log_params(params)  # the config is on show while it trains
+    with stage.output(out_dir) as tmp:
+        stage.live.log_params(params)  # the config is on show while it trains
         for row, seed, config in plan.runs:
             log.info("training %s (%s), seed %d", row.name, row.model_name, seed)
             prefix, ended = f"seed{seed}.", {}
 
             def on_epoch(epoch: dict[str, Any], prefix: str = prefix, ended: dict = ended) -> None:
                 ended[epoch["epoch"]] = time.time()
-                live.log_epoch(epoch, prefix)
+                stage.live.log_epoch(epoch, prefix)
 
             if replicas > 1:
                 record = _train_as_pytorchjob(config, data, tmp / f"seed{seed}", fingerprint,
@@ -84,15 +87,12 @@ def train(
                                          targets, on_epoch=on_epoch)
             if not ended:  # trained elsewhere (a PyTorchJob) or reused: its curves now
                 for epoch in record["history"]:
-                    live.log_epoch(epoch, prefix)
+                    stage.live.log_epoch(epoch, prefix)
             histories[prefix] = [{**h, **({EPOCH_TIME: ended[h["epoch"]]} if h["epoch"] in ended else {})}
                                  for h in record["history"]]
             metrics |= {f"{prefix}best_valid_{k}": float(v) for k, v in record["best_valid"].items()}
             metrics[f"{prefix}samples_per_second"] = float(record["samples_per_second"])
-        stage = StageRecord(f"train_{model}", params=params, metrics=metrics, histories=histories,
-                            started=started, ended=time.time(), mlflow_run_id=live.run_id)
-        stage.write(tmp)
-        live.log_record(stage, tmp)
+        stage.record(params=params, metrics=metrics, histories=histories)
     return {"model": model, "seeds": plan.seeds, **metrics}
 
 
@@ -102,20 +102,17 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
     """Stage the data and vocabulary on the shared claim, run the PyTorchJob, and keep its model
     with the same run record an in-pod training writes."""
     options = dict(options)
-    pod_mount = options.pop("mount_path", pytorchjob.DEFAULT_MOUNT)
-    here = Path(options.pop("local_mount", None) or pod_mount)
+    claim = SharedClaim.from_options(pvc_claim, options)
     job_dir = f"grmodel/{fingerprint[:12]}-{pytorchjob.config_digest(config)[:12]}"
-    shared = here / job_dir
-    if not (shared / "processed").is_dir():
-        shutil.copytree(data, shared / "processed")
-    write_json_atomic(shared / LABEL_STATE_FILE, label_state)
-    pod = f"{pod_mount}/{job_dir}"
+    data_dir = claim.stage(job_dir, {"processed": data})["processed"]
+    label_state_path = claim.in_pods(f"{job_dir}/{LABEL_STATE_FILE}")
+    write_json_atomic(claim.local(label_state_path), label_state)
     started = time.perf_counter()
     job_model = pytorchjob.run_pytorchjob(
-        config, replicas=replicas, pvc_claim=pvc_claim, data_dir=f"{pod}/processed",
-        out_dir=f"{pod}/model", label_state_path=f"{pod}/{LABEL_STATE_FILE}", local_mount=here,
-        mount_path=pod_mount, namespace=options.pop("namespace", None) or pod_namespace(),
-        **options)
+        config, replicas=replicas, pvc_claim=claim.name, data_dir=data_dir,
+        out_dir=claim.in_pods(f"{job_dir}/model"), label_state_path=label_state_path,
+        local_mount=claim.here, mount_path=claim.mount_path,
+        namespace=options.pop("namespace", None) or pod_namespace(), **options)
     shutil.copytree(job_model, model_dir)
     meta = json.loads((model_dir / META_FILE).read_text())
     seconds = time.perf_counter() - started
@@ -124,9 +121,3 @@ def _train_as_pytorchjob(config: Any, data: Path, model_dir: Path, fingerprint: 
                          train_seconds=seconds,
                          samples_per_second=float(np.mean(speeds)) if speeds else 0.0)
     return write_training_record(result, config, fingerprint, seconds, replicas=replicas)
-
-
-def pod_namespace() -> str:
-    """The namespace this pod runs in (the job goes beside it), else Kubeflow's default."""
-    path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-    return path.read_text().strip() if path.is_file() else "kubeflow"

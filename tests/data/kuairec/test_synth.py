@@ -80,7 +80,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(tmp_path: Pat
 
 
 def test_default_preset_marginals_are_near_kuairec() -> None:
-    """kuairec.md: big-matrix watch ratio median 0.7235, p99 4.79, 0.92% above 5."""
+    """docs/kuairec.md: big-matrix watch ratio median 0.7235, p99 4.79, 0.92% above 5."""
     config = SynthConfig.preset("default")
     rngs = world.random_streams(config.seed)
     latent = world.build_world(config, rngs)

@@ -2,7 +2,7 @@
 
 ``generate_kuairec`` writes the four KuaiRec 2.0 files (``big_matrix.csv``,
 ``small_matrix.csv``, ``user_features.csv``, ``item_categories.csv``) with the real columns,
-types and quirks (kuairec.md), so the real ingest path is the one exercised, plus
+types and quirks (docs/kuairec.md), so the real ingest path is the one exercised, plus
 ``oracle.csv`` and ``synth.json``.
 
 The planted process, per (user u, video i) pair:
@@ -76,7 +76,7 @@ def generate_kuairec(out_dir: str | Path, config: SynthConfig) -> dict[str, Any]
 
 
 def ratio_marginals(ratio: np.ndarray) -> dict[str, float]:
-    """The watch-ratio figures kuairec.md quotes, for comparing with the real data."""
+    """The watch-ratio figures docs/kuairec.md quotes, for comparing with the real data."""
     q = np.quantile(ratio, [0.25, 0.5, 0.75, 0.99])
     return {
         "median": float(q[1]), "mean": float(ratio.mean()), "p25": float(q[0]),

@@ -39,7 +39,7 @@ class SynthConfig:
     min_duration_ms: int = 140
     max_duration_ms: int = 315_072
     popularity_log_sd: float = 1.2
-    # Planted label process (calibrated to the big-matrix marginals of kuairec.md).
+    # Planted label process (calibrated to the big-matrix marginals of docs/kuairec.md).
     base_log_ratio: float = 0.02
     weibull_shape: float = 2.74
     user_bias_sd: float = 0.24
@@ -114,7 +114,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  small_users=20, small_items=100, chunk_rows=4_000),
     # The main job: sized so that ingest plus training three models fits in minutes on 2 cores.
     "default": dict(),
-    # KuaiRec 2.0 sizes (kuairec.md).
+    # KuaiRec 2.0 sizes (docs/kuairec.md).
     "full": dict(n_users=7_176, n_items=10_728, big_rows=12_530_806, small_users=1_411,
                  small_items=3_327, user_rows_log_sd=0.75),
 }

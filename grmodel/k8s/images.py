@@ -1,7 +1,8 @@
 """The container images of the pipeline's stages: the one place that names them.
 
-Two images share the ``grmodel`` wheel and its locked dependencies (docker/): the runtime image
-for every light stage and the CUDA image for training. Tags follow the package version, so a
+Three images share the ``grmodel`` wheel and its locked dependencies (docker/): the runtime
+image for every light stage, the CUDA image for training, and the Spark image (the runtime
+image plus Java and pyspark) for SparkApplications. Tags follow the package version, so a
 pipeline compiled from version X runs the code of version X. The registry comes from
 ``GRMODEL_IMAGE_REGISTRY`` when set (components read it when the pipeline is compiled), else
 :data:`DEFAULT_REGISTRY`.
@@ -26,7 +27,7 @@ def registry() -> str:
 
 
 def image_tag() -> str:
-    """The tag both images carry: the package version (``+local`` parts are not valid in tags)."""
+    """The tag every image carries: the package version (``+local`` parts are not valid in tags)."""
     return __version__.replace("+", "-")
 
 
@@ -47,8 +48,9 @@ def spark_image() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m grmodel.images [runtime|gpu|tag|version|registry]``: print what docker/build.sh
-    builds, so the build and the components name the same images. No argument prints both images."""
+    """``python -m grmodel.k8s.images [runtime|gpu|spark|tag|version|registry]``: print what
+    docker/build.sh builds, so the build and the components name the same images. No argument
+    prints every image."""
 
     args = sys.argv[1:] if argv is None else argv
     values = {"runtime": runtime_image, "gpu": gpu_image, "spark": spark_image, "tag": image_tag,
@@ -57,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"runtime {runtime_image()}\ngpu {gpu_image()}\nspark {spark_image()}")
         return 0
     if len(args) != 1 or args[0] not in values:
-        print(f"usage: python -m grmodel.images [{'|'.join(values)}]", file=sys.stderr)
+        print(f"usage: python -m grmodel.k8s.images [{'|'.join(values)}]", file=sys.stderr)
         return 2
     print(values[args[0]]())
     return 0

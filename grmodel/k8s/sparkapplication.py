@@ -3,10 +3,11 @@
 With ``engine=spark`` and a shared claim, the pipeline's ingest, vocabulary and encode stages
 do not run Spark in their own pod: each submits a ``sparkoperator.k8s.io/v1beta2``
 SparkApplication (one driver, ``executors`` executor pods, all from the Spark image), waits for
-it, and keeps what its driver wrote on the claim, as grmodel/pytorchjob.py does for training.
+it, and keeps what its driver wrote on the claim (grmodel/pipeline/spark_stages.py), as
+grmodel/k8s/pytorchjob.py does for training.
 
 * :func:`sparkapplication_manifest` builds the application. Its driver runs
-  ``grmodel/pipeline/spark_app.py`` (the image's installed copy) with the stage's arguments:
+  ``grmodel/pipeline/spark_driver.py`` (the image's installed copy) with the stage's arguments:
   the same stage functions as a local run, with ``engine="spark"``; options travel as JSON
   text, never pickles.
 * Inputs and outputs live on one PersistentVolumeClaim, mounted in the driver and every
@@ -20,13 +21,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
-from collections.abc import Callable
-from pathlib import PurePosixPath
 from typing import Any
 
-from grmodel.images import spark_image
-from grmodel.pytorchjob import DEFAULT_MOUNT, IMAGE_UID, NAME_RULE, CustomObjectRun
+from grmodel.k8s import pods
+from grmodel.k8s.claim import DEFAULT_MOUNT, SharedClaim
+from grmodel.k8s.custom_objects import CustomObjectRun
+from grmodel.k8s.images import spark_image
 
 GROUP = "sparkoperator.k8s.io"
 VERSION = "v1beta2"
@@ -35,11 +35,10 @@ KIND = "SparkApplication"
 # The Spark the image holds (pyspark from requirements/dev.lock, docker/Dockerfile.spark).
 SPARK_VERSION = "4.3.0"
 # Where the image's virtualenv keeps the application file (docker/Dockerfile.spark).
-APP_FILE = "/opt/venv/lib/python3.11/site-packages/grmodel/pipeline/spark_app.py"
+APP_FILE = "/opt/venv/lib/python3.11/site-packages/grmodel/pipeline/spark_driver.py"
 MAX_NAME = 50  # the driver pod is "<name>-driver"; executor pods add more
 DONE = "COMPLETED"
 FAILED = ("FAILED", "SUBMISSION_FAILED", "UNKNOWN")
-POD_TMP = "/tmp"  # noqa: S108  (an emptyDir in the pods: the root filesystem is read-only)
 
 
 class SparkApplicationError(RuntimeError):
@@ -65,40 +64,32 @@ def sparkapplication_manifest(
     driver_cores: int = 1,
     driver_memory: str = "4g",
     service_account: str = "spark",
-    run_as_user: int = IMAGE_UID,
+    run_as_user: int = pods.IMAGE_UID,
     spark_conf: dict[str, str] | None = None,
     env_secret: str | None = None,
 ) -> dict[str, Any]:
-    """The SparkApplication that runs ``spark_app.py <arguments>``. ``paths`` (label -> a path
+    """The SparkApplication that runs ``spark_driver.py <arguments>``. ``paths`` (label -> a path
     inside the pods) are checked to lie under ``mount_path``, where ``pvc_claim`` is mounted in
     the driver and every executor. ``env_secret``: a Kubernetes Secret whose keys become
     environment variables of the driver and executors, e.g. object-storage credentials
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, which pyarrow and Hadoop's s3a both read;
     a non-AWS endpoint: ``AWS_ENDPOINT_URL`` for pyarrow, ``spark.hadoop.fs.s3a.endpoint`` in
     ``spark_conf`` for s3a): the spec names the Secret, never its values."""
-    if len(name) > MAX_NAME or not NAME_RULE.match(name):
-        raise ValueError(f"SparkApplication name {name!r}: rule: lowercase letters, digits and"
-                         f" '-', starting with a letter, at most {MAX_NAME} characters")
+    pods.check_name(KIND, name, MAX_NAME)
     if executors < 1:
         raise ValueError(f"SparkApplication {name}: executors={executors} (rule: at least 1)")
-    for label, path in paths.items():
-        if not PurePosixPath(path).is_relative_to(mount_path):
-            raise ValueError(f"SparkApplication {name}: {label}={path!r} is not under the volume"
-                             f" mount {mount_path!r} (rule: driver and executors share the claim)")
-    labels = {"app.kubernetes.io/name": "grmodel", "app.kubernetes.io/component": arguments[0],
-              "grmodel/arguments-digest": arguments_digest(arguments)}
-    mounts = [{"name": "data", "mountPath": mount_path}, {"name": "tmp", "mountPath": POD_TMP}]
-    security = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                "capabilities": {"drop": ["ALL"]}, "runAsNonRoot": True,
-                "runAsUser": run_as_user, "runAsGroup": run_as_user}
-    env = [{"name": "HOME", "value": POD_TMP}, {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"}]
-    pod = {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"},
-           "volumeMounts": mounts, "securityContext": security, "env": env,
+    SharedClaim(pvc_claim, mount_path).check_paths(KIND, name, paths)
+    labels = pods.pod_labels(arguments[0], {"grmodel/arguments-digest": arguments_digest(arguments)})
+    mounts = [{"name": "data", "mountPath": mount_path}, {"name": "tmp", "mountPath": pods.POD_TMP}]
+    # The operator's driver and executor securityContext is the container's.
+    security = {**pods.container_security(), **pods.run_as(run_as_user)}
+    pod = {"labels": labels, "annotations": dict(pods.ANNOTATIONS),
+           "volumeMounts": mounts, "securityContext": security, "env": pods.pod_env(),
            **({"envFrom": [{"secretRef": {"name": env_secret}}]} if env_secret else {})}
     conf = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
-        "spark.local.dir": POD_TMP,
+        "spark.local.dir": pods.POD_TMP,
         "spark.kubernetes.driver.request.cores": str(driver_cores),
         **(spark_conf or {}),
     }
@@ -133,23 +124,13 @@ def application_state(app: dict[str, Any]) -> tuple[str, str]:
     return str(state.get("state") or "PENDING"), str(state.get("errorMessage") or "")
 
 
-def submit_and_wait(
-    manifest: dict[str, Any],
-    *,
-    timeout_s: float = 12 * 3600,
-    poll_s: float = 15.0,
-    api: Any = None,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Create the application (or attach to the one of that name with the same arguments) and
-    wait until it completes; raise SparkApplicationError when it fails, TimeoutError (after
-    deleting it) when ``timeout_s`` passes first."""
-    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    return CustomObjectRun(
-        (GROUP, VERSION, PLURAL), KIND, "grmodel/arguments-digest", SparkApplicationError,
-        application_state, DONE, FAILED,
-        lambda where, message: (f"{where}: failed: {message or 'no message'}; see `kubectl logs"
-                                f" -n {namespace} {name}-driver`"),
-        "one application name per stage input",
-    ).run(manifest, api, timeout_s, poll_s, True, sleep, clock)
+# Created (or attached to) and waited for; `kubectl logs` of its driver on failure.
+SPARKAPPLICATIONS = CustomObjectRun(
+    (GROUP, VERSION, PLURAL), KIND, "grmodel/arguments-digest", SparkApplicationError,
+    application_state, DONE, FAILED,
+    lambda where, message, pods: (f"{where}: failed: {message or 'no message'}; see `kubectl logs"
+                                  f" {pods}-driver`"),
+    "one application name per stage input",
+    timeout_s=12 * 3600, poll_s=15.0,
+)
+submit_and_wait = SPARKAPPLICATIONS.submit_and_wait

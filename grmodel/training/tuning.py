@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 _LRS = ("train.lr=2.5e-4", "train.lr=5e-4", "train.lr=1e-3", "train.lr=2e-3")
 # Four candidates per model: a learning-rate grid, and for TPM two learning rates by the two
-# uncertainty weights that suit different label shapes (w_var 1.0 is baselines.md's default).
+# uncertainty weights that suit different label shapes (w_var 1.0 is the TPM paper's;
+# docs/baselines.md, TPM).
 TUNING_GRIDS: dict[str, tuple[tuple[str, ...], ...]] = {
     **{model: tuple((lr,) for lr in _LRS) for model in ("gr", "cread", "d2q", "vr", "wlr")},
     "tpm": tuple((lr, f"head.tpm_w_var={w}") for lr in ("train.lr=5e-4", "train.lr=1e-3")

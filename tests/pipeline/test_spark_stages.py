@@ -4,7 +4,7 @@ submits through the CustomObjectsApi calls a real API server gets, runs the appl
 command (its mainApplicationFile, mapped from the image's path to this checkout's copy, with
 its arguments) as a local-mode Spark driver, and reports COMPLETED or FAILED in the status
 the Spark Operator writes. To keep CI short the driver program runs in this process, on the
-tests' shared local SparkSession (``main(arguments)``, as ``python spark_app.py arguments``
+tests' shared local SparkSession (``main(arguments)``, as ``python spark_driver.py arguments``
 would: the test ``test_the_driver_program_runs_as_a_script`` runs it as a script once).
 Tiny KuaiRec set (10k rows)."""
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from grmodel import sparkapp
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.features import read_manifest
-from grmodel.pipeline import spark_app, spark_jobs
+from grmodel.k8s import sparkapplication
+from grmodel.pipeline import spark_driver, spark_stages
 from grmodel.pipeline.stages.labels import VOCABULARY_FILE, build_vocab
 from grmodel.pipeline.stages.record import STAGE_RECORD
 
@@ -38,9 +38,9 @@ class StandInSparkOperator:
         assert (group, version, plural) == ("sparkoperator.k8s.io", "v1beta2", "sparkapplications")
         spec = body["spec"]
         image_file = spec["mainApplicationFile"].removeprefix("local://")
-        assert image_file == sparkapp.APP_FILE and spec["type"] == "Python"
+        assert image_file == sparkapplication.APP_FILE and spec["type"] == "Python"
         try:
-            spark_app.main(spec["arguments"])
+            spark_driver.main(spec["arguments"])
             state, message = "COMPLETED", ""
         except Exception as exc:  # the driver failed: the operator reports it, as here
             state, message = "FAILED", f"{type(exc).__name__}: {exc}"
@@ -58,9 +58,9 @@ def test_spark_stages_run_as_spark_applications_through_a_stand_in_operator(spar
     claim = tmp_path / "claim"  # the shared claim, mounted at the same path "in the pods"
     operator = StandInSparkOperator()
     job = {"mount_path": str(claim), "namespace": "team", "api": operator}
-    spark_jobs.ingest(fetched, tmp_path / "processed", {"split": "random"}, None, "data-rwx", **job)
-    spark_jobs.build_vocab(tmp_path / "processed", tmp_path / "vocab", [], None, "data-rwx", **job)
-    spark_jobs.encode_labels(tmp_path / "processed", tmp_path / "vocab", tmp_path / "tokens", [],
+    spark_stages.ingest(fetched, tmp_path / "processed", {"split": "random"}, None, "data-rwx", **job)
+    spark_stages.build_vocab(tmp_path / "processed", tmp_path / "vocab", [], None, "data-rwx", **job)
+    spark_stages.encode_labels(tmp_path / "processed", tmp_path / "vocab", tmp_path / "tokens", [],
                              None, "data-rwx", **job)
 
     assert len(operator.apps) == 3
@@ -81,34 +81,6 @@ def test_spark_stages_run_as_spark_applications_through_a_stand_in_operator(spar
 
 def test_the_driver_program_runs_as_a_script(tmp_path: Path) -> None:
     """The file the image's SparkApplication names runs as a script: its usage, no Spark."""
-    done = subprocess.run([sys.executable, spark_app.__file__, "--help"], capture_output=True,
+    done = subprocess.run([sys.executable, spark_driver.__file__, "--help"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "ingest" in done.stdout and "encode_labels" in done.stdout
-
-
-def test_a_failed_application_is_one_error_naming_it(tmp_path: Path) -> None:
-    class Failing(StandInSparkOperator):
-        def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-            self.apps[body["metadata"]["name"]] = {**body, "status": {"applicationState": {
-                "state": "FAILED", "errorMessage": "driver pod exited with code 1"}}}
-
-    manifest = sparkapp.sparkapplication_manifest(
-        ["ingest", "--raw", "/mnt/grmodel/x/raw", "--out", "/mnt/grmodel/x/out"], name="grmodel-ingest-x",
-        namespace="team", pvc_claim="c", paths={"raw": "/mnt/grmodel/x/raw"})
-    with pytest.raises(sparkapp.SparkApplicationError, match="failed: driver pod exited"):
-        sparkapp.submit_and_wait(manifest, api=Failing(), sleep=lambda s: None)
-    with pytest.raises(ValueError, match="not under the volume mount"):
-        sparkapp.sparkapplication_manifest(["ingest"], name="grmodel-x", namespace="n",
-                                           pvc_claim="c", paths={"raw": "/elsewhere"})
-
-
-def test_object_storage_credentials_reach_the_pods_by_secret_name_only() -> None:
-    manifest = sparkapp.sparkapplication_manifest(
-        ["ingest", "--raw", "s3a://logs/kuairec/", "--out", "/mnt/grmodel/x/out"],
-        name="grmodel-ingest-x", namespace="team", pvc_claim="c",
-        paths={"out": "/mnt/grmodel/x/out"}, env_secret="s3-credentials")
-    for role in ("driver", "executor"):
-        assert manifest["spec"][role]["envFrom"] == [{"secretRef": {"name": "s3-credentials"}}]
-    plain = sparkapp.sparkapplication_manifest(["ingest"], name="grmodel-x", namespace="n",
-                                               pvc_claim="c", paths={})
-    assert "envFrom" not in plain["spec"]["driver"]

@@ -21,20 +21,16 @@ submits a ``kubeflow.org/v1`` PyTorchJob (the Kubeflow Training Operator runs on
 from __future__ import annotations
 
 import hashlib
-import logging
-import re
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import through_json
 from grmodel.checkpoint import META_FILE, WEIGHTS_FILE
 from grmodel.config import RunConfig
-from grmodel.images import gpu_image, runtime_image
-
-log = logging.getLogger(__name__)
+from grmodel.k8s import pods
+from grmodel.k8s.claim import DEFAULT_MOUNT, SharedClaim
+from grmodel.k8s.custom_objects import CustomObjectRun
+from grmodel.k8s.images import gpu_image, runtime_image
 
 GROUP = "kubeflow.org"
 VERSION = "v1"
@@ -43,13 +39,8 @@ KIND = "PyTorchJob"
 CONTAINER = "pytorch"  # the operator injects its variables into the container of this name
 PORT_NAME = "pytorchjob-port"
 PORT = 23456
-DEFAULT_MOUNT = "/mnt/grmodel"
-NAME_RULE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 MAX_NAME = 40  # pod names add "-worker-<index>" and must stay within 63 characters
-# Paths inside the pods (emptyDir volumes), not on the machine that builds the manifest.
-POD_TMP = "/tmp"  # noqa: S108
-POD_SHM = "/dev/shm"  # noqa: S108
-IMAGE_UID = 10001  # the non-root user of both images (docker/Dockerfile, docker/Dockerfile.gpu)
+POD_SHM = "/dev/shm"  # noqa: S108  (an emptyDir in the pods, for DataLoader workers and NCCL)
 
 
 class PyTorchJobError(RuntimeError):
@@ -78,7 +69,7 @@ def pytorchjob_manifest(
     cpu: str = "8",
     memory: str = "32Gi",
     shm_size: str = "4Gi",
-    run_as_user: int = IMAGE_UID,
+    run_as_user: int = pods.IMAGE_UID,
     backoff_limit: int = 3,
     active_deadline_s: int | None = None,
     service_account: str | None = None,
@@ -94,7 +85,7 @@ def pytorchjob_manifest(
     ``pvc_claim`` is mounted. ``image`` defaults to the CUDA training image (the CPU runtime
     image when ``gpus_per_replica`` is 0).
     """
-    _check_name(name)
+    pods.check_name(KIND, name, MAX_NAME)
     if replicas < 1:
         raise ValueError(f"PyTorchJob {name}: replicas={replicas} (rule: at least 1)")
     if gpus_per_replica < 0:
@@ -102,10 +93,7 @@ def pytorchjob_manifest(
     state_dir = state_dir or f"{out_dir.rstrip('/')}.state"
     paths = {"data_dir": data_dir, "out_dir": out_dir, "state_dir": state_dir,
              "label_state_path": label_state_path}
-    for label, path in paths.items():
-        if path is not None and not PurePosixPath(path).is_relative_to(mount_path):
-            raise ValueError(f"PyTorchJob {name}: {label}={path!r} is not under the volume mount"
-                             f" {mount_path!r} (rule: every pod reads and writes the shared claim)")
+    SharedClaim(pvc_claim, mount_path).check_paths(KIND, name, paths)
     nproc = max(gpus_per_replica, 1)
     run_config = RunConfig.from_dict(config.to_dict())
     run_config.data.processed_dir = data_dir
@@ -138,33 +126,20 @@ def pytorchjob_manifest(
         "image": image or (gpu_image() if gpus_per_replica else runtime_image()),
         "imagePullPolicy": "IfNotPresent",
         "command": command,
-        "env": [
-            {"name": "OMP_NUM_THREADS", "value": str(threads)},
-            {"name": "HOME", "value": POD_TMP},  # the root filesystem is read-only
-            {"name": "MLFLOW_DISABLE_TELEMETRY", "value": "true"},
-        ],
+        "env": [{"name": "OMP_NUM_THREADS", "value": str(threads)}, *pods.pod_env()],
         "ports": [{"name": PORT_NAME, "containerPort": PORT}],
         "resources": {"requests": {"cpu": cpu, "memory": memory}, "limits": limits},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": pods.container_security(),
         "volumeMounts": [
             {"name": "data", "mountPath": mount_path},
             {"name": "dshm", "mountPath": POD_SHM},  # DataLoader workers and NCCL use it
-            {"name": "tmp", "mountPath": POD_TMP},
+            {"name": "tmp", "mountPath": pods.POD_TMP},
         ],
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": run_as_user,
-            "runAsGroup": run_as_user,
-            "fsGroup": run_as_user,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": {**pods.run_as(run_as_user), "fsGroup": run_as_user,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
         "volumes": [
             {"name": "data", "persistentVolumeClaim": {"claimName": pvc_claim}},
             {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size}},
@@ -177,17 +152,9 @@ def pytorchjob_manifest(
         pod_spec["nodeSelector"] = dict(node_selector)
     if tolerations:
         pod_spec["tolerations"] = list(tolerations)
-    labels = {
-        "app.kubernetes.io/name": "grmodel",
-        "app.kubernetes.io/component": "train",
-        "grmodel/model": config.model_name,
-        "grmodel/config-digest": config_digest(config),
-    }
-    template = {
-        # A service-mesh sidecar would keep finished pods running: the job would never end.
-        "metadata": {"labels": labels, "annotations": {"sidecar.istio.io/inject": "false"}},
-        "spec": pod_spec,
-    }
+    labels = pods.pod_labels("train", {"grmodel/model": config.model_name,
+                                  "grmodel/config-digest": config_digest(config)})
+    template = {"metadata": {"labels": labels, "annotations": dict(pods.ANNOTATIONS)}, "spec": pod_spec}
     specs: dict[str, Any] = {
         "Master": {"replicas": 1, "restartPolicy": "OnFailure", "template": template},
     }
@@ -205,100 +172,6 @@ def pytorchjob_manifest(
     }
 
 
-def submit_and_wait(
-    manifest: dict[str, Any],
-    *,
-    timeout_s: float = 24 * 3600,
-    poll_s: float = 30.0,
-    api: Any = None,
-    delete_on_timeout: bool = True,
-    sleep: Callable[[float], None] = time.sleep,
-    clock: Callable[[], float] = time.monotonic,
-) -> dict[str, Any]:
-    """Create the job (or attach to the same config's job of that name) and wait for it.
-
-    Returns the job object once its Succeeded condition is true; raises PyTorchJobError when
-    it fails and TimeoutError (after deleting the job) when ``timeout_s`` passes first.
-    ``api`` is a ``kubernetes.client.CustomObjectsApi`` (default: in-cluster config, else
-    the local kubeconfig).
-    """
-    namespace, name = manifest["metadata"]["namespace"], manifest["metadata"]["name"]
-    return CustomObjectRun(
-        (GROUP, VERSION, PLURAL), KIND, "grmodel/config-digest", PyTorchJobError, job_state,
-        "Succeeded", ("Failed",),
-        lambda where, reason: (f"{where} failed: {reason or 'no reason given'}; see `kubectl"
-                               f" logs -n {namespace} {name}-master-0`"),
-        "one job name per config; delete it or choose another name",
-    ).run(manifest, api, timeout_s, poll_s, delete_on_timeout, sleep, clock)
-
-
-@dataclass(frozen=True)
-class CustomObjectRun:
-    """Create a custom resource that runs to an end (a PyTorchJob, a SparkApplication), or
-    attach to the one of that name carrying the same digest label, and poll its state."""
-
-    resource: tuple[str, str, str]  # group, version, plural
-    kind: str
-    digest_label: str
-    error: type[Exception]
-    state_of: Callable[[dict[str, Any]], tuple[str, str]]  # (state, reason)
-    done: str
-    failed: tuple[str, ...]
-    failure: Callable[[str, str], str]  # (where, reason) -> message
-    clash_rule: str
-
-    def run(self, manifest: dict[str, Any], api: Any, timeout_s: float, poll_s: float,
-            delete_on_timeout: bool, sleep: Callable[[float], None], clock: Callable[[], float]
-            ) -> dict[str, Any]:
-        api = api if api is not None else _custom_objects_api()
-        group, version, plural = self.resource
-        meta = manifest["metadata"]
-        name, namespace = meta["name"], meta["namespace"]
-        where = f"{self.kind} {namespace}/{name}"
-        try:
-            api.create_namespaced_custom_object(group, version, namespace, plural, manifest)
-            log.info("%s: created", where)
-        except Exception as exc:
-            if getattr(exc, "status", None) != 409:
-                raise self.error(f"{where}: could not be created ({_api_reason(exc)})") from None
-            existing = self._get(api, namespace, name, where)
-            digest = meta["labels"].get(self.digest_label)
-            if existing.get("metadata", {}).get("labels", {}).get(self.digest_label) != digest:
-                raise self.error(f"{where}: already exists with another config (rule:"
-                                 f" {self.clash_rule})") from None
-            log.info("%s: already exists for this config; waiting for it", where)
-
-        deadline = clock() + timeout_s
-        last = None
-        while True:
-            obj = self._get(api, namespace, name, where)
-            state, reason = self.state_of(obj)
-            if state != last:
-                log.info("%s: %s%s", where, state, f" ({reason})" if reason else "")
-                last = state
-            if state == self.done:
-                return obj
-            if state in self.failed:
-                raise self.error(self.failure(where, reason))
-            if clock() >= deadline:
-                if delete_on_timeout:
-                    try:
-                        api.delete_namespaced_custom_object(group, version, namespace, plural, name)
-                    except Exception as exc:  # report the timeout, not the clean-up
-                        log.warning("%s: could not delete after the timeout (%s)", where,
-                                    _api_reason(exc))
-                raise TimeoutError(f"{where}: not finished after {timeout_s:.0f} s (last state"
-                                   f" {state}); {'deleted' if delete_on_timeout else 'left running'}")
-            sleep(poll_s)
-
-    def _get(self, api: Any, namespace: str, name: str, where: str) -> dict[str, Any]:
-        group, version, plural = self.resource
-        try:
-            return api.get_namespaced_custom_object(group, version, namespace, plural, name)
-        except Exception as exc:
-            raise self.error(f"{where}: could not be read ({_api_reason(exc)})") from None
-
-
 def job_state(job: dict[str, Any]) -> tuple[str, str]:
     """(state, reason) from a job's status: the latest true condition (Created, Running,
     Restarting, Succeeded, Failed), or Pending before the operator has reported any."""
@@ -314,6 +187,18 @@ def job_state(job: dict[str, Any]) -> tuple[str, str]:
     return str(c.get("type")), _condition_reason(c)
 
 
+# Created (or attached to) and waited for; `kubectl logs` of its first pod on failure.
+PYTORCHJOBS = CustomObjectRun(
+    (GROUP, VERSION, PLURAL), KIND, "grmodel/config-digest", PyTorchJobError, job_state,
+    "Succeeded", ("Failed",),
+    lambda where, reason, pods: (f"{where} failed: {reason or 'no reason given'}; see `kubectl"
+                                 f" logs {pods}-master-0`"),
+    "one job name per config; delete it or choose another name",
+    timeout_s=24 * 3600, poll_s=30.0,
+)
+submit_and_wait = PYTORCHJOBS.submit_and_wait
+
+
 def run_pytorchjob(
     config: RunConfig,
     *,
@@ -321,7 +206,7 @@ def run_pytorchjob(
     pvc_claim: str,
     data_dir: str,
     out_dir: str,
-    namespace: str = "kubeflow",
+    namespace: str = pods.DEFAULT_NAMESPACE,
     name: str | None = None,
     local_mount: str | Path | None = None,
     timeout_s: float = 24 * 3600,
@@ -341,8 +226,9 @@ def run_pytorchjob(
                                    pvc_claim=pvc_claim, data_dir=data_dir, out_dir=out_dir,
                                    **manifest_options)
     submit_and_wait(manifest, timeout_s=timeout_s, poll_s=poll_s, api=api)
-    mount_path = manifest_options.get("mount_path", DEFAULT_MOUNT)
-    model_dir = Path(local_mount or mount_path) / PurePosixPath(out_dir).relative_to(mount_path)
+    claim = SharedClaim(pvc_claim, manifest_options.get("mount_path", DEFAULT_MOUNT),
+                        Path(local_mount) if local_mount else None)
+    model_dir = claim.local(out_dir)
     missing = [f for f in (WEIGHTS_FILE, META_FILE) if not (model_dir / f).is_file()]
     if missing:
         raise PyTorchJobError(f"PyTorchJob {namespace}/{name} succeeded but {model_dir} lacks"
@@ -350,33 +236,10 @@ def run_pytorchjob(
     return model_dir
 
 
-def _check_name(name: str) -> None:
-    if len(name) > MAX_NAME or not NAME_RULE.match(name):
-        raise ValueError(f"PyTorchJob name {name!r}: rule: lowercase letters, digits and '-',"
-                         f" starting with a letter, at most {MAX_NAME} characters")
-
-
 def _cpu_count(cpu: str) -> int:
     """Whole CPUs in a Kubernetes quantity ("8", "500m" -> 0)."""
     text = str(cpu)
     return int(text[:-1]) // 1000 if text.endswith("m") else int(float(text))
-
-
-def _custom_objects_api() -> Any:
-    # lazy: the Kubernetes client (kfp's dependency, not ours) only when a job is submitted; the
-    # pipeline and its train stage import this module for its names and defaults
-    from kubernetes import client, config
-
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-    return client.CustomObjectsApi()
-
-
-def _api_reason(exc: Exception) -> str:
-    status, reason = getattr(exc, "status", None), getattr(exc, "reason", None)
-    return f"HTTP {status} {reason}" if status is not None else f"{type(exc).__name__}: {exc}"
 
 
 def _condition_reason(c: dict[str, Any]) -> str:

@@ -15,8 +15,8 @@ import pytest
 
 from grmodel.cli import build_parser
 from grmodel.config import RunConfig
-from grmodel.images import gpu_image, runtime_image
-from grmodel.pytorchjob import (
+from grmodel.k8s.images import gpu_image, runtime_image
+from grmodel.k8s.pytorchjob import (
     GROUP,
     PLURAL,
     VERSION,

@@ -1,9 +1,10 @@
-"""The program a SparkApplication's driver runs (``mainApplicationFile``, grmodel/sparkapp.py):
-one data stage with ``engine="spark"``, the same function a local run calls.
+"""The program a SparkApplication's driver runs (``mainApplicationFile``,
+grmodel/k8s/sparkapplication.py): one data stage with ``engine="spark"``, the same function a
+local run calls.
 
-    spark_app.py ingest --raw DIR --out DIR [--options JSON]
-    spark_app.py build_vocab --processed DIR --out DIR [--overrides JSON]
-    spark_app.py encode_labels --processed DIR --vocabulary DIR --out DIR [--overrides JSON]
+    spark_driver.py ingest --raw DIR --out DIR [--options JSON]
+    spark_driver.py build_vocab --processed DIR --out DIR [--overrides JSON]
+    spark_driver.py encode_labels --processed DIR --vocabulary DIR --out DIR [--overrides JSON]
 
 Options travel as JSON text. The driver's SparkSession is the one spark-submit configured (the
 operator's executors); MLflow tracking stays with the pipeline step that submitted this.
@@ -23,7 +24,7 @@ STAGES = ("ingest", "build_vocab", "encode_labels")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="spark_app.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="spark_driver.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("stage", choices=STAGES)
     parser.add_argument("--raw")
     parser.add_argument("--processed")

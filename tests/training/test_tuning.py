@@ -8,7 +8,7 @@ import pytest
 
 from grmodel.experiments.runner import run_experiment
 from grmodel.outputs import OutputError
-from grmodel.tuning import TUNING_GRIDS, TuningBudget
+from grmodel.training.tuning import TUNING_GRIDS, TuningBudget
 
 TINY = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=16", "model.n_heads=2",
         "model.ffn_dim=32", "model.n_layers=1", "train.batch_size=256", "train.progress=false",
@@ -45,7 +45,7 @@ def test_table1_tunes_each_row_once_and_records_the_trials(planted_dataset, tmp_
 
 def test_a_folder_grmodel_did_not_write_is_never_removed(planted_dataset, tmp_path):
     from grmodel.config import RunConfig
-    from grmodel.tuning import tune
+    from grmodel.training.tuning import tune
 
     work = tmp_path / "tuning"
     (work / "trial0").mkdir(parents=True)

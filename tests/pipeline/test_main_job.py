@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from grmodel.main_job import MAIN_JOB_OVERRIDES, main_job_params
+from grmodel.pipeline.main_job import MAIN_JOB_OVERRIDES, main_job_params
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_recorded_default_comes_from_dvc_at_its_version(tmp_path):
