@@ -598,9 +598,11 @@ def test_an_edited_training_record_is_not_reused(world, tmp_path):
     meta = json.loads((model / "checkpoint.json").read_text())
     config = RunConfig.from_dict(meta["config"])
     other = config.with_overrides(["train.lr=0.5"])
-    record = {"config": other.to_dict(), "dataset_fingerprint": "f"}
+    fingerprint = meta["dataset_fingerprint"]
+    record = {"config": other.to_dict(), "dataset_fingerprint": fingerprint}
     (model / "training.json").write_text(json.dumps(record))
-    assert finished_run(model, other, "f") is None  # training.json says lr=0.5; model.pt does not
+    assert finished_run(model, other, fingerprint) is None  # model.pt says lr is not 0.5
     record["config"] = config.to_dict()
     (model / "training.json").write_text(json.dumps(record))
-    assert finished_run(model, config, "f") is not None
+    assert finished_run(model, config, fingerprint) is not None
+    assert finished_run(model, config, "another dataset") is None
