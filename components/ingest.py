@@ -18,15 +18,18 @@ def ingest(
     processed: Output[Dataset],
     engine: str = "pandas",
     spark_pvc: str = "",
+    as_of: str = "",
+    window_days: int = 0,
 ):
-    """Ingest ``raw`` with the given split protocol and label mode into ``processed``; engine
+    """Ingest ``raw`` with the given split protocol and label mode into ``processed`` (a
+    windowed run, ``window_days > 0``: forward, as of the fetch's resolved ``as_of``); engine
     spark runs Spark here, or as a SparkApplication when the step mounts ``spark_pvc``."""
     from grmodel.pipeline import spark_stages
     from grmodel.pipeline.live import StageTracking
-    from grmodel.pipeline.stages.data import ingest
+    from grmodel.pipeline.stages.data import ingest, ingest_options
 
     tracking = StageTracking(tracking_uri, mlflow_experiment, mlflow_artifact_root, data_version)
-    options = {"split": split, "label_mode": label_mode}
+    options = ingest_options(split, label_mode, as_of, window_days)
     if engine == "spark" and spark_pvc:
         result = spark_stages.ingest(raw.path, processed.path, options, tracking, spark_pvc)
     else:

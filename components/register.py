@@ -29,13 +29,16 @@ def register(
     min_mae_rel_improvement: float,
     max_xauc_drop: float,
     require_beats_baselines: list,
+    max_champion_decay: float,
     decision_record: Output[Artifact],
     decision: Output[Markdown],
 ) -> str:
     """Put every stage's MLflow run under the pipeline run's parent (logged live by the stage,
     or from its record), log GR and the baselines as models, register GR as a new version of
     ``model_name`` (alias ``challenger``) and move ``champion`` to it only if it
-    passes the thresholds against the champion and this run's baselines. Returns the verdict."""
+    passes the thresholds against the champion and this run's baselines (both scored on the
+    test rows through their own encoders); the champion's decay since its promotion is logged
+    and flagged beyond ``max_champion_decay``. Returns the verdict."""
     import shutil
     from pathlib import Path
 
@@ -44,7 +47,8 @@ def register(
 
     target = TrackingTarget(tracking_uri, pipeline_run_id, mlflow_experiment, mlflow_artifact_root,
                             pipeline_name)
-    policy = PromotionPolicy(min_mae_rel_improvement, max_xauc_drop, tuple(require_beats_baselines))
+    policy = PromotionPolicy(min_mae_rel_improvement, max_xauc_drop, tuple(require_beats_baselines),
+                             max_champion_decay)
     stage_dirs = [raw.path, raw_validation.path, processed.path, processed_validation.path,
                   drift_report.path, vocabulary.path, tokens.path, gr_model.path,
                   *[m.path for m in baseline_models], evaluation.path]

@@ -65,6 +65,10 @@ if [ "$version" != "$declared" ]; then
     exit 1
 fi
 revision="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
+# An image built from a tree with uncommitted changes says so, as runs outside images do.
+if [ "$revision" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+    revision="$revision-dirty"
+fi
 
 run() {
     if [ "$dry_run" = 1 ]; then printf '%q ' "$@"; echo; else "$@"; fi

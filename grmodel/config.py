@@ -70,6 +70,10 @@ class ModelConfig:
     n_layers: int = 3
     dropout: float = 0.1
     init_range: float = 0.08
+    # The encoder in front of the decoder (and the baselines' backbone): "ffn", the paper's, mean-
+    # pools the user fields and the item fields, then the FFN; "field_ffn" keeps every field's
+    # embedding apart (one slot per embedding table) for the FFN (grmodel/models/embedding.py).
+    encoder: Literal["ffn", "field_ffn"] = "ffn"
     # n_w of eq. 11: the windowed soft-argmax (loss and prediction) keeps the n_w + 1 tokens
     # around the argmax.
     window_size: int = 20
@@ -79,6 +83,12 @@ class ModelConfig:
     # a table with more zeros than anything else (docs/deviations.md). The soft-argmax window
     # centres on the decoded token.
     decode: Literal["argmax", "median"] = "median"
+    # The level at which the first step's distribution is read (median decoding): its token is
+    # where the cumulative probability in value order crosses this level, and the row is 0 when
+    # <eos> holds at least this much mass. None = chosen after training on the validation split
+    # (GRModel.calibrate: the level of the lowest validation MAE, 0.5 unless another is better);
+    # a number fixes it (0.5: the plain value median). Later steps read their median.
+    decode_level: float | None = None
     # A row decoded as 0 (<eos> first) predicts 0 + ε·P(first token is not <eos>), ε a
     # thousandth of the smallest token value: its MAE moves by less than ε, and the rows the
     # median calls 0 (most rows of a zero-inflated table) are ranked by their chance of a
@@ -95,6 +105,10 @@ class TrainConfig:
     epochs: int = 20
     batch_size: int = 512  # per process: under torchrun the global batch is this × world size
     lr: float = 5e-4
+    # "constant": Adam at train.lr throughout (the paper); "cosine": from train.lr down to 0
+    # over the run's steps (epochs x batches, or train.max_steps), half a cosine wave
+    # (grmodel/training/epochs.py learning_rate).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     embedding_weight_decay: float = 1e-4
     seed: int = 2024
     lambda_ce: float = 10.0
@@ -203,9 +217,13 @@ CLEM_ABLATIONS: dict[str, list[str]] = {
 # Named per-model defaults over the library's, applied before any override by everything that
 # builds a model's config (the pipeline and the experiments, through grmodel/comparison/plan.py).
 # TPM: at the spec's w_var = 1.0 the (correctly computed) sqrt(Var) term collapses TPM to the
-# median on KuaiRec-shaped data; 0.1 trains (README, main job).
+# median on KuaiRec-shaped data; 0.1 trains (README, main job). GBDT: train.lr is its shrinkage,
+# LightGBM's usual 0.05 rather than a network's step size. GR: every field its own slot in the
+# encoder (docs/deviations.md 11); model.encoder=ffn is the paper's.
 MODEL_DEFAULTS: dict[str, tuple[str, ...]] = {
+    "gr": ("model.encoder=field_ffn",),
     "tpm": ("head.tpm_w_var=0.1",),
+    "gbdt": ("train.lr=0.05",),
 }
 
 
@@ -327,7 +345,7 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "model.emb_dim": (1, None), "model.encoder_hidden": (1, None), "model.n_heads": (1, None),
     "model.ffn_dim": (1, None), "model.n_layers": (1, None), "model.window_size": (1, None),
     "model.max_decode_len": (1, None), "model.dropout": (0, 0.999999),
-    "model.d_model": (1, None), "model.init_range": (0, None),
+    "model.d_model": (1, None), "model.init_range": (0, None), "model.decode_level": (0.01, 0.99),
     "vocab.q_start": (0, 1), "vocab.q_end": (0, 1), "vocab.decay": (1e-12, 1), "vocab.eps": (0, None),
     "train.seed": (0, 2**32 - 1), "train.huber_unit": (1e-12, None), "train.tf_omega": (1e-12, None),
     "train.tf_k": (1e-12, None), "train.collapse_std_ratio": (0, None),

@@ -12,7 +12,10 @@ column named after the field, and:
   (float64), ``timestamp`` (float64, NaN allowed), ``user_id_raw`` / ``item_id_raw`` (the
   source ids, for joins and debugging);
 * test splits of generated data may carry ``oracle_median`` and ``oracle_mean`` (the best
-  possible predictions given the model's features).
+  possible predictions given the model's features);
+* test splits carry, per field, ``raw__<field>``: the value its encoder read (see
+  :data:`RAW_PREFIX`), so that a model trained on other data (a champion with other
+  vocabularies) scores the same rows through its own encoders.
 
 ``manifest.json`` holds ``{"format": FORMAT, "features": FeatureSchema.to_dict(), "label":
 {...}, "splits": {...}, ...}``; :class:`FeatureSchema` is the part a model needs.
@@ -142,6 +145,58 @@ def _is_integer_type(dtype: Any) -> bool:
     return pd.api.types.is_integer_dtype(dtype)
 
 
+# ------------------------------------------------------------------------------- raw values
+# The test split keeps each field's raw value (what the ingest gave its encoder: a user's
+# profile value, a video's mean duration, ...) in the column RAW_PREFIX + field. Ids are
+# positions in vocabularies fitted on each dataset's training rows, so the same id means
+# another value in another dataset; raw values mean the same everywhere.
+
+RAW_PREFIX = "raw__"
+
+
+def raw_column(field_name: str) -> str:
+    """The test split's column holding ``field_name``'s raw values."""
+    return RAW_PREFIX + field_name
+
+
+def raw_arrow_type(encoder: dict[str, Any]) -> pa.DataType:
+    """The Arrow type of a field's raw values: its encoder's kind (a bucketed field's are
+    numbers); what every engine writes, so that :func:`encode_raw` reads them back."""
+    if "edges" in encoder:
+        return pa.float64()
+    return {"int": pa.int64(), "float": pa.float64()}.get(encoder.get("kind", ""), pa.string())
+
+
+def read_raw_values(processed_dir: str | Path, names: list[str], max_rows: int | None = None
+                    ) -> pd.DataFrame:
+    """The test rows' raw values of fields ``names``, one column per field named after it
+    (integers with gaps as pandas' nullable integers, as :func:`encode_raw` takes them)."""
+    path = Path(processed_dir) / "test.parquet"
+    wanted = [raw_column(name) for name in names]
+    missing = sorted(set(wanted) - set(pq.read_schema(path).names))
+    if missing:
+        raise DatasetError(f"{path}: no column(s) {missing} (rule: the test split holds the raw"
+                           " values of every field; rebuild the dataset with this grmodel version)")
+    table = pq.read_table(path, columns=wanted)
+    if max_rows is not None:
+        table = table.slice(0, max_rows)
+    frame = arrow_to_pandas(table)
+    return frame.rename(columns=dict(zip(wanted, names)))
+
+
+def arrow_to_pandas(table: pa.Table | pa.RecordBatch) -> pd.DataFrame:
+    """A table as pandas, integer columns as nullable integers: an integer column with gaps
+    stays integer (numpy would make it float64, which an integer vocabulary refuses)."""
+    return table.to_pandas(types_mapper=_NULLABLE_INTEGERS.get)
+
+
+_NULLABLE_INTEGERS = {
+    pa.int8(): pd.Int8Dtype(), pa.int16(): pd.Int16Dtype(), pa.int32(): pd.Int32Dtype(),
+    pa.int64(): pd.Int64Dtype(), pa.uint8(): pd.UInt8Dtype(), pa.uint16(): pd.UInt16Dtype(),
+    pa.uint32(): pd.UInt32Dtype(), pa.uint64(): pd.UInt64Dtype(),
+}
+
+
 # ------------------------------------------------------------------------------- encoders
 # How each field's raw values become ids, written beside the splits as ENCODERS_FILE and
 # copied into every model trained on them, so that a model can encode raw inputs itself:
@@ -201,6 +256,9 @@ def encode_raw(frame: pd.DataFrame, schema: FeatureSchema, encoders: dict[str, A
                                    " (rule: raw values of a bucketed field are numbers)")
             out[spec.name] = bucketise(column.to_numpy(dtype=np.float64, na_value=np.nan),
                                        np.asarray(encoder["edges"], dtype=np.float64))
+            continue
+        if len(column) and column.isna().all():  # no value at all fits any vocabulary
+            out[spec.name] = np.full(len(column), MISSING_ID, dtype=np.int32)
             continue
         kind = encoder["kind"]
         dtype_fits = {

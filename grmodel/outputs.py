@@ -4,7 +4,8 @@ Every command and stage that writes a directory or a file follows the same rules
 
 - a directory is grmodel's only when grmodel's own mark says so: its marker file
   (:data:`MARKER`, which lists the files grmodel wrote there) or, for synthetic raw data whose
-  DVC hash a marker would change, the generator record that lists every file it wrote. A file
+  DVC hash a marker would change, the generator record that lists every file it wrote (in
+  every partition of synthetic logs by day, which hold nothing else). A file
   with a familiar name (``manifest.json``, ``stage.json``) proves nothing: anyone can name a
   file so;
 - grmodel never deletes or replaces a file it did not write: a directory is replaced only when
@@ -53,6 +54,8 @@ FOREIGN_RULE = ("grmodel never deletes or replaces what it did not write; choose
                 " or move the files away yourself")
 # Temporaries of grmodel's atomic writes and locks: a killed writer's, swept by the next one.
 _TEMPORARY = re.compile(r"^(\..+\.[0-9a-f]{8}\.tmp|\..+\.lock|.+\.tmp-[0-9a-f]{8}|.+\.old-.+)$")
+# A partition folder of data by key (Hive style): ``date=2020-09-06``.
+_PARTITION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=[^/]+$")
 
 
 class OutputError(ValueError):
@@ -96,10 +99,23 @@ def _data_record(directory: Path) -> dict[str, Any] | None:
     return None
 
 
+def _partitioned_data(directory: Path) -> bool:
+    """Synthetic logs by day: nothing but ``key=value`` partition folders (``date=...``), each
+    claimed by its generator record (a marker at the root would change the logs' DVC hash)."""
+    try:
+        entries = [e for e in directory.iterdir() if not _TEMPORARY.match(e.name)]
+    except OSError:
+        return False
+    return bool(entries) and all(
+        _PARTITION.match(e.name) and e.is_dir() and not e.is_symlink()
+        and _data_record(e) is not None for e in entries)
+
+
 def is_grmodel_output(path: str | Path) -> bool:
     """Whether ``path`` is a directory that grmodel's own mark claims."""
     path = Path(path)
-    return path.is_dir() and (_marker(path) is not None or _data_record(path) is not None)
+    return path.is_dir() and (_marker(path) is not None or _data_record(path) is not None
+                              or _partitioned_data(path))
 
 
 def write_marker(directory: str | Path, kind: str = "", files: Iterable[str] | None = None

@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from grmodel.atomic import atomic_file
 from grmodel.distributed import autocast
-from grmodel.features import DatasetError, encode_raw
-from grmodel.models import WatchTimeModel
+from grmodel.features import DatasetError, arrow_to_pandas, encode_raw
+from grmodel.models import ArrayModel, ZooModel
 from grmodel.outputs import FILE_MARK, file_mark
 
 PREDICTION_COLUMN = "prediction"
@@ -31,7 +31,7 @@ CHUNK_ROWS = 262_144
 
 @torch.no_grad()
 def predict_arrays(
-    model: WatchTimeModel,
+    model: ZooModel,
     ids: np.ndarray,
     mask: np.ndarray,
     batch_size: int = 4096,
@@ -39,6 +39,8 @@ def predict_arrays(
 ) -> np.ndarray:
     """Predictions (float64, label units) for feature arrays from ``FeatureSchema.arrays``."""
     check_batch_size(batch_size)
+    if isinstance(model, ArrayModel):  # scores the whole array in one call, on the CPU
+        return model.predict_ids(ids)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -58,7 +60,7 @@ def predict_arrays(
 
 
 def predict_frame(
-    model: WatchTimeModel,
+    model: ZooModel,
     frame: pd.DataFrame,
     batch_size: int = 4096,
     progress: bool = False,
@@ -87,7 +89,7 @@ def check_input(source: str | Path) -> None:
 
 
 def predict_parquet(
-    model: WatchTimeModel,
+    model: ZooModel,
     source: str | Path,
     output: str | Path,
     batch_size: int = 4096,
@@ -134,7 +136,8 @@ def predict_parquet(
     try:
         with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
             while (batch := _next_batch(batches, source, rows)) is not None:
-                frame = batch.to_pandas()
+                # Raw values keep their kind: an integer column with gaps stays integer.
+                frame = arrow_to_pandas(batch) if encoders is not None else batch.to_pandas()
                 where = f"{source} (rows {rows:,}..{rows + len(frame) - 1:,})"
                 pred = predict_frame(model, frame, batch_size, encoders=encoders, source=where)
                 table = pa.Table.from_batches([batch]).append_column(

@@ -1,14 +1,17 @@
 """Re-run a recorded run on the data version it used and compare every metric exactly.
 
-A run is recorded as a small JSON document, the :class:`RunRecord`: the data version and the
-git commit that recorded it, the ingest options, each model's full ``RunConfig`` (seed
-included) and the evaluation options, and the metrics it produced. The tracking layer keeps
-it with the MLflow run (:func:`log_run_record`); :func:`record_from_mlflow` reads it back.
+A run is recorded as a small JSON document, the :class:`RunRecord`: the data version and
+what it was read from (``data``: a ``datasource.DataRecord``: a DVC version and its commit, the
+generator's settings, a snapshot in a DVC remote, or the partitions of a window of logs with
+their hashes), the ingest options, each model's full ``RunConfig`` (seed included), the
+evaluation options, the code's git commit, and the metrics it produced. The tracking layer
+keeps it with the MLflow run (:func:`log_run_record`); :func:`record_from_mlflow` reads it back.
 
-:func:`reproduce` obtains exactly that data version (the workspace when it holds it, else the
-DVC Python API at the recorded git commit), re-runs ingest → train → evaluate with the
-recorded settings, and compares every metric. On CPU with the same seed and thread count the
-metrics match bit for bit.
+:func:`reproduce` obtains exactly that data (a DVC version from the workspace when it holds
+it, else through the DVC Python API at the recorded git commit; any other source through
+``datasource.obtain``, checked against the recorded hashes), re-runs ingest → train →
+evaluate with the recorded settings, and compares every metric. On CPU with the same seed and
+thread count the metrics match bit for bit.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ import json
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from grmodel import versioning
 from grmodel.atomic import through_json
 from grmodel.config import EvalConfig, RunConfig
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.datasource import DataRecord, obtain
 from grmodel.evaluate import evaluate_models
 from grmodel.training.loop import train_model
 from grmodel.training.records import MISSING, differences
@@ -49,6 +53,16 @@ class RunRecord:
     models: dict[str, dict[str, Any]]  # model name -> RunConfig.to_dict() (train.seed inside)
     metrics: dict[str, Any]  # evaluate_models() output, through JSON
     eval: dict[str, Any] = field(default_factory=lambda: dataclasses.asdict(EvalConfig()))
+    # What the data was read from: datasource.DataRecord.to_dict(); {} in records written
+    # before other sources were recorded (a dvc version then).
+    data: dict[str, Any] = field(default_factory=dict)
+    git_commit: str = ""  # the code's commit ("-dirty": with uncommitted changes); "" unknown
+
+    @property
+    def data_record(self) -> DataRecord:
+        if self.data:
+            return DataRecord.from_dict(self.data)
+        return DataRecord("dvc", self.data_version, git_rev=self.data_git_rev)
 
     @property
     def seeds(self) -> dict[str, Any]:
@@ -63,10 +77,12 @@ class RunRecord:
         if not isinstance(raw, dict) or raw.get("format") != RECORD_FORMAT:
             raise ReproduceError(f"{source}: not a run record (rule: format {RECORD_FORMAT!r})")
         names = [f.name for f in dataclasses.fields(cls)]
-        missing = [n for n in names if n not in raw]
+        required = [f.name for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [n for n in required + ["eval"] if n not in raw]
         if missing:
             raise ReproduceError(f"{source}: missing key(s) {missing}")
-        return cls(**{n: raw[n] for n in names})
+        return cls(**{n: raw[n] for n in names if n in raw})
 
 
 @dataclass
@@ -88,7 +104,7 @@ class Reproduction:
     record: RunRecord
     metrics: dict[str, Any]
     rows: list[MetricRow]
-    data_source: Literal["workspace", "export"]
+    data_source: str  # where the data was read from: "workspace", "export", or datasource.obtain's
 
     @property
     def all_match(self) -> bool:
@@ -150,8 +166,15 @@ def reproduce(record: RunRecord, repo_root: str | Path, workdir: str | Path) -> 
     except (TypeError, ValueError) as exc:
         raise ReproduceError(f"run record: config no longer loads ({exc})") from None
     root, workdir = Path(repo_root).resolve(), Path(workdir)
-    status = versioning.workspace_status(root)
-    if status.version == record.data_version and status.matches:
+    data = record.data_record
+    if data.source != "dvc" or data.snapshot:
+        raw_dir = workdir / "raw"
+        try:
+            source = obtain(data, raw_dir, root)
+        except ValueError as exc:  # DataSourceError, VersioningError, a bad input
+            raise ReproduceError(f"run record: its data cannot be read again: {exc}") from None
+    elif (status := versioning.workspace_status(root)).version == record.data_version \
+            and status.matches:
         raw_dir, source = root / versioning.DATA_DIR, "workspace"
     else:  # read exactly that version at its git commit, leaving the workspace alone
         raw_dir, source = workdir / "raw", "export"
@@ -177,9 +200,12 @@ def compare_metrics(recorded: dict[str, Any], reproduced: dict[str, Any]) -> lis
 def format_report(reproduction: Reproduction) -> str:
     """A Markdown table (metric, recorded, reproduced, match) and a verdict line."""
     record = reproduction.record
+    data = record.data_record
+    origin = (f"git {(record.data_git_rev or '?')[:12]}" if data.source == "dvc"
+              else data.describe())
     lines = [
-        f"data version {record.data_version} (git {(record.data_git_rev or '?')[:12]},"
-        f" read from the {reproduction.data_source}); seeds {record.seeds}",
+        f"data version {record.data_version} ({origin}, read from the"
+        f" {reproduction.data_source}); seeds {record.seeds}",
         "",
         "| metric | recorded | reproduced | match |",
         "|---|---:|---:|:---:|",

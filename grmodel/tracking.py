@@ -48,6 +48,7 @@ STAGE = "stage"
 # and a registered model version copies them from the run that logged it.
 LINEAGE_TAGS = (GIT_COMMIT, VERSION, DATA_VERSION, PIPELINE_RUN_ID)
 GIT_COMMIT_ENV = "GRMODEL_GIT_COMMIT"  # set by docker/ builds
+DIRTY_SUFFIX = "-dirty"  # a commit whose checkout had uncommitted changes to tracked files
 EPOCH_TIME = "time"  # a history record's wall-clock end (Unix seconds), when it was recorded
 
 # MLflow limits (mlflow.utils.validation): params per batch call and param value length.
@@ -71,18 +72,30 @@ def connect(tracking_uri: str | None = None) -> MlflowClient:
 
 
 def git_commit(path: str | Path | None = None) -> str:
-    """The commit checked out where ``path`` lies (default: this package's source); in an image,
-    which holds no git checkout, the commit it was built from (``GRMODEL_GIT_COMMIT``); else
-    "unknown"."""
+    """The commit checked out where ``path`` lies (default: this package's source), with
+    ``-dirty`` appended when tracked files differ from it (uncommitted changes: the code that
+    ran is not that commit's); in an image, which holds no git checkout, the commit it was
+    built from (``GRMODEL_GIT_COMMIT``, marked the same way); else "unknown"."""
     if path is None and os.environ.get(GIT_COMMIT_ENV):
         return os.environ[GIT_COMMIT_ENV]
     cwd = Path(path) if path is not None else Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
                              timeout=10, check=True)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                 cwd=cwd, capture_output=True, text=True, timeout=30, check=True)
     except (OSError, subprocess.SubprocessError):  # no git, or not a repository
         return "unknown"
-    return out.stdout.strip() or "unknown"
+    commit = out.stdout.strip()
+    if not commit:
+        return "unknown"
+    return commit + (DIRTY_SUFFIX if changed.stdout.strip() else "")
+
+
+def commit_tags(commit: str) -> dict[str, str]:
+    """The run tags of a ``git_commit`` value: ``git_commit`` as it is (``-dirty`` included)
+    and MLflow's own source commit, the bare hash the UI links."""
+    return {GIT_COMMIT: commit, "mlflow.source.git.commit": commit.removesuffix(DIRTY_SUFFIX)}
 
 
 def ensure_experiment(
@@ -135,14 +148,12 @@ def start_pipeline_run(
         run_id = existing[0].info.run_id
         client.update_run(run_id, status="RUNNING")
     else:
-        commit = git_commit()
         tags = {
-            GIT_COMMIT: commit,
+            **commit_tags(git_commit()),
             VERSION: __version__,
             DATA_VERSION: data_version,
             PIPELINE_RUN_ID: pipeline_run_id,
             RUN_KIND: "pipeline",
-            "mlflow.source.git.commit": commit,  # shown by the MLflow UI
         }
         run = client.create_run(experiment_id, tags=tags, run_name=run_name or pipeline_run_id,
                                 start_time=None if start_time is None else int(start_time * 1000))
@@ -273,6 +284,19 @@ def log_artifacts(paths: list[str | Path], artifact_path: str | None = None,
             client.log_artifact(run_id, str(path), artifact_path)
         else:
             raise FileNotFoundError(f"{path}: artifact to log not found")
+
+
+def log_dataset_inputs(inputs: list[dict[str, str]], run_id: str | None = None) -> None:
+    """Datasets the run used, as MLflow dataset inputs (the runs page's Dataset column): each
+    a dict of ``name``, ``digest``, ``source_type``, ``source`` (JSON), ``context``
+    (training, validation, testing) and optionally ``profile`` (JSON)."""
+    # lazy: mlflow, see connect
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    datasets = [DatasetInput(Dataset(d["name"], d["digest"], d["source_type"], d["source"],
+                                     profile=d.get("profile")),
+                             [InputTag("mlflow.data.context", d["context"])]) for d in inputs]
+    connect().log_inputs(_run_id(run_id), datasets=datasets)
 
 
 def log_vocabulary(model_dir: str | Path, run_id: str | None = None) -> None:

@@ -36,7 +36,11 @@ LIGHT = {"cpu": "1", "memory": "4G"}
 DATA = {"cpu": "2", "memory": "8G"}
 TRAIN_CPU = {"cpu": "4", "memory": "16G"}
 TRAIN_GPU = {"cpu": "8", "memory": "32G", "accelerator": "nvidia.com/gpu", "gpus": 1}
-RETRIES = 2  # transient failures: preempted nodes, a flaky object store
+# No step sets Kubeflow retries: Kubeflow retries a failed task whatever failed, and the
+# failures here are deterministic (a failed validation, a data error, a collapsed model, a gate
+# that cannot judge): the same inputs fail the same way, so they fail the run at once. After a
+# transient fault (a lost node, MLflow or the data remote down), rerun: finished steps come
+# from Kubeflow's cache.
 # Credentials for the DVC remote, MLflow and its artifact store, read by every step from an
 # optional Kubernetes Secret (absent secret or key: the variable is unset). Create it with
 # `kubectl create secret generic grmodel-credentials --from-literal=AWS_ACCESS_KEY_ID=...`.
@@ -46,24 +50,27 @@ CREDENTIAL_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TO
                    "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
-def _on_cluster(task: Any, spec: dict[str, Any], retries: int = 0) -> Any:
-    """What a step gets on Kubernetes (a local run ignores it): requests, GPU, retries and
-    the credentials secret."""
+def _on_cluster(task: Any, spec: dict[str, Any]) -> Any:
+    """What a step gets on Kubernetes (a local run ignores it): requests, GPU and the
+    credentials secret."""
     kubernetes.use_secret_as_env(task, secret_name=CREDENTIALS_SECRET,
                                  secret_key_to_env={k: k for k in CREDENTIAL_KEYS}, optional=True)
     task.set_cpu_request(spec["cpu"]).set_memory_request(spec["memory"])
     task.set_memory_limit(spec["memory"])
     if "accelerator" in spec:
         task.set_accelerator_type(spec["accelerator"]).set_accelerator_limit(spec["gpus"])
-    if retries:
-        task.set_retry(num_retries=retries, backoff_duration="60s", backoff_factor=2.0)
     return task
 
 
-def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -> Any:
+def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None,
+                   scheduled: bool = True) -> Any:
     """The pipeline; with ``train_pvc`` its GR step mounts that claim for PyTorchJobs, with
     ``spark_pvc`` its ingest, vocabulary and encode steps mount that claim and, with
-    engine=spark, run as SparkApplications."""
+    engine=spark, run as SparkApplications. ``scheduled``: the fetch takes KFP's scheduled
+    time of the run (``dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER``); kfp.local 2.17
+    cannot resolve that placeholder, so a local run passes "" (a windowed local run without
+    ``as_of`` is as of the day before it starts)."""
+    scheduled_time = dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER if scheduled else ""
 
     @dsl.pipeline(name=PIPELINE_NAME, description="Generative Regression watch-time model: train,"
                   " evaluate against CREAD and TPM, register and gate in MLflow")
@@ -73,6 +80,9 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         data_version: str = _D.data_version,
         preset: str = _D.preset,
         data_seed: int = _D.data_seed,
+        as_of: str = _D.as_of,
+        window_days: int = _D.window_days,
+        snapshot_remote: str = _D.snapshot_remote,
         split: str = _D.split,
         label_mode: str = _D.label_mode,
         engine: str = _D.engine,
@@ -83,6 +93,7 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         min_mae_rel_improvement: float = _D.min_mae_rel_improvement,
         max_xauc_drop: float = _D.max_xauc_drop,
         require_beats_baselines: list = _D.require_beats_baselines,
+        max_champion_decay: float = _D.max_champion_decay,
         drift_policy: str = _D.drift_policy,
         drift_max_kl: float = _D.drift_max_kl,
         drift_quantile_tolerance: float = _D.drift_quantile_tolerance,
@@ -103,12 +114,18 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
         _on_cluster(closing, LIGHT)
 
         with dsl.ExitHandler(closing, name="grmodel-run"):
+            # Never cached, so it may take the run's id: it opens the MLflow parent run, named
+            # with the version it resolved, as soon as it has it.
             fetched = fetch_data(source=data_source, data_version=data_version, data_repo=data_repo,
-                                 preset=preset, data_seed=data_seed, **stage)
-            # Always re-read and verified (data_version "" means "what data.dvc records now"); the
-            # steps after it are cached on the resolved version they take as an input.
-            _on_cluster(fetched.set_caching_options(False), DATA, RETRIES)
-            version = fetched.outputs["Output"]
+                                 preset=preset, data_seed=data_seed, as_of=as_of,
+                                 window_days=window_days, snapshot_remote=snapshot_remote,
+                                 scheduled_time=scheduled_time,
+                                 **tracking)
+            # Always re-read and verified (data_version "" means "what data.dvc records at the
+            # repository's head now"; as_of "" the day before the scheduled time); the steps after
+            # it are cached on the resolved version (and day) they take as inputs.
+            _on_cluster(fetched.set_caching_options(False), DATA)
+            version = fetched.outputs["data_version"]
             raw = fetched.outputs["raw"]
 
             raw_check = validate_raw(data=raw, data_version=version, **stage)
@@ -116,7 +133,8 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
 
             spark = {"engine": engine, "spark_pvc": spark_pvc or ""}
             ingested = ingest(raw=raw, data_version=version, split=split, label_mode=label_mode,
-                              **spark, **stage)
+                              as_of=fetched.outputs["as_of"], window_days=window_days, **spark,
+                              **stage)
             _on_cluster(ingested.after(raw_check), DATA)
             processed = ingested.outputs["processed"]
 
@@ -147,14 +165,14 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
                           tokens=tokens.outputs["tokens"], data_version=version, overrides=overrides,
                           seeds=seeds, train_replicas=train_replicas, train_pvc=train_pvc or "",
                           **stage)
-            _on_cluster(gr, TRAIN_GPU, RETRIES)
+            _on_cluster(gr, TRAIN_GPU)
             if train_pvc:
                 kubernetes.mount_pvc(gr, pvc_name=train_pvc, mount_path=DEFAULT_MOUNT)
 
             with dsl.ParallelFor(baselines) as baseline:
                 trained = train_baseline(processed=processed, baseline=baseline,
                                          overrides=overrides, seeds=seeds, **stage)
-                _on_cluster(trained.after(drift), TRAIN_CPU, RETRIES)
+                _on_cluster(trained.after(drift), TRAIN_CPU)
 
             evaluated = evaluate(processed=processed, gr_model=gr.outputs["model"],
                                  baseline_models=dsl.Collected(trained.outputs["model"]),
@@ -170,9 +188,9 @@ def build_pipeline(train_pvc: str | None = None, spark_pvc: str | None = None) -
                 evaluation=evaluated.outputs["evaluation"], data_version=version,
                 model_name=registered_model_name, min_mae_rel_improvement=min_mae_rel_improvement,
                 max_xauc_drop=max_xauc_drop, require_beats_baselines=require_beats_baselines,
-                **tracking,
+                max_champion_decay=max_champion_decay, **tracking,
             )
-            _on_cluster(registered.set_caching_options(False), DATA, RETRIES)
+            _on_cluster(registered.set_caching_options(False), DATA)
 
     return grmodel_pipeline
 

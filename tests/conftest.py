@@ -148,6 +148,19 @@ def tiny_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five days of tiny logs, 2020-09-06 .. 2020-09-10 (after KuaiRec's window): the users'
+    mix changes from the third day; the labels shift (x1.5) and a new category appears from
+    the fourth."""
+    from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days
+
+    logs = tmp_path_factory.mktemp("kuairec") / "logs"
+    generate_days(logs, SynthConfig.preset("tiny"),
+                  DaysConfig(days=5, mix_day=2, label_shift_day=3, new_category_day=3))
+    return logs
+
+
+@pytest.fixture(scope="session")
 def tiny_processed(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 
@@ -452,3 +465,73 @@ def spark():
     session = spark_session("local[2]", driver_memory="1g", shuffle_partitions=2)
     yield session
     session.stop()
+
+
+# Two "days" of one shop whose vocabularies differ, for the gate that scores a champion
+# through its own encoders. Day 2 adds values in the middle of day 1's sorted vocabularies
+# (odd customer ids between the even ones, countries "be" and "es", cat1/cat3/cat5), so every
+# later id moves; "day2_same_size" swaps cat2 for cat1: the same vocabulary size, ids shifted;
+# "day2_drift" is day 2 with every label x1.5 (a planted label drift).
+DAY_VALUES = {
+    "day1": {"customers": range(0, 200, 2), "countries": ["de", "fr", "us"],
+             "categories": ["cat0", "cat2", "cat4", "cat6"]},
+    "day2": {"customers": range(0, 200), "countries": ["be", "de", "es", "fr", "us"],
+             "categories": [f"cat{i}" for i in range(7)]},
+    "day2_same_size": {"customers": range(0, 200, 2), "countries": ["de", "fr", "us"],
+                       "categories": ["cat0", "cat1", "cat4", "cat6"]},
+    "day2_drift": {"customers": range(0, 200), "countries": ["be", "de", "es", "fr", "us"],
+                   "categories": [f"cat{i}" for i in range(7)], "scale": 1.5},
+}
+
+
+def day_table(day: str, n: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """One day of the shop: the label grows with the category's number and the country's."""
+    values = DAY_VALUES[day]
+    rng = np.random.default_rng(seed)
+    customers = np.asarray(list(values["customers"]))
+    countries, categories = values["countries"], values["categories"]
+    customer = rng.choice(customers, n)
+    country = rng.choice(countries, n)
+    category = rng.choice(categories, n)
+    age = rng.normal(35, 10, n)
+    number = np.array([int(c.removeprefix("cat")) for c in category])
+    level = 1.0 + 0.35 * number + 0.2 * np.array([sorted(DAY_VALUES["day2"]["countries"]).index(c)
+                                                  for c in country])
+    return pd.DataFrame({
+        "customer_id": customer, "country": country, "age": age, "first_category": category,
+        "ltv": rng.lognormal(level, 0.3) * values.get("scale", 1.0),
+        "fold": np.where(np.arange(n) % 10 == 0, "test",
+                         np.where(np.arange(n) % 10 == 1, "valid", "train")),
+    })
+
+
+DAY_SPEC = {"name": "shop", "source": "shop.parquet", "label": "ltv",
+            "user": {"categorical": ["customer_id", "country"], "numeric": {"age": 5}},
+            "item": {"categorical": ["first_category"]},
+            "split": {"kind": "column", "column": "fold"}}
+
+
+@pytest.fixture(scope="session")
+def shop_days(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Per day: the source table, its processed dataset and a VR trained on it (3 epochs, a
+    model that learned the categories: not collapsed)."""
+    import yaml
+
+    from grmodel.config import RunConfig
+    from grmodel.data.tabular import build_tabular
+    from grmodel.training.loop import train_model
+
+    days = {}
+    for i, day in enumerate(DAY_VALUES):
+        root = tmp_path_factory.mktemp(day)
+        table = day_table(day, seed=i)
+        table.to_parquet(root / "shop.parquet")
+        (root / "spec.yaml").write_text(yaml.safe_dump(DAY_SPEC))
+        build_tabular(root / "spec.yaml", root / "processed")
+        config = RunConfig().with_overrides([
+            f"data.processed_dir={root / 'processed'}", "model_name=vr", "train.epochs=3",
+            "train.progress=false", "train.num_threads=1", "train.batch_size=128"])
+        train_model(config, root / "model")
+        days[day] = {"root": root, "table": table, "processed": root / "processed",
+                     "model": root / "model"}
+    return days

@@ -30,14 +30,17 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.emb_dim=8", "model.encoder_hidden=16", "model.d_model=8", "model.n_heads=2",
         "model.ffn_dim=16", "model.n_layers=1", "train.progress=false", "train.num_threads=1",
         "train.epochs=1", "train.batch_size=256"]
-SHARED = ("raw", "p", "q", "m", "const", "huge", "store.db")
+GBDT = ["train.progress=false", "train.num_threads=1", "head.gbdt_rounds=30",
+        "train.on_collapse=warn"]
+SHARED = ("raw", "p", "q", "m", "g", "logs", "const", "huge", "store.db")
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory) -> Path:
     """raw (synth tiny) and p (its dataset); q (another synth's dataset: other encoders); m (a
-    1-epoch VR on p); const (a table whose label is constant); huge (labels near 1e20, within
-    float32 but beyond a squared error's range); store.db (an MLflow tracking store)."""
+    1-epoch VR on p); g (a 30-round GBDT on p); logs (4 days of logs by day, 2020-09-06 ..
+    09-09); const (a table whose label is constant); huge (labels near 1e20, within float32 but
+    beyond a squared error's range); store.db (an MLflow tracking store)."""
     root = tmp_path_factory.mktemp("policy")
     cwd = os.getcwd()
     os.chdir(root)
@@ -47,6 +50,8 @@ def world(tmp_path_factory) -> Path:
             assert main(["data", "ingest", raw, out]) == 0
         assert main(["train", "--data", "p", "--out", "m", "--model", "vr", *TINY,
                      "train.on_collapse=warn"]) == 0
+        assert main(["train", "--data", "p", "--out", "g", "--model", "gbdt", *GBDT]) == 0
+        assert main(["data", "days", "logs", "--preset", "tiny", "--days", "4", "--seed", "3"]) == 0
         rng = np.random.default_rng(0)
         for name, label in (("const", np.full(1500, 5.0)),
                             ("huge", rng.exponential(1.0, 1500) * 1e20)):
@@ -139,13 +144,55 @@ def both(*setups: Setup) -> Setup:
     return setup
 
 
-def edited_checkpoint(name: str) -> Setup:
-    """A copy of m whose checkpoint.json states another config (its digests kept)."""
+def edited_checkpoint(name: str, source: str = "m") -> Setup:
+    """A copy of the model ``source`` whose checkpoint.json states another learning rate (its
+    digests kept)."""
     def setup(here: Path) -> None:
-        copy_of("m", name)(here)
+        copy_of(source, name)(here)
         meta = json.loads((here / name / "checkpoint.json").read_text())
         meta["config"]["train"]["lr"] = 0.5
         (here / name / "checkpoint.json").write_text(json.dumps(meta))
+    return setup
+
+
+def without_raw_values(source: str, name: str) -> Setup:
+    """A copy of the shared dataset ``source`` whose test split lacks the raw-value columns."""
+    def setup(here: Path) -> None:
+        import pyarrow.parquet as pq
+
+        from grmodel.features import RAW_PREFIX
+
+        copy_of(source, name)(here)
+        test = pq.read_table(here / name / "test.parquet")
+        pq.write_table(test.drop([c for c in test.column_names if c.startswith(RAW_PREFIX)]),
+                       here / name / "test.parquet")
+    return setup
+
+
+def replaced_gbdt_text(name: str) -> Setup:
+    """A copy of g whose model.txt is another tree's (its recorded digest kept)."""
+    def setup(here: Path) -> None:
+        copy_of("g", name)(here)
+        text = (here / name / "model.txt").read_text()
+        (here / name / "model.txt").write_text(text.replace("num_leaves=", "num_leaves=9", 1))
+    return setup
+
+
+def logs_without(name: str, day: str) -> Setup:
+    """A copy of the shared logs as ``name`` without the partition of ``day``."""
+    def setup(here: Path) -> None:
+        copy_of("logs", name)(here)
+        shutil.rmtree(here / name / f"date={day}")
+    return setup
+
+
+def claimed(name: str, **files: str) -> Setup:
+    """A directory grmodel claimed (its marker lists no file) holding the user's ``files``."""
+    def setup(here: Path) -> None:
+        from grmodel.outputs import write_marker
+
+        folder(name, **files)(here)
+        write_marker(here / name, files=[])
     return setup
 
 
@@ -424,9 +471,11 @@ CASES: dict[str, Case] = {
         ["data", "tabular", "spec.yaml", "o"], 1, "is it the intended file?",
         both(spec(source="sys.csv"), linked("sys.csv", "/etc/passwd")), absent=("o",)),
     # What decides a reuse, or a score, is checked: digests and encoders.
-    "model-trust/evaluate_on_a_dataset_with_other_encoders": Case(
-        ["evaluate", "--data", "q", "--model", "vr=m", "--out", "e.json"], 1,
-        "its encoders differ", absent=("e.json",)),
+    "model-trust/evaluate_on_a_dataset_with_other_encoders_and_no_raw_values": Case(
+        # With the test split's raw values the model is scored through its own encoders;
+        # without them (a dataset of an older version) its ids would mean other values.
+        ["evaluate", "--data", "q2", "--model", "vr=m", "--out", "e.json"], 1,
+        "encoders differ", without_raw_values("q", "q2"), absent=("e.json",)),
     "model-trust/train_does_not_reuse_an_edited_checkpoint_json": Case(
         # m's own config but for the edited value: before, "reused, not trained again"
         train("m2", extra=("train.on_collapse=warn", "train.lr=0.5")), 1,
@@ -454,6 +503,121 @@ CASES: dict[str, Case] = {
     "state-dir/a_users_folder_as_state_dir": Case(
         train("o", "--state-dir", "mine"), 1, "state directory mine: holds files",
         folder("mine", **{"notes.md": "mine"}), absent=("o",)),
+    # Logs by day (data days): a partition folder is grmodel's only by its generator record.
+    "marker-owns/days_overwrite_a_users_log_folder": Case(
+        ["data", "days", "logs2", "--preset", "tiny", "--days", "2", "--overwrite"], 1, NOT_OURS,
+        folder("logs2", **{"date=2020-09-06__interactions.csv": "user_id,video_id\n1,2\n"})),
+    "overwrite-only-ours/days_without_overwrite": Case(
+        ["data", "days", "logs2", "--preset", "tiny", "--days", "2"], 1,
+        "replaced only with --overwrite", copy_of("logs", "logs2")),
+    "overwrite-only-ours/days_with_a_users_file_in_a_partition": Case(
+        ["data", "days", "logs2", "--preset", "tiny", "--days", "2", "--overwrite"], 1,
+        f"{NOT_OURS}: date=2020-09-07/notes.md",
+        copy_of("logs", "logs2", **{"date=2020-09-07__notes.md": "mine"})),
+    "overwrite-only-ours/days_with_a_users_file_beside_the_partitions": Case(
+        ["data", "days", "logs2", "--preset", "tiny", "--days", "2", "--overwrite"], 1, NOT_OURS,
+        copy_of("logs", "logs2", **{"notes.md": "mine"})),
+    "args-range/days_zero": Case(
+        ["data", "days", "d", "--days", "0"], 2, "--days is a whole number", absent=("d",)),
+    "args-range/days_seed_negative": Case(
+        ["data", "days", "d", "--seed", "-1"], 2, "a seed is a whole number", absent=("d",)),
+    "args-range/days_drift_after_the_last_day": Case(
+        ["data", "days", "d", "--days", "3", "--drift", "label_shift@5"], 1,
+        "label_shift_day is a day index", absent=("d",)),
+    "args-range/days_drift_of_an_unknown_kind": Case(
+        ["data", "days", "d", "--drift", "heatwave@1"], 1, "KIND one of", absent=("d",)),
+    "args-range/days_label_shift_nan": Case(
+        ["data", "days", "d", "--set", "label_shift=NaN"], 1, "label_shift > 0 and finite",
+        absent=("d",)),
+    "args-range/days_start_share_above_one": Case(
+        ["data", "days", "d", "--set", "start_share=1.5"], 1, "0 < start_share <= 1",
+        absent=("d",)),
+    "args-range/days_first_day_not_a_day": Case(
+        ["data", "days", "d", "--first-day", "2020-02-30"], 1, "YYYY-MM-DD", absent=("d",)),
+    # The day-by-day simulation: every argument checked before its directory is claimed.
+    "args-range/experiment_days_window_not_below_days": Case(
+        ["experiment", "days", "--out", "sim", "--days", "3", "--window-days", "3"], 1,
+        "--window-days < --days", absent=("sim",)),
+    "args-range/experiment_days_window_of_one_day": Case(
+        ["experiment", "days", "--out", "sim", "--window-days", "1"], 2,
+        "--window-days is a whole number >= 2", absent=("sim",)),
+    "args-range/experiment_days_zero_days": Case(
+        ["experiment", "days", "--out", "sim", "--days", "0"], 2, "--days is a whole number",
+        absent=("sim",)),
+    "args-range/experiment_days_data_seed_negative": Case(
+        ["experiment", "days", "--out", "sim", "--data-seed", "-1"], 2, "a seed is a whole number",
+        absent=("sim",)),
+    "args-range/experiment_days_drift_after_the_last_day": Case(
+        ["experiment", "days", "--out", "sim", "--days", "3", "--drift", "feature_mix@3"], 1,
+        "mix_day is a day index", absent=("sim",)),
+    "args-range/experiment_days_override_out_of_range": Case(
+        ["experiment", "days", "--out", "sim", "gr:model.decode_level=2"], 1,
+        "model.decode_level must be in", absent=("sim",)),
+    "overwrite-only-ours/experiment_days_over_a_users_table": Case(
+        ["experiment", "days", "--out", "sim", "--days", "3", "--overwrite"], 1,
+        "holds days.md, which grmodel did not write", claimed("sim", **{"days.md": "mine"})),
+    # Logs by day as a run's source: a window reads every one of its days, checked first.
+    "logs-window/ingest_a_window_with_a_missing_day": Case(
+        ["data", "ingest", "gap", "o", "--split", "forward", "--as-of", "2020-09-09",
+         "--window-days", "3"], 1, "no partition for 2020-09-08",
+        logs_without("gap", "2020-09-08"), absent=("o",)),
+    "logs-window/pipeline_run_on_logs_with_a_missing_day": Case(
+        ["pipeline", "run", "--local", "--workdir", "w", "--param", "data_source=logs",
+         "--param", "data_repo=gap", "--param", "window_days=3", "--param", "as_of=2020-09-09"],
+        1, "no partition for 2020-09-08", logs_without("gap", "2020-09-08"), absent=("w",)),
+    "logs-window/pipeline_run_on_a_missing_log_folder": Case(
+        ["pipeline", "run", "--local", "--workdir", "w", "--param", "data_source=logs",
+         "--param", "data_repo=nowhere", "--param", "window_days=3", "--param",
+         "as_of=2020-09-09"], 1, "not a directory of day partitions", absent=("w",)),
+    "logs-window/pipeline_run_on_logs_without_a_window": Case(
+        ["pipeline", "run", "--local", "--workdir", "w", "--param", "data_source=logs",
+         "--param", "data_repo=logs"], 1, "reads a window", absent=("w",)),
+    "logs-window/pipeline_run_with_a_window_of_one_day": Case(
+        ["pipeline", "run", "--local", "--workdir", "w", "--param", "window_days=1"], 1,
+        "window_days", absent=("w",)),
+    "logs-window/pipeline_run_as_of_not_a_day": Case(
+        ["pipeline", "run", "--local", "--workdir", "w", "--param", "window_days=3", "--param",
+         "as_of=2020-13-01"], 1, "YYYY-MM-DD", absent=("w",)),
+    "args-range/pipeline_override_out_of_range": Case(
+        ["pipeline", "run", "--local", "--workdir", "w", "--param",
+         'overrides=["train.lr=NaN"]'], 1, "train.lr must be", absent=("w",)),
+    # The registry: versions are whole numbers, a rollback says why, thresholds are in range.
+    "args-range/rollback_to_version_zero": Case(
+        ["registry", "rollback", "grmodel-gr", "--to", "0", "--reason", "x", "--tracking-uri",
+         "sqlite:///store.db"], 2, "--to (a model version) is a whole number >= 1"),
+    "args-range/rollback_to_a_version_named_in_words": Case(
+        ["registry", "rollback", "grmodel-gr", "--to", "latest", "--reason", "x",
+         "--tracking-uri", "sqlite:///store.db"], 2, "is a whole number >= 1"),
+    "args-range/rollback_with_a_blank_reason": Case(
+        ["registry", "rollback", "grmodel-gr", "--to", "1", "--reason", "  ", "--tracking-uri",
+         "sqlite:///store.db"], 1, "a rollback says why"),
+    "tracking-store/rollback_on_a_mistyped_sqlite_path": Case(
+        ["registry", "rollback", "grmodel-gr", "--to", "1", "--reason", "x", "--tracking-uri",
+         NODIR], 1, STORE_MISSING, absent=("nodir",)),
+    "registry-identity/rollback_of_an_unknown_model": Case(
+        ["registry", "rollback", "grmodel-gr", "--to", "1", "--reason", "x", "--tracking-uri",
+         "sqlite:///store.db"], 1, "not found"),
+    "args-range/promote_version_zero": Case(
+        ["registry", "promote", "grmodel-gr", "--version", "0", "--data", "p", "--tracking-uri",
+         "sqlite:///store.db"], 2, "--version (a model version) is a whole number >= 1"),
+    "args-range/promote_threshold_nan": Case(
+        ["registry", "promote", "grmodel-gr", "--version", "1", "--data", "p",
+         "--max-xauc-drop", "NaN", "--tracking-uri", "sqlite:///store.db"], 1,
+        "promotion thresholds are finite numbers in range"),
+    # The GBDT's checkpoint: what decides its reuse is covered by a digest too.
+    "model-trust/train_does_not_reuse_an_edited_gbdt_checkpoint_json": Case(
+        ["train", "--data", "p", "--out", "g2", "--model", "gbdt", *GBDT, "train.lr=0.5"], 1,
+        "already holds a grmodel output", edited_checkpoint("g2", "g")),
+    "model-trust/predict_refuses_an_edited_gbdt_checkpoint_json": Case(
+        ["predict", "--model", "g2", "--input", "p/test.parquet", "--output", "o.parquet"], 1,
+        "the sha256 of its metadata differs", edited_checkpoint("g2", "g"),
+        absent=("o.parquet",)),
+    "model-trust/predict_refuses_a_replaced_gbdt_model_text": Case(
+        ["predict", "--model", "g2", "--input", "p/test.parquet", "--output", "o.parquet"], 1,
+        "model.txt: sha256 differs", replaced_gbdt_text("g2"), absent=("o.parquet",)),
+    "model-trust/evaluate_refuses_an_edited_gbdt_checkpoint_json": Case(
+        ["evaluate", "--data", "p", "--model", "gbdt=g2"], 1,
+        "the sha256 of its metadata differs", edited_checkpoint("g2", "g")),
 }
 
 
@@ -478,8 +642,9 @@ def test_the_corpus_covers_every_command_and_has_its_size():
     commands = {" ".join(c.argv[:2]) if c.argv[0] in ("data", "pipeline", "registry",
                                                         "validate", "experiment")
                 else c.argv[0] for c in CASES.values()}
-    assert len(CASES) >= 80
-    assert {"data ingest", "data tabular", "data synth", "train", "predict", "evaluate",
+    assert len(CASES) >= 115
+    assert {"data ingest", "data tabular", "data synth", "data days", "train", "predict",
+            "evaluate", "experiment days", "registry rollback", "registry promote",
             "validate raw", "validate processed", "validate tokens", "pipeline compile",
             "pipeline run", "registry history", "reproduce", "main",
             "experiment table1"} <= commands

@@ -4,6 +4,7 @@ local remote, a run on each, then both runs re-run from their records."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import subprocess
@@ -13,9 +14,13 @@ import pytest
 from dvc.repo import Repo
 
 from grmodel import versioning
+from grmodel.atomic import through_json
 from grmodel.cli.reproduce import register
-from grmodel.config import RunConfig
+from grmodel.config import EvalConfig, RunConfig
+from grmodel.data.kuairec.ingest import IngestConfig
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+from grmodel.data.windows import Window
+from grmodel.datasource import resolve_logs, resolve_path
 from grmodel.reproduce import (
     ReproduceError,
     Reproduction,
@@ -26,6 +31,7 @@ from grmodel.reproduce import (
     log_run_record,
     record_run,
     reproduce,
+    train_and_evaluate,
 )
 
 # A tiny GR model and a few optimiser steps: seconds on one CPU thread.
@@ -130,3 +136,27 @@ def test_run_record_files_are_checked(tmp_path):
     path.write_text(json.dumps({"format": "grmodel.run_record/1", "data_version": "x"}))
     with pytest.raises(ReproduceError, match="missing key"):
         load_record(str(path))
+
+
+@pytest.mark.parametrize("source", ["path", "logs"])
+def test_a_path_or_logs_run_reproduces_from_its_record(source, tiny_raw, tiny_days, tmp_path):
+    """A run on a directory (snapshotted into a DVC remote) or on a window of logs by day
+    (recorded by its partitions' hashes) re-runs from its record alone, every metric equal."""
+    models = {"gr": RunConfig().with_overrides(TINY_GR)}
+    if source == "path":
+        data = resolve_path(str(tiny_raw), tmp_path / "raw", str(tmp_path / "remote"))
+        ingest = {"seed": 1}
+    else:
+        data = resolve_logs(str(tiny_days), Window.of("2020-09-10", 3), tmp_path / "raw")
+        ingest = {"split": "forward", "as_of": "2020-09-10", "window_days": 3}
+    options = through_json(dataclasses.asdict(IngestConfig(**ingest)))
+    metrics = train_and_evaluate(tmp_path / "raw", tmp_path / "run", options, models, EvalConfig())
+    record = RunRecord(data.data_version, None, options,
+                       {name: through_json(cfg.to_dict()) for name, cfg in models.items()},
+                       metrics, data=data.to_dict())
+    again = reproduce(RunRecord.from_dict(json.loads(json.dumps(record.to_dict()))), tmp_path,
+                      tmp_path / "again")
+    assert again.all_match and again.metrics == metrics
+    assert again.data_source.startswith("snapshot in" if source == "path" else "logs in")
+    report = format_report(again)
+    assert f"data version {data.data_version} ({data.describe()}" in report

@@ -49,7 +49,8 @@ def test_parent_run_has_every_config_and_the_lineage_tags(pipeline):
     assert len([k for k in params if k.startswith("gr.")]) == len(tracking.flatten_config(config))
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(tracking.__file__).parent,
                           capture_output=True, text=True).stdout.strip() or "unknown"
-    assert tags["git_commit"] == head
+    assert tags["git_commit"].removesuffix("-dirty") == head
+    assert tags["mlflow.source.git.commit"] == head
     assert tags["grmodel_version"] == __version__
     assert tags["data_version"] == "d41d8cd9.dir" and tags["pipeline_run_id"] == "kfp-run-42"
     assert run.info.status == "RUNNING"
@@ -139,3 +140,21 @@ def test_flatten_config_names_every_leaf():
     flat = tracking.flatten_config({"a": {"b": 1, "c": [1, 2]}, "d": None, "e": "x" * 7000})
     assert flat["a.b"] == "1" and flat["a.c"] == "[1, 2]" and flat["d"] == "None"
     assert len(flat["e"]) == 6000
+
+
+def test_the_commit_says_whether_the_tree_had_uncommitted_changes(tmp_path):
+    def git(*args):
+        return subprocess.run(["git", "-C", str(tmp_path), *args], check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "code.py")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", "first")
+    head = git("rev-parse", "HEAD")
+    (tmp_path / "notes.txt").write_text("untracked files are not the code that ran\n")
+    assert tracking.git_commit(tmp_path) == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert tracking.git_commit(tmp_path) == f"{head}-dirty"
+    assert tracking.commit_tags(f"{head}-dirty") == {"git_commit": f"{head}-dirty",
+                                                    "mlflow.source.git.commit": head}

@@ -1,5 +1,5 @@
-"""``grmodel data synth | ingest | tabular | version | snapshot | ensure``: the datasets layer
-and its versions (DVC) on the command line.
+"""``grmodel data synth | days | ingest | tabular | version | snapshot | ensure``: the datasets
+layer and its versions (DVC) on the command line.
 
 Every option of a config is reachable: the common ones as flags, any other with
 ``--set field=value`` (repeatable; values parse as JSON when they can, so ``--set
@@ -20,7 +20,8 @@ from grmodel.cli import seed_number, whole_number
 from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
-from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days, generate_kuairec
+from grmodel.data.kuairec.synth.days import drift_days
 from grmodel.data.storage import is_uri
 from grmodel.data.tabular import TabularSpec, build_tabular
 from grmodel.outputs import check_output
@@ -42,12 +43,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="replace an existing grmodel output (never a directory grmodel did not write)")
     p.set_defaults(handler=_synth)
 
+    p = commands.add_parser("days", help="write consecutive days of KuaiRec-format logs (date="
+                            "YYYY-MM-DD partitions) from one world, with planted drift")
+    p.add_argument("out", help="log directory to write (see --overwrite)")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "default", "full"),
+                   help="the world's size (users, videos) and rows per day (its big_rows / 20)")
+    p.add_argument("--seed", type=seed_number, default=None)
+    p.add_argument("--days", type=whole_number(1, what="--days"), default=None,
+                   help="how many days (default 5)")
+    p.add_argument("--first-day", default=None, help="YYYY-MM-DD (default 2020-09-06)")
+    p.add_argument("--drift", action="append", default=[], metavar="KIND@DAY",
+                   help="plant a drift from day DAY (0-based) on: label_shift, feature_mix or"
+                        " new_category (repeatable; sizes with --set, e.g. label_shift=2.0)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any SynthConfig or DaysConfig field")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing grmodel output (never a directory grmodel did not write)")
+    p.set_defaults(handler=_days)
+
     p = commands.add_parser("ingest", help="KuaiRec 2.0 raw files -> processed dataset")
     p.add_argument("raw", help="directory with big_matrix.csv, small_matrix.csv, ...; with"
                                " --engine spark also an object-storage URI (s3a://bucket/kuairec/)")
     p.add_argument("out", help="processed directory to write (see --overwrite)")
     p.add_argument("--label-mode", choices=("watch_time", "watch_ratio", "norm_ratio"))
-    p.add_argument("--split", choices=("authors", "random", "chronological"))
+    p.add_argument("--split", choices=("authors", "random", "chronological", "forward"))
+    p.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
+                   help="split forward: the test day (default the newest day of the data)")
+    p.add_argument("--window-days", type=whole_number(0, what="--window-days"), default=None,
+                   metavar="N",
+                   help="split forward: train on the N days before --as-of, the last of them the"
+                        " valid split (default every earlier day)")
     p.add_argument("--valid-mode", choices=("random", "last"))
     p.add_argument("--dedupe", action="store_true", default=None,
                    help="drop exact duplicate rows")
@@ -130,11 +155,29 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _days(args: argparse.Namespace) -> int:
+    check_output(args.out, overwrite=args.overwrite)
+    synth_fields = {f.name for f in dataclasses.fields(SynthConfig)}
+    world = [item for item in args.set if item.partition("=")[0].strip() in synth_fields]
+    days = _parse_overrides(DaysConfig, [item for item in args.set if item not in world])
+    synth = _parse_overrides(SynthConfig, world)
+    days.update(drift_days(args.drift))
+    for name, value in (("days", args.days), ("first_day", args.first_day)):
+        if value is not None:
+            days[name] = value
+    if args.seed is not None:
+        synth["seed"] = args.seed
+    summary = generate_days(args.out, SynthConfig.preset(args.preset, **synth), DaysConfig(**days))
+    print(json.dumps({"out": args.out, "days": summary["partitions"]}, indent=2))
+    return 0
+
+
 def _ingest(args: argparse.Namespace) -> int:
     check_output(args.out, inputs=[] if is_uri(args.raw) else [args.raw], overwrite=args.overwrite)
     overrides = _parse_overrides(IngestConfig, args.set)
     flags = {"label_mode": args.label_mode, "split": args.split, "valid_mode": args.valid_mode,
-             "dedupe": args.dedupe, "seed": args.seed}
+             "dedupe": args.dedupe, "seed": args.seed, "as_of": args.as_of,
+             "window_days": args.window_days}
     overrides.update({k: v for k, v in flags.items() if v is not None})
     config = IngestConfig(**overrides)
     if args.engine == "spark":

@@ -7,9 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grmodel.cli import seed_number, whole_number
+from grmodel.cli import CommandError, seed_number, whole_number
 from grmodel.comparison.report import results_table
 from grmodel.config import load_config
+from grmodel.data.windows import MIN_WINDOW_DAYS
 from grmodel.experiments.floors import floors_json, floors_markdown, learnable_floors
 from grmodel.experiments.robustness import (
     DEFAULT_ROWS,
@@ -20,7 +21,13 @@ from grmodel.experiments.robustness import (
 )
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
-from grmodel.outputs import claim_directory
+from grmodel.outputs import (
+    FOREIGN_RULE,
+    OutputError,
+    claim_directory,
+    foreign_files,
+    output_lock,
+)
 from grmodel.training.tuning import TuningBudget
 
 
@@ -38,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         _add_experiment(names.add_parser(name, help=spec.title, description=spec.title), name)
     _add_robustness(names)
     _add_floors(names)
+    _add_days(names)
 
 
 def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
@@ -87,7 +95,8 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _add_robustness(names: argparse._SubParsersAction) -> None:
-    title = "GR, CREAD, TPM and D2Q on generated datasets of distinct label shapes (one table)"
+    title = ("GR, the GBDT, CREAD, TPM and D2Q on generated datasets of distinct label shapes"
+             " (one table)")
     p = names.add_parser("robustness", help=title, description=title + ": each dataset is"
                          " generated and ingested into OUT/data, trained as a table1 experiment"
                          " in OUT/DATASET (finished runs are reused), and OUT/robustness.md and"
@@ -100,7 +109,7 @@ def _add_robustness(names: argparse._SubParsersAction) -> None:
                    help="training seeds per row (default 1)")
     p.add_argument("--datasets", default=None, help="comma-separated datasets by name or letter,"
                    " default all: a=kuairec_default, b=customer_value, c=rewatch, d=session_ms,"
-                   " e=completion")
+                   " e=completion, f=drifting_zeros")
     p.add_argument("--rows", "--models", dest="rows", default=None,
                    help=f"comma-separated models, default {','.join(DEFAULT_ROWS)} (d2q only where"
                    " the data has durations)")
@@ -168,4 +177,63 @@ def _robustness(args: argparse.Namespace) -> int:
                             tune=_budget(args))
     print((Path(args.out) / MARKDOWN_FILE).read_text())
     print(f"table: {args.out}/{MARKDOWN_FILE} ({record['wall_seconds']:.1f} s)")
+    return 0
+
+
+def _add_days(names: argparse._SubParsersAction) -> None:
+    title = "day by day: generated days of logs, the local pipeline as of each day (one table)"
+    p = names.add_parser("days", help=title, description=title + ": OUT/logs holds the days"
+                         " (grmodel data days), OUT/runs the pipeline runs (one MLflow store and"
+                         " registry), OUT/days.md and OUT/days.json one row per day"
+                         " (grmodel/experiments/days.py).")
+    p.add_argument("--out", required=True, help="simulation directory (logs, runs, the table)")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "default", "full"),
+                   help="the world's size and rows per day (its big_rows / 20)")
+    p.add_argument("--days", type=whole_number(1, what="--days"), default=5,
+                   help="days of logs (default 5)")
+    p.add_argument("--window-days", type=whole_number(MIN_WINDOW_DAYS, what="--window-days"),
+                   default=2,
+                   help="each run trains on this many days before its day (default 2); the"
+                        " runs are as of every later day")
+    p.add_argument("--drift", action="append", default=[], metavar="KIND@DAY",
+                   help="plant a drift from day DAY (0-based): label_shift, feature_mix or"
+                        " new_category (repeatable)")
+    p.add_argument("--data-seed", type=seed_number, default=2024,
+                   help="seed of the generated world")
+    p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
+                   help="config overrides of the pipeline (its overrides parameter)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an existing directory that grmodel wrote for another purpose")
+    p.set_defaults(handler=_days)
+
+
+def _days(args: argparse.Namespace) -> int:
+    # lazy: the pipeline (kfp) loads only when this command runs
+    from grmodel.data.kuairec.synth import DaysConfig, SynthConfig
+    from grmodel.data.kuairec.synth.days import drift_days
+    from grmodel.experiments.days import DAYS_FILES, days_table, simulate_days
+    from grmodel.pipeline.params import PipelineParams
+    from grmodel.pipeline.stages.plan import check_overrides
+
+    # Every argument is checked before the directory is claimed: a refused run leaves none.
+    days = DaysConfig(days=args.days, **drift_days(args.drift))
+    days.validate()
+    if args.window_days >= args.days:
+        raise CommandError(f"--window-days {args.window_days} with --days {args.days}: no day"
+                           " is left to run as of (rule: the runs are as of each day after the"
+                           " first --window-days, so --window-days < --days)")
+    params = PipelineParams().with_values({"overrides": [*PipelineParams().overrides,
+                                                         *args.overrides]})
+    check_overrides(params.baselines, params.overrides)
+    with output_lock(args.out):  # one simulation at a time per directory
+        claim_directory(args.out, overwrite=args.overwrite)
+        # Replaced as the runs go: never a file grmodel did not write there.
+        foreign = [name for name in foreign_files(args.out) if name in DAYS_FILES]
+        if foreign:
+            raise OutputError(f"output {args.out}: holds {', '.join(foreign)}, which grmodel did"
+                              f" not write (rule: {FOREIGN_RULE})")
+        rows = simulate_days(args.out, SynthConfig.preset(args.preset, seed=args.data_seed), days,
+                             args.window_days, params)
+    print(days_table(rows))
+    print(f"\ntable: {args.out}/days.md")
     return 0

@@ -18,7 +18,7 @@ from typing import Any
 from grmodel.cli import seed_number, whole_number
 from grmodel.outputs import check_output_file, claim_directory, output_lock
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
-from grmodel.pipeline.local import run_local, summary
+from grmodel.pipeline.local import local_params, run_local, summary
 from grmodel.pipeline.main_job import main_job_params, run_main_job
 from grmodel.pipeline.params import APPENDED_PARAMS, PipelineParams
 from grmodel.pipeline.remote import (
@@ -148,15 +148,29 @@ def _compile(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
-    params = apply_params(main_job_params(workdir, args.preset, args.seed), args.param)
+    base = main_job_params(workdir, args.preset, args.seed)
+    given = {name: value for name, value, _ in parse_params(args.param)}
+    if given.get("data_source", base.data_source) != base.data_source:
+        # The main job's data repository and version belong to its own source only.
+        base = base.with_values({"data_repo": "", "data_version": ""})
+    params = local_params(apply_params(base, args.param))
+    # Refused before the workdir exists: what the plan stage or the fetch would refuse later.
+    # lazy: the data stages import the validation suites (great expectations)
+    from grmodel.pipeline.stages.data import check_local_logs
+    from grmodel.pipeline.stages.plan import check_overrides
+
+    check_overrides(params.baselines, params.overrides)
+    if params.data_source == "logs":
+        check_local_logs(params.data_repo, params.as_of, params.window_days)
     with output_lock(workdir):  # one run at a time per workdir; its cached stages are reused
         claim_directory(workdir, overwrite=args.overwrite, reuse=True)
         print(summary(run_local(params, workdir, verbose=args.verbose)))
     return 0
 
 
-def _cluster_params(args: argparse.Namespace) -> Any:
-    return cluster_params(apply_params(PipelineParams(), args.param), args.repo)
+def _cluster_params(args: argparse.Namespace, recurring: bool = False) -> Any:
+    return cluster_params(apply_params(PipelineParams(), args.param), args.repo,
+                          recurring=recurring)
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
@@ -172,7 +186,8 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    done = schedule(args.host, _cluster_params(args), cron=args.cron, job_name=args.job_name,
+    done = schedule(args.host, _cluster_params(args, recurring=True), cron=args.cron,
+                    job_name=args.job_name,
                     max_concurrency=args.max_concurrency, catchup=args.catchup, **_options(args))
     print(f"{done.kind} {done.id} in experiment {done.experiment_id}: {done.link}")
     return 0

@@ -12,7 +12,7 @@ from pathlib import Path
 from grmodel.atomic import write_json_atomic
 from grmodel.checkpoint import load_checkpoint, load_encoders
 from grmodel.cli import CommandError, required_tracking_uri, whole_number
-from grmodel.config import MAX_TEXT_BYTES, ConfigError, RunConfig, load_config
+from grmodel.config import MAX_TEXT_BYTES, ConfigError, RunConfig, load_config, model_defaults
 from grmodel.distributed import launch_env
 from grmodel.evaluate import evaluate_models, format_table
 from grmodel.locate import dataset_dir, model_dir
@@ -90,7 +90,14 @@ def _train(args: argparse.Namespace) -> int:
     from_env = os.environ.get(OVERRIDES_ENV, "").split()
     _refuse_data_override(args.overrides, "as an override")
     _refuse_data_override(from_env, f"in ${OVERRIDES_ENV}")
-    overrides = [f"data.processed_dir={dataset_dir(args.data)}", *args.overrides, *from_env]
+    # Without a config file, the model's named defaults (config.MODEL_DEFAULTS: the GBDT's
+    # shrinkage, TPM's w_var) come first, as in the pipeline and the experiments; a config
+    # file is taken as it is.
+    name = args.model or next((o.partition("=")[2] for o in args.overrides
+                               if o.startswith("model_name=")), "gr")
+    named = [] if args.config or args.config_json else model_defaults(name)
+    overrides = [f"data.processed_dir={dataset_dir(args.data)}", *named, *args.overrides,
+                 *from_env]
     if args.model:
         overrides.append(f"model_name={args.model}")
     if args.config_json is not None:

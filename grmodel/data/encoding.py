@@ -51,9 +51,14 @@ class EncodedField:
     index: np.ndarray | None = None
     fitted: dict[str, Any] = field(default_factory=dict)  # what the manifest records
     encoder: dict[str, Any] = field(default_factory=dict)  # its entry in ENCODERS_FILE
+    raw: np.ndarray | None = None  # the values encoded (indexed as ids): the test's raw columns
 
     def rows(self, rows: np.ndarray) -> np.ndarray:
         return self.ids[rows] if self.index is None else self.ids[self.index[rows]]
+
+    def raw_rows(self, rows: np.ndarray) -> np.ndarray:
+        assert self.raw is not None
+        return self.raw[rows] if self.index is None else self.raw[self.index[rows]]
 
 
 def categorical_field(name: str, side: str, values: np.ndarray, fit_rows: np.ndarray,
@@ -67,7 +72,7 @@ def categorical_field(name: str, side: str, values: np.ndarray, fit_rows: np.nda
     spec = FieldSpec(name, side, FIRST_KNOWN_ID + len(vocab),  # type: ignore[arg-type]
                      mask_column=f"{name}_mask" if optional else None, table=table)
     return EncodedField(spec, encode(values, vocab), index, {"known_values": len(vocab)},
-                        vocabulary_record(vocab))
+                        vocabulary_record(vocab), values)
 
 
 def bucket_field(name: str, side: str, values: np.ndarray, fit_rows: np.ndarray,
@@ -79,4 +84,4 @@ def bucket_field(name: str, side: str, values: np.ndarray, fit_rows: np.ndarray,
                      mask_column=f"{name}_mask" if optional else None)
     fitted = {"buckets": len(edges) + 1, "edges": [float(e) for e in edges]}
     return EncodedField(spec, bucketise(values, edges), index, fitted,
-                        {"edges": fitted["edges"]})
+                        {"edges": fitted["edges"]}, values)

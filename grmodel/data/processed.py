@@ -22,6 +22,8 @@ from grmodel.features import (
     MISSING_ID,
     SPLITS,
     FeatureSchema,
+    raw_arrow_type,
+    raw_column,
 )
 
 # Rows per Parquet row group of a processed split: small enough that the streaming trainer's
@@ -42,7 +44,8 @@ def write_processed(
     """Write ``<split>.parquet`` for each split and ``manifest.json``, all or nothing.
 
     ``columns(rows)`` gives the non-feature columns (label, duration_s, ...) of those rows;
-    ``test_columns`` adds columns to the test split only (the oracle). Rows are encoded
+    ``test_columns`` adds columns to the test split only (the oracle), after each field's raw
+    values (``raw__<field>``, features.RAW_PREFIX). Rows are encoded
     ``chunk_rows`` at a time and stored in row groups of ``row_group_rows`` (all full but the
     last of each split): the unit the streaming trainer reads, shards and shuffles.
     """
@@ -50,17 +53,39 @@ def write_processed(
         raise ValueError(f"write_processed: row_group_rows={row_group_rows} must be >= 1")
     # Whole row groups per chunk, so that chunk boundaries leave no short groups behind.
     chunk_rows = max(row_group_rows, chunk_rows // row_group_rows * row_group_rows)
+    test_extra = _with_raw_values(fields, test_columns)
     with atomic_directory(out_dir) as tmp, ThreadPoolExecutor(max_workers=2) as pool:
         # Parquet encoding is single-threaded per file: two files at a time use both cores.
         futures = {
             split: pool.submit(_write_split, tmp / f"{split}.parquet", split_rows[split], fields,
-                               columns, test_columns if split == "test" else None, chunk_rows,
+                               columns, test_extra if split == "test" else None, chunk_rows,
                                row_group_rows)
             for split in SPLITS
         }
         written = {split: future.result() for split, future in futures.items()}
         manifest = write_manifest(tmp, fields, manifest, written)
     return manifest
+
+
+def _with_raw_values(fields: list[EncodedField],
+                     extra: Callable[[np.ndarray], dict[str, np.ndarray]] | None
+                     ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """The test split's extra columns: each field's raw values, then ``extra``'s."""
+    def columns(rows: np.ndarray) -> dict[str, Any]:
+        raw = {raw_column(f.spec.name): _raw_array(f.raw_rows(rows), f.encoder)
+               for f in fields if f.raw is not None}
+        return raw | (extra(rows) if extra is not None else {})
+
+    return columns
+
+
+def _raw_array(values: np.ndarray, encoder: dict[str, Any]) -> Any:
+    """Raw values in their encoder's kind (features.raw_arrow_type), gaps as nulls (NaN in
+    floats); a vocabulary of other objects (booleans) keeps the values' own type."""
+    if encoder.get("kind") == "other":
+        return values
+    kind = raw_arrow_type(encoder)
+    return pa.array(values, type=kind, from_pandas=not pa.types.is_floating(kind))
 
 
 def write_manifest(directory: Path, fields: list[EncodedField], manifest: dict[str, Any],

@@ -22,7 +22,11 @@ on any long-tailed regression task (e.g. lifetime value)::
                                      # split as oracle_median
     split: {kind: random, valid_fraction: 0.1, test_fraction: 0.1, seed: 2024}
     # kind: random | chronological (needs timestamp) | column: {kind: column, column: NAME},
-    #       the column NAME holds train / valid (or validation, val) / test
+    #       the column NAME holds train / valid (or validation, val) / test |
+    #       forward: {kind: forward, as_of: 2024-01-08, window_days: 7} trains on the days before
+    #       as_of (the last of them valid) and tests on as_of (grmodel/data/windows.py); a row's
+    #       day is its partition's (a source directory of date=YYYY-MM-DD/ Parquet folders:
+    #       only the window's are read), else its timestamp's UTC day
     # draw (kind random): permutation (default: exact sizes, one array of all rows) | hash
     #       (splits.hash_split: each row by a seeded hash of its index, binomial sizes; what
     #       a Spark build of billions of rows needs)
@@ -54,12 +58,26 @@ from grmodel.data.io import (
     sha256_file,
 )
 from grmodel.data.processed import split_rows_summary, write_processed
-from grmodel.data.storage import is_uri, local_path
+from grmodel.data.storage import Location, is_uri, local_path, location
+from grmodel.data.windows import (
+    PARTITION_KEY,
+    check_window,
+    day_of,
+    epoch_day,
+    is_partitioned,
+    list_partitions,
+    parse_day,
+    partition_hash,
+    resolve_window,
+    rows_by_day,
+    window_entry,
+)
 from grmodel.features import (
     FEW_SPLIT_ROWS,
     LABEL_COLUMN,
     LABEL_MAX,
     LABEL_RULE,
+    RAW_PREFIX,
 )
 
 log = logging.getLogger(__name__)
@@ -87,6 +105,8 @@ class SplitSpec:
     seed: int = 2024
     column: str | None = None  # kind=column: values train / valid (validation, val) / test
     draw: str = "permutation"  # kind=random: permutation | hash (splits.SPLIT_DRAWS)
+    as_of: str = ""  # kind=forward: the test day; "" = the newest day of the data
+    window_days: int = 0  # kind=forward: the days before as_of learnt from; 0 = every one
 
 
 @dataclass
@@ -169,7 +189,7 @@ class TabularSpec:
         if repeated:
             raise DataSpecError(f"dataset spec: field(s) {repeated} appear more than once")
         clash = sorted(set(names) & set(RESERVED_COLUMNS)) + sorted(
-            n for n in names if n.endswith("_mask"))
+            n for n in names if n.endswith("_mask") or n.startswith(RAW_PREFIX))
         if clash:
             raise DataSpecError(f"dataset spec: field name(s) {clash} are reserved")
         if self.label in names:
@@ -178,9 +198,14 @@ class TabularSpec:
         if self.oracle and self.oracle in (*names, self.label):
             raise DataSpecError(f"dataset spec: oracle column {self.oracle!r} is a feature or the"
                                 " label (rule: the oracle is neither)")
-        if self.split.kind not in ("random", "chronological", "column"):
+        if self.split.kind not in ("random", "chronological", "column", "forward"):
             raise DataSpecError(f"dataset spec: split.kind {self.split.kind!r}: expected random,"
-                                " chronological or column")
+                                " chronological, column or forward")
+        if self.split.kind == "forward":
+            check_window(self.split.as_of, self.split.window_days, "dataset spec: split")
+        elif self.split.as_of or self.split.window_days:
+            raise DataSpecError("dataset spec: split.as_of and split.window_days apply to"
+                                " split.kind forward only")
         if self.split.draw not in splits.SPLIT_DRAWS:
             raise DataSpecError(f"dataset spec: split.draw {self.split.draw!r}: expected"
                                 " permutation or hash")
@@ -188,7 +213,7 @@ class TabularSpec:
             raise DataSpecError("dataset spec: split.kind chronological needs 'timestamp'")
         if self.split.kind == "column" and not self.split.column:
             raise DataSpecError("dataset spec: split.kind column needs split.column")
-        if self.split.kind != "column":
+        if self.split.kind not in ("column", "forward"):
             splits.check_fractions(self.split.valid_fraction, self.split.test_fraction)
 
     @property
@@ -204,7 +229,7 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
     if not isinstance(spec, TabularSpec):
         spec = TabularSpec.from_yaml(spec)
     path = local_path(spec.source_path)
-    frame = _read_table(path, spec)
+    frame, partitions = _read_table(path, spec)
     n = len(frame)
 
     label = frame[spec.label].to_numpy(dtype=np.float64)
@@ -228,7 +253,14 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
             raise RawDataError(f"{path}: column {spec.oracle!r} has missing, negative or infinite"
                                " values (rule: the oracle median is non-negative and finite)")
 
-    if spec.split.kind == "column":
+    window = None
+    if spec.split.kind == "forward":
+        days = row_days(frame, timestamp, path)
+        present = np.unique(days[np.isfinite(days)])
+        window = resolve_window(spec.split.as_of, spec.split.window_days,
+                                [day_of(d) for d in present])
+        codes = window.codes(days)
+    elif spec.split.kind == "column":
         codes = _codes_from_column(frame[spec.split.column], path, spec.split.column)
     elif spec.split.kind == "chronological":
         codes = splits.chronological_split(timestamp, spec.split.valid_fraction,
@@ -267,7 +299,9 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
         warnings.append(dropped)
     manifest = {
         "dataset": spec.name,
-        "source": {"path": str(path), "rows": n, "sha256": sha256_file(path)},
+        "source": {"path": str(path), "rows": n,
+                   "sha256": sha256_file(path) if path.is_file() else None,
+                   **({"partitions": partitions} if partitions else {})},
         "options": dataclasses.asdict(spec),
         "label": {"mode": spec.label, "unit": "label", "column": LABEL_COLUMN,
                   "source_column": spec.label, "train_stats": label_stats(label[train])},
@@ -277,6 +311,7 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
                     "columns": ["oracle_median"]} if oracle is not None else
                    {"present": False, "reason": "the spec names no oracle column"}),
         "warnings": warnings,
+        **({"window": window_entry(window, rows_by_day(days, codes))} if window else {}),
     }
 
     def oracle_columns(rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -310,7 +345,9 @@ def dropped_warning(path: Path | str, dropped: int, rows: int, kind: str) -> str
     """The warning (logged, and for the manifest) of rows a split could not place, or None."""
     if not dropped:
         return None
-    why = "no timestamp" if kind == "chronological" else "no split"
+    why = {"chronological": "no timestamp",
+           "forward": "no day in the window (before its first day, after as_of, or none)"
+           }.get(kind, "no split")
     warning = (f"{path}: {dropped:,} of {rows:,} rows have {why} and are in no split (rule: a row"
                " is dropped only with its count in the output and the manifest)")
     log.warning("%s", warning)
@@ -323,42 +360,104 @@ def _split_summary(split_rows: dict[str, np.ndarray], codes: np.ndarray, kind: s
             "dropped_rows": int((codes == splits.DROPPED).sum())}
 
 
-def _read_table(path: Path, spec: TabularSpec) -> pd.DataFrame:
-    """The spec's columns from a Parquet or CSV file, with clear errors for missing ones."""
+def _read_table(path: Path, spec: TabularSpec) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The spec's columns from a Parquet or CSV file, or a directory of Parquet files (with
+    the partition columns of its ``key=value`` folders, as text); and, for a directory, the
+    content hash of each partition read. Clear errors for missing columns."""
     wanted = [*spec.user.columns, *spec.item.columns, spec.label]
     wanted += [c for c in (spec.user_key, spec.item_key, spec.timestamp, spec.duration,
                            spec.oracle, spec.split.column) if c]
     wanted = list(dict.fromkeys(wanted))
     numeric = [*spec.user.numeric, *spec.item.numeric, spec.label,
                *([c for c in (spec.duration, spec.oracle) if c])]
-    if not path.is_file():
+    partitions: dict[str, str] = {}
+    if path.is_dir():
+        frame, partitions = _read_directory(path, spec, wanted)
+    elif not path.is_file():
         raise RawDataError(f"{path}: file not found (rule: the spec's source exists)")
-    if path.suffix == ".parquet":
-        try:
-            names = pq.read_schema(path).names
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise RawDataError(f"{path}: not a readable Parquet file: {exc}"
-                               " (rule: a well-formed Parquet file)") from None
-        check_unique_names(path, names, wanted)
-        missing = [c for c in wanted if c not in names]
-        if missing:
-            raise RawDataError(f"{path}: missing column(s) {missing} (rule: the spec's columns;"
-                               f" {found(names, wanted)})")
-        frame = pq.read_table(path, columns=wanted).to_pandas()
-        if frame.empty:
-            raise RawDataError(f"{path}: no data rows (rule: a non-empty table)")
+    elif path.suffix == ".parquet":
+        frame = _read_parquet(path, wanted)
     elif path.suffix == ".csv":
         kinds = {c: ("float" if c in numeric else "str") for c in wanted}
         if spec.timestamp:
             kinds[spec.timestamp] = "auto"
         frame = read_csv(path, kinds, null_strings=True).to_pandas()
     else:
-        raise DataSpecError(f"{path}: source must be a .parquet or .csv file")
+        raise DataSpecError(f"{path}: source must be a .parquet or .csv file (or a directory of"
+                            " Parquet files)")
     for column in numeric:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise RawDataError(f"{path}: column {column!r} has type {frame[column].dtype}"
                                " (rule: numeric)")
-    return frame
+    return frame, partitions
+
+
+def _read_parquet(path: Path, wanted: list[str], constants: dict[str, str] | None = None
+                  ) -> pd.DataFrame:
+    constants = constants or {}
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise RawDataError(f"{path}: not a readable Parquet file: {exc}"
+                           " (rule: a well-formed Parquet file)") from None
+    check_unique_names(path, names, wanted)
+    missing = [c for c in wanted if c not in names and c not in constants]
+    if missing:
+        raise RawDataError(f"{path}: missing column(s) {missing} (rule: the spec's columns;"
+                           f" {found(names, wanted)})")
+    frame = pq.read_table(path, columns=[c for c in wanted if c in names]).to_pandas()
+    for name, value in constants.items():
+        if name in wanted:
+            frame[name] = value
+    if frame.empty:
+        raise RawDataError(f"{path}: no data rows (rule: a non-empty table)")
+    return frame[wanted]
+
+
+def _read_directory(path: Path, spec: TabularSpec, wanted: list[str]
+                    ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The Parquet files under ``path`` (:func:`source_files`), each with its partition
+    columns, and each partition's content hash."""
+    root = location(str(path))
+    files, hashes = source_files(root, spec)
+    want = list(dict.fromkeys([*wanted, PARTITION_KEY])) if spec.split.kind == "forward" else wanted
+    frames = []
+    for file in files:
+        constants = dict(part.split("=", 1) for part in file.relative_parts(root) if "=" in part)
+        frames.append(_read_parquet(Path(file.path), [c for c in want if c in constants
+                                                      or c in wanted], constants))
+    return pd.concat(frames, ignore_index=True), hashes
+
+
+def source_files(root: Location, spec: TabularSpec) -> tuple[list[Location], dict[str, str]]:
+    """The Parquet files of a source directory in path order (what both engines read, in
+    that order), and the content hash of each partition folder among them. A forward split
+    over ``date=`` partitions keeps only its window's."""
+    files = root.files(".parquet")
+    if not files:
+        raise RawDataError(f"{root}: no .parquet files (rule: a partitioned Parquet directory"
+                           " holds Parquet files)")
+    if spec.split.kind == "forward" and is_partitioned(root):
+        days = {day: p.name for day, p in list_partitions(root).items()}
+        window = resolve_window(spec.split.as_of, spec.split.window_days, list(days))
+        keep = {days[d] for d in window.dates() if d in days}
+        files = [f for f in files if f.relative_parts(root)[:1] and f.relative_parts(root)[0] in keep]
+    folders = sorted({"/".join(f.relative_parts(root)) for f in files if f.relative_parts(root)})
+    hashes = {name: partition_hash(root.child(name))["sha256"] for name in folders}
+    return files, hashes
+
+
+def row_days(frame: pd.DataFrame, timestamp: np.ndarray, path: Path) -> np.ndarray:
+    """Each row's day (days since 1970-01-01) for a forward split: its ``date=`` partition's,
+    else its timestamp's UTC day (NaN without one)."""
+    if PARTITION_KEY in frame:
+        names, index = np.unique(frame[PARTITION_KEY].astype(str).to_numpy(), return_inverse=True)
+        days = [epoch_day(parse_day(n, f"{path} partition {PARTITION_KEY}")) for n in names]
+        return np.asarray(days, dtype=np.float64)[index]
+    if np.isnan(timestamp).all():
+        raise DataSpecError(f"{path}: split.kind forward needs day partitions ({PARTITION_KEY}="
+                            "YYYY-MM-DD folders) or a 'timestamp' column")
+    return np.floor(timestamp / 86_400.0)
 
 
 def _seconds(column: pd.Series, path: Path, name: str) -> np.ndarray:

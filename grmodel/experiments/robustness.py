@@ -36,6 +36,7 @@ from grmodel.config import ConfigError, RunConfig
 from grmodel.data.generators.common import GENERATOR_FILE, SPEC_FILE
 from grmodel.data.generators.completion import CompletionConfig, generate_completion
 from grmodel.data.generators.customer_value import CustomerValueConfig, generate_customer_value
+from grmodel.data.generators.drifting_zeros import DriftingZerosConfig, generate_drifting_zeros
 from grmodel.data.generators.rewatch import RewatchConfig, generate_rewatch
 from grmodel.data.generators.session_ms import SessionMsConfig, generate_session_ms
 from grmodel.data.tabular import TabularSpec, build_tabular
@@ -56,7 +57,8 @@ from grmodel.training.tuning import TuningBudget
 log = logging.getLogger(__name__)
 
 PRESETS = ("tiny", "default")
-DEFAULT_ROWS = ("gr", "cread", "tpm", "d2q")
+REFERENCE_ROW = "gr"  # the row every other must lose to
+DEFAULT_ROWS = ("gr", "gbdt", "cread", "tpm", "d2q")
 # D2Q needs the item duration-bucket field that the KuaiRec ingest writes.
 DURATION_ROWS = ("d2q",)
 JSON_FILE, MARKDOWN_FILE = "robustness.json", "robustness.md"
@@ -65,7 +67,7 @@ JSON_FILE, MARKDOWN_FILE = "robustness.json", "robustness.md"
 @dataclass(frozen=True)
 class Dataset:
     name: str
-    letter: str  # the issue's item: (a) .. (e)
+    letter: str  # (a) .. (f), the order docs/robustness.md lists them in
     shape: str  # the label shape, in words
     unit: str
     prepare: Callable[[Path, str, int], Path]  # (data_dir, preset, seed) -> processed dir
@@ -103,6 +105,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             _tabular(SessionMsConfig.preset, generate_session_ms)),
     Dataset("completion", "e", "completion fractions in [0, 1], masses at 0 and 1", "fraction",
             _tabular(CompletionConfig.preset, generate_completion)),
+    Dataset("drifting_zeros", "f", "zero-inflated, weak features, a law drifting in time; split"
+            " forward in time", "s", _tabular(DriftingZerosConfig.preset, generate_drifting_zeros)),
 )}
 
 
@@ -229,6 +233,16 @@ def dataset_entry(dataset: Dataset, report: dict[str, Any], skipped: dict[str, s
             "collapsed": None if name == TRAIN_MEDIAN or not collapsed else
             f"{len(collapsed)}/{len(flags)} seeds: {collapsed[0]}",
         }
+        if seeds is not None and name != REFERENCE_ROW:
+            lines[name]["left_out"] = left_out(
+                [r for r in report["runs"] if r["row"] == name], collapsed, len(flags))
+    reference = lines.get(REFERENCE_ROW)
+    for line in lines.values():
+        if "left_out" in line and reference is not None:
+            line["reference_leads"] = {
+                "mae": reference["mae"]["mean"] < line["mae"]["mean"],
+                "xauc_tie_aware": reference["xauc_tie_aware"]["mean"] > line["xauc_tie_aware"]["mean"],
+            }
     label = report["dataset"]["label"] or {}
     return {
         "letter": dataset.letter,
@@ -242,6 +256,22 @@ def dataset_entry(dataset: Dataset, report: dict[str, Any], skipped: dict[str, s
         "skipped_rows": skipped,
         "lines": lines,
     }
+
+
+def left_out(runs: list[dict[str, Any]], collapsed: list[str], n_seeds: int) -> str | None:
+    """Why a baseline row is no bar GR must beat, or None: it collapsed at every setting its
+    tuning budget tried (grmodel/tuning.py; every trial collapsed), or, untuned, on every seed."""
+    tuning = runs[0].get("tuning") if runs else None
+    if tuning:
+        trials = tuning["trials"]
+        if all(t["collapsed"] for t in trials):
+            return (f"collapsed at every tuned setting ({len(trials)}/{len(trials)} trials,"
+                    f" {tuning['budget']['epochs']} epoch(s) on at most"
+                    f" {tuning['budget']['max_train_rows']} rows each)")
+        return None
+    if collapsed and len(collapsed) == n_seeds:
+        return f"collapsed on every seed, untuned ({collapsed[0]})"
+    return None
 
 
 def _num(value: float | None) -> str:
@@ -281,6 +311,23 @@ def render_markdown(record: dict[str, Any]) -> str:
             parts.append(f"| ({d['letter']}) {name} | {row} | {_num(line['mae']['mean'])} |"
                          f" {_num(line['xauc_tie_aware']['mean'])} |"
                          f" {'–' if ratio is None else f'{ratio:.3f}'} | {flag} |")
+    parts += ["", f"## Does {REFERENCE_ROW} lead the rows it must beat?", "",
+              f"Every model row except {REFERENCE_ROW} is a bar {REFERENCE_ROW} must beat, on the"
+              " mean MAE and the mean tie-aware XAUC over the seeds, unless it is left out: a row"
+              " that collapsed at every setting of its tuning budget (or, without --tune, on"
+              " every seed) is no bar, and the reason is shown.", "",
+              f"| dataset | row | {REFERENCE_ROW} lower MAE | {REFERENCE_ROW} higher XAUC"
+              " tie-aware | left out of must-beat |",
+              "|---|---|---|---|---|"]
+    for name, d in record["datasets"].items():
+        for row, line in d["lines"].items():
+            if "left_out" not in line:
+                continue
+            leads = line.get("reference_leads")
+            cells = ("–", "–") if leads is None else tuple(
+                "yes" if leads[k] else "**no**" for k in ("mae", "xauc_tie_aware"))
+            why = line["left_out"] or "no (a bar)"
+            parts.append(f"| ({d['letter']}) {name} | {row} | {cells[0]} | {cells[1]} | {why} |")
     parts += ["", "## Datasets", "",
               "| dataset | label shape | unit | test rows | labels tie | train zero share |"
               " rows not run | report |",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -28,12 +28,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grmodel import metrics
 from grmodel.codec import LabelCodec
 from grmodel.config import RunConfig
 from grmodel.counted import median, quantiles
 from grmodel.features import FeatureSchema
 from grmodel.models.base import Batch, WatchTimeModel
-from grmodel.models.embedding import FieldEmbedding, mlp
+from grmodel.models.embedding import ENCODER_POOLING, FieldEmbedding, mlp
 from grmodel.models.gr_speed import Dropout16, KVCache, Packing, short_softmax
 from grmodel.vocab import (
     EOS,
@@ -65,7 +66,9 @@ class GRModel(WatchTimeModel):
         return label_state_from_counts(*count_labels(train_labels), config)
 
     def __init__(self, schema: FeatureSchema, config: RunConfig, label_state: dict[str, Any]):
-        super().__init__(schema, config, label_state)
+        # A copy: calibration writes its decode level here, never into a caller's dict (the
+        # pipeline hands every seed the same vocabulary).
+        super().__init__(schema, config, dict(label_state))
         mc = config.model
         self.vocab = Vocabulary.from_dict(label_state["vocab"])
         self.codec = LabelCodec(self.vocab)
@@ -77,7 +80,7 @@ class GRModel(WatchTimeModel):
         self.zero_tie_break = mc.zero_tie_break
         # Checkpoints from before the unit was fitted trained with labels in their own unit.
         self.huber_unit = float(label_state.get("huber_unit", 1.0))
-        self.embedding = FieldEmbedding(schema, mc.emb_dim)
+        self.embedding = FieldEmbedding(schema, mc.emb_dim, ENCODER_POOLING[mc.encoder])
         self.encoder = mlp(self.embedding.out_dim, mc.encoder_hidden, mc.d_model, mc.dropout)
         self.token_embedding = nn.Embedding(self.vocab.size, mc.d_model)
         self.blocks = nn.ModuleList(
@@ -121,9 +124,18 @@ class GRModel(WatchTimeModel):
             x = block(x, c, packing=packing)
         return self.head(x)
 
-    def choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """Each step's decoded token: the argmax (the paper) or the value median."""
-        return value_median(logits) if self.decode_rule == "median" else logits.argmax(dim=-1)
+    def choose(self, logits: torch.Tensor, level: float = 0.5) -> torch.Tensor:
+        """Each step's decoded token: the argmax (the paper) or the value median (at ``level``)."""
+        if self.decode_rule == "median":
+            return value_median(logits, level)
+        return logits.argmax(dim=-1)
+
+    @property
+    def decode_level(self) -> float:
+        """The first decoding step's level: the one calibrated on the validation split (in the
+        label state), else ``model.decode_level``, else the median's 0.5."""
+        fixed = self.config.model.decode_level
+        return float(self.label_state.get("decode_level", 0.5 if fixed is None else fixed))
 
     def step_value(self, logits: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
         """The windowed soft-argmax value of each step, around the decoded token (``chosen``,
@@ -241,7 +253,7 @@ class GRModel(WatchTimeModel):
                 logits = self.head(h)[:, -1]
             else:
                 logits = self.decode(torch.cat(prefix, dim=1), cross)[:, -1]
-            chosen = self.choose(logits)
+            chosen = self.choose(logits, self.decode_level if step == 0 else 0.5)
             if step == 0 and self.zero_tie_break:  # every row is still in the batch
                 tie_break = self.zero_tie_value(logits, chosen)
             total[rows] += self.step_value(logits, chosen) * alive
@@ -264,6 +276,38 @@ class GRModel(WatchTimeModel):
             total = total + tie_break
         prediction = total / self.vocab.label_scale
         return (prediction, tokens) if return_tokens else prediction
+
+    def calibrate(self, predict: Callable[[], np.ndarray], valid_label: np.ndarray
+                  ) -> dict[str, Any] | None:
+        """Choose the first step's decode level on the validation split (``model.decode_level:
+        null``): from 0.5, steps of 0.1 then 0.05 in whichever direction lowers the validation
+        MAE, within [0.05, 0.95]; 0.5 stays unless another level is strictly better.
+
+        The level decides which rows are 0 (``<eos>`` holds at least that mass) and where the
+        first token sits. The training split's law fixes the model's probabilities; the
+        validation split, which is later in time under a forward split, says where the MAE's
+        optimum lies now (docs/deviations.md)."""
+        if self.decode_rule != "median" or self.config.model.decode_level is not None:
+            return None
+        self.label_state.pop("decode_level", None)
+        scores: dict[float, float] = {}
+
+        def score(level: float) -> float:
+            if level not in scores:
+                self.label_state["decode_level"] = level
+                scores[level] = metrics.mae(valid_label, predict())
+            return scores[level]
+
+        best = 0.5
+        score(best)
+        for step in (0.1, 0.05):
+            for direction in (-1, 1):
+                while 0.05 <= (nearby := round(best + direction * step, 2)) <= 0.95 and (
+                        score(nearby) < scores[best]):
+                    best = nearby
+        self.label_state["decode_level"] = best
+        return {"decode_level": best, "valid_mae": scores[best], "valid_mae_at_0.5": scores[0.5],
+                "tried": {f"{k:.2f}": v for k, v in sorted(scores.items())}}
 
     def zero_tie_value(self, first_logits: torch.Tensor, first_chosen: torch.Tensor
                        ) -> torch.Tensor:
@@ -393,19 +437,21 @@ def window_mask(logits: torch.Tensor, window: int, centre: torch.Tensor | None =
     return torch.where(centre_rank > 0, near, ids == centre.unsqueeze(-1))
 
 
-def value_median(logits: torch.Tensor) -> torch.Tensor:
-    """The token at the probability-weighted median of each step's distribution in value order.
+def value_median(logits: torch.Tensor, level: float = 0.5) -> torch.Tensor:
+    """The token at the probability-weighted median of each step's distribution in value order
+    (at ``level``: its ``level`` quantile).
 
     The first step's distribution is that of the largest token <= y, a monotone function of y,
     so its median is the token of y's conditional median (the MAE-optimal point), where the
-    argmax is the mode. ``<eos>`` is chosen exactly when it holds half the mass or more.
+    argmax is the mode. ``<eos>`` is chosen exactly when it holds half the mass (``level``) or
+    more.
     """
     vocab = logits.shape[-1]
     order = torch.cat([torch.tensor([EOS], device=logits.device),
                        torch.arange(vocab - 1, N_SPECIAL - 1, -1, device=logits.device)])
     probs = torch.softmax(logits.float(), dim=-1)[..., order]
     cum = probs.cumsum(dim=-1)
-    position = (cum < 0.5 * cum[..., -1:]).sum(dim=-1).clamp(max=order.numel() - 1)
+    position = (cum < level * cum[..., -1:]).sum(dim=-1).clamp(max=order.numel() - 1)
     return order[position]
 
 

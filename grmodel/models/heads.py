@@ -25,10 +25,10 @@ from torch import nn
 from grmodel.config import ConfigError, RunConfig, _coerce
 from grmodel.features import FIRST_KNOWN_ID, FeatureSchema
 from grmodel.models.base import WatchTimeModel
-from grmodel.models.embedding import FieldEmbedding, mlp
+from grmodel.models.embedding import ENCODER_POOLING, FieldEmbedding, mlp
 
 # Every model of the zoo: a head key with one of these prefixes belongs to that model.
-ZOO_NAMES = ("gr", "vr", "wlr", "d2q", "tpm", "cread")
+ZOO_NAMES = ("gr", "vr", "wlr", "d2q", "tpm", "cread", "gbdt")
 # Unprefixed head keys, used by every baseline whose options have a field of that name.
 SHARED_OPTIONS = ("duration_field",)
 DEFAULT_DURATION_FIELD = "item_duration_bucket"
@@ -176,7 +176,7 @@ class BaselineModel(WatchTimeModel):
         super().__init__(schema, config, label_state)
         self.options = self.Options(**label_state["options"])
         mc = config.model
-        self.embedding = FieldEmbedding(schema, mc.emb_dim)
+        self.embedding = FieldEmbedding(schema, mc.emb_dim, ENCODER_POOLING[mc.encoder])
         self.duration: DurationGroups | None = None
         in_dim = self.embedding.out_dim
         if group_of_id is not None:

@@ -51,12 +51,15 @@ class RunConsole(io.TextIOBase):
         self.tty = terminal.isatty() if tty is None else tty
         self.every = every
         self.failures: list[str] = []
+        # (task, the exception's qualified name as its traceback printed it, or "")
+        self.causes: list[tuple[str, str]] = []
         self._buffer = ""
         self._lock = threading.RLock()
         self._started: dict[str, list[float]] = {}
         self._reported: set[Path] = set()
         self._bars: dict[str, Any] = {}  # model -> tqdm bar (terminal) or progress state (plain)
         self._error: str | None = None
+        self._error_class = ""
 
     def writable(self) -> bool:
         return True
@@ -112,6 +115,7 @@ class RunConsole(io.TextIOBase):
             self._end(m.group(1), m.group(2))
         elif m := _ERROR.match(line):
             self._error = f"{m.group(1).rsplit('.', 1)[-1]}: {m.group(3)}"
+            self._error_class = m.group(1)
 
     def _start(self, task: str) -> None:
         self._started.setdefault(task, []).append(time.monotonic())
@@ -130,8 +134,10 @@ class RunConsole(io.TextIOBase):
         else:
             cause = self._error or "see the log"
             self.failures.append(f"{task}: {cause}")
+            self.causes.append((task, self._error_class if self._error else ""))
             self.say(f"{_clock()}  ✗ {task:<{NAME_WIDTH}} {duration(seconds):>7}  failed: {cause}")
         self._error = None
+        self._error_class = ""
 
     def _record(self, task: str) -> dict[str, Any] | None:
         """The newest stage record (or gate decision) of ``task`` not yet reported."""
@@ -197,7 +203,12 @@ def describe(record: dict[str, Any]) -> str:
     stage, metrics = record["stage"], record.get("metrics", {})
     if stage == "register":
         decision = record["decision"]
-        return f"version {decision.get('challenger_version')}: {decision.get('verdict')}"
+        text = f"version {decision.get('challenger_version')}: {decision.get('verdict')}"
+        decay = decision.get("champion_decay") or {}
+        if decay.get("decay") is not None:
+            text += (f"; champion v{decay['version']} decay {decay['decay']:+.1%}"
+                     + (f" FLAGGED (> {decay['max_decay']:.0%})" if decay.get("flagged") else ""))
+        return text
     if stage == "fetch_data":
         data = record["params"]["data"]
         return f"data {data['data_version'][:12]} ({data['source']}, {metrics['raw_bytes'] / 1e6:.1f} MB)"

@@ -28,10 +28,11 @@ from grmodel import __version__
 from grmodel.redact import strip_credentials
 from grmodel.tracking import (
     DATA_VERSION,
-    GIT_COMMIT,
+    PIPELINE_RUN_ID,
     RUN_KIND,
     STAGE,
     VERSION,
+    commit_tags,
     connect,
     ensure_experiment,
     git_commit,
@@ -55,6 +56,9 @@ class StageTracking:
     experiment: str = "grmodel"
     artifact_root: str = ""  # required by database URIs (sqlite:///...), optional for servers
     data_version: str = ""
+    # Only for a stage that is never cached (fetch_data): its run is tagged with the pipeline
+    # run's id, so the exit handler finds it even when the run failed before resolving its data.
+    pipeline_run_id: str = ""
 
 
 class LiveRun:
@@ -125,11 +129,12 @@ def _start(tracking: StageTracking, stage: str, started: float) -> LiveRun:
     try:
         experiment_id = ensure_experiment(tracking.uri, tracking.experiment,
                                           tracking.artifact_root or None)
-        commit = git_commit()
-        tags = {RUN_KIND: "stage", STAGE: stage, TRACKED_TAG: LIVE, GIT_COMMIT: commit,
-                VERSION: __version__, "mlflow.source.git.commit": commit}
+        tags = {RUN_KIND: "stage", STAGE: stage, TRACKED_TAG: LIVE, **commit_tags(git_commit()),
+                VERSION: __version__}
         if tracking.data_version:
             tags[DATA_VERSION] = tracking.data_version
+        if tracking.pipeline_run_id:
+            tags[PIPELINE_RUN_ID] = tracking.pipeline_run_id
         run = connect(tracking.uri).create_run(experiment_id, start_time=int(started * 1000),
                                                tags=tags, run_name=stage)
     except Exception as exc:  # noqa: BLE001 - tracking must never fail the stage

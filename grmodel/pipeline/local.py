@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -29,6 +30,7 @@ from typing import Any, TextIO
 from kfp import local
 
 from grmodel.comparison.report import results_table
+from grmodel.datasource import default_remote
 from grmodel.pipeline.console import RunConsole
 from grmodel.pipeline.params import PipelineParams
 from grmodel.pipeline.stages.record import STAGE_RECORD
@@ -39,7 +41,28 @@ LOG_FILE = "log.txt"
 
 
 class PipelineFailed(RuntimeError):
-    """A local pipeline run whose task failed (the message names it and the cause)."""
+    """A local pipeline run whose task failed (the message names it and the cause): a bug in
+    a step, unless it is one of the two kinds below."""
+
+
+class PipelineInputFailed(PipelineFailed, ValueError):
+    """A step refused what it was given: a failed validation, bad data or config, a collapsed
+    model (the README's exit status 1). Such a failure is deterministic: never retried."""
+
+
+class PipelineEnvironmentFailed(PipelineFailed, OSError):
+    """A step could not reach a service or the disk (the README's exit status 3)."""
+
+
+# What the exit status of a failed run says, by the kind of its first failed step's error.
+_RULES = {
+    PipelineInputFailed: "a failed check or bad input fails its step at once, without retries:"
+                         " the same data, config and seed fail the same way",
+    PipelineEnvironmentFailed: "the MLflow server, the data remote and the disk must be there;"
+                               " rerun when they are (finished steps come from the cache)",
+}
+COLLAPSE_LINE = ("a collapse is deterministic (the same data, config and seed collapse again),"
+                 " so it is not retried")
 
 
 @dataclass
@@ -72,6 +95,16 @@ def local_tracking(workdir: Path) -> dict[str, str]:
             "mlflow_artifact_root": str((workdir / "mlartifacts").resolve())}
 
 
+def local_params(params: PipelineParams, repo: str | Path = ".") -> PipelineParams:
+    """A local run's defaults from the checkout ``repo``: a path source is snapshotted into
+    its default DVC remote (so the run can be reproduced) unless ``snapshot_remote`` is set."""
+    if params.data_source == "path" and not params.snapshot_remote:
+        remote = default_remote(repo)
+        if remote:
+            return params.with_values({"snapshot_remote": remote})
+    return params
+
+
 def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = False,
               terminal: TextIO | None = None) -> LocalRun:
     """Run the pipeline with ``params`` under ``workdir``; raises :class:`PipelineFailed`.
@@ -79,7 +112,9 @@ def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = Fa
     ``terminal`` (default: stdout) gets the stage lines, or with ``verbose`` everything the
     log gets."""
     # lazy: the DAG (pipelines/) is built on this package; it is loaded only to run it
-    from pipelines.grmodel_pipeline import PIPELINE_NAME, grmodel_pipeline
+    from pipelines.grmodel_pipeline import PIPELINE_NAME, build_pipeline
+
+    grmodel_pipeline = build_pipeline(scheduled=False)  # kfp.local has no scheduled time
 
     work = Path(workdir).resolve()
     root = work / "kfp"
@@ -105,10 +140,41 @@ def run_local(params: PipelineParams, workdir: str | Path, *, verbose: bool = Fa
     _link(work / LATEST, folder)
     if failure is not None:
         causes = "; ".join(console.failures) or failure
-        raise PipelineFailed(f"local pipeline run failed: {causes} (log: {_shown(folder / LOG_FILE)})")
+        kind = failure_kind(console.causes[0][1] if console.causes else "")
+        rule = _RULES.get(kind)
+        if any(name.endswith("ModelCollapsed") for _, name in console.causes):
+            rule = COLLAPSE_LINE
+        raise kind(f"local pipeline run failed: {causes} (log: {_shown(folder / LOG_FILE)})"
+                   + (f" (rule: {rule})" if rule else ""))
     if not new:
         raise PipelineFailed(f"local pipeline run left no run directory under {root}")
     return LocalRun(new[-1], params, time.perf_counter() - started, folder)
+
+
+def failure_kind(name: str) -> type[PipelineFailed]:
+    """The kind of failure an exception raised in a step means, from its qualified name as its
+    traceback printed it (``grmodel.validation.report.ValidationFailed``): bad input (a
+    ``ValueError`` or ``LookupError``, a missing file), the environment (another ``OSError``) or
+    a bug. The class is looked up among built-ins, grmodel's own modules and modules already
+    imported here: a log line never makes this process import another package."""
+    module_name, _, class_name = name.rpartition(".")
+    module: Any = builtins if not module_name else sys.modules.get(module_name)
+    if module is None and (module_name + ".").startswith("grmodel."):
+        try:
+            with warnings.catch_warnings():  # a library's import-time chatter is not the error
+                warnings.simplefilter("ignore")
+                module = importlib.import_module(module_name)
+        except ImportError:
+            module = None
+    cls = getattr(module, class_name, None) if module is not None else None
+    if not (isinstance(cls, type) and issubclass(cls, BaseException)):
+        return PipelineFailed
+    if issubclass(cls, FileNotFoundError | IsADirectoryError | NotADirectoryError | ValueError
+                  | LookupError):
+        return PipelineInputFailed
+    if issubclass(cls, OSError):
+        return PipelineEnvironmentFailed
+    return PipelineFailed
 
 
 def _new_folder(work: Path) -> Path:
@@ -201,6 +267,11 @@ def summary(run: LocalRun) -> str:
                f" (alias challenger): {decision['verdict']}")
     if decision["verdict"] == "promoted":
         verdict += " → champion"
+    decay = decision.get("champion_decay") or {}
+    if decay.get("decay") is not None:
+        verdict += (f"; champion v{decay['version']} MAE {decay['mae']:.4g} vs"
+                    f" {decay['mae_at_promotion']:.4g} when promoted: decay {decay['decay']:+.1%}"
+                    + (f", FLAGGED (> {decay['max_decay']:.0%})" if decay.get("flagged") else ""))
     where = run.folder.parent / LATEST if (run.folder.parent / LATEST).resolve() == run.folder else run.folder
     return "\n".join([
         results_table(report),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,14 +18,24 @@ APPENDED_PARAMS = frozenset({"overrides"})
 class PipelineParams:
     """Every run-time parameter of the grmodel pipeline (names as the compiled YAML has them)."""
 
-    # Data: source dvc | generate | path; data_repo is the git + DVC repository (dvc) or the
-    # directory (path); data_version "" = what data.dvc records (resolved before submitting).
+    # Data: source dvc | generate | path | logs; data_repo is the git + DVC repository (dvc),
+    # the directory (path) or the root of the logs by day, a path or a URI (logs).
+    # data_version "" = resolved when the run starts (dvc: what data.dvc records at the
+    # repository's head); a version pins it.
     data_source: str = "dvc"
     data_repo: str = ""
     data_version: str = ""
     preset: str = "default"  # generate: the synth preset
     data_seed: int = 2024  # generate: the generator's seed
-    split: str = "authors"  # authors | random | chronological
+    # A windowed run (window_days >= 2) is as of a day: trains on the window_days before it
+    # (the last of them its valid split) and is tested on it. as_of "" = the last complete day
+    # before the run's scheduled time (KFP's), or before it starts. 0: no window.
+    as_of: str = ""
+    window_days: int = 0
+    # The DVC remote (URL or folder) a path source is snapshotted into, so the run can be
+    # reproduced; with logs, the window is snapshotted too. "" with a path source: refused.
+    snapshot_remote: str = ""
+    split: str = "authors"  # authors | random | chronological; a windowed run splits forward
     label_mode: str = "watch_time"
     # pandas: ingest, vocabulary and encoding in one process (the embedded main job's default);
     # spark: Spark DataFrames (grmodel/data/spark/), as SparkApplications with --spark-pvc.
@@ -50,6 +61,9 @@ class PipelineParams:
     min_mae_rel_improvement: float = 0.01
     max_xauc_drop: float = 0.005
     require_beats_baselines: list[str] = field(default_factory=lambda: list(DEFAULT_BASELINES))
+    # Flag (never decide on) a champion whose MAE on the test day exceeds its MAE when it was
+    # promoted by more than this, relative.
+    max_champion_decay: float = 0.2
     # MLflow.
     mlflow_tracking_uri: str = ""
     mlflow_experiment: str = "grmodel"
@@ -98,3 +112,31 @@ def check_param(name: str, kind: str, value: Any) -> None:
     if kind == "list[str]" and not (isinstance(value, list)
                                     and all(isinstance(v, str) for v in value)):
         fail("expected a JSON list of strings")
+    _check_meaning(name, value, fail)
+
+
+def _check_meaning(name: str, value: Any, fail: Callable[[str], None]) -> None:
+    """The rules of the parameters whose values mean more than their type: a windowed run's
+    day and window, the drift policy and thresholds (each rule where the value is used)."""
+    # lazy: windows and drift bounds are needed only for these parameters
+    from grmodel.data.io import DataSpecError
+    from grmodel.data.windows import Window, parse_day
+
+    try:
+        if name == "as_of" and value:
+            parse_day(value, "as_of")
+        elif name == "window_days" and value:
+            Window(parse_day("1970-01-01"), value)
+        elif name == "drift_policy":
+            from grmodel.validation.drift import DRIFT_POLICIES
+
+            if value not in DRIFT_POLICIES:
+                fail(f"expected one of {list(DRIFT_POLICIES)}")
+        elif name.startswith("drift_"):
+            from grmodel.validation.drift import DriftBounds
+
+            DriftBounds(**{name.removeprefix("drift_"): value})
+    except (DataSpecError, ValueError) as exc:
+        if str(exc).startswith("--param"):
+            raise
+        raise ValueError(f"--param {name}={value!r}: {exc}") from None

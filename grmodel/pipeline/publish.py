@@ -31,6 +31,7 @@ from mlflow.exceptions import MlflowException
 
 from grmodel import registry
 from grmodel.atomic import write_json_atomic, write_text_atomic
+from grmodel.datasource import DataRecord, dataset_inputs
 from grmodel.pipeline.live import BACKFILLED, CACHED, TRACKED_TAG, StageTracking, unreachable
 from grmodel.pipeline.stages.drift import DRIFT_STAGE
 from grmodel.pipeline.stages.plan import GR
@@ -39,12 +40,15 @@ from grmodel.redact import redact
 from grmodel.registry import format_history
 from grmodel.reproduce import RunRecord, log_run_record
 from grmodel.tracking import (
+    DATA_VERSION,
     LINEAGE_TAGS,
     PIPELINE_RUN_ID,
     STAGE,
     connect,
     finish_run,
+    git_commit,
     log_artifacts,
+    log_dataset_inputs,
     log_history,
     metric_key,
     sql_string,
@@ -59,6 +63,7 @@ REGISTER_STAGE = "register"
 FETCH_STAGE = "fetch_data"  # never cached: it starts every pipeline run
 TRAIN_PREFIX = "train_"
 PIPELINE_STATUS_TAG = "pipeline_status"
+UNRESOLVED = "unresolved"  # the data version of a run that failed before resolving one
 REPORT_DIR = "report"  # the evaluation report's files in the parent run
 
 
@@ -97,7 +102,8 @@ class TrackingTarget:
 def parent_run_name(pipeline: str, started: float, data_version: str) -> str:
     """``grmodel-gr-20261201T071502Z-3f2a9c1b``: pipeline, UTC start, short data version."""
     when = datetime.fromtimestamp(started, UTC).strftime("%Y%m%dT%H%M%SZ")
-    return f"{pipeline}-{when}-{data_version.removesuffix('.dir')[:8] or 'unknown'}"
+    short = data_version.removesuffix(".dir")[:8] if data_version != UNRESOLVED else UNRESOLVED
+    return f"{pipeline}-{when}-{short or UNRESOLVED}"
 
 
 def track_and_register(
@@ -135,29 +141,34 @@ def track_and_register(
     end_killed_attempts(target, parent)
     for record, stage_dir in records:
         nest_stage_run(target, parent, record, stage_dir, cached=is_cache_hit(record, fetched))
-    log_run_record(run_record(records, Path(evaluation_dir)), parent, target.uri)
+    reproducible = run_record(records, Path(evaluation_dir))
+    log_run_record(reproducible, parent, target.uri)
+    log_dataset_inputs(dataset_inputs(processed, reproducible.data_record), run_id=parent)
     _flag_drift(target, parent, records)
     baselines = {r.stage.removeprefix(TRAIN_PREFIX): d for r, d in records
                  if r.stage.startswith(TRAIN_PREFIX) and r.stage != TRAIN_PREFIX + GR}
     with stage_run(target.uri, parent, REGISTER_STAGE, register_params) as run_id:
         decision = _register_and_gate(target, run_id, processed, gr_model_dir, evaluation_dir,
                                       model_name, policy)
+        _log_decay(decision, run_id, target.uri)
         _log_baselines(baselines, Path(processed))
     _summarize(target, parent, Path(evaluation_dir), decision)
+    _log_decay(decision, parent, target.uri)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     record = json.loads(decision.to_json())
     write_json_atomic(out / "decision.json", record)
-    write_text_atomic(out / "decision.md", f"# Promotion gate: {model_name}\n\n"
-                      f"{format_history([decision])}\n")
+    write_text_atomic(out / "decision.md", decision_markdown(decision))
+    log_artifacts([out / "decision.md"], REPORT_DIR, run_id=parent)  # beside report.html
     finish_run(target.uri, parent)
     return record
 
 
 def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) -> Any:
     """The run's ``grmodel.reproduce.RunRecord`` (what ``grmodel reproduce RUN_ID`` re-runs): the
-    data version and its commit, the ingest options, each model's first-seed config, and the
-    test metrics of those runs beside the median and oracle rows."""
+    data version and what it was read from (the fetch's ``datasource.DataRecord``), the ingest
+    options, each model's first-seed config, the code's commit, and the test metrics of those
+    runs beside the median and oracle rows."""
 
     by_stage = {record.stage: record for record, _ in records}
     data = by_stage["fetch_data"].params["data"]
@@ -171,7 +182,30 @@ def run_record(records: list[tuple[StageRecord, Path]], evaluation_dir: Path) ->
         ingest=by_stage["ingest"].params["ingest"],
         models={row: run["config"] for row, run in first.items()},
         metrics=metrics, eval=report["eval_config"],
+        data=DataRecord.from_dict(data).to_dict(), git_commit=git_commit(),
     )
+
+
+def open_pipeline_run(target: TrackingTarget, fetched_dir: str | Path) -> str | None:
+    """Open the pipeline run's parent as soon as ``fetch_data`` has resolved the data version:
+    named with it, started when the fetch started, the fetch's run under it. A run that fails
+    later is then found by the exit handler under that name. Tracking never fails the step:
+    with MLflow unreachable this is left to the register step (None)."""
+    record = StageRecord.read(fetched_dir)
+    version = record.params["data"]["data_version"]
+    reason = unreachable(target.uri)
+    if reason:
+        log.warning("MLflow %s is unreachable (%s): the parent run opens at the register step",
+                    redact(target.uri), redact(reason))
+        return None
+    try:
+        parent = target.parent(version, started=record.started)
+        nest_stage_run(target, parent, record, Path(fetched_dir))
+    except Exception as exc:  # noqa: BLE001 - tracking never fails the step
+        log.warning("MLflow %s: cannot open the parent run (%s); the register step will",
+                    redact(target.uri), redact(str(exc)))
+        return None
+    return parent
 
 
 def _flag_drift(target: TrackingTarget, parent: str, records: list[tuple[StageRecord, Path]]
@@ -187,13 +221,60 @@ def _flag_drift(target: TrackingTarget, parent: str, records: list[tuple[StageRe
 
 
 def close_tracking(target: TrackingTarget, state: str, error: str = "") -> None:
-    """Mark the parent run with the pipeline's final ``state`` (SUCCEEDED, FAILED, ...)."""
-    parent = target.parent("unknown")
+    """Mark the parent run with the pipeline's final ``state`` (SUCCEEDED, FAILED, ...): the
+    one ``fetch_data`` opened (named with its data version), else one named ``…-unresolved``
+    (the run failed before it resolved its data); the runs its stages logged that are not under
+    it yet (the run failed before the register step) are put under it."""
+    parent = _existing_parent(target) or target.parent(UNRESOLVED)
+    adopt_stage_runs(target, parent)
     client = connect(target.uri)
     client.set_tag(parent, PIPELINE_STATUS_TAG, state)
     if error:
         client.set_tag(parent, "pipeline_error", redact(error)[:5000])
     finish_run(target.uri, parent, failed=state != "SUCCEEDED")
+
+
+def _existing_parent(target: TrackingTarget) -> str | None:
+    client = connect(target.uri)
+    experiment = client.get_experiment_by_name(target.experiment)
+    if experiment is None:
+        return None
+    found = client.search_runs([experiment.experiment_id],
+                               f"tags.{PIPELINE_RUN_ID} = {sql_string(target.pipeline_run_id)}"
+                               " and tags.run_kind = 'pipeline'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def adopt_stage_runs(target: TrackingTarget, parent: str) -> list[str]:
+    """Put under ``parent`` the stage runs of its pipeline run that are under no run: those
+    tagged with its pipeline run id (``fetch_data``, never cached) and, as the cached stages
+    cannot take that id (it would defeat the cache), the stage runs on the parent's data
+    version that started after it and are nobody's child. (Two pipeline runs on one data
+    version at once in one experiment cannot be told apart this way.) A stage run still RUNNING
+    when its pipeline ended was killed with it: marked KILLED."""
+    client = connect(target.uri)
+    parent_run = client.get_run(parent)
+    experiment = [parent_run.info.experiment_id]
+    runs = client.search_runs(experiment, "tags.run_kind = 'stage' and"
+                              f" tags.{PIPELINE_RUN_ID} = {sql_string(target.pipeline_run_id)}")
+    version = parent_run.data.tags.get(DATA_VERSION, UNRESOLVED)
+    if version != UNRESOLVED:
+        runs += client.search_runs(
+            experiment, f"tags.run_kind = 'stage' and tags.{DATA_VERSION} = {sql_string(version)}"
+            f" and attributes.start_time >= {parent_run.info.start_time}")
+    tags = {k: parent_run.data.tags[k] for k in LINEAGE_TAGS if k in parent_run.data.tags}
+    adopted: list[str] = []
+    for run in runs:
+        if run.info.run_id in adopted:
+            continue
+        if "mlflow.parentRunId" in run.data.tags:
+            continue
+        for key, value in (tags | {"mlflow.parentRunId": parent}).items():
+            client.set_tag(run.info.run_id, key, value)
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, "KILLED")
+        adopted.append(run.info.run_id)
+    return adopted
 
 
 def select_seed(model_dir: str | Path) -> Path:
@@ -213,6 +294,31 @@ def select_seed(model_dir: str | Path) -> Path:
     return min(candidates)[2]
 
 
+def decision_markdown(decision: Any) -> str:
+    """The gate's decision for people: the table, and the champion's decay when there is one
+    (flagged beyond the policy's threshold)."""
+    decay = registry.decay_line(decision)
+    flag = "**Champion decay flagged.** " if decision.decay_flagged else ""
+    return (f"# Promotion gate: {decision.model}\n\n{format_history([decision])}\n"
+            + (f"\n{flag}{decay}\n" if decay else ""))
+
+
+def _log_decay(decision: Any, run_id: str, uri: str) -> None:
+    """The champion's decay as metrics (``champion.mae``, ``champion.mae_at_promotion``,
+    ``champion.decay``) and the tag ``champion.decay_flagged``, in ``run_id``."""
+    decay = decision.champion_decay
+    if not decay:
+        return
+    client = connect(uri)
+    now = int(time.time() * 1000)
+    values = {"champion.mae": decay.get("mae"), "champion.mae_at_promotion":
+              decay.get("mae_at_promotion"), "champion.decay": decay.get("decay")}
+    client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items()
+                                      if v is not None])
+    client.set_tag(run_id, "champion.version", str(decay["version"]))
+    client.set_tag(run_id, "champion.decay_flagged", str(bool(decay.get("flagged"))).lower())
+
+
 def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Path,
                        gr_model_dir: str | Path, evaluation_dir: str | Path, model_name: str,
                        policy: Any) -> Any:
@@ -226,14 +332,22 @@ def _register_and_gate(target: TrackingTarget, run_id: str, processed: str | Pat
     else:
         chosen = select_seed(gr_model_dir)
         registry.log_model(chosen, data, name=GR)
-        version = registry.register_model(model_name, run_id, GR, target.uri).version
+        version = registry.register_model(model_name, run_id, GR, target.uri,
+                                          by=f"pipeline run {target.pipeline_run_id}").version
     metrics_path = Path(evaluation_dir) / "metrics.json"
     if not metrics_path.is_file():
         raise StageError(f"{metrics_path}: not found (rule: the evaluate stage writes it)")
-    baselines = json.loads(metrics_path.read_text())
+    baselines = registry.check_metrics(json.loads(metrics_path.read_text()), str(metrics_path))
+    # A baseline metrics.json marks collapsed is no bar; the evaluation report says why.
+    summary = json.loads((Path(evaluation_dir) / "report.json").read_text())["summary"]
+    for row, values in summary.items():
+        if baselines.get(metric_key(row), {}).get("collapsed") and values.get("collapsed"):
+            baselines[metric_key(row)]["collapsed_because"] = "; ".join(values["collapsed"])
     decision = registry.gate(model_name, version, data, baselines=baselines, policy=policy,
-                             tracking_uri=target.uri)
+                             tracking_uri=target.uri, by=f"pipeline run {target.pipeline_run_id}")
     log.info("%s version %s: %s", model_name, version, decision.verdict)
+    if decision.champion_decay:
+        (log.warning if decision.decay_flagged else log.info)("%s", registry.decay_line(decision))
     return decision
 
 
@@ -255,6 +369,10 @@ def _summarize(target: TrackingTarget, parent: str, evaluation_dir: Path, decisi
                for row, s in report["summary"].items()
                for name in ("mae", "xauc", "xauc_tie_aware") if s[name]["mean"] is not None]
     metrics.append(Metric("gate.promoted", float(decision.promoted), now, 0))
+    # Each required baseline left out of must-beat (it collapsed), by name.
+    for check in decision.checks:
+        if check.get("skipped"):
+            client.set_tag(parent, f"gate.left_out.{check['baseline']}", check["detail"][:5000])
     client.log_batch(parent, metrics=metrics)
     for key, value in {"gate.verdict": decision.verdict, "gate.model": decision.model,
                        "gate.challenger_version": decision.challenger_version}.items():

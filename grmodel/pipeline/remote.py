@@ -21,6 +21,8 @@ import yaml
 from kfp import compiler
 
 from grmodel.atomic import atomic_file
+from grmodel.data.storage import is_uri
+from grmodel.datasource import default_remote
 from grmodel.pipeline.params import PipelineParams
 from grmodel.redact import strip_credentials
 from grmodel.versioning import GIT_URL, read_version
@@ -77,25 +79,40 @@ def load_compiled(path: str | Path = COMPILED_PIPELINE) -> tuple[dict[str, Any],
     return docs[0], docs[1] if len(docs) > 1 else {}
 
 
-def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelineParams:
+def cluster_params(params: PipelineParams, repo: str | Path = ".", *, recurring: bool = False
+                   ) -> PipelineParams:
     """Fill what a cluster run needs from this checkout, and refuse what would fail later.
 
-    With ``data_source=dvc``: ``data_repo`` defaults to the checkout's ``origin`` URL and
-    ``data_version`` to what its ``data.dvc`` records (pinned, so a later commit cannot change
-    what a submitted run trains on). The MLflow tracking URI defaults to
-    ``MLFLOW_TRACKING_URI`` and must be set.
+    With ``data_source=dvc``: ``data_repo`` defaults to the checkout's ``origin`` URL. A
+    single run's ``data_version`` defaults to what the checkout's ``data.dvc`` records (pinned:
+    the run trains on the version seen when it was submitted); a ``recurring`` run's stays
+    empty, so each run resolves the repository's head when it starts. A path source defaults
+    ``snapshot_remote`` to the checkout's default DVC remote. The MLflow tracking URI defaults
+    to ``MLFLOW_TRACKING_URI`` and must be set.
     """
     values: dict[str, Any] = {}
     if params.data_source == "dvc":
         if not params.data_repo:
             values["data_repo"] = _origin_url(Path(repo))
-        if not params.data_version:
+        if not params.data_version and not recurring:
             values["data_version"] = read_version(repo).md5
+    if recurring and params.data_version:
+        log.warning("data_version=%s is pinned: every run of the recurring run trains on it;"
+                    " leave it empty for each run to train on what the data repository holds"
+                    " when it starts", params.data_version)
+    if params.data_source in ("path", "logs") and not params.snapshot_remote:
+        remote = default_remote(repo)
+        if remote and is_uri(remote):  # a folder on this machine is no use to cluster pods
+            values["snapshot_remote"] = remote
     repo_url = values.get("data_repo", params.data_repo)
     if params.data_source == "dvc" and not _remote_git_url(repo_url):
         raise SubmitError(f"data_repo {repo_url!r} is a path on this machine, which cluster pods"
                           " cannot read; pass data_repo=<the repository's git URL> (https://, ssh://"
                           " or git@host:path)")
+    if params.data_source == "logs" and not is_uri(repo_url):
+        raise SubmitError(f"data_repo {repo_url!r} is a path on this machine, which cluster pods"
+                          " cannot read; pass data_repo=<the logs' object-store URI> (s3a://, gs://,"
+                          " abfs:// or hdfs://)")
     if not params.mlflow_tracking_uri:
         uri = os.environ.get("MLFLOW_TRACKING_URI", "")
         if not uri:
@@ -108,7 +125,7 @@ def cluster_params(params: PipelineParams, repo: str | Path = ".") -> PipelinePa
                           " use the MLflow server's http(s) URI")
     # Credentials never travel as run parameters (KFP shows and stores them): the pods read
     # them from the grmodel-credentials Secret.
-    for name in ("data_repo", "mlflow_tracking_uri"):
+    for name in ("data_repo", "mlflow_tracking_uri", "snapshot_remote"):
         given = values.get(name, getattr(params, name))
         if strip_credentials(given) != given:
             values[name] = strip_credentials(given)

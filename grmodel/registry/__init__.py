@@ -7,23 +7,37 @@ loader module (:data:`LOADER_MODULE`), so models logged before this package was 
 """
 
 from grmodel.registry.promotion import (
+    ALIAS_MOVE_PREFIX,
+    ARTIFACT_TAG,
     CHALLENGER,
     CHAMPION,
     DECIDED_AT_TAG,
     DECISION_TAG,
+    DECISIONS_TAG,
     LINEAGE_TAGS,
+    PROMOTED,
+    REJECTED,
     SOURCE_RUN_TAG,
+    UNJUDGED,
     VERDICT_TAG,
+    AliasMove,
     Decision,
     PromotionPolicy,
+    alias_moves,
     alias_version,
+    check_metrics,
+    decay_line,
     decide,
     evaluate_registered,
+    format_alias_moves,
     format_history,
     gate,
     history,
     model_uri,
     register_model,
+    rollback,
+    unjudged_versions,
+    version_decisions,
 )
 from grmodel.registry.pyfunc import (
     DEFAULT_BATCH_SIZE,
@@ -37,9 +51,12 @@ from grmodel.registry.pyfunc import (
 from grmodel.registry.reference import ChampionReference, champion_reference
 
 __all__ = [
-    "CHALLENGER", "CHAMPION", "DECIDED_AT_TAG", "DECISION_TAG", "DEFAULT_BATCH_SIZE", "LINEAGE_TAGS",
-    "LOADER_MODULE", "SOURCE_RUN_TAG", "VERDICT_TAG", "ChampionReference", "Decision",
-    "PromotionPolicy", "WatchTimePyfunc", "_load_pyfunc", "alias_version", "champion_reference",
-    "decide", "evaluate_registered", "format_history", "gate", "history", "log_model", "model_uri",
-    "pip_requirements", "register_model", "resolve_model_uri",
+    "ALIAS_MOVE_PREFIX", "ARTIFACT_TAG", "CHALLENGER", "CHAMPION", "DECIDED_AT_TAG",
+    "DECISIONS_TAG", "DECISION_TAG", "DEFAULT_BATCH_SIZE", "LINEAGE_TAGS", "LOADER_MODULE",
+    "PROMOTED", "REJECTED", "SOURCE_RUN_TAG", "UNJUDGED", "VERDICT_TAG", "alias_moves",
+    "alias_version", "AliasMove", "ChampionReference", "champion_reference", "check_metrics",
+    "decay_line", "decide", "Decision", "evaluate_registered", "format_alias_moves",
+    "format_history", "gate", "history", "_load_pyfunc", "log_model", "model_uri",
+    "pip_requirements", "PromotionPolicy", "register_model", "resolve_model_uri", "rollback",
+    "unjudged_versions", "version_decisions", "WatchTimePyfunc",
 ]

@@ -4,7 +4,8 @@ Any model of the zoo is logged as an MLflow pyfunc model whose loader module is
 ``grmodel.registry`` (it re-exports :func:`_load_pyfunc`), so nothing is pickled. The model holds
 a code reference (that loader module, and ``grmodel==<version>`` among its pinned pip
 requirements), an input signature naming the feature columns, and ``data/checkpoint/``: the
-weights (``model.pt``, a state_dict read with ``weights_only=True``), ``checkpoint.json`` and, as
+weights (``model.pt``, a state_dict read with ``weights_only=True``; a GBDT's ``model.txt``,
+LightGBM's text format), ``checkpoint.json`` and, as
 JSON, the config (``config.json``), the model's label state (``label_state.json``: GR's
 vocabulary, a baseline's label statistics) and the feature encoders (the processed dataset's
 manifest) and, when logged with its processed dataset, ``drift_reference.json`` (the profile
@@ -34,7 +35,6 @@ import yaml
 from grmodel import __version__
 from grmodel.checkpoint import (
     META_FILE,
-    WEIGHTS_FILE,
     CheckpointError,
     checkpoint_files,
     load_checkpoint,
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
 
-    from grmodel.models import WatchTimeModel
+    from grmodel.models import ZooModel
 
 # MLflow calls ``<loader module>._load_pyfunc``; kept "grmodel.registry" (the package, which
 # re-exports it) so that models logged before the package was split still load.
@@ -58,7 +58,7 @@ LOADER_MODULE = "grmodel.registry"
 DATA_DIR = "checkpoint"  # the pyfunc data directory: data/checkpoint/ in the MLflow model
 DEFAULT_BATCH_SIZE = 4096
 # Distributions pinned in every logged model besides grmodel (this environment's versions).
-PINNED_REQUIREMENTS = ("torch", "numpy", "pandas", "mlflow")
+PINNED_REQUIREMENTS = ("torch", "lightgbm", "numpy", "pandas", "mlflow")
 
 
 # --- the pyfunc model -------------------------------------------------------------------------
@@ -67,7 +67,7 @@ PINNED_REQUIREMENTS = ("torch", "numpy", "pandas", "mlflow")
 class WatchTimePyfunc:
     """What MLflow's loader returns: a checkpoint that scores DataFrames in batches."""
 
-    def __init__(self, model: WatchTimeModel):
+    def __init__(self, model: ZooModel):
         self.model = model
 
     def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> np.ndarray:
@@ -107,7 +107,7 @@ def log_model(
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / DATA_DIR
         data.mkdir()
-        for file_name in (WEIGHTS_FILE, META_FILE, *checkpoint_files(model_dir)):
+        for file_name in checkpoint_files(model_dir):
             shutil.copy2(model_dir / file_name, data / file_name)
         if processed_dir:  # the reference the drift check compares later data with
             write_profile(processed_dir, data)
@@ -148,7 +148,7 @@ def resolve_model_uri(
     text = str(uri_or_dir)
     if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:/", text) is None:  # a local path, not a URI
         path = Path(text)
-        if (path / "MLmodel").is_file() and not (path / WEIGHTS_FILE).is_file():
+        if (path / "MLmodel").is_file() and not (path / META_FILE).is_file():
             return _checkpoint_dir(path)  # an MLflow model on disk
         return model_dir(path)  # a checkpoint directory, or a pipeline artifact folder holding one
     # lazy: mlflow only for an MLflow URI (see log_model)

@@ -8,6 +8,7 @@ so that selection and early stopping agree everywhere. Only rank 0 logs and writ
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from grmodel.distributed import (
 )
 from grmodel.features import read_manifest
 from grmodel.interrupts import StepInterrupts
-from grmodel.models import WatchTimeModel
+from grmodel.models import WatchTimeModel, ZooModel
 from grmodel.predict import predict_arrays
 from grmodel.training.batches import SplitArrays
 from grmodel.training.records import TrainResult, trained_on
@@ -101,6 +102,9 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if tc.lr_schedule != "constant":
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(p.step, total_steps, tc)
             optimizer.step()
             p.step += 1
             b += 1
@@ -161,9 +165,15 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
     if p.best is None:
         raise RuntimeError(f"{config.model_name}: no epoch finished (total_steps={total_steps})")
     verdict = None
+    calibration = None
     if ctx.is_main:
         model.load_state_dict(best_state)
-        verdict = _collapse_verdict(config, model, valid)
+        calibration = model.calibrate(
+            lambda: predict_arrays(model, valid.ids, valid.mask, batch_size=config.eval.batch_size),
+            valid.label)
+        if calibration is not None:
+            log.info("%s calibrated on the validation split: %s", config.model_name, calibration)
+        verdict = collapse_verdict(config, model, valid)
         if verdict.collapsed:
             message = (f"{config.model_name}: the trained model collapsed on the validation split:"
                        f" {verdict.reason}")
@@ -176,6 +186,7 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
         meta = checkpoint_meta(model, epoch=p.best_epoch, step=p.best_step, metrics=p.best,
                                history=p.history)
         meta["collapse"] = verdict.to_dict()
+        meta["calibration"] = calibration
         meta["dataset_fingerprint"] = trained_on(config.data.processed_dir)
         with atomic_directory(out_dir) as staging:
             save_checkpoint(staging, model, meta,
@@ -208,6 +219,15 @@ def make_optimizer(model: WatchTimeModel, config: RunConfig) -> torch.optim.Opti
     return torch.optim.Adam(groups, lr=config.train.lr, fused=True)
 
 
+def learning_rate(step: int, total_steps: int, tc: Any) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) of ``total_steps``: ``train.lr``,
+    or with ``train.lr_schedule=cosine`` half a cosine wave from it down towards 0. A function of
+    the step alone, so a resumed run continues the same schedule."""
+    if tc.lr_schedule == "constant":
+        return tc.lr
+    return tc.lr * 0.5 * (1.0 + math.cos(math.pi * min(step / max(total_steps, 1), 1.0)))
+
+
 def validation_metrics(model: WatchTimeModel, data: SplitArrays, batch_size: int,
                        ctx: DistContext | None = None) -> dict[str, float]:
     """MAE and XAUC on ``data``; with several ranks each predicts a share and all see all."""
@@ -227,8 +247,8 @@ def _improved(candidate: dict[str, float], best: dict[str, float] | None, metric
     return candidate[metric] < best[metric] if metric == "mae" else candidate[metric] > best[metric]
 
 
-def _collapse_verdict(config: RunConfig, model: WatchTimeModel,
-                      valid: SplitArrays) -> collapse.CollapseVerdict:
+def collapse_verdict(config: RunConfig, model: ZooModel,
+                     valid: SplitArrays) -> collapse.CollapseVerdict:
     """The best model's verdict on the validation split against the train median (from the
     manifest's training-label statistics; the validation median when the label column is not
     the one the manifest describes)."""

@@ -33,10 +33,11 @@ import torch
 
 from grmodel.config import RunConfig
 from grmodel.data.streaming import ParquetStream, read_columns, split_paths
-from grmodel.distributed import DistContext, distributed_context, resolve_device
+from grmodel.distributed import DistContext, distributed_context, launch_env, resolve_device
 from grmodel.features import DatasetError, FeatureSchema, label_array, read_manifest
 from grmodel.interrupts import StepInterrupts
-from grmodel.models import WatchTimeModel, model_class
+from grmodel.models import WatchTimeModel, is_array_model, model_class
+from grmodel.training.arrays import check_array_config, fit_array_model
 from grmodel.training.batches import MemoryBatches, SplitArrays, StreamBatches, check_targets, compact
 from grmodel.training.epochs import log_on_main, run_epochs
 from grmodel.training.records import (
@@ -114,6 +115,8 @@ def train_model(
     track the curves live. Launched by torchrun, this process joins the process group for the run.
     """
     dc, tc = config.data, config.train
+    if is_array_model(config.model_name):
+        return _train_array_model(config, out_dir, label_state, resume)
     with distributed_context(tc.device) as ctx:
         if resume and state_dir is not None:
             finished = _finished_run(config, out_dir, state_dir, ctx)
@@ -132,6 +135,27 @@ def train_model(
             _check_sizes(dc.processed_dir, len(train), len(valid))
         return fit(config, schema, train, valid, out_dir, label_state, targets,
                    state_dir=state_dir, resume=resume, ctx=ctx, on_epoch=on_epoch)
+
+
+def _train_array_model(config: RunConfig, out_dir: str | Path, label_state: dict[str, Any] | None,
+                       resume: bool) -> TrainResult:
+    """An array model (the GBDT): one fit on the splits in memory, no resumable state (a killed
+    fit starts again); with ``resume`` a finished model of the same config is reused."""
+    dc = config.data
+    launched = launch_env()
+    check_array_config(config, launched[1] if launched else 1)
+    if resume:
+        finished = finished_model(config, out_dir)
+        if finished is not None:
+            log.info("%s already holds the finished model of this config; not training again",
+                     out_dir)
+            return finished
+    schema = FeatureSchema.from_dict(read_manifest(dc.processed_dir)["features"])
+    valid = SplitArrays.load(dc.processed_dir, "valid", schema, dc.label_column, dc.max_eval_rows)
+    train = SplitArrays.load(dc.processed_dir, "train", schema, dc.label_column, dc.max_train_rows)
+    _check_sizes(dc.processed_dir, len(train), len(valid))
+    seed_everything(config.train.seed)
+    return fit_array_model(config, schema, train, valid, out_dir, label_state)
 
 
 def fit(

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import jsonable, through_json, write_text_atomic
-from grmodel.checkpoint import META_FILE, WEIGHTS_FILE, CheckpointError, trusted_meta
+from grmodel.checkpoint import META_FILE, CheckpointError, trusted_meta, weights_path
 from grmodel.config import RunConfig
 from grmodel.data.io import sha256_file
 from grmodel.features import SPLITS
@@ -136,12 +136,12 @@ def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[s
     """The record of a finished run of ``config`` on this data in ``model_dir`` (its
     ``training.json``), else None."""
     path = model_dir / TRAINING_RECORD
-    if not (path.is_file() and (model_dir / WEIGHTS_FILE).is_file()):
+    if not (path.is_file() and weights_path(model_dir).is_file()):
         return None
     try:
         record = json.loads(path.read_text())
-        # training.json is an editable record: the config it states must also be the one inside
-        # model.pt, whose digest is verified (and so must the dataset, where model.pt names it).
+        # training.json is an editable record: the config it states must also be the one the
+        # checkpoint's digests cover (and so must the dataset, where the checkpoint names it).
         meta = trusted_meta(model_dir)
         same = (same_run(record["config"], record["dataset_fingerprint"], config, fingerprint,
                          RESULT_NEUTRAL_KEYS)
@@ -160,10 +160,10 @@ def finished_model(config: RunConfig, out_dir: str | Path) -> TrainResult | None
     ``grmodel train`` and a PyTorchJob's pods leave it), else None. A model may be reused by
     the run that trained it when resumed: the keys free between a run and its resumption."""
     out = Path(out_dir)
-    if not ((out / WEIGHTS_FILE).is_file() and (out / META_FILE).is_file()):
+    if not (weights_path(out).is_file() and (out / META_FILE).is_file()):
         return None
     try:
-        meta = trusted_meta(out)  # what decides reuse is covered by model.pt's digest
+        meta = trusted_meta(out)  # what decides reuse is covered by a digest
         same = same_run(meta["config"], meta.get("dataset_fingerprint"), config,
                         trained_on(config.data.processed_dir), RESUME_FREE_KEYS)
     except CheckpointError as exc:

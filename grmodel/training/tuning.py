@@ -5,6 +5,11 @@ same number of candidate settings, each trained for the same short budget and ju
 same validation metric (never the test split). :data:`TUNING_GRIDS` holds every model's
 candidates (the one place they are written); :func:`tune` trains them and returns the chosen
 overrides with a record of every trial, which the experiment reports print.
+
+The budget is counted in candidates, training rows and epochs. An epoch bounds a torch model's
+passes over the rows; an array model (the GBDT) has no epochs: each of its candidates fits the
+same rows up to its own early stop on the validation split (its rounds are capped by
+``head.gbdt_rounds``), which is how such a model is fitted at all.
 """
 
 from __future__ import annotations
@@ -25,11 +30,13 @@ log = logging.getLogger(__name__)
 _LRS = ("train.lr=2.5e-4", "train.lr=5e-4", "train.lr=1e-3", "train.lr=2e-3")
 # Four candidates per model: a learning-rate grid, and for TPM two learning rates by the two
 # uncertainty weights that suit different label shapes (w_var 1.0 is the TPM paper's;
-# docs/baselines.md, TPM).
+# docs/baselines.md, TPM); for the GBDT two shrinkages by two tree sizes.
 TUNING_GRIDS: dict[str, tuple[tuple[str, ...], ...]] = {
     **{model: tuple((lr,) for lr in _LRS) for model in ("gr", "cread", "d2q", "vr", "wlr")},
     "tpm": tuple((lr, f"head.tpm_w_var={w}") for lr in ("train.lr=5e-4", "train.lr=1e-3")
                  for w in (0.1, 1.0)),
+    "gbdt": tuple((lr, f"head.gbdt_leaves={n}") for lr in ("train.lr=0.05", "train.lr=0.1")
+                  for n in (15, 63)),
 }
 
 

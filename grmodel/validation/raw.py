@@ -1,5 +1,11 @@
 """The raw KuaiRec suites (the interaction matrices, item_categories.csv, user_features.csv)
-and ``validate_raw_kuairec``, which reads the files and runs them."""
+and ``validate_raw_kuairec``, which reads the files and runs them.
+
+Dates are checked against the run's window when the caller gives one (``RawBounds.first_day``
+and ``last_day``), else against the days the data itself holds, whose consecutive days may not
+be more than ``max_gap_days`` apart (a row dated far from the rest). Logs by day (``date=``
+partitions, schema.py) are read as one table, each row checked to fall on its partition's day.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from grmodel.data.kuairec.ingest import local_days
 from grmodel.data.kuairec.schema import (
+    BIG,
+    DAY_FILE,
     INTERACTION_COLUMNS,
     INTERACTION_FILES,
     ITEM_FILE,
@@ -33,6 +42,8 @@ from grmodel.data.kuairec.schema import (
     UTC_PLUS_8_MS,
     ColumnKind,
 )
+from grmodel.data.storage import location
+from grmodel.data.windows import day_of, epoch_day, list_partitions
 from grmodel.validation.checks import (
     Check,
     DerivedColumn,
@@ -54,6 +65,9 @@ from grmodel.validation.tables import LoadedTable, read_csv_table
 UTC_PLUS_8 = dt.timezone(dt.timedelta(milliseconds=UTC_PLUS_8_MS))
 
 WATCH_RATIO_SAMPLES = ("play_duration", "video_duration", "watch_ratio")
+# Derived columns of the date checks, and the column naming a row's partition (day layout).
+DAY_GAP, OFF_PARTITION = "days_since_previous_day", "days_off_partition"
+PARTITION_DAY = "partition_day"
 
 
 @dataclass(frozen=True)
@@ -65,8 +79,13 @@ class RawBounds:
     small_rows: tuple[int, int] = (1_000, 10_000_000)
     user_rows: tuple[int, int] = (10, 100_000)
     item_rows: tuple[int, int] = (10, 1_000_000)
-    first_day: str = "2020-07-05"  # local (UTC+8) days, inclusive
-    last_day: str = "2020-09-05"
+    # Local (UTC+8) days the rows must fall in, inclusive: a run's window (its first day ..
+    # its as_of day). None: the days of the data's own timestamps (reported as used).
+    first_day: str | None = None
+    last_day: str | None = None
+    # The days the data holds may be at most this many days apart (a stray date, e.g. a row
+    # from another year, leaves a gap).
+    max_gap_days: int = 7
     # watch_ratio must equal play_duration / video_duration within this relative tolerance.
     watch_ratio_rtol: float = 1e-3
     # Plausibility caps (their sources: grmodel/data/kuairec/schema.py).
@@ -108,6 +127,40 @@ def watch_ratio_deviation(frame: pd.DataFrame) -> np.ndarray:
     return deviation
 
 
+def day_gaps(frame: pd.DataFrame) -> np.ndarray:
+    """Per row: how many days after the previous day the data holds its timestamp's day
+    falls (0 on the first day; NaN without a timestamp)."""
+    days = local_days(float_column(frame, "timestamp"))
+    present = np.unique(days[np.isfinite(days)])
+    gaps = np.diff(present, prepend=present[:1])
+    out = np.full(len(days), np.nan)
+    timed = np.isfinite(days)
+    out[timed] = gaps[np.searchsorted(present, days[timed])]
+    return out
+
+
+def days_off_partition(frame: pd.DataFrame) -> np.ndarray:
+    """Per row: its timestamp's day minus its partition's day (0 where they agree)."""
+    return local_days(float_column(frame, "timestamp")) - float_column(frame, PARTITION_DAY)
+
+
+def resolved_bounds(bounds: RawBounds, tables: Sequence[LoadedTable]) -> RawBounds:
+    """``bounds`` with the days taken from the data (the first and last UTC+8 day of the
+    timestamps the tables hold) where the caller gave none."""
+    if bounds.first_day is not None and bounds.last_day is not None:
+        return bounds
+    days = [local_days(float_column(t.frame, "timestamp")) for t in tables
+            if not t.why_unusable("timestamp")]
+    found = np.concatenate(days) if days else np.empty(0)
+    found = found[np.isfinite(found)]
+    if not len(found):  # nothing to take them from: the type checks report why
+        first = last = dt.date.today().isoformat()
+    else:
+        first, last = (day_of(int(d)).isoformat() for d in (found.min(), found.max()))
+    return dataclasses.replace(bounds, first_day=bounds.first_day or first,
+                               last_day=bounds.last_day or last)
+
+
 def unlisted_ids(frame: pd.DataFrame, column: str, known: np.ndarray) -> pd.Series:
     """The ids of ``column`` that are not in ``known`` (missing where they are)."""
     ids = frame[column]
@@ -121,14 +174,14 @@ def interaction_suite(
     rows: tuple[int, int],
     known_users: np.ndarray | None = None,
     known_items: np.ndarray | None = None,
+    partitioned: bool = False,
 ) -> TableSuite:
-    """big_matrix.csv / small_matrix.csv: one row per (user, video) play."""
+    """big_matrix.csv / small_matrix.csv, or a day layout's interactions (``partitioned``: a
+    ``PARTITION_DAY`` column names each row's partition): one row per (user, video) play.
+    The date and timestamp range checks need ``bounds.first_day`` / ``last_day``
+    (``resolved_bounds`` fills them from the data)."""
     spike_quantile = round(1 - bounds.max_share_above_spike, 6)
     deviation = "watch_ratio_deviation"
-    day_min = int(bounds.first_day.replace("-", ""))
-    day_max = int(bounds.last_day.replace("-", ""))
-    t_min = _day_start(bounds.first_day)
-    t_max = _day_start(bounds.last_day) + 86_400
     checks = [row_count(rows), columns_present(list(INTERACTION_COLUMNS))]
     for name, kind in INTERACTION_COLUMNS.items():
         nullable = bounds.min_time_present if name in ("date", "timestamp") else 1.0
@@ -145,11 +198,9 @@ def interaction_suite(
         between("watch_ratio", 0, bounds.max_watch_ratio,
                 f"0 <= watch_ratio <= {bounds.max_watch_ratio:g} (real KuaiRec max 573.5)",
                 WATCH_RATIO_SAMPLES),
-        between("date", day_min, day_max, f"date within {bounds.first_day} .. {bounds.last_day}"),
-        between(
-            "timestamp", t_min, t_max,
-            f"timestamp within {bounds.first_day} .. {bounds.last_day} (UTC+8)",
-        ),
+        between(DAY_GAP, 0, bounds.max_gap_days,
+                f"the days of the data are at most {bounds.max_gap_days} days apart (a stray"
+                " date leaves a gap)", ("date", "timestamp")),
         between(
             deviation, 0, bounds.watch_ratio_rtol,
             f"watch_ratio = play_duration / video_duration within {bounds.watch_ratio_rtol:.2%}",
@@ -173,10 +224,24 @@ def interaction_suite(
             f" {bounds.spike_threshold:g})",
         ),
     ]
+    if bounds.first_day is not None and bounds.last_day is not None:
+        days = f"{bounds.first_day} .. {bounds.last_day}"
+        checks += [
+            between("date", int(bounds.first_day.replace("-", "")),
+                    int(bounds.last_day.replace("-", "")), f"date within {days}"),
+            between("timestamp", _day_start(bounds.first_day),
+                    _day_start(bounds.last_day) + 86_400, f"timestamp within {days} (UTC+8)"),
+        ]
     derived = [
         DerivedColumn(deviation, ("play_duration", "video_duration", "watch_ratio"),
                       watch_ratio_deviation),
+        DerivedColumn(DAY_GAP, ("timestamp",), day_gaps),
     ]
+    if partitioned:
+        checks.append(between(OFF_PARTITION, 0, 0, "every row's timestamp falls on its"
+                              " partition's day (UTC+8)", ("date", "timestamp")))
+        derived.append(DerivedColumn(OFF_PARTITION, ("timestamp", PARTITION_DAY),
+                                     days_off_partition))
     # Referential checks: a derived column of the unlisted ids (missing where listed), not
     # expect_column_values_to_be_in_set with thousands of ids, which GX re-serialises for
     # every metric it plans (about 15 s per matrix).
@@ -277,28 +342,65 @@ def validate_raw_kuairec(
     raw_dir: str | Path, bounds: RawBounds | None = None, files: Sequence[str] = RAW_FILES
 ) -> ValidationReport:
     """Validate the raw KuaiRec ``files`` in ``raw_dir`` (default: all four). The side files
-    go first, so that the interaction files are checked against their ids."""
+    go first, so that the interaction files are checked against their ids. In the day layout
+    the side files are the newest day's (else the root's) and the interactions of every day
+    are one table (``files`` names them by the big matrix)."""
     started = time.perf_counter()
     raw_dir, bounds = Path(raw_dir), bounds or RawBounds()
     unknown = sorted(set(files) - set(RAW_FILES))
     if unknown:
         raise ValueError(f"validate_raw_kuairec: unknown files {unknown}; expected {RAW_FILES}")
+    partitions = ({} if (raw_dir / BIG).is_file() or not raw_dir.is_dir()
+                  else list_partitions(location(str(raw_dir))))
+    side_dir = raw_dir
+    if partitions:
+        newest = raw_dir / list(partitions.values())[-1].name
+        side_dir = newest if (newest / USER_FILE).is_file() else raw_dir
     tables, results = [], []
 
-    def check(suite: TableSuite) -> LoadedTable:
-        table = read_csv_table(raw_dir / suite.name, suite.columns)
+    def check(table: LoadedTable, suite: TableSuite) -> LoadedTable:
         results.extend(run_suite(table, suite))
         tables.append(table.info())
         return table
 
     known_users = known_items = None
     if USER_FILE in files:
-        known_users = _known_ids(check(user_features_suite(bounds)), "user_id")
+        suite = user_features_suite(bounds)
+        known_users = _known_ids(check(read_csv_table(side_dir / USER_FILE, suite.columns), suite),
+                                 "user_id")
     if ITEM_FILE in files:
-        known_items = _known_ids(check(item_categories_suite(bounds)), "video_id")
-    for name, rows in zip(INTERACTION_FILES, (bounds.big_rows, bounds.small_rows)):
-        if name in files:
-            check(interaction_suite(name, bounds, rows, known_users, known_items))
+        suite = item_categories_suite(bounds)
+        known_items = _known_ids(check(read_csv_table(side_dir / ITEM_FILE, suite.columns),
+                                       suite), "video_id")
+    columns = dict(INTERACTION_COLUMNS)
+    if partitions:
+        matrices = [(DAY_FILE, bounds.big_rows, _read_days(raw_dir, partitions, columns))
+                    ] if BIG in files else []
+    else:
+        matrices = [(name, rows, read_csv_table(raw_dir / name, columns))
+                    for name, rows in zip(INTERACTION_FILES, (bounds.big_rows, bounds.small_rows))
+                    if name in files]
+    bounds = resolved_bounds(bounds, [table for _, _, table in matrices if table.frame is not None])
+    for name, rows, table in matrices:
+        check(table, interaction_suite(name, bounds, rows, known_users, known_items,
+                                       partitioned=bool(partitions)))
     return make_report("raw_kuairec", str(raw_dir), bounds.to_dict(), tables, results, started)
 
 
+def _read_days(raw_dir: Path, partitions: dict[dt.date, Any],
+               columns: dict[str, ColumnKind]) -> LoadedTable:
+    """Every day's interactions as one table with a ``PARTITION_DAY`` column (days since
+    1970-01-01); what reading each file found, each naming its partition."""
+    frames, findings, unparsed = [], [], set()
+    for day, partition in partitions.items():
+        table = read_csv_table(raw_dir / partition.name / DAY_FILE, columns)
+        findings += [dataclasses.replace(f, note=f"{partition.name}: {f.note}".rstrip(": "))
+                     for f in table.findings]
+        unparsed |= table.unparsed
+        if table.frame is not None:
+            frames.append(table.frame.assign(**{PARTITION_DAY: float(epoch_day(day))}))
+    frame = pd.concat(frames, ignore_index=True) if frames else None
+    if frame is not None:
+        unparsed |= {c for c in frame.columns if frame[c].dtype == object and c in columns
+                     and columns[c] != "str"}
+    return LoadedTable(DAY_FILE, raw_dir, frame, findings, unparsed)

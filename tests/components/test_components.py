@@ -14,6 +14,7 @@ import pytest
 from kfp import dsl
 
 from components.build_vocab import build_vocab
+from components.check_drift import check_drift
 from components.encode_labels import encode_labels
 from components.evaluate import evaluate
 from components.fetch_data import fetch_data
@@ -37,14 +38,17 @@ def chain(tmp_path_factory, pipeline_overrides):
         "processed_checks": dsl.Metrics, "vocabulary": dsl.Artifact, "tokens": dsl.Dataset,
         "gr": dsl.Model, "gr_metrics": dsl.Metrics, "cread": dsl.Model, "tpm": dsl.Model,
         "evaluation": dsl.Artifact, "report_md": dsl.Markdown, "report_html": dsl.HTML,
-        "metrics": dsl.Metrics, "decision_record": dsl.Artifact, "decision": dsl.Markdown}.items()}
+        "metrics": dsl.Metrics, "decision_record": dsl.Artifact, "decision": dsl.Markdown,
+        "drift_report": dsl.Artifact, "drift_html": dsl.HTML, "drift": dsl.Metrics}.items()}
     out = {"artifacts": a, "root": root, "tracking_uri": f"sqlite:///{root / 'mlflow.db'}"}
     # Every stage logs its run live into the same store the register step nests them under.
     track = {"tracking_uri": out["tracking_uri"], "mlflow_experiment": "components",
              "mlflow_artifact_root": str(root / "mlartifacts")}
     common = {"overrides": pipeline_overrides, "seeds": 1, **track}
-    out["version"] = fetch_data.python_func(source="generate", data_version="", data_repo="",
-                                            preset="tiny", data_seed=3, raw=a["raw"], **track)
+    fetched = fetch_data.python_func(source="generate", data_version="", data_repo="",
+                                     preset="tiny", data_seed=3, raw=a["raw"], **track)
+    assert fetched.as_of == ""  # not a windowed run
+    out["version"] = fetched.data_version
     v = out["version"]
     out["raw_summary"] = validate_raw.python_func(data=a["raw"], data_version=v,
                                                   report=a["raw_report"], report_html=a["raw_html"],
@@ -54,6 +58,11 @@ def chain(tmp_path_factory, pipeline_overrides):
     validate_processed.python_func(data=a["processed"], data_version=v,
                                    report=a["processed_report"], report_html=a["processed_html"],
                                    checks=a["processed_checks"], **track)
+    out["drift_summary"] = check_drift.python_func(
+        processed=a["processed"], data_version=v, model_name="components-gr", drift_policy="warn",
+        drift_max_kl=0.05, drift_quantile_tolerance=0.1, drift_max_unseen=0.5,
+        drift_false_alarm=0.01, report=a["drift_report"], report_html=a["drift_html"],
+        drift=a["drift"], **track)
     build_vocab.python_func(processed=a["processed"], data_version=v, overrides=pipeline_overrides,
                             vocabulary=a["vocabulary"], **track)
     encode_labels.python_func(processed=a["processed"], vocabulary=a["vocabulary"], data_version=v,
@@ -70,8 +79,9 @@ def chain(tmp_path_factory, pipeline_overrides):
         report_html=a["report_html"], metrics=a["metrics"], **common)
     out["verdict"] = register.python_func(
         raw=a["raw"], raw_validation=a["raw_report"], processed=a["processed"],
-        processed_validation=a["processed_report"], vocabulary=a["vocabulary"], tokens=a["tokens"],
-        gr_model=a["gr"], baseline_models=[a["cread"], a["tpm"]], evaluation=a["evaluation"],
+        processed_validation=a["processed_report"], drift_report=a["drift_report"],
+        vocabulary=a["vocabulary"], tokens=a["tokens"], gr_model=a["gr"],
+        baseline_models=[a["cread"], a["tpm"]], evaluation=a["evaluation"],
         data_version=v, pipeline_run_id="components-test", pipeline_name="components",
         model_name="components-gr", min_mae_rel_improvement=0.01, max_xauc_drop=0.005,
         require_beats_baselines=[], decision_record=a["decision_record"], decision=a["decision"],
@@ -88,6 +98,13 @@ def test_fetch_data_writes_the_version_it_returns(chain):
     for name in ("gr", "cread", "tpm"):  # the baselines read it from the dataset's metadata
         assert chain["artifacts"][name].metadata["data_version"] == chain["version"]
     assert {"small_matrix.csv", "big_matrix.csv", "user_features.csv"} <= {p.name for p in raw.iterdir()}
+
+
+def test_check_drift_without_a_champion_has_no_reference(chain):
+    a = chain["artifacts"]
+    assert "no reference" in chain["drift_summary"]
+    assert (Path(a["drift_report"].path) / "drift.json").is_file()
+    assert Path(a["drift_html"].path).read_text().lower().startswith("<!doctype html")
 
 
 def test_validate_leaves_reports_and_counts(chain):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
-from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days, generate_kuairec
 
 # The real KuaiRec side files live beside the repository (../shared from its root).
 REAL_SIDE_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "kuairec-side"
@@ -26,6 +26,16 @@ def tiny_processed(tiny_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     out = tmp_path_factory.mktemp("kuairec") / "processed"
     ingest_kuairec(tiny_raw, out, IngestConfig())
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_days(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Five days of tiny logs (2020-09-06 .. 2020-09-10): the users' mix changes from the
+    third day, the labels shift (x1.5) and a new category appears from the fourth."""
+    logs = tmp_path_factory.mktemp("kuairec") / "logs"
+    generate_days(logs, SynthConfig.preset("tiny"),
+                  DaysConfig(days=5, mix_day=2, label_shift_day=3, new_category_day=3))
+    return logs
 
 
 @pytest.fixture

@@ -225,3 +225,40 @@ def test_a_uri_source_stays_a_uri_and_the_pandas_engine_says_which_engine_reads_
     with pytest.raises(DataSpecError, match="read with --engine spark"):
         build_tabular(spec, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def _by_day(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
+    """The table in date=YYYY-MM-DD Parquet partitions, one per signup day (2024-01-01 ..)."""
+    table = _ltv_table()
+    table["day"] = table["signup"].dt.strftime("%Y-%m-%d")
+    root = tmp_path / "by_day"
+    for day, part in table.groupby("day", sort=True):
+        (root / f"date={day}").mkdir(parents=True)
+        part.drop(columns=["day"]).to_parquet(root / f"date={day}" / "part-0.parquet")
+    return root, table
+
+
+def test_a_forward_split_over_day_partitions_reads_its_window(tmp_path: Path) -> None:
+    root, table = _by_day(tmp_path)
+    split = {"kind": "forward", "as_of": "2024-03-10", "window_days": 7}
+    manifest = build_tabular(_spec(tmp_path, "by_day", split=split), tmp_path / "out")
+    assert manifest["window"]["train_dates"] == ["2024-03-03", "2024-03-08"]
+    assert manifest["window"]["test_date"] == "2024-03-10"
+    per_day = table.groupby("day").size()
+    assert manifest["splits"]["rows"] == {
+        "train": int(per_day["2024-03-03":"2024-03-08"].sum()),
+        "valid": int(per_day["2024-03-09"]), "test": int(per_day["2024-03-10"])}
+    # Only the window's partitions are read, each recorded by its content hash.
+    assert sorted(manifest["source"]["partitions"]) == [
+        f"date=2024-03-{d:02d}" for d in range(3, 11)]
+    assert manifest["source"]["rows"] == sum(manifest["splits"]["rows"].values())
+    # Without partitions the day is the timestamp's UTC day: the same rows in each split.
+    table.drop(columns=["day"]).to_parquet(tmp_path / "t.parquet")
+    flat = build_tabular(_spec(tmp_path, "t.parquet", split=split), tmp_path / "flat")
+    assert flat["splits"]["rows"] == manifest["splits"]["rows"]
+    with pytest.raises(DataSpecError, match="window_days=1"):
+        build_tabular(_spec(tmp_path, "by_day", split={**split, "window_days": 1}),
+                      tmp_path / "bad")
+    with pytest.raises(DataSpecError, match="forward only"):
+        build_tabular(_spec(tmp_path, "by_day", split={"kind": "random", "as_of": "2024-03-10"}),
+                      tmp_path / "bad")

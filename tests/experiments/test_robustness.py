@@ -82,9 +82,9 @@ def test_datasets_by_name_or_letter():
     assert [d.name for d in select_datasets(None)] == list(DATASETS)
     assert [d.name for d in select_datasets(["e", "kuairec_default"])] == [
         "completion", "kuairec_default"]
-    assert len({d.letter for d in DATASETS.values()}) == 5
+    assert len({d.letter for d in DATASETS.values()}) == len(DATASETS) == 6
     with pytest.raises(ConfigError, match="unknown dataset"):
-        select_datasets(["f"])
+        select_datasets(["g"])
     with pytest.raises(ConfigError, match="twice"):
         select_datasets(["b", "customer_value"])
 
@@ -115,3 +115,31 @@ def test_a_near_constant_model_is_flagged_collapsed():
     report["runs"][1]["collapse"] = {"collapsed": True, "reason": "no better than the train median"}
     lines = dataset_entry(DATASETS["customer_value"], report, {})["lines"]
     assert lines["tpm"]["collapsed"] == "1/1 seeds: no better than the train median"
+
+
+def test_a_row_collapsed_at_every_tuned_setting_is_left_out_of_must_beat():
+    summary = {name: {"model_name": name if name in ("gr", "tpm", "gbdt") else None,
+                      "mae": {"mean": mae}, "xauc_tie_aware": {"mean": x}, "xauc": {"mean": x}}
+               for name, mae, x in (("gr", 1.0, 0.7), ("tpm", 3.0, 0.6), ("gbdt", 0.9, 0.65),
+                                    (TRAIN_MEDIAN, 1.2, 0.5), (ORACLE, 0.8, 0.75))}
+    trial = {"overrides": ["train.lr=1e-3"], "valid": {"mae": 1, "xauc": 0.5}}
+    tuning = {"chosen": ["train.lr=1e-3"], "metric": "mae",
+              "budget": {"epochs": 1, "max_train_rows": 50000},
+              "trials": [{**trial, "collapsed": True}] * 4}
+    healthy = {**tuning, "trials": [{**trial, "collapsed": False}, {**trial, "collapsed": True}]}
+    result = _result(1.0, 1.0, 1.0)
+    report = {
+        "summary": summary,
+        "runs": [{"row": "gr", "seed": 1, "test": result, "tuning": healthy},
+                 {"row": "tpm", "seed": 1, "test": result, "tuning": tuning},
+                 {"row": "gbdt", "seed": 1, "test": result, "tuning": healthy}],
+        "reference_results": {TRAIN_MEDIAN: result, ORACLE: result},
+        "dataset": {"label": {}, "test_rows": 10}, "labels_tie": True,
+        "eval_config": {"xauc": "reference"},
+    }
+    lines = dataset_entry(DATASETS["customer_value"], report, {})["lines"]
+    assert lines["tpm"]["left_out"].startswith("collapsed at every tuned setting (4/4 trials")
+    assert lines["gbdt"]["left_out"] is None  # a bar: one trial trained
+    assert lines["gbdt"]["reference_leads"] == {"mae": False, "xauc_tie_aware": True}
+    assert lines["tpm"]["reference_leads"] == {"mae": True, "xauc_tie_aware": True}
+    assert "left_out" not in lines["gr"] and "left_out" not in lines[TRAIN_MEDIAN]

@@ -289,3 +289,43 @@ def test_the_packed_decoder_computes_the_padded_grids_loss_and_gradient(planted_
     assert packed.item() == pytest.approx(reference.item(), rel=1e-5)
     for got, want in zip(grads, (p.grad for p in model.parameters())):
         assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_value_median_at_a_level_reads_that_quantile():
+    # ids 3..7 hold values 50, 40, 30, 20, 10; <eos> is value 0.
+    probs = torch.tensor([[0.0, 0.0, 0.35, 0.25, 0.0, 0.0, 0.0, 0.4]])
+    logits = probs.clamp_min(1e-9).log()
+    assert value_median(logits).item() == 7  # cum .35 at 0, .75 at 10
+    assert value_median(logits, 0.35).item() == EOS  # <eos> holds at least the level
+    assert value_median(logits, 0.8).item() == 3  # the 0.8 quantile: value 50
+
+
+def test_the_decode_level_is_calibrated_on_valid_and_saved(planted_dataset, tmp_path, gr_config):
+    """A validation split with more zeros than training moves the first step's level down; the
+    chosen level lives in the label state, so the saved model decodes with it."""
+    from grmodel.training.loop import train_model
+
+    cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=20")
+    result = train_model(cfg, tmp_path / "m")
+    model, meta = load_checkpoint(result.model_dir)
+    calibration = meta["calibration"]
+    assert calibration["decode_level"] == meta["label_state"]["decode_level"] == model.decode_level
+    assert calibration["valid_mae"] <= calibration["valid_mae_at_0.5"]
+    frame = read_split(planted_dataset, "valid")
+    ids, mask = model.schema.arrays(frame)
+    ids_t, mask_t = torch.as_tensor(ids), torch.as_tensor(mask)
+
+    def predict() -> np.ndarray:
+        return model.predict(ids_t, mask_t).double().numpy()
+
+    # Labels of the same rows, mostly 0: predicting 0 more often is better, so a lower level.
+    label = frame["label"].to_numpy() * (np.arange(len(frame)) % 4 == 0)
+    record = model.calibrate(predict, label)
+    assert record["decode_level"] < 0.5 and record["valid_mae"] < record["valid_mae_at_0.5"]
+    chosen = predict()
+    model.label_state["decode_level"] = 0.5
+    assert chosen.mean() < predict().mean()  # more rows decoded as 0, smaller first tokens
+    # A fixed level is never calibrated, and is what the model decodes with.
+    fixed = GRModel(model.schema, cfg.with_overrides(["model.decode_level=0.5"]), meta["label_state"]
+                    | {"decode_level": 0.5})
+    assert fixed.calibrate(predict, label) is None and fixed.decode_level == 0.5

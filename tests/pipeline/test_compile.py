@@ -32,7 +32,7 @@ def _tasks(ir: dict) -> dict:
     return ir["components"]["comp-exit-handler-1"]["dag"]["tasks"]
 
 
-def test_gr_trains_on_one_gpu_with_retries(compiled):
+def test_gr_trains_on_one_gpu(compiled):
     ir = compiled["ir"]
     container = ir["deploymentSpec"]["executors"]["exec-train-gr"]["container"]
     assert container["image"] == images.gpu_image()
@@ -40,7 +40,16 @@ def test_gr_trains_on_one_gpu_with_retries(compiled):
     assert accelerator["resourceType"] == "nvidia.com/gpu" and accelerator["resourceCount"] == "1"
     assert container["resources"]["resourceCpuRequest"] == "8"
     assert container["resources"]["resourceMemoryRequest"] == "32G"
-    assert _tasks(ir)["train-gr"]["retryPolicy"]["maxRetryCount"] == 2
+
+
+def test_no_step_is_retried(compiled):
+    """Kubeflow would retry a failed task whatever failed, and the failures of these steps are
+    deterministic (a failed validation, a data error, a collapse): they fail the run at once."""
+    ir = compiled["ir"]
+    tasks = {**_tasks(ir), **ir["root"]["dag"]["tasks"]}
+    tasks.update(ir["components"]["comp-for-loop-2"]["dag"]["tasks"])
+    assert "train-baseline" in tasks and "register" in tasks and "fetch-data" in tasks
+    assert {name: t["retryPolicy"] for name, t in tasks.items() if "retryPolicy" in t} == {}
 
 
 def test_light_stages_run_the_runtime_image_without_gpus(compiled):
@@ -71,7 +80,18 @@ def test_every_stage_after_the_fetch_keys_its_cache_on_the_data_version(compiled
         if name in ("fetch-data", "for-loop-2"):
             continue
         source = task["inputs"]["parameters"]["data_version"]["taskOutputParameter"]
-        assert source == {"outputParameterKey": "Output", "producerTask": "fetch-data"}, name
+        assert source == {"outputParameterKey": "data_version", "producerTask": "fetch-data"}, name
+    # The ingest keys it on the fetch's resolved day too (a window over one data version).
+    as_of = tasks["ingest"]["inputs"]["parameters"]["as_of"]["taskOutputParameter"]
+    assert as_of == {"outputParameterKey": "as_of", "producerTask": "fetch-data"}
+
+
+def test_the_fetch_gets_the_scheduled_time_and_nothing_pins_the_data(compiled):
+    fetch = _tasks(compiled["ir"])["fetch-data"]["inputs"]["parameters"]
+    assert fetch["scheduled_time"]["runtimeValue"]["constant"] == (
+        "{{$.pipeline_job_schedule_time_utc}}")  # dsl.PIPELINE_JOB_SCHEDULE_TIME_UTC_PLACEHOLDER
+    declared = compiled["ir"]["root"]["inputDefinitions"]["parameters"]
+    assert declared["data_version"]["defaultValue"] == "" and declared["as_of"]["defaultValue"] == ""
 
 
 def test_pipeline_parameters_are_the_params_record(compiled):

@@ -8,12 +8,22 @@ import io
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from grmodel.pipeline.local import PipelineFailed, local_tracking, run_local, summary
+from grmodel.cli import error_line
+from grmodel.pipeline.local import (
+    PipelineEnvironmentFailed,
+    PipelineFailed,
+    PipelineInputFailed,
+    failure_kind,
+    local_tracking,
+    run_local,
+    summary,
+)
 from grmodel.pipeline.params import PipelineParams
 
 
@@ -198,7 +208,8 @@ def test_the_parent_run_is_named_and_carries_every_rows_results(finished):
     assert parent.data.metrics["gate.promoted"] == 1.0
     assert parent.data.tags["report"].endswith("/report/report.html")
     report = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert {"report/report.html", "report/report.md", "report/figures"} <= report
+    assert {"report/report.html", "report/report.md", "report/figures",
+            "report/decision.md"} <= report
 
 
 def test_the_baselines_are_logged_as_models(finished):
@@ -271,11 +282,16 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     broken = [lines[0]] + [",".join("-5" if i == column else v for i, v in enumerate(line.split(",")))
                            for line in lines[1:]]
     matrix.write_text("\n".join(broken) + "\n")
-    params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw))
+    params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw),
+                     snapshot_remote=str(tmp_path / "dvc-remote"))
     terminal = io.StringIO()
-    with pytest.raises(PipelineFailed, match="validate-raw: ValidationFailed"):
+    with pytest.raises(PipelineFailed, match="validate-raw: ValidationFailed") as failed:
         run_local(params, tmp_path, terminal=terminal)
     assert re.search(r"✗ validate-raw .* failed: ValidationFailed: ", terminal.getvalue())
+    # Bad input, not a bug: the README's exit status 1, and the rule says it is not retried.
+    line, status = error_line("pipeline run", failed.value)
+    assert isinstance(failed.value, PipelineInputFailed) and status == 1
+    assert "internal error" not in line and "fails its step at once, without retries" in line
     run = next((tmp_path / "kfp").glob("grmodel-gr-*"))
     report = json.loads((run / "validate-raw" / "report" / "validation.json").read_text())
     assert not report["success"]
@@ -286,10 +302,16 @@ def test_a_failing_validation_stops_the_run(tmp_path, pipeline_overrides):
     experiment = client.get_experiment_by_name("grmodel").experiment_id
     parents = client.search_runs([experiment], "tags.run_kind = 'pipeline'")
     assert [p.info.status for p in parents] == ["FAILED"]
-    # The stages that ran logged their runs live: the failed gate's run failed, with its report.
+    # Named with the data version fetch-data resolved, never "...-unknown".
+    version = json.loads((run / "fetch-data" / "raw" / "stage.json").read_text())[
+        "params"]["data"]["data_version"]
+    assert parents[0].info.run_name.endswith("-" + version.removesuffix(".dir")[:8])
+    # The stages that ran logged their runs live: the failed gate's run failed, with its report;
+    # both are under the parent (no orphans), though the register step never ran.
     ran = {r.data.tags["stage"]: r for r in client.search_runs([experiment], "tags.run_kind = 'stage'")}
     assert {k: r.info.status for k, r in ran.items()} == {"fetch_data": "FINISHED",
                                                           "validate_raw": "FAILED"}
+    assert {r.data.tags.get("mlflow.parentRunId") for r in ran.values()} == {parents[0].info.run_id}
     report = {a.path for a in client.list_artifacts(ran["validate_raw"].info.run_id)}
     assert "validation.html" in report
     shutil.rmtree(raw)
@@ -302,6 +324,28 @@ def test_commands_given_kfp_artifact_folders_find_what_is_inside(finished, capsy
     assert main(["evaluate", "--data", str(run / "ingest" / "processed"),
                  "--model", f"gr={run / 'train-gr' / 'model'}"]) == 0
     assert "| gr |" in capsys.readouterr().out
+
+
+def test_a_failed_steps_error_says_what_kind_of_failure_it_is():
+    """From the qualified name its traceback printed: bad input (exit 1), the environment
+    (exit 3), or a bug (exit 70); unknown packages are never imported for it."""
+    kinds = {
+        "grmodel.validation.report.ValidationFailed": PipelineInputFailed,
+        "grmodel.collapse.ModelCollapsed": PipelineInputFailed,
+        "grmodel.features.DatasetError": PipelineInputFailed,
+        "FileNotFoundError": PipelineInputFailed,
+        "KeyError": PipelineInputFailed,
+        "ConnectionRefusedError": PipelineEnvironmentFailed,
+        "PermissionError": PipelineEnvironmentFailed,
+        "RuntimeError": PipelineFailed,
+        "AssertionError": PipelineFailed,
+        "grmodel.no_such_module.Error": PipelineFailed,
+        "not_imported_package.SomeError": PipelineFailed,
+    }
+    assert {name: failure_kind(name) for name in kinds} == kinds
+    assert "not_imported_package" not in sys.modules
+    statuses = {kind: error_line("pipeline run", kind("x"))[1] for kind in set(kinds.values())}
+    assert statuses == {PipelineInputFailed: 1, PipelineEnvironmentFailed: 3, PipelineFailed: 70}
 
 
 def test_drift_policy_stop_ends_the_run_before_training(finished, tmp_path, pipeline_overrides):
@@ -324,7 +368,7 @@ def test_drift_policy_stop_ends_the_run_before_training(finished, tmp_path, pipe
     database = finished.params.mlflow_tracking_uri.removeprefix("sqlite:///")
     shutil.copyfile(database, tmp_path / "mlflow.db")
     params = _params(tmp_path, pipeline_overrides, data_source="path", data_repo=str(raw),
-                     drift_policy="stop")
+                     snapshot_remote=str(tmp_path / "dvc-remote"), drift_policy="stop")
     terminal = io.StringIO()
     with pytest.raises(PipelineFailed) as caught:
         run_local(params, tmp_path, terminal=terminal)

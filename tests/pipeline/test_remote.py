@@ -185,3 +185,71 @@ def test_cron_expressions():
     for bad in ("daily", "* * *", "0 3 * * * * *", "0 3 * * $(rm)"):
         with pytest.raises(SubmitError, match="cron"):
             kfp_cron(bad)
+
+
+def test_recurring_runs_pin_no_data_version_and_each_trains_on_the_head(kfp_server, tmp_path,
+                                                                         monkeypatch, capsys):
+    """`grmodel pipeline schedule` from a checkout whose data.dvc records v1: the recurring run
+    the (stand-in) KFP API receives carries no data version. Two runs started from its
+    parameters, with a new data version committed between them, fetch and ingest v1, then v2
+    (the data repository's git URL is a file:// URL standing in for a git server)."""
+    import json as json_
+
+    from dvc.repo import Repo
+
+    from grmodel import versioning
+    from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+    from grmodel.pipeline.stages.data import fetch_data, ingest, ingest_options
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    def commit_version(seed: int) -> str:
+        generate_kuairec(repo / "data", SynthConfig.preset("tiny", seed=seed))
+        version = versioning.snapshot(repo)
+        git("add", "-A")
+        git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-qm", f"data {seed}")
+        return version
+
+    repo = tmp_path / "data-repo"
+    repo.mkdir()
+    git("init", "-q")
+    with Repo.init(str(repo)) as dvc, dvc.config.edit("repo") as conf:
+        conf["remote"]["local"] = {"url": str(tmp_path / "dvc-remote")}
+        conf["core"]["remote"] = "local"
+    v1 = commit_version(1)
+    server, host = kfp_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example.com")
+    assert main(["pipeline", "schedule", "--host", host, "--repo", str(repo), "--cron", "0 3 * * *",
+                 "--param", "data_repo=https://git.example.com/data.git"]) == 0
+    capsys.readouterr()
+    job = _posts(server, "/recurringruns")[0]["body"]
+    parameters = job["runtime_config"]["parameters"]
+    assert parameters["data_version"] == "" and parameters["as_of"] == ""
+    spec, _ = load_compiled()
+    assert spec["root"]["inputDefinitions"]["parameters"]["data_version"]["defaultValue"] == ""
+
+    def scheduled_run(name: str) -> tuple[str, dict]:
+        fetched = fetch_data(tmp_path / name / "raw", source=parameters["data_source"],
+                             data_version=parameters["data_version"], data_repo=repo.as_uri(),
+                             scheduled_time="2020-09-11T03:00:00Z")
+        ingest(tmp_path / name / "raw", tmp_path / name / "processed",
+               ingest_options(parameters["split"], parameters["label_mode"]))
+        manifest = json_.loads((tmp_path / name / "processed" / "manifest.json").read_text())
+        return fetched["data_version"], manifest["sources"]
+
+    first, first_sources = scheduled_run("night-1")
+    v2 = commit_version(2)  # the data repository moves between the two nights
+    second, second_sources = scheduled_run("night-2")
+    assert (first, second) == (v1, v2) and v1 != v2
+    assert first_sources["big_matrix.csv"] != second_sources["big_matrix.csv"]
+
+
+def test_a_pinned_recurring_run_is_kept_and_warned_about(caplog):
+    params = cluster_params(PipelineParams(data_repo="https://git.example.com/g.git",
+                                           data_version="abc.dir",
+                                           mlflow_tracking_uri="http://m"), recurring=True)
+    assert params.data_version == "abc.dir" and "every run of the recurring run" in caplog.text
+    with pytest.raises(SubmitError, match="logs' object-store URI"):
+        cluster_params(PipelineParams(data_source="logs", data_repo="/srv/logs",
+                                      mlflow_tracking_uri="http://m"), recurring=True)

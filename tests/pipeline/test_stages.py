@@ -174,3 +174,46 @@ def test_gr_trains_as_a_pytorchjob_on_the_shared_claim(processed, tmp_path):
                      vocab_dir=tmp_path / "vocab", tokens_dir=tmp_path / "tokens")
     with pytest.raises(StageError, match="only GR trains as a PyTorchJob"):
         train.train(processed, tmp_path / "m3", model="cread", replicas=2, pvc_claim="rwx")
+
+
+def test_the_gbdt_is_a_pipeline_baseline_and_a_bar_of_the_gate(processed, tmp_path):
+    """``baselines=[..., "gbdt"]``: the train stage fits it, the evaluate stage scores it beside
+    the constants, and a gate that lists it requires GR to beat it."""
+    from grmodel.pipeline.stages.evaluate import evaluate
+    from grmodel.registry import PromotionPolicy, decide
+
+    quick = ["gbdt:head.gbdt_rounds=50", "gbdt:head.gbdt_early_stop=10"]
+    result = train.train(processed, tmp_path / "gbdt", model="gbdt", overrides=quick)
+    assert result["model"] == "gbdt" and result["seed2024.best_valid_mae"] > 0
+    assert (tmp_path / "gbdt" / "seed2024" / "model.txt").is_file()
+    scored = evaluate(processed, {"gbdt": tmp_path / "gbdt"}, tmp_path / "eval", overrides=quick)
+    bar = scored["metrics"]["gbdt"]
+    assert bar["mae"] < scored["metrics"]["train_median"]["mae"]
+    policy = PromotionPolicy(require_beats_baselines=("gbdt",))
+    worse = {"mae": bar["mae"] * 1.1, "xauc": bar["xauc"]}
+    checks = decide(policy, worse, None, {"gbdt": bar})
+    assert [c["check"] for c in checks] == ["mae < gbdt", "xauc ~ gbdt"] and not checks[0]["passed"]
+
+
+def test_a_baseline_collapsed_on_every_seed_is_left_out_of_the_gate_with_the_reason():
+    from grmodel.pipeline.stages.evaluate import headline_metrics
+    from grmodel.pipeline.stages.plan import model_plan
+    from grmodel.registry import PromotionPolicy, decide
+
+    summary = {"tpm": {"mae": {"mean": 5.0}, "xauc": {"mean": 0.5}, "seeds": [1, 2],
+                       "collapsed": ["seed 1: near-constant", "seed 2: near-constant"]},
+               "cread": {"mae": {"mean": 4.0}, "xauc": {"mean": 0.6}, "seeds": [1, 2],
+                         "collapsed": ["seed 1: near-constant"]},
+               "gr": {"mae": {"mean": 4.5}, "xauc": {"mean": 0.7}, "seeds": [1, 2], "collapsed": None}}
+    metrics = headline_metrics({"summary": summary})
+    assert metrics["tpm"]["collapsed"] == 1.0 and "collapsed" not in metrics["cread"]
+    checks = decide(PromotionPolicy(), metrics["gr"], None, metrics)
+    tpm = [c for c in checks if c["check"] == "mae < tpm"][0]
+    assert tpm["passed"] and tpm["detail"].startswith("left out: baseline 'tpm' collapsed")
+    assert not [c for c in checks if c["check"] == "mae < cread"][0]["passed"]  # still a bar
+    # Baselines keep (and mark) a collapsed model so the run reaches the gate; GR still fails.
+    plan = model_plan(Path("data"), ["gr", "tpm"], ["tpm:train.on_collapse=fail"], 1)
+    configs = {row.name: config for row, _, config in plan.runs}
+    assert configs["gr"].train.on_collapse == "fail" and configs["tpm"].train.on_collapse == "fail"
+    plan = model_plan(Path("data"), ["gr", "tpm"], None, 1)
+    assert {row.name: c.train.on_collapse for row, _, c in plan.runs} == {"gr": "fail", "tpm": "warn"}

@@ -117,3 +117,18 @@ def test_fit_takes_arrays_without_a_dataset(planted_dataset, tmp_path, gr_config
     result = fit(cfg, schema, train, valid, tmp_path / "m")
     meta = json.loads((result.model_dir / "checkpoint.json").read_text())
     assert meta["dataset_fingerprint"] is None and "collapse" in meta
+
+
+def test_a_cosine_schedule_decays_the_rate_and_changes_the_run(planted_dataset, tmp_path, gr_config):
+    from grmodel.config import RunConfig
+    from grmodel.training.epochs import learning_rate
+
+    tc = RunConfig().with_overrides(["train.lr=1e-3", "train.lr_schedule=cosine"]).train
+    rates = [learning_rate(step, 100, tc) for step in (0, 50, 99, 100, 150)]
+    assert rates[0] == pytest.approx(1e-3) and rates[1] == pytest.approx(5e-4)
+    assert rates[2] < 1e-6 and rates[3] == rates[4] == 0.0
+    assert learning_rate(99, 100, RunConfig().train) == RunConfig().train.lr  # constant
+    cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=10")
+    constant = train_model(cfg, tmp_path / "constant")
+    cosine = train_model(cfg.with_overrides(["train.lr_schedule=cosine"]), tmp_path / "cosine")
+    assert cosine.best_valid != constant.best_valid

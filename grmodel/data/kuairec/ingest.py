@@ -38,10 +38,10 @@ from grmodel.data.kuairec.fields import (
     tag_fields,
     user_fields,
 )
+from grmodel.data.kuairec.layout import RawLayout, raw_layout
 from grmodel.data.kuairec.readers import (
     exact_duplicates,
     factorize_ids,
-    raw_files,
     read_item_daily,
     read_item_tags,
     read_matrix,
@@ -49,25 +49,33 @@ from grmodel.data.kuairec.readers import (
     sources_record,
 )
 from grmodel.data.kuairec.schema import (
-    BIG,
     DAILY_FILE,
+    DAY_MS,
     DEFAULT_DAILY_FIELDS,
     DEFAULT_USER_FIELDS,
     ITEM_FILE,
     MATRIX_COLUMNS,
     ORACLE_COLUMNS,
     ORACLE_FILE,
-    SMALL,
     SYNTH_FILE,
     USER_FILE,
+    UTC_PLUS_8_MS,
 )
 from grmodel.data.processed import ROW_GROUP_ROWS, split_rows_summary, write_processed
 from grmodel.data.storage import local_path
+from grmodel.data.windows import (
+    Window,
+    check_window,
+    day_of,
+    resolve_window,
+    rows_by_day,
+    window_entry,
+)
 from grmodel.features import LABEL_COLUMN, OOV_ID
 
 log = logging.getLogger(__name__)
 
-SplitKind = Literal["authors", "random", "chronological"]
+SplitKind = Literal["authors", "random", "chronological", "forward"]
 
 
 @dataclass
@@ -76,8 +84,13 @@ class IngestConfig:
 
     label_mode: LabelMode = "watch_time"
     # authors: big matrix -> train + valid, small matrix -> test (the GR paper's protocol);
-    # random: 80/10/10 over both matrices; chronological: 80/10/10 by timestamp.
+    # random: 80/10/10 over both matrices; chronological: 80/10/10 by timestamp;
+    # forward: by day (grmodel/data/windows.py): train on the window before as_of, valid its
+    # last day, test the as_of day (logs by day: a row's day is its partition's; the flat
+    # layout: its timestamp's UTC+8 day).
     split: SplitKind = "authors"
+    as_of: str = ""  # forward: the test day (YYYY-MM-DD); "" = the newest day of the data
+    window_days: int = 0  # forward: the days before as_of learnt from; 0 = every earlier day
     valid_mode: Literal["random", "last"] = "random"  # authors: how valid leaves the big matrix
     valid_fraction: float = 0.1
     test_fraction: float = 0.1  # random / chronological
@@ -114,11 +127,16 @@ class IngestConfig:
                                     f" of {list(allowed)}")
 
         choice("label_mode", tuple(LABEL_UNITS))
-        choice("split", ("authors", "random", "chronological"))
+        choice("split", ("authors", "random", "chronological", "forward"))
         choice("valid_mode", ("random", "last"))
         choice("split_draw", splits.SPLIT_DRAWS)
         splits.check_fractions(self.valid_fraction,
                                0.0 if self.split == "authors" else self.test_fraction)
+        if self.split != "forward" and (self.as_of or self.window_days):
+            raise DataSpecError(f"IngestConfig: as_of={self.as_of!r}, window_days="
+                                f"{self.window_days} apply to split forward only (split is"
+                                f" {self.split!r})")
+        check_window(self.as_of, self.window_days, "IngestConfig")
         unknown = sorted(set(self.user_fields) - set(DEFAULT_USER_FIELDS))
         if unknown:
             raise DataSpecError(f"IngestConfig.user_fields: unknown field(s) {unknown}; known:"
@@ -148,16 +166,20 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
     config = config or IngestConfig()
     config.validate()
     raw = local_path(raw_dir)
-    optional, present = raw_files(raw)
+    layout = raw_layout(raw, config.split, config.as_of, config.window_days)
     with ThreadPoolExecutor(max_workers=1) as pool:
         # Hashing overlaps the parsing (hashlib releases the GIL).
-        digests = {name: pool.submit(sha256_file, raw / name) for name in present}
-        users, item_ids, item_tags, daily = read_side_files(raw, optional, config)
-        rows, raw_summary = _read_interactions(raw, config.dedupe)
-        sources = sources_record(raw, digests)
+        digests = {name: pool.submit(sha256_file, file) for name, file in layout.files().items()}
+        users, item_ids, item_tags, daily = read_side_files(layout.side, layout.optional, config)
+        rows, raw_summary = _read_interactions(layout, config.dedupe)
+        sources = sources_record(layout.files(), digests)
     log.info("read %d interactions from %s", len(rows["user_id"]), raw)
 
-    codes = _split_codes(rows, config)
+    window = layout.window
+    if config.split == "forward" and window is None:  # the flat layout: the rows' days
+        present = np.unique(rows["day"][np.isfinite(rows["day"])])
+        window = resolve_window(config.as_of, config.window_days, [day_of(d) for d in present])
+    codes = _split_codes(rows, config, window)
     train = codes == splits.TRAIN
     user_index, user_values = factorize_ids(rows["user_id"])
     item_index, item_values = factorize_ids(rows["video_id"])
@@ -191,28 +213,34 @@ def ingest_kuairec(raw_dir: str | Path, out_dir: str | Path,
             "item_id_raw": item_raw[part],
         }
 
-    ordered_by = rows["timestamp"] if config.split == "chronological" else None
+    ordered_by = rows["timestamp"] if config.split in ("chronological", "forward") else None
     split_rows = splits.rows_by_split(codes, ordered_by)
-    oracle, oracle_info = _oracle(raw, optional, config.label_mode, user_raw, item_raw, rows,
+    oracle, oracle_info = _oracle(layout, config.label_mode, user_raw, item_raw, rows,
                                   split_rows["test"])
     manifest = kuairec_manifest(
-        raw, optional, config, sources, raw_summary, label_info,
-        _split_manifest(config, codes, split_rows, rows["timestamp"], fields),
-        (user_values, users, item_values, item_ids), oracle_info)
+        layout, config, sources, raw_summary, label_info,
+        _split_manifest(config, codes, split_rows, rows["timestamp"], fields, window,
+                        layout.days is not None),
+        (user_values, users, item_values, item_ids), oracle_info,
+        window_entry(window, rows_by_day(rows["day"], codes)))
     result = write_processed(out_dir, fields, columns, split_rows, manifest, oracle,
                              config.chunk_rows, config.row_group_rows)
     log.info("ingested %s: %s", out_dir, manifest["splits"]["rows"])
     return result
 
 
-def kuairec_manifest(raw: Path, optional: list[str], config: IngestConfig,
+def kuairec_manifest(layout: RawLayout, config: IngestConfig,
                      sources: dict[str, Any], raw_summary: dict[str, Any],
                      label_info: dict[str, Any], split_entry: dict[str, Any],
                      entities: tuple[np.ndarray, pd.DataFrame, np.ndarray, np.ndarray],
-                     oracle_info: dict[str, Any]) -> dict[str, Any]:
+                     oracle_info: dict[str, Any], window: dict[str, Any] | None
+                     ) -> dict[str, Any]:
     """The ingest's manifest entries (write_manifest adds the contract's). ``entities``: the
-    users and videos of the interactions, the user feature table, the videos with categories."""
+    users and videos of the interactions, the user feature table, the videos with categories;
+    ``window``: the forward split's days (``window_entry``), else None (no entry)."""
     user_values, users, item_values, item_ids = entities
+    optional = layout.optional
+    extra = {} if window is None else {"window": window}
     return {
         "dataset": "kuairec",
         "options": dataclasses.asdict(config),
@@ -226,7 +254,8 @@ def kuairec_manifest(raw: Path, optional: list[str], config: IngestConfig,
             "item_daily_features": DAILY_FILE in optional and bool(config.daily_fields),
         },
         "oracle": oracle_info,
-        "generator": _generator(raw, optional),
+        "generator": _generator(layout),
+        **extra,
     }
 
 
@@ -240,14 +269,17 @@ def read_side_files(raw: Path, optional: list[str], config: IngestConfig
     return users, item_ids, item_tags, daily
 
 
-def _read_interactions(raw: Path, dedupe: bool) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Both matrices as one set of columns (big first) plus ``is_small``; duplicates counted
-    per matrix and dropped when asked."""
+def _read_interactions(layout: RawLayout, dedupe: bool
+                       ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Every interaction file of ``layout`` as one set of columns (in the layout's order: big
+    then small, or day by day) plus ``is_small`` and ``day`` (days since 1970-01-01: the
+    partition's, else the timestamp's UTC+8 day; NaN without one); duplicates counted per
+    file and dropped when asked."""
     parts, summary = [], {}
-    for name in (BIG, SMALL):
-        matrix = read_matrix(raw / name)
+    for name, path in layout.matrices.items():
+        matrix = read_matrix(path)
         duplicate = exact_duplicates(matrix)
-        summary[name.removesuffix(".csv")] = {
+        summary[name] = {
             "rows": int(len(duplicate)),
             "exact_duplicate_rows": int(duplicate.sum()),
             "dropped_duplicate_rows": int(duplicate.sum()) if dedupe else 0,
@@ -257,13 +289,26 @@ def _read_interactions(raw: Path, dedupe: bool) -> tuple[dict[str, np.ndarray], 
         }
         if dedupe and duplicate.any():
             matrix = {k: v[~duplicate] for k, v in matrix.items()}
+        if layout.days is not None:
+            matrix["day"] = np.full(len(matrix["user_id"]), float(layout.days[name]))
+        else:
+            matrix["day"] = local_days(matrix["timestamp"])
         parts.append(matrix)
-    rows = {name: np.concatenate([p[name] for p in parts]) for name in MATRIX_COLUMNS}
-    rows["is_small"] = np.repeat([False, True], [len(p["user_id"]) for p in parts])
+    rows = {name: np.concatenate([p[name] for p in parts]) for name in (*MATRIX_COLUMNS, "day")}
+    small = [layout.days is None and name == "small_matrix" for name in layout.matrices]
+    rows["is_small"] = np.repeat(small, [len(p["user_id"]) for p in parts])
     return rows, summary
 
 
-def _split_codes(rows: dict[str, np.ndarray], config: IngestConfig) -> np.ndarray:
+def local_days(timestamps: np.ndarray) -> np.ndarray:
+    """The UTC+8 day of each Unix-seconds timestamp, as days since 1970-01-01 (NaN stays)."""
+    return np.floor((timestamps * 1000.0 + UTC_PLUS_8_MS) / DAY_MS)
+
+
+def _split_codes(rows: dict[str, np.ndarray], config: IngestConfig, window: Window | None
+                 ) -> np.ndarray:
+    if window is not None:
+        return window.codes(rows["day"])
     hashed = config.split_draw == "hash"
     if hashed and (config.split == "random"
                    or config.split == "authors" and config.valid_mode == "random"):
@@ -286,9 +331,10 @@ def _split_codes(rows: dict[str, np.ndarray], config: IngestConfig) -> np.ndarra
 
 
 def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[str, np.ndarray],
-                    timestamps: np.ndarray, fields: list[EncodedField]) -> dict[str, Any]:
+                    timestamps: np.ndarray, fields: list[EncodedField],
+                    window: Window | None, partitioned: bool) -> dict[str, Any]:
     untimed = np.isnan(timestamps)
-    protocol, nan_policy = split_protocol(config)
+    protocol, nan_policy = split_protocol(config, window, partitioned)
     by_name = {f.spec.name: f for f in fields}
     per_split = {}
     for name, rows in split_rows.items():
@@ -309,8 +355,13 @@ def _split_manifest(config: IngestConfig, codes: np.ndarray, split_rows: dict[st
     }
 
 
-def split_protocol(config: IngestConfig) -> tuple[str, str]:
-    """(the split protocol, the policy for rows without a timestamp), as the manifest says."""
+def split_protocol(config: IngestConfig, window: Window | None = None,
+                   partitioned: bool = False) -> tuple[str, str]:
+    """(the split protocol, the policy for rows without a timestamp), as the manifest says;
+    ``window``: the forward split's, over day partitions when ``partitioned``."""
+    if window is not None:
+        return window.protocol(), ("kept: a row's day is its partition's" if partitioned else
+                                   "dropped: a row without a timestamp has no day")
     hashed = config.split_draw == "hash"
     seeded, by = (("about", " by a seeded hash of the row index, sizes binomial") if hashed
                   else ("seeded random", ""))
@@ -335,15 +386,15 @@ def split_protocol(config: IngestConfig) -> tuple[str, str]:
     return protocol, nan_policy
 
 
-def _oracle(raw: Path, optional: list[str], mode: str, user_raw: np.ndarray,
-            item_raw: np.ndarray, rows: dict[str, np.ndarray], test_rows: np.ndarray
-            ) -> tuple[Any, dict[str, Any]]:
+def _oracle(layout: RawLayout, mode: str, user_raw: np.ndarray, item_raw: np.ndarray,
+            rows: dict[str, np.ndarray], test_rows: np.ndarray) -> tuple[Any, dict[str, Any]]:
     """A function adding oracle_median / oracle_mean (label units) to test rows, and the
-    manifest entry; (None, reason) when there is no oracle or the label mode has none."""
-    info = oracle_info(optional, mode)
+    manifest entry; (None, reason) when there is no oracle or the label mode has none. In the
+    days layout the oracle is the newest day's (a forward split's test day)."""
+    info = oracle_info(layout.optional, mode)
     if not info["present"]:
         return None, info
-    path = raw / ORACLE_FILE
+    path = layout.side_file(ORACLE_FILE)
     table = read_csv(path, ORACLE_COLUMNS)
     o_user, o_item = column_array(table, "user_id"), column_array(table, "video_id")
     median = column_array(table, "oracle_median_ratio")
@@ -387,12 +438,17 @@ def oracle_info(optional: list[str], mode: str) -> dict[str, Any]:
             "columns": ["oracle_median", "oracle_mean"]}
 
 
-def _generator(raw: Path, optional: list[str]) -> dict[str, Any] | None:
-    if SYNTH_FILE not in optional:
+def _generator(layout: RawLayout) -> dict[str, Any] | None:
+    if SYNTH_FILE not in layout.optional:
         return None
-
+    path = layout.side_file(SYNTH_FILE)
     try:
-        record = json.loads((raw / SYNTH_FILE).read_text())
+        record = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise RawDataError(f"{raw / SYNTH_FILE}: not valid JSON ({exc})") from None
-    return {"config": record.get("config"), "sha256": record.get("sha256")}
+        raise RawDataError(f"{path}: not valid JSON ({exc})") from None
+    entry = {"config": record.get("config"), "sha256": record.get("sha256")}
+    if "days" in record:  # generated days: their settings and the drifts on the newest day
+        entry |= {"days": record["days"], "drifts": record.get("drifts", [])}
+    return entry
+
+

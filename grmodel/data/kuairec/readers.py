@@ -37,9 +37,10 @@ def raw_files(raw: Path) -> tuple[list[str], list[str]]:
     return optional, [BIG, SMALL, USER_FILE, ITEM_FILE, *optional]
 
 
-def sources_record(raw: Path, digests: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's ``sources``: each file's sha256 (futures of it) and size."""
-    return {name: {"sha256": digest.result(), "bytes": (raw / name).stat().st_size}
+def sources_record(files: dict[str, Any], digests: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``sources``: each file's sha256 (futures of it) and size, by its name
+    relative to the raw directory."""
+    return {name: {"sha256": digest.result(), "bytes": files[name].stat().st_size}
             for name, digest in digests.items()}
 
 

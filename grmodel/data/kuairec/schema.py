@@ -27,6 +27,13 @@ GENERATOR = "grmodel.data.synth.generate_kuairec"
 UTC_PLUS_8_MS = 8 * 3600 * 1000
 DAY_MS = 86_400_000
 
+# Logs that arrive by day: one folder per local (UTC+8) day, ``date=YYYY-MM-DD/``, holding the
+# day's interactions (DAY_FILE: the matrix columns) and the side files as they stood that day
+# (every user and video seen so far; a day may leave them out when the log root holds them).
+# Generated days add the day's ORACLE_FILE; SYNTH_FILE sits at the root. grmodel/data/windows.py
+# names, lists and hashes the partitions.
+DAY_FILE = "interactions.csv"
+
 # Columns of an interaction matrix. ``date`` is read as float: rows of the small matrix lack
 # their date (docs/kuairec.md). The ingest orders rows by ``timestamp`` and never reads ``date``.
 INTERACTION_COLUMNS: dict[str, ColumnKind] = {

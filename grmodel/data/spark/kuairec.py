@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from grmodel.atomic import atomic_directory
 from grmodel.counted import MAX_DISTINCT
-from grmodel.data import splits
+from grmodel.data import splits, windows
 from grmodel.data.encoding import EncodedField, categorical_field
 from grmodel.data.io import RawDataError, sha256_file
 from grmodel.data.kuairec import ingest as pandas_ingest
@@ -34,13 +36,14 @@ from grmodel.data.kuairec.fields import (
     user_fields,
 )
 from grmodel.data.kuairec.ingest import IngestConfig
-from grmodel.data.kuairec.readers import raw_files, sources_record
+from grmodel.data.kuairec.layout import RawLayout, raw_layout
+from grmodel.data.kuairec.readers import sources_record
 from grmodel.data.kuairec.schema import (
-    BIG,
+    DAY_MS,
     MATRIX_COLUMNS,
     ORACLE_COLUMNS,
     ORACLE_FILE,
-    SMALL,
+    UTC_PLUS_8_MS,
 )
 from grmodel.data.processed import write_manifest
 from grmodel.data.spark.frames import (
@@ -62,9 +65,19 @@ from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
 from grmodel.data.storage import Location, location
-from grmodel.features import LABEL_COLUMN, MISSING_ID, OOV_ID, SPLITS
+from grmodel.data.windows import day_of, resolve_window, window_entry
+from grmodel.features import (
+    LABEL_COLUMN,
+    MISSING_ID,
+    OOV_ID,
+    SPLITS,
+    raw_arrow_type,
+    raw_column,
+)
 
 log = logging.getLogger(__name__)
+
+DAY = "_day"  # a row's day, days since 1970-01-01 (the pandas path's ``day``)
 
 
 
@@ -82,14 +95,20 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
         raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
     spark = spark or spark_session()
     raw = location(raw_dir)  # a local folder or an object-storage URI
-    optional, present = raw_files(raw)
+    source = raw_layout(raw, config.split, config.as_of, config.window_days)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        digests = {name: pool.submit(sha256_file, raw / name) for name in present}
-        users, item_ids, item_tags, daily = pandas_ingest.read_side_files(raw, optional, config)
-        rows, raw_summary = _read_interactions(spark, raw, config.dedupe)
-        sources = sources_record(raw, digests)
+        digests = {name: pool.submit(sha256_file, file) for name, file in source.files().items()}
+        users, item_ids, item_tags, daily = pandas_ingest.read_side_files(
+            source.side, source.optional, config)
+        rows, raw_summary = _read_interactions(spark, source, config.dedupe)
+        sources = sources_record(source.files(), digests)
 
-    rows, split_info = _with_split_codes(rows, config)
+    window = source.window
+    if config.split == "forward" and window is None:  # the flat layout: the rows' days
+        present = [int(r[DAY]) for r in rows.select(DAY).distinct().collect()
+                   if r[DAY] is not None]
+        window = resolve_window(config.as_of, config.window_days, [day_of(d) for d in present])
+    rows, split_info = _with_split_codes(rows, config, window)
     train = F.col(CODE) == splits.TRAIN
     user_values, user_train = _entities(rows, "user_id", train)
     items = (rows.groupBy("video_id")
@@ -136,9 +155,9 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
                         for key in ("rows", "oov_user_rows", "oov_item_rows",
                                     "nan_timestamp_rows")}
                  for name, code in splits.SPLIT_CODES.items()}
-    protocol, nan_policy = pandas_ingest.split_protocol(config)
+    protocol, nan_policy = pandas_ingest.split_protocol(config, window, source.days is not None)
     nan_total = sum(int(r["nan_timestamp_rows"]) for r in counts)
-    oracle_info = pandas_ingest.oracle_info(optional, config.label_mode)
+    oracle_info = pandas_ingest.oracle_info(source.optional, config.label_mode)
     split_entry = {
         "kind": config.split, "protocol": protocol, "seed": config.seed,
         "rows": {name: per_split[name]["rows"] for name in SPLITS},
@@ -147,25 +166,30 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
         "nan_timestamp_rows": {"total": nan_total, "policy": nan_policy},
     }
     manifest = pandas_ingest.kuairec_manifest(
-        raw, optional, config, sources, raw_summary, label_entry, split_entry,
-        (user_values, users, item_values, item_ids), oracle_info)
+        source, config, sources, raw_summary, label_entry, split_entry,
+        (user_values, users, item_values, item_ids), oracle_info,
+        _window_entry(rows, window))
     manifest["engine"] = {"name": "spark", "version": spark_.version, "layout": layout,
                           "split_draw": split_info, "label_train_stats": stats_method,
                           "row_group_rows": config.row_group_rows}
 
     columns = _split_columns(fields)
     masks = [f.spec.mask_column for f in fields if f.spec.mask_column]
-    ordered = config.split == "chronological"
+    ordered = config.split in ("chronological", "forward")
     with atomic_directory(out_dir) as tmp:
         written = {}
         for name, code in splits.SPLIT_CODES.items():
             part = rows.filter(F.col(CODE) == code)
-            part_columns = dict(columns)
+            part_columns: dict[str, Any] = dict(columns)
+            if name == "test":
+                part_columns.update({raw_column(f.spec.name): raw_arrow_type(f.encoder)
+                                     for f in fields})
             if name == "test" and oracle_info["present"]:
-                part = _with_oracle(spark_, part, raw / ORACLE_FILE, config.label_mode)
+                part = _with_oracle(spark_, part, source.side_file(ORACLE_FILE),
+                                    config.label_mode)
                 part_columns.update(oracle_median="float64", oracle_mean="float64")
             order = [F.col("timestamp"), F.col(ROW)] if ordered else [F.col(ROW)]
-            part = with_position(_select(part, fields), POSITION, order)
+            part = with_position(_select(part, fields, raw=name == "test"), POSITION, order)
             written[name] = write_split(part, POSITION, tmp, name, part_columns, masks,
                                         config.row_group_rows, layout)
             part.unpersist()
@@ -175,14 +199,14 @@ def ingest_kuairec_spark(raw_dir: str | Path, out_dir: str | Path,
     return manifest
 
 
-def _read_interactions(spark: SparkSession, raw: Location, dedupe: bool
+def _read_interactions(spark: SparkSession, layout: RawLayout, dedupe: bool
                        ) -> tuple[DataFrame, dict[str, Any]]:
-    """Both matrices as one frame (big first) with ``is_small`` and a dense row number in
-    file order (what the pandas path's row index is); duplicates counted per matrix and
-    dropped when asked."""
+    """Every interaction file of ``layout`` as one frame (in the layout's order) with
+    ``is_small``, ``DAY`` (the pandas path's ``day``) and a dense row number in file order
+    (what the pandas path's row index is); duplicates counted per file and dropped when
+    asked."""
     parts, summary, offset = [], {}, 0
-    for name in (BIG, SMALL):
-        path = raw / name
+    for name, path in layout.matrices.items():
         frame = with_position(read_csv(spark, path, MATRIX_COLUMNS), ROW)
         check_rules(frame, path, _matrix_rules(), ROW)
         first = F.min(ROW).over(_all_columns_window())
@@ -193,7 +217,7 @@ def _read_interactions(spark: SparkSession, raw: Location, dedupe: bool
             F.countDistinct("user_id").alias("users"),
             F.countDistinct("video_id").alias("videos")).first()
         duplicates = int(found["dup"] or 0)
-        summary[name.removesuffix(".csv")] = {
+        summary[name] = {
             "rows": int(found["rows"]),
             "exact_duplicate_rows": duplicates,
             "dropped_duplicate_rows": duplicates if dedupe else 0,
@@ -204,10 +228,17 @@ def _read_interactions(spark: SparkSession, raw: Location, dedupe: bool
         if dedupe and duplicates:
             frame = _renumber(frame)
         kept = int(found["rows"]) - (duplicates if dedupe else 0)
-        parts.append(frame.drop("_dup").withColumn("is_small", F.lit(name == SMALL))
-                     .withColumn(ROW, F.col(ROW) + F.lit(offset)))
+        day = (F.lit(float(layout.days[name])) if layout.days is not None else
+               F.floor((F.col("timestamp") * F.lit(1000.0) + F.lit(float(UTC_PLUS_8_MS)))
+                       / F.lit(float(DAY_MS))).cast("double"))
+        small = layout.days is None and name == "small_matrix"
+        parts.append(frame.drop("_dup").withColumn("is_small", F.lit(small))
+                     .withColumn(DAY, day).withColumn(ROW, F.col(ROW) + F.lit(offset)))
         offset += kept
-    return parts[0].unionByName(parts[1]), summary
+    merged = parts[0]
+    for part in parts[1:]:
+        merged = merged.unionByName(part)
+    return merged, summary
 
 
 def _renumber(frame: DataFrame) -> DataFrame:
@@ -236,10 +267,19 @@ def _matrix_rules() -> list[tuple[str, Column, str]]:
     return rules
 
 
-def _with_split_codes(rows: DataFrame, config: IngestConfig) -> tuple[DataFrame, str]:
+def _with_split_codes(rows: DataFrame, config: IngestConfig, window: windows.Window | None
+                      ) -> tuple[DataFrame, str]:
     """``rows`` with each row's split code, as ``ingest._split_codes`` assigns it; and how
     the seeded draws were made. ``ROW`` numbers both matrices, big first, after any dedupe:
     the pandas path's row index, which its draws (permutation or hash) are over."""
+    if window is not None:  # Window.codes, per row
+        first, valid, test = (float((d - day_of(0)).days)
+                              for d in (window.first_day, window.valid_day, window.as_of))
+        day = F.col(DAY)
+        code = (F.when((day >= first) & (day < valid), splits.TRAIN)
+                .when(day == valid, splits.VALID).when(day == test, splits.TEST)
+                .otherwise(splits.DROPPED))
+        return rows.withColumn(CODE, code.cast("int")), "none: split by day"
     if config.split == "random" or (config.split == "authors" and config.valid_mode == "random"):
         if config.split_draw == "hash":
             test = config.test_fraction if config.split == "random" else 0.0
@@ -277,6 +317,14 @@ def _with_split_codes(rows: DataFrame, config: IngestConfig) -> tuple[DataFrame,
     return rows.withColumn(CODE, code.cast("int")), "none: split by time rank (distributed sort)"
 
 
+def _window_entry(rows: DataFrame, window: windows.Window | None) -> dict[str, Any] | None:
+    """``ingest.window_entry`` from the per-day counts of the rows in a split."""
+    if window is None:
+        return None
+    counts = rows.filter(F.col(CODE) != splits.DROPPED).groupBy(DAY).count().collect()
+    return window_entry(window, {r[DAY]: r["count"] for r in counts})
+
+
 def _entities(rows: DataFrame, key: str, train: Column) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct ids, whether each occurs in a training row)."""
     table = rows.groupBy(key).agg(F.max(train.cast("int")).alias("train")).toPandas()
@@ -286,10 +334,21 @@ def _entities(rows: DataFrame, key: str, train: Column) -> tuple[np.ndarray, np.
 
 def _entity_table(spark: SparkSession, key: str, values: np.ndarray,
                   fields: list[EncodedField]) -> DataFrame:
-    """One row per entity: its raw id (as the rows hold it) and each field's id."""
+    """One row per entity: its raw id (as the rows hold it), each field's id and raw value."""
     table = pd.DataFrame({key: values.astype(np.float64),
-                          **{f"{f.spec.name}_id": f.ids.astype(np.int32) for f in fields}})
-    return spark.createDataFrame(table)
+                          **{f"{f.spec.name}_id": f.ids.astype(np.int32) for f in fields},
+                          **{f"{f.spec.name}_rawv": f.raw for f in fields}})
+    schema = T.StructType(
+        [T.StructField(key, T.DoubleType())]
+        + [T.StructField(f"{f.spec.name}_id", T.IntegerType()) for f in fields]
+        + [T.StructField(f"{f.spec.name}_rawv", _spark_type(raw_arrow_type(f.encoder)))
+           for f in fields])
+    return spark.createDataFrame(table, schema)
+
+
+def _spark_type(kind: pa.DataType) -> T.DataType:
+    return (T.LongType() if pa.types.is_integer(kind) else T.DoubleType()
+            if pa.types.is_floating(kind) else T.StringType())
 
 
 def _with_label(rows: DataFrame, mode: str) -> DataFrame:
@@ -317,8 +376,11 @@ def _split_columns(fields: list[EncodedField]) -> dict[str, str]:
     return columns
 
 
-def _select(rows: DataFrame, fields: list[EncodedField]) -> DataFrame:
+def _select(rows: DataFrame, fields: list[EncodedField], raw: bool = False) -> DataFrame:
+    """A split's columns (``raw``: with each field's raw values, the test split's)."""
     ids = [F.col(f"{f.spec.name}_id").alias(f.spec.name) for f in fields]
+    raws = [F.col(f"{f.spec.name}_rawv").alias(raw_column(f.spec.name)) for f in fields
+            ] if raw else []
     masks = [(F.col(f"{f.spec.name}_id") != MISSING_ID).cast("int").alias(f.spec.mask_column)
              for f in fields if f.spec.mask_column]
     extra = [c for c in ("oracle_median", "oracle_mean") if c in rows.columns]
@@ -328,7 +390,7 @@ def _select(rows: DataFrame, fields: list[EncodedField]) -> DataFrame:
         (F.col("video_duration") / F.lit(1000.0)).alias("duration_s"),
         F.coalesce(F.col("timestamp"), F.lit(float("nan"))).alias("timestamp"),
         F.col("user_id").cast("long").alias("user_id_raw"),
-        F.col("video_id").cast("long").alias("item_id_raw"), *extra, ROW)
+        F.col("video_id").cast("long").alias("item_id_raw"), *raws, *extra, ROW)
 
 
 def _with_oracle(spark: SparkSession, test: DataFrame, path: Location, mode: str) -> DataFrame:

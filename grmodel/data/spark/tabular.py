@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -51,6 +52,15 @@ from grmodel.data.tabular import (
     TabularSpec,
     dropped_warning,
     plausibility_warnings,
+    source_files,
+)
+from grmodel.data.windows import (
+    PARTITION_KEY,
+    Window,
+    day_of,
+    epoch_day,
+    resolve_window,
+    window_entry,
 )
 from grmodel.features import (
     FIRST_KNOWN_ID,
@@ -62,10 +72,14 @@ from grmodel.features import (
     FieldSpec,
     bucketise,
     encode,
+    raw_arrow_type,
+    raw_column,
     vocabulary_record,
 )
 
 log = logging.getLogger(__name__)
+
+DAY = "_day"  # a row's day for a forward split, days since 1970-01-01 (tabular.row_days)
 
 
 
@@ -82,7 +96,7 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
         raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
     spark = spark or spark_session()
     path = location(spec.source_path)
-    frame, partitions = _read_table(spark, path, spec)
+    frame, partitions, hashes = _read_table(spark, path, spec)
     n = frame.count()
     if n == 0:
         raise RawDataError(f"{path}: no data rows (rule: a non-empty table)")
@@ -94,7 +108,7 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     if spec.oracle:
         _check_nonnegative(frame, path, spec.oracle, "(rule: the oracle median is non-negative"
                            " and finite)", "missing, negative or infinite", count=False)
-    frame, split_draw = _with_codes(frame, spec, path, n)
+    frame, split_draw, window = _with_codes(frame, spec, path, n)
     train = F.col(CODE) == splits.TRAIN
     frame = frame.persist()
     if frame.filter(train).limit(1).count() == 0:
@@ -127,7 +141,8 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     manifest = {
         "dataset": spec.name,
         "source": {"path": str(path), "rows": n,
-                   "sha256": path.sha256() if path.kind() == "file" else None},
+                   "sha256": path.sha256() if path.kind() == "file" else None,
+                   **({"partitions": hashes} if hashes else {})},
         "options": dataclasses.asdict(spec),
         "label": {"mode": spec.label, "unit": "label", "column": LABEL_COLUMN,
                   "source_column": spec.label, "train_stats": label_train_stats},
@@ -138,6 +153,8 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
                     "columns": ["oracle_median"]} if spec.oracle else
                    {"present": False, "reason": "the spec names no oracle column"}),
         "warnings": warnings,
+        **({"window": window_entry(window, {r[DAY]: r["count"] for r in frame.filter(
+            F.col(CODE) != splits.DROPPED).groupBy(DAY).count().collect()})} if window else {}),
         "engine": {"name": "spark", "version": spark.version, "layout": layout,
                    "split_draw": split_draw, "partition_columns": partitions,
                    "statistics": methods},
@@ -159,6 +176,7 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
         .alias("duration_s"),
         F.coalesce(F.col("_seconds"), F.lit(float("nan"))).alias("timestamp"),
         F.col(user_key).alias("user_id_raw"), F.col(item_key).alias("item_id_raw"),
+        *[_raw_value(f, frame) for f in fields],
         *([F.col(spec.oracle).cast("double").alias("oracle_median")] if spec.oracle else []),
         CODE, ROW, "_seconds")
     masks = [f.spec.mask_column for f in fields if f.spec.mask_column]
@@ -166,7 +184,10 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     with atomic_directory(out_dir) as tmp:
         written = {}
         for name, code in splits.SPLIT_CODES.items():
-            part_columns = dict(columns)
+            part_columns: dict[str, Any] = dict(columns)
+            if name == "test":
+                part_columns.update({raw_column(f.spec.name): raw_arrow_type(f.encoder)
+                                     for f in fields})
             if name == "test" and spec.oracle:
                 part_columns["oracle_median"] = "float64"
             order = [F.col("_seconds"), F.col(ROW)] if chronological else [F.col(ROW)]
@@ -181,10 +202,12 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
 
 
 def _read_table(spark: SparkSession, path: Location, spec: TabularSpec
-                ) -> tuple[DataFrame, list[str]]:
+                ) -> tuple[DataFrame, list[str], dict[str, str]]:
     """The spec's columns with a row number (file order) and ``_seconds`` (the timestamp as
-    float seconds); the partition columns of a partitioned directory. ``path`` is local or an
-    object-storage URI: Spark reads it, the driver lists it and reads Parquet footers."""
+    float seconds); the partition columns of a partitioned directory and the content hash of
+    each partition read (``tabular.source_files``: a forward split reads its window's).
+    ``path`` is local or an object-storage URI: Spark reads it, the driver lists it and reads
+    Parquet footers."""
     wanted = [*spec.user.columns, *spec.item.columns, spec.label]
     wanted += [c for c in (spec.user_key, spec.item_key, spec.timestamp, spec.duration,
                            spec.oracle, spec.split.column) if c]
@@ -192,13 +215,11 @@ def _read_table(spark: SparkSession, path: Location, spec: TabularSpec
     numeric = [*spec.user.numeric, *spec.item.numeric, spec.label,
                *([c for c in (spec.duration, spec.oracle) if c])]
     partitions: list[str] = []
+    hashes: dict[str, str] = {}
     kind = path.kind()
     if kind == "directory" or path.suffix == ".parquet":
         if kind == "directory":
-            files = path.files(".parquet")
-            if not files:
-                raise RawDataError(f"{path}: no .parquet files (rule: a partitioned Parquet"
-                                   " directory holds Parquet files)")
+            files, hashes = source_files(path, spec)
             partitions = [part.split("=")[0] for part in files[0].relative_parts(path)
                           if "=" in part]
         elif kind == "missing":
@@ -214,7 +235,10 @@ def _read_table(spark: SparkSession, path: Location, spec: TabularSpec
         if partitions:
             frame = (spark.read.option("basePath", path.uri).parquet(*[f.uri for f in files])
                      .withColumn("_f", F.input_file_name()))
-            frame = with_position(frame.select(*wanted, "_f"), ROW, [F.col("_f")]).drop("_f")
+            day = ([PARTITION_KEY] if spec.split.kind == "forward" and PARTITION_KEY in partitions
+                   and PARTITION_KEY not in wanted else [])
+            frame = with_position(frame.select(*wanted, *day, "_f"), ROW,
+                                  [F.col("_f")]).drop("_f")
         else:
             frame = parquet_with_position(spark, files, wanted, ROW)
     elif path.suffix == ".csv":
@@ -232,7 +256,8 @@ def _read_table(spark: SparkSession, path: Location, spec: TabularSpec
         if not isinstance(kind, T.NumericType):
             raise RawDataError(f"{path}: column {column!r} has type {kind.simpleString()}"
                                " (rule: numeric)")
-    return frame.withColumn("_seconds", _seconds(frame, spec.timestamp, path)), partitions
+    return (frame.withColumn("_seconds", _seconds(frame, spec.timestamp, path)), partitions,
+            hashes)
 
 
 def _seconds(frame: DataFrame, column: str | None, path: Location) -> Column:
@@ -257,9 +282,22 @@ def _check_nonnegative(frame: DataFrame, path: Location, column: str, rule: str,
 
 
 def _with_codes(frame: DataFrame, spec: TabularSpec, path: Location, n: int
-                ) -> tuple[DataFrame, str]:
-    """Each row's split code, as build_tabular assigns it."""
+                ) -> tuple[DataFrame, str, Window | None]:
+    """Each row's split code, as build_tabular assigns it; how it was drawn; the forward
+    split's window (else None)."""
     kind = spec.split.kind
+    if kind == "forward":
+        frame = frame.withColumn(DAY, _day(frame, path))
+        present = [day_of(int(r[DAY])) for r in frame.select(DAY).distinct().collect()
+                   if r[DAY] is not None]
+        window = resolve_window(spec.split.as_of, spec.split.window_days, present)
+        first, valid, test = (float(epoch_day(d))
+                              for d in (window.first_day, window.valid_day, window.as_of))
+        day = F.col(DAY)
+        code = (F.when((day >= first) & (day < valid), splits.TRAIN)
+                .when(day == valid, splits.VALID).when(day == test, splits.TEST)
+                .otherwise(splits.DROPPED))
+        return frame.withColumn(CODE, code.cast("int")), "none: split by day", window
     if kind == "column":
         value = F.lower(F.trim(F.col(spec.split.column).cast("string")))
         names = {**{s: s for s in splits.SPLIT_CODES}, **splits.SPLIT_ALIASES}
@@ -273,21 +311,34 @@ def _with_codes(frame: DataFrame, spec: TabularSpec, path: Location, n: int
             raise RawDataError(f"{path}: column {spec.split.column!r} has {found['n']} values such"
                                f" as {found['x']!r} (rule: one of train, valid, test; validation"
                                " and val mean valid)")
-        return frame, "none: the split column"
+        return frame, "none: the split column", None
     if kind == "random" and spec.split.draw == "hash":
         return hash_codes(frame, ROW, CODE, spec.split.valid_fraction, spec.split.test_fraction,
-                          spec.split.seed), HASH_DRAW
+                          spec.split.seed), HASH_DRAW, None
     if kind == "random":
         codes = splits.random_split(n, spec.split.valid_fraction, spec.split.test_fraction,
                                     spec.split.seed)
-        return lookup(frame, ROW, codes, CODE), PERMUTATION_DRAW
+        return lookup(frame, ROW, codes, CODE), PERMUTATION_DRAW, None
     timed = ~missing("_seconds")
     frame, n_timed = with_time_rank(frame, timed, "_seconds")
     n_valid, n_test = splits.held_out(n_timed, spec.split.valid_fraction, spec.split.test_fraction)
     rank = F.col(TIME_RANK)
     code = (F.when(rank.isNull(), splits.DROPPED).when(rank < n_timed - n_valid - n_test, splits.TRAIN)
             .when(rank < n_timed - n_test, splits.VALID).otherwise(splits.TEST))
-    return frame.withColumn(CODE, code.cast("int")), "none: split by time rank (distributed sort)"
+    return (frame.withColumn(CODE, code.cast("int")), "none: split by time rank (distributed sort)",
+            None)
+
+
+def _day(frame: DataFrame, path: Location) -> Column:
+    """``tabular.row_days`` in Spark: the ``date=`` partition's day, else the timestamp's UTC
+    day (days since 1970-01-01, as doubles)."""
+    if PARTITION_KEY in frame.columns:
+        day = F.to_date(F.col(PARTITION_KEY).cast("string"))
+        return F.datediff(day, F.to_date(F.lit("1970-01-01"))).cast("double")
+    if frame.filter(~missing("_seconds")).limit(1).count() == 0:
+        raise DataSpecError(f"{path}: split.kind forward needs day partitions ({PARTITION_KEY}="
+                            "YYYY-MM-DD folders) or a 'timestamp' column")
+    return F.floor(F.col("_seconds") / F.lit(86_400.0)).cast("double")
 
 
 def _field(name: str, side: str, vocab_record: np.ndarray | None = None,
@@ -304,6 +355,16 @@ def _field(name: str, side: str, vocab_record: np.ndarray | None = None,
                      mask_column=f"{name}_mask")
     fitted = {"buckets": len(edges) + 1, "edges": [float(e) for e in edges]}
     return EncodedField(spec, np.empty(0, np.int32), None, fitted, {"edges": fitted["edges"]})
+
+
+def _raw_value(field: EncodedField, frame: DataFrame) -> Column:
+    """The field's source column as the test split keeps it (features.raw_arrow_type)."""
+    kind = raw_arrow_type(field.encoder)
+    column = F.col(field.spec.name)
+    if pa.types.is_string(kind) and not isinstance(frame.schema[field.spec.name].dataType,
+                                                     T.StringType):
+        column = column.cast("string")  # a vocabulary of other values (booleans): as text
+    return column.alias(raw_column(field.spec.name))
 
 
 def _edges(train: DataFrame, column: str, n_buckets: int, exact_distinct_max: int

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,14 +22,24 @@ PART_ROW_GROUPS = 16
 LAYOUTS = ("file", "parts")
 
 
-def arrow_schema(columns: dict[str, str]) -> pa.Schema:
-    """The Arrow schema of a split from numpy dtype names (``object``: strings)."""
-    return pa.schema([(name, pa.string() if kind == "object" else pa.from_numpy_dtype(np.dtype(kind)))
+def arrow_schema(columns: dict[str, str | pa.DataType]) -> pa.Schema:
+    """The Arrow schema of a split from numpy dtype names (``object``: strings) or Arrow types
+    (columns with gaps: the test split's raw values)."""
+    return pa.schema([(name, kind if isinstance(kind, pa.DataType) else pa.string()
+                       if kind == "object" else pa.from_numpy_dtype(np.dtype(kind)))
                       for name, kind in columns.items()])
 
 
+def _column(values: pd.Series, kind: str | pa.DataType) -> Any:
+    """A pandas column as the split stores it: cast to its numpy dtype, or to its Arrow type
+    with missing values as nulls (floats keep NaN, as the pandas engine writes them)."""
+    if isinstance(kind, pa.DataType):
+        return pa.array(values, type=kind, from_pandas=not pa.types.is_floating(kind))
+    return values.to_numpy().astype(kind, copy=False)
+
+
 def write_split(frame: DataFrame, position: str, directory: Path, split: str,
-                columns: dict[str, str], masks: list[str], row_group_rows: int,
+                columns: dict[str, str | pa.DataType], masks: list[str], row_group_rows: int,
                 layout: str) -> list[str]:
     """Write ``frame`` (its ``columns``, cast to their numpy dtypes, in ``position`` order) as
     ``directory/<split>.parquet``: one file (layout ``file``) or a directory of part files
@@ -44,8 +55,8 @@ def write_split(frame: DataFrame, position: str, directory: Path, split: str,
     def write_part(frame: pd.DataFrame) -> pd.DataFrame:
         frame = frame.sort_values(position)
         part = int(frame[position].iloc[0]) // part_rows
-        table = pa.table({name: frame[name].to_numpy().astype(columns[name], copy=False)
-                          for name in names}, schema=schema)
+        table = pa.table({name: _column(frame[name], columns[name]) for name in names},
+                         schema=schema)
         writer = split_writer(f"{target}/part-{part:06d}.parquet", schema, masks)
         try:
             writer.write_table(table, row_group_size=row_group_rows)

@@ -1,5 +1,12 @@
 """The data stages: fetch one raw data version, gate it with great expectations, ingest it
-into the processed dataset (and gate that)."""
+into the processed dataset (and gate that).
+
+What a run reads is resolved when its fetch starts (``grmodel.datasource``): the head of a
+git + DVC repository, the generator's data, a directory (snapshotted into a DVC remote), or the
+partitions of a window of logs by day. A windowed run (``window_days > 0``) is as of one day:
+its ``as_of``, or the last complete day before the run's scheduled time; it trains on the
+window before that day and is tested on it (``grmodel.data.windows``).
+"""
 
 from __future__ import annotations
 
@@ -13,17 +20,27 @@ from typing import Any
 from grmodel import versioning
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
-from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
+from grmodel.data.storage import is_uri
+from grmodel.data.windows import Window, as_of_from_schedule
+from grmodel.datasource import (
+    SOURCES,
+    DataRecord,
+    DataSourceError,
+    logs_partitions,
+    resolve_generated,
+    resolve_logs,
+    resolve_path,
+)
 from grmodel.features import read_manifest
 from grmodel.pipeline.live import StageTracking
-from grmodel.pipeline.stages.record import StageError, check_engine
+from grmodel.pipeline.stages.record import STAGE_RECORD, StageError, StageRecord, check_engine
 from grmodel.pipeline.stages.runner import StageRun
 from grmodel.redact import redact, strip_credentials
-from grmodel.validation import validate_processed, validate_raw_kuairec
+from grmodel.validation import RawBounds, validate_processed, validate_raw_kuairec
 
 log = logging.getLogger(__name__)
 
-DATA_SOURCES = ("dvc", "generate", "path")
+DATA_SOURCES = SOURCES
 
 
 def fetch_data(
@@ -34,22 +51,32 @@ def fetch_data(
     data_repo: str = ".",
     preset: str = "default",
     data_seed: int = 2024,
+    as_of: str = "",
+    window_days: int = 0,
+    scheduled_time: str = "",
+    snapshot_remote: str = "",
     tracking: StageTracking | None = None,
 ) -> dict[str, Any]:
-    """Write exactly one raw KuaiRec-format data version into ``out_dir``; return its version.
+    """Write exactly one raw KuaiRec-format data version into ``out_dir``; return its version,
+    the run's resolved ``as_of`` ("" unless windowed) and the ``record`` of what was read
+    (``datasource.DataRecord``; the stage record holds it under ``data``).
 
-    ``dvc``: the version ``data.dvc`` records in the git + DVC repository ``data_repo`` (or,
-    with ``data_version``, any version some commit of it records): the workspace's version is
-    pulled or regenerated and verified, and refused when ``data/`` was edited after
+    ``dvc``: the version ``data.dvc`` records in the git + DVC repository ``data_repo`` at its
+    head (or, with ``data_version``, any version some commit of it records): the workspace's
+    version is pulled or regenerated and verified, and refused when ``data/`` was edited after
     ``dvc add``; another version is read through the DVC API at the commit that recorded it.
     ``generate``: the synth ``preset`` with ``data_seed``. ``path``: the directory
-    ``data_repo`` as it is (real KuaiRec). The version is DVC's directory hash in every case.
+    ``data_repo``, snapshotted into the DVC remote ``snapshot_remote`` (refused without one).
+    ``logs``: the partitions of the window (``window_days`` before ``as_of``, and ``as_of``)
+    of the day-partitioned logs at ``data_repo`` (a path or a URI), snapshotted too when a
+    remote is given. The version is DVC's directory hash in every case.
     """
     stage = StageRun("fetch_data", tracking)
     if source not in DATA_SOURCES:
         raise StageError(f"data source {source!r}: expected one of {list(DATA_SOURCES)}")
+    window = logs_window(as_of, window_days, scheduled_time) if source == "logs" else run_window(
+        as_of, window_days, scheduled_time)
     out = Path(out_dir)
-    git_rev = None  # a commit whose data.dvc records the version (dvc sources)
     with stage.output(out) as tmp:
         raw = tmp / "raw"
         if source == "dvc":
@@ -63,31 +90,96 @@ def fetch_data(
             else:
                 versioning.export_version(repo, version, raw)
                 how = "exported"
-            git_rev = versioning.version_rev(repo, version)
-        elif source == "generate":
-            generate_kuairec(raw, SynthConfig.preset(preset, seed=data_seed))
-            how = "generated"
+            record = DataRecord("dvc", versioning.directory_hash(raw),
+                                strip_credentials(str(data_repo)),
+                                git_rev=versioning.version_rev(repo, version))
+            shutil.rmtree(tmp / "repo", ignore_errors=True)
         else:
-            given = Path(data_repo)
-            if not given.is_dir():
-                raise StageError(f"data source path: {given} is not a directory")
-            shutil.copytree(given, raw)
-            how = "copied"
-        shutil.rmtree(tmp / "repo", ignore_errors=True)
-        got = versioning.directory_hash(raw)
+            record, how = _resolve(source, raw, data_repo, preset, data_seed, window,
+                                   snapshot_remote)
+        got = record.data_version
         if data_version and got != data_version:
             raise StageError(f"data version {data_version} was asked for, but the {source} data"
                              f" hashes to {got}")
-        result = {"data_version": got, "obtained": how, "source": source, "git_rev": git_rev,
+        resolved = window.as_of.isoformat() if window else ""
+        result = {"data_version": got, "obtained": how, "source": source,
+                  "git_rev": record.git_rev, "as_of": resolved, "record": record.to_dict(),
                   "files": sorted(p.name for p in raw.iterdir())}
         stage.record(
-            params={"data": {"source": source, "data_version": got, "git_rev": git_rev,
-                             "repo": strip_credentials(str(data_repo)), "preset": preset,
-                             "data_seed": data_seed}},
+            params={"data": {**record.to_dict(), "repo": strip_credentials(str(data_repo)),
+                             "preset": preset, "data_seed": data_seed},
+                    "window": window.to_dict() if window else {}},
             metrics={"raw_bytes": float(sum(p.stat().st_size for p in raw.rglob("*") if p.is_file()))},
         )
     log.info("data version %s (%s) in %s", got, how, out)
     return result
+
+
+def _resolve(source: str, raw: Path, data_repo: str, preset: str, seed: int,
+             window: Window | None, snapshot_remote: str) -> tuple[DataRecord, str]:
+    """(what was read, how) for the sources other than dvc."""
+    try:
+        if source == "generate":
+            return resolve_generated(preset, seed, raw), "generated"
+        if source == "path":
+            return resolve_path(data_repo, raw, snapshot_remote), "snapshotted"
+        assert window is not None
+        record = resolve_logs(data_repo, window, raw, snapshot_remote)
+        return record, f"{len(record.partitions or {})} partitions"
+    except DataSourceError as exc:
+        raise StageError(str(exc)) from None
+
+
+def logs_window(as_of: str, window_days: int, scheduled_time: str = "") -> Window:
+    """The window of a run on logs by day (data_source logs), which must read one."""
+    window = run_window(as_of, window_days, scheduled_time)
+    if window is None:
+        raise StageError("data source logs: window_days is 0 (rule: a run on logs by day reads a"
+                         " window: window_days >= 2, and as_of or the scheduled time)")
+    return window
+
+
+def check_local_logs(data_repo: str, as_of: str, window_days: int) -> None:
+    """A run on logs by day in a folder on this machine: the window's partitions are there,
+    checked before the run creates anything (logs on a URI are checked by the fetch)."""
+    window = logs_window(as_of, window_days)
+    if not is_uri(data_repo):
+        logs_partitions(data_repo, window)
+
+
+def run_window(as_of: str, window_days: int, scheduled_time: str = "") -> Window | None:
+    """The run's window: None when ``window_days`` is 0 (then ``as_of`` must be empty), else
+    as of ``as_of``, or of the last complete day before ``scheduled_time`` (KFP's scheduled
+    time of the run; unresolved or empty: now)."""
+    try:
+        if not window_days:
+            if as_of:
+                raise DataSpecError(f"as_of={as_of!r} with window_days 0 (rule: a run as of a day"
+                                    " reads the window_days >= 2 days before it)")
+            return None
+        return Window.of(as_of or as_of_from_schedule(scheduled_time), window_days)
+    except DataSpecError as exc:
+        raise StageError(str(exc)) from None
+
+
+def fetched_window(fetched: str | Path) -> Window | None:
+    """The window a :func:`fetch_data` output was resolved for (None: not windowed)."""
+    entry = StageRecord.read(fetched).params.get("window") or {}
+    return Window.from_dict(entry) if entry else None
+
+
+def ingest_options(split: str, label_mode: str, as_of: str = "", window_days: int = 0
+                   ) -> dict[str, Any]:
+    """The ingest options of a pipeline run: a windowed run (``window_days > 0``, ``as_of``
+    the fetch's resolved day) splits forward; ``split`` is then left at its default or
+    ``forward``."""
+    if not window_days:
+        return {"split": split, "label_mode": label_mode}
+    if split not in ("authors", "forward"):
+        raise StageError(f"split={split!r} with window_days={window_days} (rule: a windowed run"
+                         " trains on the window and tests on the as_of day: split forward)")
+    return {"split": "forward", "as_of": as_of, "window_days": window_days,
+            "label_mode": label_mode}
 
 
 def _checkout(data_repo: str, clone_dir: Path) -> Path:
@@ -129,7 +221,7 @@ def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path,
     # what the user reads next.
     with stage.output(out_dir, atomic=False) as out:
         if kind == "raw":
-            report = validate_raw_kuairec(raw_dir(data_dir))
+            report = validate_raw_kuairec(raw_dir(data_dir), raw_bounds(data_dir))
         else:
             report = validate_processed(Path(data_dir))
         report.write(out)
@@ -141,6 +233,17 @@ def validate_data(data_dir: str | Path, kind: str, out_dir: str | Path,
         )
         report.raise_for_failure()
     return {"success": report.success, "counts": counts, "summary": report.summary()}
+
+
+def raw_bounds(fetched: str | Path) -> RawBounds:
+    """The raw suite's bounds for a fetch: the days of its window when it read logs by day
+    (every partition it copied lies in it), else the days of the data itself."""
+    if not (Path(fetched) / STAGE_RECORD).is_file():  # raw files fetched some other way
+        return RawBounds()
+    window = fetched_window(fetched)
+    if window is None or StageRecord.read(fetched).params["data"].get("source") != "logs":
+        return RawBounds()
+    return RawBounds(first_day=window.first_day.isoformat(), last_day=window.as_of.isoformat())
 
 
 def validation_gate(data_dir: str | Path, kind: str, data_version: str, report: Any,

@@ -62,6 +62,14 @@ def evaluate(
 
 
 def headline_metrics(report: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """``{model: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows."""
-    return {metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"])}
+    """``{model: {"mae", "xauc"}}``: mean over seeds, with the median and oracle rows; a model
+    that collapsed on every seed also has ``collapsed: 1.0`` (the gate leaves it out of the
+    baselines GR must beat)."""
+    return {metric_key(name): {"mae": float(s["mae"]["mean"]), "xauc": float(s["xauc"]["mean"]),
+                               **({"collapsed": 1.0} if _collapsed_everywhere(s) else {})}
             for name, s in report["summary"].items()}
+
+
+def _collapsed_everywhere(summary: dict[str, Any]) -> bool:
+    seeds = summary.get("seeds") or []
+    return bool(seeds) and len(summary.get("collapsed") or []) == len(seeds)

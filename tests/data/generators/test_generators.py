@@ -14,6 +14,12 @@ import yaml
 from grmodel.data.generators.common import GENERATOR_FILE, ORACLE_COLUMN, SOURCE_FILE, SPEC_FILE
 from grmodel.data.generators.completion import CompletionConfig, generate_completion
 from grmodel.data.generators.customer_value import CustomerValueConfig, generate_customer_value
+from grmodel.data.generators.drifting_zeros import (
+    DriftingZerosConfig,
+    draw_visits,
+    generate_drifting_zeros,
+    oracle_median,
+)
 from grmodel.data.generators.rewatch import (
     RewatchConfig,
     _draw_ratio,
@@ -83,6 +89,37 @@ def test_completion_fractions_tie_at_zero_and_one(tmp_path: Path):
     oracle = frame[ORACLE_COLUMN]
     assert oracle.between(0, 1).all() and (oracle == 1).any() and ((oracle > 0) & (oracle < 1)).any()
     _oracle_beats_median(frame, "completion")
+
+
+def test_drifting_zeros_split_forward_in_time_with_more_zeros_later(tmp_path: Path):
+    frame, test, manifest = _tabular(tmp_path, generate_drifting_zeros,
+                                     DriftingZerosConfig.preset("tiny"))
+    y = frame["visit_s"].to_numpy()
+    assert 0.5 < (y == 0).mean() < 0.7 and np.allclose(y[y > 0], np.round(y[y > 0], 1))
+    assert y[y > 0].min() >= 0.1
+    # Forward in time: every valid row after every train row, every test row after both.
+    splits = {s: read_split(tmp_path / "processed", s) for s in ("train", "valid", "test")}
+    assert splits["train"]["timestamp"].max() <= splits["valid"]["timestamp"].min()
+    assert splits["valid"]["timestamp"].max() <= splits["test"]["timestamp"].min()
+    share = {s: float((f["label"] == 0).mean()) for s, f in splits.items()}
+    assert share["train"] < share["valid"] and share["train"] < share["test"]
+    # The label's median is 0 in every split, and predicting 0 is close to the oracle on test.
+    assert all(np.median(f["label"]) == 0 for f in splits.values())
+    assert _mae(test["label"].to_numpy(), 0.0) < 1.05 * _mae(test["label"].to_numpy(),
+                                                              test[ORACLE_COLUMN].to_numpy())
+    record = json.loads((tmp_path / "source" / GENERATOR_FILE).read_text())
+    assert record["label"]["share_zero_by_period"]["test"] > record["label"]["share_zero_by_period"]["train"]
+
+
+def test_drifting_zeros_oracle_is_the_median_of_its_law():
+    """The oracle of a (pi0, mu) cell against the median of 200k draws of the same law."""
+    sigma = DriftingZerosConfig.preset("tiny").sigma
+    rng = np.random.default_rng(0)
+    for pi0, seconds in [(0.3, 20.0), (0.45, 50.0), (0.49, 5.0), (0.6, 10.0)]:
+        oracle = oracle_median(np.array([pi0]), np.array([np.log(seconds)]), sigma)[0]
+        draws = draw_visits(rng, np.full(200_000, pi0), np.full(200_000, np.log(seconds)), sigma)
+        assert oracle == pytest.approx(np.median(draws), rel=0.03, abs=0.11)
+    assert oracle == 0.0  # half the mass or more at 0
 
 
 def test_oracle_median_matches_a_monte_carlo_median():

@@ -85,3 +85,23 @@ def test_spark_ingest_equals_the_pandas_ingest(spark, tiny_raw: Path, tmp_path: 
     if options.get("row_group_rows") == 256:  # several part files were joined into one file
         groups = _row_groups(tmp_path / "spark" / "train.parquet")
         assert len(groups) > 16 and set(groups[:-1]) == {256}
+
+
+@pytest.mark.parametrize("options", [
+    # Logs by day, through a file:// URI (the object-storage path): the window's partitions.
+    {"split": "forward", "as_of": "2020-09-10", "window_days": 2},
+    # The flat layout split forward by the timestamps' days (rows without one dropped).
+    pytest.param({"split": "forward", "as_of": "2020-09-05", "window_days": 7, "dedupe": True},
+                 marks=pytest.mark.long),
+], ids=["days-forward-uri", "flat-forward-dedupe"])
+def test_spark_forward_split_equals_the_pandas_one(spark, tiny_days: Path, tiny_raw: Path,
+                                                  tmp_path: Path, options: dict) -> None:
+    from grmodel.data.spark.kuairec import ingest_kuairec_spark
+
+    raw = tiny_days if options["as_of"] == "2020-09-10" else tiny_raw
+    config = IngestConfig.from_dict(options)
+    pandas_manifest = ingest_kuairec(raw, tmp_path / "pandas", config)
+    source = raw.as_uri() if raw == tiny_days else raw
+    ingest_kuairec_spark(source, tmp_path / "spark", config, spark)
+    _assert_same_dataset(tmp_path / "pandas", tmp_path / "spark")
+    assert pandas_manifest["window"]["test_date"] == options["as_of"]

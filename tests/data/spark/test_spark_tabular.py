@@ -134,3 +134,25 @@ def test_spark_tabular_reads_a_uri_source_as_its_local_path(spark, tmp_path: Pat
                                       check_exact=True)
     assert (json.loads((tmp_path / "spark" / "encoders.json").read_text())
             == json.loads((tmp_path / "pandas" / "encoders.json").read_text()))
+
+
+@pytest.mark.long  # CI's 15 minutes keep one Spark tabular test in the default run
+def test_spark_forward_split_over_day_partitions_equals_build_tabular(spark, tmp_path: Path
+                                                                     ) -> None:
+    """A forward split over date=YYYY-MM-DD partitions: the window's partitions only, the same
+    tables, encoders and manifest (window and partition hashes included) as the pandas path."""
+    from grmodel.data.spark.tabular import build_tabular_spark
+
+    table = _table().drop(columns=["day"])
+    table["day"] = table["seen_at"].dt.strftime("%Y-%m-%d")
+    root = tmp_path / "by_day"
+    for day, part in table.groupby("day", sort=True):
+        (root / f"date={day}").mkdir(parents=True)
+        part.drop(columns=["day"]).to_parquet(root / f"date={day}" / "part-0.parquet")
+    spec = _spec(tmp_path, "by_day", split={"kind": "forward", "as_of": "2025-03-11",
+                                            "window_days": 4})
+    manifest = build_tabular(spec, tmp_path / "pandas")
+    build_tabular_spark(spec, tmp_path / "spark", spark)
+    _assert_equal(tmp_path / "pandas", tmp_path / "spark")
+    assert manifest["window"]["valid_dates"] == ["2025-03-10", "2025-03-10"]
+    assert len(manifest["source"]["partitions"]) == 5

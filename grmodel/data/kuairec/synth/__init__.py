@@ -40,11 +40,13 @@ from grmodel.atomic import atomic_directory, write_json_atomic
 from grmodel.data.io import sha256_file
 from grmodel.data.kuairec.schema import BIG, GENERATOR, ORACLE_FILE, SMALL, SYNTH_FILE
 from grmodel.data.kuairec.synth.config import PRESETS, SynthConfig
+from grmodel.data.kuairec.synth.days import DaysConfig, generate_days
 from grmodel.data.kuairec.synth.files import write_matrix, write_oracle, write_side_files
 from grmodel.data.kuairec.synth.matrices import big_matrix, small_matrix
 from grmodel.data.kuairec.synth.world import build_world, random_streams
 
-__all__ = ["PRESETS", "SynthConfig", "generate_kuairec", "ratio_marginals"]
+__all__ = ["PRESETS", "DaysConfig", "SynthConfig", "generate_days", "generate_kuairec",
+           "ratio_marginals"]
 
 log = logging.getLogger(__name__)
 

@@ -79,37 +79,41 @@ def write_matrix(path: Path, rows: dict[str, np.ndarray], world: World, chunk_ro
             ], schema=schema))
 
 
-def write_side_files(out: Path, config: SynthConfig, world: World) -> None:
+def write_side_files(out: Path, config: SynthConfig, world: World,
+                     users: np.ndarray | None = None, items: np.ndarray | None = None) -> None:
     """Copies of the real side files, or generated ones written the way pandas wrote the
     real ones (quotes only around values holding a comma; whole numbers with gaps as ``3``
-    and an empty field)."""
+    and an empty field). ``users`` / ``items``: masks of the users and videos to list
+    (default all; generated side files only)."""
     if config.side_dir:
         for name in (USER_FILE, ITEM_FILE):
             shutil.copyfile(Path(config.side_dir) / name, out / name)
         return
     assert world.user_features is not None
-    users = world.user_features.copy()
-    for name in users.columns:
+    users_table = world.user_features if users is None else world.user_features[users]
+    users_table = users_table.copy()
+    for name in users_table.columns:
         if name.startswith("onehot_feat"):
-            users[name] = users[name].astype("Int64")
-    users.to_csv(out / USER_FILE, index=False)
+            users_table[name] = users_table[name].astype("Int64")
+    users_table.to_csv(out / USER_FILE, index=False)
+    keep = np.ones(len(world.item_ids), dtype=bool) if items is None else items
     feat = ["[" + ", ".join(str(t) for t in row if t >= 0) + "]"
-            for row in world.item_tags.tolist()]
-    pd.DataFrame({"video_id": world.item_ids, "feat": feat}).to_csv(
+            for row in world.item_tags[keep].tolist()]
+    pd.DataFrame({"video_id": world.item_ids[keep], "feat": feat}).to_csv(
         out / ITEM_FILE, index=False)
 
 
-def write_oracle(path: Path, config: SynthConfig, world: World, big: dict[str, np.ndarray],
-                 small: dict[str, np.ndarray]) -> int:
-    """One row per distinct (user, video) pair of either matrix, sorted by the raw ids."""
+def write_oracle(path: Path, config: SynthConfig, world: World,
+                 *parts: dict[str, np.ndarray], log_shift: float = 0.0) -> int:
+    """One row per distinct (user, video) pair of the interaction ``parts``, sorted by the raw
+    ids; ``log_shift`` is a planted shift of the log ratio (``mu``) the rows were drawn with."""
     n_items = config.n_items
-    keys = np.concatenate([big["user"] * n_items + big["item"],
-                           small["user"] * n_items + small["item"]])
+    keys = np.concatenate([part["user"] * n_items + part["item"] for part in parts])
     keys.sort()
     keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])]
     user, item = np.divmod(keys, n_items)
     mu, pi0 = pair_params(config, world, user, item)
-    median, mean = oracle_ratio(config, mu, pi0)
+    median, mean = oracle_ratio(config, mu + log_shift, pi0)
     duration = world.duration_ms[item]
     median = np.rint(median * duration) / duration  # same whole-ms rounding as the data
     # The mean to whole microseconds of play: exp/log differ in their last bits between CPUs

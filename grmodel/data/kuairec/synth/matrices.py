@@ -21,10 +21,13 @@ def _day_bounds_ms(config: SynthConfig) -> tuple[int, int]:
     return first, last + DAY_MS
 
 
-def _labelled(config: SynthConfig, world: World, user: np.ndarray, item: np.ndarray,
-              ts_ms: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def labelled(config: SynthConfig, world: World, user: np.ndarray, item: np.ndarray,
+             ts_ms: np.ndarray, rng: np.random.Generator, log_shift: float = 0.0
+             ) -> dict[str, np.ndarray]:
+    """The rows (user, video, time) with labels drawn from the planted law; ``log_shift``
+    moves every row's ``mu`` (a planted label shift: ratios times ``exp(log_shift)``)."""
     mu, pi0 = pair_params(config, world, user, item)
-    ratio = draw_ratio(config, mu, pi0, rng)
+    ratio = draw_ratio(config, mu + log_shift, pi0, rng)
     duration = world.duration_ms[item]
     play = np.rint(ratio * duration).astype(np.int64)
     return {"user": user, "item": item, "ts_ms": ts_ms, "play": play, "duration": duration,
@@ -52,7 +55,7 @@ def big_matrix(config: SynthConfig, world: World, rng: np.random.Generator,
     n_dup = round(config.big_rows * config.duplicate_share)
     repeats = np.ones(len(user), dtype=np.int64)
     repeats[rng.choice(len(user), n_dup, replace=False)] = 2
-    rows = _labelled(config, world, user, item, ts, label_rng)
+    rows = labelled(config, world, user, item, ts, label_rng)
     return {name: np.repeat(values, repeats) for name, values in rows.items()}
 
 
@@ -67,7 +70,7 @@ def small_matrix(config: SynthConfig, world: World, rng: np.random.Generator,
     user = np.broadcast_to(users[:, None], grid.shape)[keep]
     item = grid[keep]
     ts = _sorted_times(config, user, rng)
-    rows = _labelled(config, world, user, item, ts, label_rng)
+    rows = labelled(config, world, user, item, ts, label_rng)
     rows["no_time"] = rng.random(len(user)) < config.small_nan_time_share
     return rows
 
