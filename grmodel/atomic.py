@@ -19,22 +19,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from grmodel.outputs import check_output, output_lock, write_marker
+from grmodel.outputs import (
+    check_output,
+    holds_lock,
+    note_written,
+    output_lock,
+    sweep_temporaries,
+    temporary_file,
+    write_marker,
+)
 
 
 @contextlib.contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it is renamed over ``path``."""
+    """Yield a temporary path beside ``path``; on success it is renamed over ``path``.
+
+    Under ``path``'s write lock (:func:`grmodel.outputs.output_lock`, which a command holds for
+    its whole write) the temporaries a killed writer of ``path`` left are removed first. A file
+    written into a marked grmodel output is recorded in its marker."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if holds_lock(path):
+        sweep_temporaries(path)
     # Not mkstemp: its files are private (0600), and this one becomes the output.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_file(path, secrets.token_hex(4))
     try:
         yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    note_written(path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

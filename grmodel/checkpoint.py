@@ -7,10 +7,15 @@ records the sha256 of ``model.pt`` (and of ``encoders.json``, the feature encode
 training data, when the model has them). Every load verifies those digests before reading a
 byte of the weights: a corrupt or altered file is refused, naming it.
 
+What decides a checkpoint's use (its config, the dataset it was trained on: whether a finished
+model is reused) is never trusted from an editable JSON file alone: ``checkpoint.json`` must
+agree with the metadata inside ``model.pt``, whose digest it records.
+
 A model that is not a torch module (an :class:`~grmodel.models.ArrayModel`, the GBDT) writes
 its fitted state as text into the file its class names (``model.txt``: LightGBM's own format)
-instead of ``model.pt``; ``checkpoint.json`` then carries the metadata and that file's sha256,
-and the model parses the text back (nothing is unpickled).
+instead of ``model.pt``; ``checkpoint.json`` then carries the metadata, that file's sha256 and
+the sha256 of the metadata itself (:func:`meta_digest`, as no weights file carries a copy), and
+the model parses the text back (nothing is unpickled).
 
 Checkpoints written before digests were recorded (format ``grmodel.checkpoint/1``) still load,
 with a warning that their integrity is not verified: refusing them would strand every model
@@ -20,8 +25,12 @@ digests. A ``/2`` checkpoint whose ``checkpoint.json`` lacks them is refused.
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +56,9 @@ UNVERIFIED_FORMATS = ("grmodel.checkpoint/1",)  # no digests: loaded with a warn
 WEIGHTS_FILE = "model.pt"
 META_FILE = "checkpoint.json"
 DIGESTS = "sha256"  # checkpoint.json: {file name: hex digest}
+# checkpoint.json of an array model: the sha256 of its own metadata (meta_digest), which no
+# weights file carries for it
+META_DIGEST = "meta_sha256"
 
 
 class CheckpointError(ValueError):
@@ -71,6 +83,32 @@ def checkpoint_meta(
     }
 
 
+# What torch.save raises (a RuntimeError) when the file system refuses a write.
+_WRITE_FAILURES = ("inline_container", "PytorchStreamWriter", "file write failed", "unexpected pos")
+
+
+def save_tensors(payload: Any, path: str | Path) -> None:
+    """``torch.save``; a write the file system refuses (a full disk, a file-size limit) is an
+    OSError naming the file, as every other write grmodel does, not torch's RuntimeError."""
+    path = Path(path)
+    try:
+        torch.save(payload, path)
+    except RuntimeError as exc:
+        if not any(text in str(exc) for text in _WRITE_FAILURES):
+            raise
+        try:
+            stats = os.statvfs(path.parent)
+            full = stats.f_bavail * stats.f_frsize < (1 << 20)
+        except OSError:
+            full = False
+        why = ("no space left on device" if full else
+               "the file system refused the write: disk full, quota or file-size limit")
+        # The file it stands for, not the temporary of an atomic write (.NAME.<hex>.tmp).
+        shown = path.with_name(re.sub(r"^\.(.+)\.[0-9a-f]{8}\.tmp$", r"\1", path.name))
+        raise OSError(errno.ENOSPC if full else errno.EIO, f"{shown}: cannot write ({why})"
+                      ) from None
+
+
 def save_checkpoint(
     model_dir: str | Path,
     model: ZooModel,
@@ -83,22 +121,26 @@ def save_checkpoint(
     model_dir.mkdir(parents=True, exist_ok=True)
     meta = {**meta, "format": FORMAT}
     meta.pop(DIGESTS, None)
+    meta.pop(META_DIGEST, None)
     digests = {}
     if isinstance(model, ArrayModel):
         with atomic_file(model_dir / model.weights_file) as tmp:
             tmp.write_text(model.to_text())
             digests[model.weights_file] = sha256_file(tmp)
+        # No weights file carries this model's metadata: its digest is recorded instead.
+        record = {**meta, META_DIGEST: meta_digest(meta)}
     else:
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         with atomic_file(model_dir / WEIGHTS_FILE) as tmp:
-            torch.save({"state_dict": state, "meta": json.dumps(meta)}, tmp)
+            save_tensors({"state_dict": state, "meta": json.dumps(meta)}, tmp)
             digests[WEIGHTS_FILE] = sha256_file(tmp)
+        record = meta
     if encoders is not None:
         check_encoders(encoders, model.schema, ENCODERS_FILE)
         with atomic_file(model_dir / ENCODERS_FILE) as tmp:
             tmp.write_text(json.dumps(encoders) + "\n")
             digests[ENCODERS_FILE] = sha256_file(tmp)
-    write_json_atomic(model_dir / META_FILE, {**meta, DIGESTS: digests})
+    write_json_atomic(model_dir / META_FILE, {**record, DIGESTS: digests})
 
 
 def data_encoders(processed_dir: str | Path, schema: FeatureSchema) -> dict[str, Any] | None:
@@ -166,14 +208,10 @@ def weights_path(model_dir: str | Path) -> Path:
     return Path(model_dir) / (cls.weights_file if cls is not None else WEIGHTS_FILE)
 
 
-def load_checkpoint(
-    model_dir: str | Path, device: str | torch.device = "cpu"
-) -> tuple[ZooModel, dict[str, Any]]:
-    """Rebuild a model from its directory, in eval mode, on ``device`` (digests verified; an
-    array model runs on the CPU whatever ``device``)."""
-    cls = array_model_class(model_dir)
-    if cls is not None:
-        return _load_array_model(Path(model_dir), cls)
+def _read_weights(model_dir: str | Path, device: str | torch.device
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """model.pt's payload and the metadata it carries (the copy its digest covers), after every
+    digest is verified and ``checkpoint.json`` is checked to agree with that metadata."""
     path = Path(model_dir) / WEIGHTS_FILE
     if not path.is_file():
         raise CheckpointError(f"{path}: not found (rule: a model directory holds {WEIGHTS_FILE})")
@@ -188,11 +226,53 @@ def load_checkpoint(
     if fmt in UNVERIFIED_FORMATS:
         log.warning("%s: written before checkpoints recorded digests (%s): integrity not"
                     " verified", path, fmt)
-    elif fmt != FORMAT:
+        return payload, meta
+    if fmt != FORMAT:
         raise CheckpointError(f"{path}: format {fmt!r}, expected {FORMAT!r}")
-    elif digests is None or WEIGHTS_FILE not in digests:
+    if digests is None or WEIGHTS_FILE not in digests:
         raise CheckpointError(f"{Path(model_dir) / META_FILE}: no sha256 of {WEIGHTS_FILE}"
                               f" (rule: a {FORMAT} checkpoint records its digests)")
+    record = json.loads((Path(model_dir) / META_FILE).read_text())
+    record.pop(DIGESTS, None)
+    changed = sorted(k for k in {*record, *meta}
+                     if json.dumps(record.get(k), sort_keys=True) != json.dumps(meta.get(k),
+                                                                              sort_keys=True))
+    if changed:
+        raise CheckpointError(f"{Path(model_dir) / META_FILE}: differs from the metadata"
+                              f" {WEIGHTS_FILE} carries in {changed[:6]} (rule: checkpoint"
+                              f" integrity; {META_FILE} records {WEIGHTS_FILE}'s metadata, an"
+                              " edited copy is refused)")
+    return payload, meta
+
+
+def meta_digest(meta: dict[str, Any]) -> str:
+    """The sha256 of a checkpoint's metadata (every key but the digests), as written to JSON
+    and read back: what ``checkpoint.json`` of an array model records of itself."""
+    kept = {k: v for k, v in meta.items() if k not in (DIGESTS, META_DIGEST)}
+    text = json.dumps(json.loads(json.dumps(kept)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def trusted_meta(model_dir: str | Path) -> dict[str, Any]:
+    """The metadata of a checkpoint that a decision may rest on (reusing a finished model),
+    never an editable JSON file alone: the copy inside model.pt, whose digest is verified; for
+    an array model, ``checkpoint.json`` checked against the digest of its metadata."""
+    cls = array_model_class(model_dir)
+    if cls is not None:
+        return _read_array_meta(Path(model_dir), cls)
+    return _read_weights(model_dir, "cpu")[1]
+
+
+def load_checkpoint(
+    model_dir: str | Path, device: str | torch.device = "cpu"
+) -> tuple[ZooModel, dict[str, Any]]:
+    """Rebuild a model from its directory, in eval mode, on ``device`` (digests verified; an
+    array model runs on the CPU whatever ``device``)."""
+    cls = array_model_class(model_dir)
+    if cls is not None:
+        return _load_array_model(Path(model_dir), cls)
+    path = Path(model_dir) / WEIGHTS_FILE
+    payload, meta = _read_weights(model_dir, device)
     try:
         config = RunConfig.from_dict(meta["config"])
         schema = FeatureSchema.from_dict(meta["features"])
@@ -205,8 +285,9 @@ def load_checkpoint(
     return model.to(device).eval(), meta
 
 
-def _load_array_model(model_dir: Path, cls: type[ArrayModel]) -> tuple[ArrayModel, dict[str, Any]]:
-    """An array model from ``checkpoint.json`` and its text file, whose digest is required."""
+def _read_array_meta(model_dir: Path, cls: type[ArrayModel]) -> dict[str, Any]:
+    """The metadata of an array model's checkpoint, after every digest is verified (its text
+    file's required) and ``checkpoint.json`` is checked against its metadata's digest."""
     path = model_dir / cls.weights_file
     if not path.is_file():
         raise CheckpointError(f"{path}: not found (rule: a {cls.name} model directory holds"
@@ -219,6 +300,20 @@ def _load_array_model(model_dir: Path, cls: type[ArrayModel]) -> tuple[ArrayMode
     if digests is None or cls.weights_file not in digests:
         raise CheckpointError(f"{model_dir / META_FILE}: no sha256 of {cls.weights_file}"
                               f" (rule: a {FORMAT} checkpoint records its digests)")
+    if meta.get(META_DIGEST) != meta_digest(meta):
+        why = "differs from the one it records" if META_DIGEST in meta else "is not recorded"
+        raise CheckpointError(f"{model_dir / META_FILE}: the sha256 of its metadata {why}"
+                              f" (rule: checkpoint integrity; what decides a {cls.name} model's"
+                              f" use is covered by a digest, an edited {META_FILE} is refused)")
+    meta.pop(DIGESTS, None)
+    meta.pop(META_DIGEST, None)
+    return meta
+
+
+def _load_array_model(model_dir: Path, cls: type[ArrayModel]) -> tuple[ArrayModel, dict[str, Any]]:
+    """An array model from ``checkpoint.json`` and its text file (both verified)."""
+    path = model_dir / cls.weights_file
+    meta = _read_array_meta(model_dir, cls)
     try:
         model = cls(FeatureSchema.from_dict(meta["features"]), RunConfig.from_dict(meta["config"]),
                     meta["label_state"])

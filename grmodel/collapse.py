@@ -61,7 +61,11 @@ def judge(predictions: np.ndarray, labels: np.ndarray, train_median: float,
     median_mae = metrics.mae(y, np.full_like(y, train_median))
     xauc = metrics.xauc(y, pred, variant="tie_aware")
     reason = near_constant(pred_std, label_std, std_ratio) or ""
-    if not reason and mae >= median_mae and xauc <= 0.5 + XAUC_MARGIN:
+    if not reason and label_std == 0:
+        reason = (f"the validation labels are constant ({y[0]:g}): nothing to rank, and a model"
+                  " of them learns that constant (rule: a label that varies)")
+    # NaN (no pair to rank) fails the ranking test too.
+    if not reason and mae >= median_mae and not xauc > 0.5 + XAUC_MARGIN:
         reason = (f"no better than the train median: MAE {mae:.4g} vs the median's "
                   f"{median_mae:.4g} and tie-aware XAUC {xauc:.4f} (rule: beat the median's "
                   f"MAE or rank above {0.5 + XAUC_MARGIN:.2f})")

@@ -232,6 +232,76 @@ def model_defaults(model_name: str) -> list[str]:
     return list(MODEL_DEFAULTS.get(model_name, ()))
 
 
+# Configs and dataset specs are a few kilobytes: bounded before they are parsed, so a huge or
+# hostile file (a YAML alias bomb, a thousandfold nesting) is refused in milliseconds.
+MAX_TEXT_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+
+
+def read_small_text(path: str | Path, what: str, limit: int = MAX_TEXT_BYTES) -> str:
+    """The UTF-8 text of a config-sized file, refused past ``limit`` bytes before it is read
+    (UnicodeDecodeError for text that is not UTF-8)."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > limit:
+        raise ConfigError(f"{what} {path}: {size:,} bytes (rule: at most {limit:,} bytes; a config"
+                          " or spec is a small text file)")
+    return path.read_text(encoding="utf-8")
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """``yaml.safe_load`` with aliases expanded at most :data:`MAX_YAML_NODES` nodes deep and
+    no recursive alias: what a YAML alias bomb would otherwise expand without bound."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node, source)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply (rule: a YAML or JSON file of at most a"
+                          " few levels)") from None
+    finally:
+        loader.dispose()
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error as its problem and position, without the file's text that PyYAML quotes
+    (the file may not be the one meant: never echo its content)."""
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
+def _check_expansion(root: yaml.Node, source: str) -> None:
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise ConfigError(f"{source}: a YAML alias refers to itself (rule: no recursive"
+                              " aliases)")
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            total += sum(size(item) for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total += sum(size(k) + size(v) for k, v in node.value)
+        active.discard(key)
+        if total > MAX_YAML_NODES:
+            raise ConfigError(f"{source}: expands to more than {MAX_YAML_NODES:,} YAML nodes"
+                              " through aliases (rule: aliases may not multiply a file beyond"
+                              f" {MAX_YAML_NODES:,} values)")
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> RunConfig:
     """Read a JSON or YAML config file (or the defaults) and apply ``key=value`` overrides."""
     cfg = RunConfig()
@@ -241,13 +311,17 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"config file {path} does not exist")
         is_yaml = path.suffix in {".yaml", ".yml"}
         try:
-            text = path.read_text(encoding="utf-8")
-            raw = (yaml.safe_load(text) or {}) if is_yaml else json.loads(text)
+            text = read_small_text(path, "config file")
+            raw = (load_yaml(text, f"config file {path}") or {}) if is_yaml else json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as exc:
-            detail = " ".join(str(exc).split())[:200]
+            detail = (yaml_problem(exc) if isinstance(exc, yaml.YAMLError)
+                      else " ".join(str(exc).split())[:200])
             raise ConfigError(f"config file {path}: not valid UTF-8 {'YAML' if is_yaml else 'JSON'}"
                               f" ({detail}) (rule: a config file is a UTF-8 JSON or YAML mapping)"
                               ) from None
+        except RecursionError:
+            raise ConfigError(f"config file {path}: nested too deeply (rule: a YAML or JSON file"
+                              " of at most a few levels)") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config file {path}: top level must be a mapping")
         cfg = RunConfig.from_dict(raw)
@@ -271,7 +345,10 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "model.emb_dim": (1, None), "model.encoder_hidden": (1, None), "model.n_heads": (1, None),
     "model.ffn_dim": (1, None), "model.n_layers": (1, None), "model.window_size": (1, None),
     "model.max_decode_len": (1, None), "model.dropout": (0, 0.999999),
-    "model.decode_level": (0.01, 0.99),
+    "model.d_model": (1, None), "model.init_range": (0, None), "model.decode_level": (0.01, 0.99),
+    "vocab.q_start": (0, 1), "vocab.q_end": (0, 1), "vocab.decay": (1e-12, 1), "vocab.eps": (0, None),
+    "train.seed": (0, 2**32 - 1), "train.huber_unit": (1e-12, None), "train.tf_omega": (1e-12, None),
+    "train.tf_k": (1e-12, None), "train.collapse_std_ratio": (0, None),
 }
 
 

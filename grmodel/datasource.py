@@ -21,6 +21,7 @@ Whatever the source, the raw directory a run read has one *data version*: DVC's 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ from grmodel.atomic import atomic_directory
 from grmodel.data.io import sha256_file
 from grmodel.data.kuairec.schema import DAILY_FILE, ITEM_FILE, USER_FILE
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
-from grmodel.data.storage import is_uri, location
+from grmodel.data.storage import Location, is_uri, location
 from grmodel.data.streaming import split_paths
 from grmodel.data.windows import Window, partition_hash, window_partitions
 from grmodel.features import SPLITS, read_manifest
@@ -133,16 +134,22 @@ def _source_uri(record: DataRecord) -> str:
 # ----------------------------------------------------------------------------- resolving
 
 
+def logs_partitions(root: str, window: Window) -> tuple[Location, dict[dt.date, Location]]:
+    """The log ``root`` and the partitions ``window`` reads from it; one line naming the rule
+    when the root is no directory or a day of the window has no partition."""
+    logs = location(root)
+    if not logs.is_dir():
+        raise DataSourceError(f"{strip_credentials(root)}: not a directory of day partitions"
+                              " (rule: data_source logs reads date=YYYY-MM-DD folders)")
+    return logs, window_partitions(logs, window)
+
+
 def resolve_logs(root: str, window: Window, out_dir: str | Path,
                  snapshot_remote: str = "") -> DataRecord:
     """Copy the partitions ``window`` reads from the log ``root`` (a path or a URI) into
     ``out_dir`` (replaced whole), with the root's side files when the newest day holds none;
     record each partition's content hash, and snapshot the copy when a remote is given."""
-    logs = location(root)
-    if not logs.is_dir():
-        raise DataSourceError(f"{strip_credentials(root)}: not a directory of day partitions"
-                              " (rule: data_source logs reads date=YYYY-MM-DD folders)")
-    partitions = window_partitions(logs, window)
+    logs, partitions = logs_partitions(root, window)
     newest = list(partitions.values())[-1]
     side = {} if newest.child(USER_FILE).is_file() else {
         name: logs.child(name) for name in (USER_FILE, ITEM_FILE, DAILY_FILE)

@@ -350,15 +350,20 @@ def read_labels(processed_dir: str | Path, split: str, column: str = LABEL_COLUM
     return label_array(frame, column, str(path))
 
 
+# Models compute in float32: a label beyond its range is infinite there.
+LABEL_MAX = float(np.finfo(np.float32).max)
+LABEL_RULE = f"label non-negative, finite and at most {LABEL_MAX:.3g} (float32)"
+
+
 def label_array(frame: pd.DataFrame, column: str = LABEL_COLUMN, source: str = "<frame>") -> np.ndarray:
-    """The label column as float64, checked non-negative and finite."""
+    """The label column as float64, checked non-negative, finite and within float32."""
     if column not in frame.columns:
         raise DatasetError(f"{source}: missing label column {column!r}")
     y = frame[column].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(y) | (y < 0)
+    bad = ~np.isfinite(y) | (y < 0) | (y > LABEL_MAX)
     if bad.any():
         raise DatasetError(
-            f"{source}: column {column!r} has {int(bad.sum())} values that are negative or not"
-            " finite (rule: label non-negative and finite)"
+            f"{source}: column {column!r} has {int(bad.sum())} values that are negative, not"
+            f" finite or too large (rule: {LABEL_RULE})"
         )
     return y

@@ -215,7 +215,9 @@ def _xauc_variants(y_true: np.ndarray, y_pred: np.ndarray, variants: tuple[str, 
     result = {}
     if "reference" in variants:
         concordant = _count_descending_pairs(sequence, label_group_sizes.size)
-        result["reference"] = concordant / (sequence.size * (sequence.size - 1) // 2)
+        # Every label equal: no pair to rank, so no score (0 would read as a worst ranking).
+        result["reference"] = (math.nan if label_group_sizes.size < 2 else
+                               concordant / (sequence.size * (sequence.size - 1) // 2))
     if "tie_aware" in variants:
         result["tie_aware"] = _tie_aware_xauc(sequence, run, label_group_sizes)
     return result

@@ -7,6 +7,7 @@ Parquet file is scored in chunks, so memory stays bounded at any number of rows.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from grmodel.atomic import atomic_file
 from grmodel.distributed import autocast
 from grmodel.features import DatasetError, arrow_to_pandas, encode_raw
 from grmodel.models import ArrayModel, ZooModel
+from grmodel.outputs import FILE_MARK, file_mark
 
 PREDICTION_COLUMN = "prediction"
 # Rows scored per chunk of a Parquet input: a few tens of MB of ids and masks at any file size.
@@ -36,6 +38,7 @@ def predict_arrays(
     progress: bool = False,
 ) -> np.ndarray:
     """Predictions (float64, label units) for feature arrays from ``FeatureSchema.arrays``."""
+    check_batch_size(batch_size)
     if isinstance(model, ArrayModel):  # scores the whole array in one call, on the CPU
         return model.predict_ids(ids)
     device = next(model.parameters()).device
@@ -72,6 +75,13 @@ def predict_frame(
     return predict_arrays(model, ids, mask, batch_size=batch_size, progress=progress)
 
 
+def check_batch_size(batch_size: int) -> None:
+    """Fails unless ``batch_size`` is a whole number >= 1 (every row is scored in some batch)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch size {batch_size!r}: out of range (rule: the batch size is a"
+                         " whole number >= 1)")
+
+
 def check_input(source: str | Path) -> None:
     """Fails, naming the file and the rule, unless ``source`` is a file to score."""
     if not Path(source).is_file():
@@ -95,6 +105,7 @@ def predict_parquet(
     Chunks are whole batches (``chunk_rows`` rounded up to a multiple of ``batch_size``), so
     every batch holds the rows it would hold in memory and the predictions are identical.
     """
+    check_batch_size(batch_size)
     chunk_rows = -(-max(chunk_rows, 1) // batch_size) * batch_size
     source, output = Path(source), Path(output)
     check_input(source)
@@ -110,7 +121,10 @@ def predict_parquet(
                            " output adds it; rename or drop the input's)")
     if encoders is None:
         model.schema.check_columns(schema.names, schema.types, str(source))
-    out_schema = schema.append(pa.field(PREDICTION_COLUMN, pa.float64()))
+    # grmodel's mark: a later --overwrite replaces this file, never one grmodel did not write.
+    mark = json.dumps(file_mark("predict")).encode()
+    out_schema = schema.append(pa.field(PREDICTION_COLUMN, pa.float64())).with_metadata(
+        {**(schema.metadata or {}), FILE_MARK.encode(): mark})
     total = reader.metadata.num_rows
     bar = None
     if progress:
@@ -118,9 +132,10 @@ def predict_parquet(
         # stays one line.
         bar = tqdm(total=total, desc="predict", unit="row", disable=None, leave=False)
     rows = 0
-    with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
-        try:
-            for batch in reader.iter_batches(batch_size=chunk_rows):
+    batches = reader.iter_batches(batch_size=chunk_rows)
+    try:
+        with atomic_file(output) as tmp, pq.ParquetWriter(tmp, out_schema) as writer:
+            while (batch := _next_batch(batches, source, rows)) is not None:
                 # Raw values keep their kind: an integer column with gaps stays integer.
                 frame = arrow_to_pandas(batch) if encoders is not None else batch.to_pandas()
                 where = f"{source} (rows {rows:,}..{rows + len(frame) - 1:,})"
@@ -131,11 +146,20 @@ def predict_parquet(
                 rows += len(frame)
                 if bar is not None:
                     bar.update(len(frame))
-        except (pa.ArrowException, OSError) as exc:
-            first = str(exc).strip().splitlines()[0][:200]
-            raise DatasetError(f"{source}: cannot read row {rows:,} on ({first}) (rule: a"
-                               " well-formed Parquet file)") from None
-        finally:
-            if bar is not None:
-                bar.close()
+    except OSError as exc:  # a read failure is a DatasetError: this is the output's file system
+        first = (exc.strerror or str(exc)).strip().splitlines()[0][:200]
+        raise OSError(exc.errno, f"{output}: cannot write ({first})") from None
+    finally:
+        if bar is not None:
+            bar.close()
     return rows
+
+
+def _next_batch(batches: Any, source: Path, rows: int) -> pa.RecordBatch | None:
+    """The next chunk of the input, or None at its end; a read failure names the input."""
+    try:
+        return next(batches, None)
+    except (pa.ArrowException, OSError) as exc:
+        first = str(exc).strip().splitlines()[0][:200]
+        raise DatasetError(f"{source}: cannot read row {rows:,} on ({first}) (rule: a"
+                           " well-formed Parquet file)") from None

@@ -158,3 +158,90 @@ def test_two_writers_of_one_output_never_corrupt_it(work, tmp_path):
     assert any(code == 0 for code, _ in results)
     assert dataset_fingerprint(tmp_path / "q") == dataset_fingerprint(work / "p")
     assert _leftovers(tmp_path) == [] and not list(tmp_path.glob(".q.lock"))
+
+
+# ------------------------------------------------------------ one writer, full disks, kills
+
+VR = ["--model", "vr", "model.emb_dim=8", "model.encoder_hidden=16", "train.progress=false",
+      "train.num_threads=1", "train.epochs=1", "train.batch_size=256", "train.on_collapse=warn"]
+
+
+@pytest.fixture(scope="module")
+def scoring(work) -> Path:
+    """A tiny VR on p, and big.parquet: the test split repeated (a write that takes seconds)."""
+    _run(["train", "--data", "p", "--out", "vr", *VR], work)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    test = pq.read_table(work / "p" / "test.parquet")
+    pq.write_table(pa.concat_tables([test] * 400), work / "big.parquet", row_group_size=50_000)
+    return work
+
+
+def _predict(out: str, root: Path) -> list[str]:
+    return ["predict", "--model", str(root / "vr"), "--input", str(root / "big.parquet"),
+            "--output", out, "--batch-size", "512"]
+
+
+def test_a_second_writer_of_one_output_is_refused(scoring, tmp_path):
+    """Two predict (or train) runs to one output: the second is refused at once while the first
+    goes on (before, both exited 0 and the later one silently replaced the earlier)."""
+    for args, lock in ((_predict("out.parquet", scoring), ".out.parquet.lock"),
+                       (["train", "--data", str(scoring / "p"), "--out", "m", *VR,
+                         "train.epochs=500", "train.patience=500"], ".m.lock")):
+        first = _start(args, tmp_path)
+        deadline = time.monotonic() + 120
+        while not (tmp_path / lock).exists():
+            assert first.poll() is None, first.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        second = _start(args, tmp_path)
+        _, err = second.communicate(timeout=120)
+        running = first.poll() is None
+        first.send_signal(signal.SIGTERM)  # stopped: its temporaries go, nothing is published
+        first.communicate(timeout=120)
+        assert second.returncode == 1, err
+        assert err.strip().splitlines()[-1].endswith("another grmodel process is writing it"
+                                                     " (rule: one writer per output; wait for it,"
+                                                     " or choose another path)"), err
+        assert running or first.returncode == 0  # refused while the first was writing
+        output = tmp_path / ("out.parquet" if args[0] == "predict" else "m")
+        assert first.returncode == 0 or not output.exists()  # stopped: nothing half-written
+    assert _leftovers(tmp_path) == [] and not list(tmp_path.glob(".*.lock"))
+
+
+def test_predict_killed_mid_write_leaves_a_temporary_that_the_next_run_sweeps(scoring, tmp_path):
+    _kill_when(_predict("out.parquet", scoring), tmp_path,
+               lambda: any(tmp_path.glob(".out.parquet.*.tmp")))
+    assert not (tmp_path / "out.parquet").exists()
+    assert list(tmp_path.glob(".out.parquet.*.tmp"))  # what SIGKILL leaves: nothing can clean it
+    _run(_predict("out.parquet", scoring), tmp_path)
+    assert _leftovers(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.parquet"]
+
+
+def _limited(args: list[str], cwd: Path, max_bytes: int) -> subprocess.CompletedProcess:
+    """The command with every file it writes capped at ``max_bytes`` (RLIMIT_FSIZE): a write
+    the file system refuses, as on a full disk (Python ignores SIGXFSZ, so the write fails)."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "grmodel.cli", *args], cwd=cwd, env=env,
+                          preexec_fn=cap, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("command", ["predict", "train"])
+def test_a_full_disk_is_the_environments_fault_and_leaves_nothing(command, scoring, tmp_path):
+    """Before: predict blamed its input (exit 1), train called it a bug (exit 70) and left an
+    empty m.state/. Now: exit 3, the file that could not be written, nothing left behind."""
+    args = (_predict("out.parquet", scoring) if command == "predict" else
+            ["train", "--data", str(scoring / "p"), "--out", "m", "--model", "gr", *VR[2:]])
+    done = _limited(args, tmp_path, 20_000)
+    line = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 3, done.stderr
+    assert line.startswith(f"grmodel {command}: error: environment: ") and "cannot write" in line
+    assert "(rule: the file system must have room" in line and "Traceback" not in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no output, no state directory, no temporary

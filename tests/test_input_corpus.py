@@ -270,7 +270,7 @@ CASES = {
     "tabular_duplicate_feature_header": Case("['country'] appear more than once",
                                              tabular(rename_header("age", "country"),
                                                      suffix=".csv")),
-    "tabular_negative_label": Case("rule: label non-negative and finite",
+    "tabular_negative_label": Case("rule: label non-negative, finite",
                                    tabular(lambda f: f.assign(ltv=-f["ltv"]), suffix=".parquet")),
 }
 

@@ -25,6 +25,8 @@ def brute_force_xauc(y, p):
     ys = y[order]
     upper = np.triu(np.ones((n, n), bool), k=1)
     reference = np.count_nonzero((ys[:, None] > ys[None, :]) & upper) / (n * (n - 1) / 2)
+    if np.unique(y).size < 2:
+        reference = math.nan  # every label equal: no pair to rank, no score
     distinct = (y[:, None] != y[None, :]) & upper
     same_way = np.sign(y[:, None] - y[None, :]) == np.sign(p[:, None] - p[None, :])
     tied = p[:, None] == p[None, :]
@@ -87,8 +89,8 @@ def test_xauc_extremes():
     # Reference semantics: prediction ties keep input order (here: ascending labels -> 0).
     assert xauc(y, np.zeros(4)) == 0.0
     assert xauc(y[::-1], np.zeros(4)) == 1.0
-    same = np.ones(4)
-    assert xauc(same, y) == 0.0
+    same = np.ones(4)  # every label equal: no pair to rank, so neither variant scores it
+    assert math.isnan(xauc(same, y))
     assert math.isnan(xauc(same, y, "tie_aware"))
 
 

@@ -81,7 +81,9 @@ def _refused(capsys, argv: list[str], *needles: str) -> str:
     (["data", "ingest", "raw", "p"], "only with --overwrite"),
     (["data", "synth", "raw", "--preset", "tiny"], "only with --overwrite"),
     (["predict", "--model", "m", "--input", "p/test.parquet", "--output", "notes/a.txt"],
-     "only with --overwrite"),
+     "grmodel did not write it"),
+    (["predict", "--model", "m", "--input", "p/test.parquet", "--output", "notes/a.txt",
+      "--overwrite"], "grmodel did not write it"),  # replaced a user's file
 ])
 def test_outputs_that_would_lose_data_are_refused(here, capsys, argv, rule):
     notes = here / "notes"
@@ -153,12 +155,14 @@ def test_the_library_never_replaces_a_foreign_directory(tmp_path):
         (tmp / "new").write_text("y")
     assert _snapshot(foreign) == {"keep.txt": b"x"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["foreign"]  # nothing left beside it
-    legacy = tmp_path / "legacy"  # a stage output written before grmodel marked its outputs
+    # A familiar record name is no proof of ownership: an output of a version before markers
+    # (or a user's folder holding a stage.json) is refused with a clear message, never deleted.
+    legacy = tmp_path / "legacy"
     legacy.mkdir()
     (legacy / "stage.json").write_text("{}")
-    with atomic_directory(legacy) as tmp:
+    with pytest.raises(OutputError, match="no grmodel marker"), atomic_directory(legacy) as tmp:
         (tmp / "new").write_text("y")
-    assert (legacy / "new").is_file() and (legacy / MARKER).is_file()
+    assert _snapshot(legacy) == {"stage.json": b"{}"}
     with pytest.raises(OutputError, match="not a directory"):
         (tmp_path / "file").write_text("z")
         check_output(tmp_path / "file", overwrite=True)

@@ -10,6 +10,7 @@ stays fast.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -19,6 +20,8 @@ import sys
 import threading
 import traceback
 import warnings
+from collections.abc import Callable
+from pathlib import Path
 
 from grmodel import __version__
 from grmodel.interrupts import Terminated
@@ -27,6 +30,10 @@ from grmodel.redact import install_log_redaction, redact
 
 class CommandError(RuntimeError):
     """An expected failure: printed as one clear message, exit status 1 (no traceback)."""
+
+
+class EnvironmentFault(OSError):
+    """A fault of the machine or a service, not of the input: exit status 3 (names the cause)."""
 
 
 # Libraries whose INFO lines are chatter to a user ("Skipping registering function ...",
@@ -46,6 +53,22 @@ DEFAULT_RULES = {
     "ConfigError": "config values must fit the config schema (grmodel/config.py)",
     "UnicodeDecodeError": "text inputs are UTF-8",
 }
+# Faults of the machine, not of the input or of grmodel: exit status 3, with their cause.
+_STORAGE_ERRNOS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EFBIG: "file too large for the file system or its limits",
+                   errno.EIO: "input/output error", errno.EROFS: "read-only file system"}
+STORAGE_RULE = ("the file system must have room and accept writes: free space, raise the quota"
+                " or limit, or write elsewhere")
+# A tracking store's database that another process holds, or that is no database.
+_STORE_FAULTS = {"database is locked": "the tracking store is locked by another process (rule:"
+                 " one writer of an sqlite store at a time; retry when it is done, or use an"
+                 " MLflow server)",
+                 "file is not a database": "the tracking store is not an SQLite database (rule:"
+                 " an sqlite:/// tracking URI names an MLflow database)",
+                 "unable to open database": "the tracking store cannot be opened (rule: an"
+                 " sqlite:/// tracking URI names a readable MLflow database)"}
+# MLflow's answer for something that does not exist (an unknown run id, model or version).
+_NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 _UNREACHABLE = ("ConnectionError", "MaxRetryError", "NewConnectionError", "ConnectTimeout",
                 "ReadTimeout", "TimeoutError", "ConnectionRefusedError", "ProtocolError")
 
@@ -70,6 +93,34 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The largest seed every random generator grmodel seeds accepts (numpy's legacy seeding).
+MAX_SEED = 2**32 - 1
+
+
+def whole_number(low: int, high: int | None = None, what: str = "the value"
+                 ) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number in [low, high], refused with its rule before any
+    work (a batch size of -1 or 0, a negative seed)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            bound = f">= {low:,}" if high is None else f"in [{low:,}, {high:,}]"
+            raise argparse.ArgumentTypeError(f"{text!r} is out of range (rule: {what} is a whole"
+                                             f" number {bound})")
+        return value
+
+    return parse
+
+
+def seed_number(text: str) -> int:
+    """An argparse ``type`` for a seed: a whole number in [0, 2**32 - 1]."""
+    return whole_number(0, MAX_SEED, "a seed")(text)
+
+
 def required_tracking_uri(given: str | None) -> str:
     """The MLflow tracking URI: ``given`` (``--tracking-uri``), else ``MLFLOW_TRACKING_URI``.
     With neither, stop before MLflow runs: its default store would create a stray
@@ -80,7 +131,31 @@ def required_tracking_uri(given: str | None) -> str:
                            " MLFLOW_TRACKING_URI (after `make main`: sqlite:///runs/main/mlflow.db)"
                            " (rule: MLflow commands name their tracking server; none writes a"
                            " ./mlflow.db)")
+    if uri.startswith("sqlite:"):
+        _check_sqlite_store(uri)
     return uri
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_store(uri: str) -> None:
+    """An sqlite tracking URI names an existing MLflow database: MLflow would otherwise create
+    the file, and its folders, wherever a mistyped URI points."""
+    # sqlite:///relative/x.db, sqlite:////absolute/x.db
+    path = Path(uri.removeprefix("sqlite:///").partition("?")[0])
+    if not path.is_file():
+        raise FileNotFoundError(f"{uri}: no such tracking store (rule: MLflow commands read an"
+                                " existing tracking store and never create one; check the path)")
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise EnvironmentFault(exc.errno, f"{uri}: cannot read the tracking store ({exc.strerror})"
+                               " (rule: the tracking store is readable)") from None
+    if header != SQLITE_HEADER:
+        raise EnvironmentFault(f"{uri}: not an SQLite database (rule: an sqlite:/// tracking URI"
+                               " names an MLflow database)")
 
 
 def _quiet(record: logging.LogRecord) -> bool:
@@ -136,8 +211,38 @@ def _unreachable(exc: BaseException) -> bool:
     return bool(names & set(_UNREACHABLE)) or "Max retries exceeded" in text
 
 
+def _storage_fault(exc: BaseException) -> str | None:
+    """The cause when a write failed because of the file system (a full disk), else None."""
+    for e in _chain(exc):
+        if not isinstance(e, OSError):
+            continue
+        code = e.errno
+        if code is None:
+            found = re.search(r"\[errno (\d+)\]", str(e), re.IGNORECASE)
+            code = int(found.group(1)) if found else None
+        if code in _STORAGE_ERRNOS:
+            return _STORAGE_ERRNOS[code]
+    return None
+
+
 def error_line(command: str, exc: BaseException) -> tuple[str, int]:
     """The one line printed for an error (credentials redacted) and the exit status."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    chain_text = " ".join(str(e) for e in _chain(exc))
+    storage = _storage_fault(exc)
+    store = next((why for key, why in _STORE_FAULTS.items() if key in chain_text), None)
+    codes = {getattr(e, "error_code", None) for e in _chain(exc)}
+    if storage is not None:
+        text = re.sub(r"^\[Errno \d+\] ", "", text)
+        where = text if storage in text or "cannot write" in text else f"{text}: {storage}"
+        return (redact(f"grmodel {command}: error: environment: {where} (rule: {STORAGE_RULE})"),
+                EXIT_ENVIRONMENT)
+    if store is not None:
+        return redact(f"grmodel {command}: error: environment: {store}"), EXIT_ENVIRONMENT
+    if codes & set(_NOT_FOUND_CODES):
+        first = text.split(" (Background on this error")[0]
+        message = first if "rule:" in first else f"{first} (rule: name an existing run or model)"
+        return redact(f"grmodel {command}: error: {message}"), EXIT_ERROR
     if _unreachable(exc):
         text = " ".join(str(e) for e in _chain(exc))
         url = re.search(r"\b[a-z][a-z0-9+.-]*://[^\s'\"()]+|host='[^']+', port=\d+", text)
@@ -148,7 +253,6 @@ def error_line(command: str, exc: BaseException) -> tuple[str, int]:
                    " check the URL, the network and MLFLOW_TRACKING_URI)")
         status = EXIT_ENVIRONMENT
     else:
-        text = " ".join(str(exc).split()) or type(exc).__name__
         known = isinstance(exc, CommandError | ValueError | LookupError | OSError)
         if known:
             rule = DEFAULT_RULES.get(type(exc).__name__, "see `grmodel " + command + " --help`")
@@ -159,6 +263,8 @@ def error_line(command: str, exc: BaseException) -> tuple[str, int]:
             message = (f"internal error {type(exc).__name__}: {text} (rule: this is a bug in"
                        " grmodel; rerun with -v for the traceback and report it)")
             status = EXIT_INTERNAL
+    if status == EXIT_ENVIRONMENT:
+        message = f"environment: {message}"
     return redact(f"grmodel {command}: error: {message}"), status
 
 
@@ -177,8 +283,16 @@ def _terminate(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((arg for arg in argv if not arg.startswith("-")), "")
+    if not {"-v", "--verbose"} & set(argv):
+        # Before the command's modules are imported: pyspark (pulled in by great expectations)
+        # warns about the pandas version on import, even before `grmodel validate --help`.
+        warnings.filterwarnings("ignore", category=FutureWarning, module="pyspark")
     parser = build_parser(command)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed): its status
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from grmodel import versioning
+from grmodel.cli import seed_number, whole_number
 from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
@@ -33,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser("synth", help="write KuaiRec-shaped raw files with an oracle")
     p.add_argument("out", help="raw directory to write (see --overwrite)")
     p.add_argument("--preset", default="default", choices=("tiny", "default", "full"))
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=seed_number, default=None)
     p.add_argument("--side-dir", default=None,
                    help="folder with the real user_features.csv and item_categories.csv")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
@@ -47,8 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="log directory to write (see --overwrite)")
     p.add_argument("--preset", default="tiny", choices=("tiny", "default", "full"),
                    help="the world's size (users, videos) and rows per day (its big_rows / 20)")
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--days", type=int, default=None, help="how many days (default 5)")
+    p.add_argument("--seed", type=seed_number, default=None)
+    p.add_argument("--days", type=whole_number(1, what="--days"), default=None,
+                   help="how many days (default 5)")
     p.add_argument("--first-day", default=None, help="YYYY-MM-DD (default 2020-09-06)")
     p.add_argument("--drift", action="append", default=[], metavar="KIND@DAY",
                    help="plant a drift from day DAY (0-based) on: label_shift, feature_mix or"
@@ -67,13 +69,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("authors", "random", "chronological", "forward"))
     p.add_argument("--as-of", default=None, metavar="YYYY-MM-DD",
                    help="split forward: the test day (default the newest day of the data)")
-    p.add_argument("--window-days", type=int, default=None, metavar="N",
+    p.add_argument("--window-days", type=whole_number(0, what="--window-days"), default=None,
+                   metavar="N",
                    help="split forward: train on the N days before --as-of, the last of them the"
                         " valid split (default every earlier day)")
     p.add_argument("--valid-mode", choices=("random", "last"))
     p.add_argument("--dedupe", action="store_true", default=None,
                    help="drop exact duplicate rows")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=seed_number, default=None)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="override any IngestConfig field")
     p.add_argument("--overwrite", action="store_true",
@@ -119,22 +122,13 @@ def _engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layout", choices=("file", "parts"), default="file",
                         help="engine spark: one Parquet file per split (default; what every"
                         " stage reads) or a directory of part files (the streaming trainer reads it)")
-    parser.add_argument("--exact-distinct-max", type=_count, default=MAX_DISTINCT, metavar="N",
+    parser.add_argument("--exact-distinct-max", type=whole_number(0, what="--exact-distinct-max"),
+                        default=MAX_DISTINCT, metavar="N",
                         help="engine spark: quantiles of a column (label statistics, numeric"
                         " buckets) are exact while its distinct training values, which the driver"
                         f" collects, number at most N (default {MAX_DISTINCT:,}); past it,"
                         f" approxQuantile with relative rank error {APPROX_RELATIVE_ERROR:g}, as"
                         " the manifest records")
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return value
 
 
 def _spark(args: argparse.Namespace) -> Any:
@@ -238,10 +232,13 @@ def _ensure(args: argparse.Namespace) -> int:
 
 
 def _print_summary(out: str, manifest: dict[str, Any]) -> None:
-    print(json.dumps({"out": out, "rows": manifest["splits"]["rows"],
-                      "label": {k: manifest["label"][k] for k in ("mode", "unit")},
-                      "fields": len(manifest["features"]["fields"]),
-                      "oracle": manifest["oracle"]["present"]}, indent=2))
+    summary = {"out": out, "rows": manifest["splits"]["rows"],
+               "label": {k: manifest["label"][k] for k in ("mode", "unit")},
+               "fields": len(manifest["features"]["fields"]),
+               "oracle": manifest["oracle"]["present"]}
+    if manifest["splits"].get("dropped_rows"):  # never silently: the count, as the manifest has it
+        summary["dropped_rows"] = manifest["splits"]["dropped_rows"]
+    print(json.dumps(summary, indent=2))
 
 
 def _parse_overrides(config_type: type, items: list[str]) -> dict[str, Any]:

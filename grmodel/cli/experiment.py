@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from grmodel.cli import CommandError, seed_number, whole_number
 from grmodel.comparison.report import results_table
 from grmodel.config import load_config
+from grmodel.data.windows import MIN_WINDOW_DAYS
 from grmodel.experiments.floors import floors_json, floors_markdown, learnable_floors
 from grmodel.experiments.robustness import (
     DEFAULT_ROWS,
@@ -19,7 +21,13 @@ from grmodel.experiments.robustness import (
 )
 from grmodel.experiments.runner import run_experiment
 from grmodel.experiments.specs import EXPERIMENTS
-from grmodel.outputs import claim_directory
+from grmodel.outputs import (
+    FOREIGN_RULE,
+    OutputError,
+    claim_directory,
+    foreign_files,
+    output_lock,
+)
 from grmodel.training.tuning import TuningBudget
 
 
@@ -45,14 +53,14 @@ def _add_experiment(p: argparse.ArgumentParser, name: str) -> None:
     data.add_argument("--data", help="processed dataset directory")
     data.add_argument("--generate", metavar="PRESET",
                       help="generate and ingest this synth preset (tiny, default, full) into OUT/data")
-    p.add_argument("--data-seed", type=int, default=2024, help="seed of --generate (default 2024)")
+    p.add_argument("--data-seed", type=seed_number, default=2024, help="seed of --generate (default 2024)")
     p.add_argument("--out", required=True, help="experiment directory (runs, reports, figures)")
-    p.add_argument("--seeds", type=int, default=1,
+    p.add_argument("--seeds", type=whole_number(1, what="--seeds"), default=1,
                    help="training seeds per row, counting up from train.seed (default 1)")
     p.add_argument("--rows", "--models", dest="rows", default=None,
                    help=f"comma-separated rows to run, default all: {', '.join(EXPERIMENTS[name].row_names)}")
     p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
-    p.add_argument("--figure-rows", type=int, default=20_000,
+    p.add_argument("--figure-rows", type=whole_number(1, what="--figure-rows"), default=20_000,
                    help="test rows sampled for the distribution and generated-token figures")
     _add_tuning(p)
     p.add_argument("overrides", nargs="*", metavar="[ROW_OR_MODEL:]KEY=VALUE",
@@ -97,16 +105,17 @@ def _add_robustness(names: argparse._SubParsersAction) -> None:
                    " the table)")
     p.add_argument("--preset", default="default", choices=PRESETS,
                    help="dataset sizes: tiny (seconds) or default (~60-100k rows each)")
-    p.add_argument("--seeds", type=int, default=1, help="training seeds per row (default 1)")
+    p.add_argument("--seeds", type=whole_number(1, what="--seeds"), default=1,
+                   help="training seeds per row (default 1)")
     p.add_argument("--datasets", default=None, help="comma-separated datasets by name or letter,"
                    " default all: a=kuairec_default, b=customer_value, c=rewatch, d=session_ms,"
                    " e=completion, f=drifting_zeros")
     p.add_argument("--rows", "--models", dest="rows", default=None,
                    help=f"comma-separated models, default {','.join(DEFAULT_ROWS)} (d2q only where"
                    " the data has durations)")
-    p.add_argument("--data-seed", type=int, default=2024, help="seed of the generators")
+    p.add_argument("--data-seed", type=seed_number, default=2024, help="seed of the generators")
     p.add_argument("--config", default=None, help="JSON or YAML base config for every row")
-    p.add_argument("--figure-rows", type=int, default=20_000,
+    p.add_argument("--figure-rows", type=whole_number(1, what="--figure-rows"), default=20_000,
                    help="test rows sampled for each dataset's figures")
     _add_tuning(p)
     p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
@@ -121,8 +130,9 @@ def _add_tuning(p: argparse.ArgumentParser) -> None:
                    help="first give every model the same tuning budget on the validation split"
                    " (its grid in grmodel/training/tuning.py, each candidate --tune-epochs epochs on at"
                    " most --tune-rows training rows); the report records every trial")
-    p.add_argument("--tune-epochs", type=int, default=1, help="epochs per tuning candidate")
-    p.add_argument("--tune-rows", type=int, default=50_000,
+    p.add_argument("--tune-epochs", type=whole_number(1, what="--tune-epochs"), default=1,
+                   help="epochs per tuning candidate")
+    p.add_argument("--tune-rows", type=whole_number(1, what="--tune-rows"), default=50_000,
                    help="training rows per tuning candidate (default 50,000)")
 
 
@@ -141,9 +151,9 @@ def _add_floors(names: argparse._SubParsersAction) -> None:
                          " predictors that know the planted law less and less well"
                          " (grmodel/experiments/floors.py).")
     p.add_argument("--data", required=True, help="processed dataset directory")
-    p.add_argument("--draws", type=int, default=5,
+    p.add_argument("--draws", type=whole_number(1, what="--draws"), default=5,
                    help="draws of the effects-from-rows rung, averaged (default 5)")
-    p.add_argument("--seed", type=int, default=0, help="seed of those draws")
+    p.add_argument("--seed", type=seed_number, default=0, help="seed of those draws")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_floors)
 
@@ -179,14 +189,17 @@ def _add_days(names: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="simulation directory (logs, runs, the table)")
     p.add_argument("--preset", default="tiny", choices=("tiny", "default", "full"),
                    help="the world's size and rows per day (its big_rows / 20)")
-    p.add_argument("--days", type=int, default=5, help="days of logs (default 5)")
-    p.add_argument("--window-days", type=int, default=2,
+    p.add_argument("--days", type=whole_number(1, what="--days"), default=5,
+                   help="days of logs (default 5)")
+    p.add_argument("--window-days", type=whole_number(MIN_WINDOW_DAYS, what="--window-days"),
+                   default=2,
                    help="each run trains on this many days before its day (default 2); the"
                         " runs are as of every later day")
     p.add_argument("--drift", action="append", default=[], metavar="KIND@DAY",
                    help="plant a drift from day DAY (0-based): label_shift, feature_mix or"
                         " new_category (repeatable)")
-    p.add_argument("--data-seed", type=int, default=2024, help="seed of the generated world")
+    p.add_argument("--data-seed", type=seed_number, default=2024,
+                   help="seed of the generated world")
     p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
                    help="config overrides of the pipeline (its overrides parameter)")
     p.add_argument("--overwrite", action="store_true",
@@ -198,15 +211,29 @@ def _days(args: argparse.Namespace) -> int:
     # lazy: the pipeline (kfp) loads only when this command runs
     from grmodel.data.kuairec.synth import DaysConfig, SynthConfig
     from grmodel.data.kuairec.synth.days import drift_days
-    from grmodel.experiments.days import days_table, simulate_days
+    from grmodel.experiments.days import DAYS_FILES, days_table, simulate_days
     from grmodel.pipeline.params import PipelineParams
+    from grmodel.pipeline.stages.plan import check_overrides
 
-    claim_directory(args.out, overwrite=args.overwrite)
+    # Every argument is checked before the directory is claimed: a refused run leaves none.
     days = DaysConfig(days=args.days, **drift_days(args.drift))
+    days.validate()
+    if args.window_days >= args.days:
+        raise CommandError(f"--window-days {args.window_days} with --days {args.days}: no day"
+                           " is left to run as of (rule: the runs are as of each day after the"
+                           " first --window-days, so --window-days < --days)")
     params = PipelineParams().with_values({"overrides": [*PipelineParams().overrides,
                                                          *args.overrides]})
-    rows = simulate_days(args.out, SynthConfig.preset(args.preset, seed=args.data_seed), days,
-                         args.window_days, params)
+    check_overrides(params.baselines, params.overrides)
+    with output_lock(args.out):  # one simulation at a time per directory
+        claim_directory(args.out, overwrite=args.overwrite)
+        # Replaced as the runs go: never a file grmodel did not write there.
+        foreign = [name for name in foreign_files(args.out) if name in DAYS_FILES]
+        if foreign:
+            raise OutputError(f"output {args.out}: holds {', '.join(foreign)}, which grmodel did"
+                              f" not write (rule: {FOREIGN_RULE})")
+        rows = simulate_days(args.out, SynthConfig.preset(args.preset, seed=args.data_seed), days,
+                             args.window_days, params)
     print(days_table(rows))
     print(f"\ntable: {args.out}/days.md")
     return 0

@@ -15,12 +15,20 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grmodel.outputs import claim_directory, output_lock
+from grmodel.cli import seed_number, whole_number
+from grmodel.outputs import check_output_file, claim_directory, output_lock
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
 from grmodel.pipeline.local import local_params, run_local, summary
 from grmodel.pipeline.main_job import main_job_params, run_main_job
 from grmodel.pipeline.params import APPENDED_PARAMS, PipelineParams
-from grmodel.pipeline.remote import COMPILED_PIPELINE, cluster_params, compile_pipeline, schedule, submit
+from grmodel.pipeline.remote import (
+    COMPILED_PIPELINE,
+    cluster_params,
+    compile_pipeline,
+    is_compiled_pipeline,
+    schedule,
+    submit,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = commands.add_parser("compile", help="write the pipeline YAML (and the DAG in docs/pipeline.md)")
     p.add_argument("--out", default=None, help="default: pipelines/grmodel_pipeline.yaml")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out that grmodel compiled (never another file)")
     p.add_argument("--train-pvc", default=None, metavar="CLAIM",
                    help="a ReadWriteMany claim for multi-replica GR training (train_replicas > 1);"
                         " needs --out")
@@ -42,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="run here with kfp.local (use `submit` for a cluster)")
     p.add_argument("--workdir", default="runs/pipeline", help="pipeline root, MLflow store, outputs")
     p.add_argument("--preset", default="default", help="data: the generator preset (tiny, default, full)")
-    p.add_argument("--seed", type=int, default=2024, help="data: the generator seed")
+    p.add_argument("--seed", type=seed_number, default=2024, help="data: the generator seed")
     _params(p)
     p.add_argument("--overwrite", action="store_true",
                    help="use a workdir that grmodel wrote for another purpose")
@@ -64,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         else:
             p.add_argument("--cron", required=True, help="5-field cron (or KFP's 6 with seconds)")
             p.add_argument("--job-name", default="grmodel-scheduled")
-            p.add_argument("--max-concurrency", type=int, default=1)
+            p.add_argument("--max-concurrency", type=whole_number(1, what="--max-concurrency"),
+                           default=1)
             p.add_argument("--catchup", action="store_true", help="backfill missed intervals")
         p.set_defaults(handler=_submit if name == "submit" else _schedule)
 
@@ -74,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--workdir", default="runs/main",
                    help="pipeline root, MLflow store (mlflow.db) and every stage's outputs")
     p.add_argument("--preset", default="default", help="generator preset (tiny, default, full)")
-    p.add_argument("--seed", type=int, default=2024)
+    p.add_argument("--seed", type=seed_number, default=2024)
     p.add_argument("overrides", nargs="*", help="[MODEL:]section.key=value config overrides")
     p.add_argument("--overwrite", action="store_true",
                    help="use a workdir that grmodel wrote for another purpose")
@@ -123,7 +134,12 @@ def _compile(args: argparse.Namespace) -> int:
     for flag, value in (("--train-pvc", args.train_pvc), ("--spark-pvc", args.spark_pvc)):
         if value and not args.out:
             raise ValueError(f"{flag}: give --out too (the committed YAML is the default pipeline)")
-    out = compile_pipeline(args.out or COMPILED_PIPELINE, args.train_pvc, args.spark_pvc)
+    if args.out is None:  # the committed pipeline of this checkout: recompiled in place
+        out = compile_pipeline(COMPILED_PIPELINE, args.train_pvc, args.spark_pvc)
+    else:
+        with output_lock(args.out):
+            check_output_file(args.out, overwrite=args.overwrite, is_ours=is_compiled_pipeline)
+            out = compile_pipeline(args.out, args.train_pvc, args.spark_pvc)
     print(f"wrote {out}")
     if args.out is None and PIPELINE_DOC.is_file() and update_doc(PIPELINE_DOC, out):
         print(f"updated the DAG in {PIPELINE_DOC}")
@@ -138,6 +154,14 @@ def _run(args: argparse.Namespace) -> int:
         # The main job's data repository and version belong to its own source only.
         base = base.with_values({"data_repo": "", "data_version": ""})
     params = local_params(apply_params(base, args.param))
+    # Refused before the workdir exists: what the plan stage or the fetch would refuse later.
+    # lazy: the data stages import the validation suites (great expectations)
+    from grmodel.pipeline.stages.data import check_local_logs
+    from grmodel.pipeline.stages.plan import check_overrides
+
+    check_overrides(params.baselines, params.overrides)
+    if params.data_source == "logs":
+        check_local_logs(params.data_repo, params.as_of, params.window_days)
     with output_lock(workdir):  # one run at a time per workdir; its cached stages are reused
         claim_directory(workdir, overwrite=args.overwrite, reuse=True)
         print(summary(run_local(params, workdir, verbose=args.verbose)))

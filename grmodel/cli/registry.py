@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-from grmodel.cli import EXIT_ERROR, required_tracking_uri
+from grmodel.cli import EXIT_ERROR, required_tracking_uri, whole_number
 from grmodel.registry import (
     CHALLENGER,
     CHAMPION,
@@ -47,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         " (exit 1 when rejected)"
     )
     _common(p)
-    p.add_argument("--version", required=True, help="the challenger version")
+    p.add_argument("--version", required=True, type=_version_number("--version"),
+                   help="the challenger version")
     p.add_argument("--data", required=True, help="processed dataset (its test split is used)")
     p.add_argument("--metrics", default=None,
                    help="this run's metrics JSON (`grmodel evaluate --out`) holding the baselines")
@@ -68,7 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = commands.add_parser(
         "rollback", help="move 'champion' back to a former champion, saying why")
     _common(p)
-    p.add_argument("--to", required=True, metavar="VERSION", help="the former champion's version")
+    p.add_argument("--to", required=True, metavar="VERSION", type=_version_number("--to"),
+                   help="the former champion's version")
     p.add_argument("--reason", required=True, help="why (recorded with who and when)")
     p.set_defaults(handler=_rollback)
 
@@ -77,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("--json", action="store_true", help="print the history as JSON")
     p.set_defaults(handler=_history)
+
+
+def _version_number(what: str) -> Callable[[str], str]:
+    """An argparse ``type``: a registered model version, a whole number >= 1 (as MLflow's
+    text), refused before MLflow is reached."""
+    number = whole_number(1, what=f"{what} (a model version)")
+    return lambda text: str(number(text))
 
 
 def _common(p: argparse.ArgumentParser) -> None:

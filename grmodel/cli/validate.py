@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
-from grmodel.cli import CommandError
+from grmodel.cli import CommandError, whole_number
 from grmodel.codec import LabelCodec
 from grmodel.config import VocabConfig
 from grmodel.features import LABEL_COLUMN, DatasetError, label_array, read_split
 from grmodel.locate import dataset_dir
-from grmodel.outputs import claim_directory
+from grmodel.outputs import check_output, claim_directory, output_lock
 from grmodel.validation import (
     ProcessedBounds,
     RawBounds,
@@ -56,15 +58,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="train", help="split whose labels are checked")
     p.add_argument("--vocab", default=None,
                    help="vocabulary JSON (default: built from the train labels, default config)")
-    p.add_argument("--max-len", type=int, default=None,
+    p.add_argument("--max-len", type=whole_number(1, what="the decode length"), default=None,
                    help="maximum decode length in value tokens (default: the longest train"
                         " sequence, as the model derives it)")
     p.set_defaults(handler=_tokens)
 
 
 def _bounds(cls: type, settings: list[str]) -> Any:
-    """A bounds dataclass with ``name=value`` changes (values are JSON; lists become tuples)."""
+    """A bounds dataclass with ``name=value`` changes (values are JSON; lists become tuples),
+    each checked against its field's type before any work."""
     names = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
     changes = {}
     for item in settings:
         name, sep, text = item.partition("=")
@@ -74,18 +78,54 @@ def _bounds(cls: type, settings: list[str]) -> Any:
             value = json.loads(text)
         except json.JSONDecodeError:
             value = text
-        changes[name] = tuple(value) if isinstance(value, list) else value
+        changes[name] = _bound(name, hints[name], value)
     return cls(**changes)
 
 
-def _claim(args: argparse.Namespace) -> None:
-    """--out may not hold files grmodel did not write, nor overlap the input."""
-    claim_directory(args.out, inputs=[args.input, getattr(args, "vocab", None)],
-                    overwrite=args.overwrite)
+def _bound(name: str, hint: Any, value: Any) -> Any:
+    """``value`` as a bound of type ``hint``: numbers finite and >= 0, a (low, high) pair of two
+    numbers with low <= high, a tuple of its item type, or text."""
+    def number(x: Any, kind: type) -> bool:
+        return (isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+                and x >= 0 and (kind is float or float(x).is_integer()))
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is tuple and len(args) == 2 and args[1] is not Ellipsis:
+        if (not isinstance(value, list) or len(value) != 2
+                or not all(number(x, args[0]) for x in value) or value[0] > value[1]):
+            raise CommandError(f"--set {name}={json.dumps(value)}: expected [low, high] (rule: two"
+                               f" finite {args[0].__name__}s >= 0, low <= high)")
+        return tuple(args[0](x) for x in value)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(
+                isinstance(x, args[0]) and not isinstance(x, bool) for x in value):
+            raise CommandError(f"--set {name}={json.dumps(value)}: expected a JSON list of"
+                               f" {args[0].__name__} (rule: the bound's type)")
+        return tuple(value)
+    if hint in (int, float):
+        if not number(value, hint):
+            raise CommandError(f"--set {name}={json.dumps(value)}: expected a finite"
+                               f" {hint.__name__} >= 0 (rule: the bound's type)")
+        return hint(value)
+    if not isinstance(value, str):
+        raise CommandError(f"--set {name}={json.dumps(value)}: expected text (rule: the bound's"
+                           " type)")
+    return value
 
 
-def _finish(report: Any, out: str) -> int:
-    paths = report.write(out)
+def _inputs(args: argparse.Namespace) -> list[str | None]:
+    return [args.input, getattr(args, "vocab", None)]
+
+
+def _check(args: argparse.Namespace) -> None:
+    """Before any work: --out may not hold files grmodel did not write, nor overlap the input.
+    Nothing is created yet, so a run that fails before its reports leaves no --out behind."""
+    check_output(args.out, inputs=_inputs(args), overwrite=args.overwrite, replaces=False)
+
+
+def _finish(report: Any, args: argparse.Namespace) -> int:
+    claim_directory(args.out, inputs=_inputs(args), overwrite=args.overwrite)
+    paths = report.write(args.out)
     stream = sys.stdout if report.success else sys.stderr
     print(report.summary(), file=stream)
     print(f"reports: {paths['json']}, {paths['md']}, {paths['html']}", file=sys.stdout)
@@ -93,14 +133,17 @@ def _finish(report: Any, out: str) -> int:
 
 
 def _raw(args: argparse.Namespace) -> int:
-    _claim(args)
-    return _finish(validate_raw_kuairec(args.input, _bounds(RawBounds, args.settings)), args.out)
+    bounds = _bounds(RawBounds, args.settings)
+    with output_lock(args.out):
+        _check(args)
+        return _finish(validate_raw_kuairec(args.input, bounds), args)
 
 
 def _processed(args: argparse.Namespace) -> int:
-    _claim(args)
     bounds = _bounds(ProcessedBounds, args.settings)
-    return _finish(validate_processed(dataset_dir(args.input), bounds), args.out)
+    with output_lock(args.out):
+        _check(args)
+        return _finish(validate_processed(dataset_dir(args.input), bounds), args)
 
 
 def _labels(processed_dir: str, split: str) -> Any:
@@ -112,14 +155,18 @@ def _labels(processed_dir: str, split: str) -> Any:
 
 
 def _tokens(args: argparse.Namespace) -> int:
-    _claim(args)
+    bounds = _bounds(TokenBounds, args.settings)
+    with output_lock(args.out):
+        _check(args)
+        return _finish(_token_report(args, bounds), args)
+
+
+def _token_report(args: argparse.Namespace, bounds: TokenBounds) -> Any:
     train_source = f"{args.input}/train.parquet"
     train = label_array(read_split(args.input, "train"), source=train_source)
     vocab = Vocabulary.load(args.vocab) if args.vocab else build_vocabulary(train, VocabConfig())
     max_len = args.max_len or LabelCodec(vocab).max_decode_len(train)
-    report = validate_tokens(
-        _labels(args.input, args.split), vocab, max_len,
-        bounds=_bounds(TokenBounds, args.settings),
+    return validate_tokens(
+        _labels(args.input, args.split), vocab, max_len, bounds=bounds,
         source=str(Path(args.input) / f"{args.split}.parquet"),
     )
-    return _finish(report, args.out)

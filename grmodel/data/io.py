@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +31,17 @@ class RawDataError(DatasetError):
 
 class DataSpecError(ValueError):
     """A generator config, ingest option or dataset spec that cannot be used."""
+
+
+def found(header: list[str], wanted: Iterable[str]) -> str:
+    """What an error about missing columns says of the file's header: its names when it holds
+    any wanted column (the intended table, a column misnamed), else only their number. A file
+    with none of them is another file (a link to a system file, say): its first line, which may
+    hold anything, is never echoed."""
+    if set(header) & set(wanted):
+        return f"found {header}"
+    return (f"none of them is in its header of {len(header)} column(s): is it the intended"
+            " file?")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -78,7 +90,7 @@ def read_csv(
     missing = [c for c in columns if c not in header and c not in optional]
     if missing:
         raise RawDataError(
-            f"{path}: missing column(s) {missing} (rule: required columns; found {header})"
+            f"{path}: missing column(s) {missing} (rule: required columns; {found(header, columns)})"
         )
     wanted = [c for c in columns if c in header]
     arrow_types = {c: ARROW_TYPES[columns[c]] for c in wanted if columns[c] in ARROW_TYPES}

@@ -46,12 +46,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from grmodel.config import load_yaml, read_small_text, yaml_problem
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, bucket_field, categorical_field, label_stats
 from grmodel.data.io import (
     DataSpecError,
     RawDataError,
     check_unique_names,
+    found,
     read_csv,
     sha256_file,
 )
@@ -73,11 +75,14 @@ from grmodel.data.windows import (
 from grmodel.features import (
     FEW_SPLIT_ROWS,
     LABEL_COLUMN,
+    LABEL_MAX,
+    LABEL_RULE,
     RAW_PREFIX,
 )
 
 log = logging.getLogger(__name__)
 
+DURATION_RULE = "a duration is finite and >= 0 seconds"
 RESERVED_COLUMNS = ("label", "duration_s", "timestamp", "user_id_raw", "item_id_raw",
                     "oracle_median", "oracle_mean")
 
@@ -151,16 +156,27 @@ class TabularSpec:
         if not path.is_file():
             raise DataSpecError(f"{path}: dataset spec not found")
         try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            raw = load_yaml(read_small_text(path, "dataset spec"), str(path))
         except UnicodeDecodeError as exc:
             raise DataSpecError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason}) (rule: a"
                                 " dataset spec is a UTF-8 YAML file)") from None
         except yaml.YAMLError as exc:
-            raise DataSpecError(f"{path}: not valid YAML: {exc}") from None
+            raise DataSpecError(f"{path}: not valid YAML: {yaml_problem(exc)} (rule: a dataset"
+                                " spec is a YAML mapping)") from None
         return cls.from_dict(raw or {}, base_dir=path.parent)
 
     def validate(self) -> None:
+        for key in ("name", "source", "label", "user_key", "item_key", "timestamp", "duration",
+                    "oracle"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                raise DataSpecError(f"dataset spec: {key!r} is a {type(value).__name__} (rule:"
+                                    f" {key} is a column name or text)")
         for side, spec in (("user", self.user), ("item", self.item)):
+            if not isinstance(spec.categorical, list) or not isinstance(spec.numeric, dict) or not all(
+                    isinstance(c, str) for c in spec.columns):
+                raise DataSpecError(f"dataset spec: {side}: categorical is a list and numeric a"
+                                    " mapping of column names (rule: the spec's field lists)")
             if not spec.columns:
                 raise DataSpecError(f"dataset spec: {side} needs at least one field")
             for column, buckets in spec.numeric.items():
@@ -176,6 +192,9 @@ class TabularSpec:
             n for n in names if n.endswith("_mask") or n.startswith(RAW_PREFIX))
         if clash:
             raise DataSpecError(f"dataset spec: field name(s) {clash} are reserved")
+        if self.label in names:
+            raise DataSpecError(f"dataset spec: the label {self.label!r} is also a feature (rule:"
+                                " the label is never a feature: a model would read its target)")
         if self.oracle and self.oracle in (*names, self.label):
             raise DataSpecError(f"dataset spec: oracle column {self.oracle!r} is a feature or the"
                                 " label (rule: the oracle is neither)")
@@ -214,14 +233,19 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
     n = len(frame)
 
     label = frame[spec.label].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(label) | (label < 0)
+    bad = ~np.isfinite(label) | (label < 0) | (label > LABEL_MAX)
     if bad.any():
         raise RawDataError(f"{path}: column {spec.label!r} has {int(bad.sum())} missing,"
-                           " negative or infinite values (rule: label non-negative and finite)")
+                           f" negative, infinite or too large values (rule: {LABEL_RULE})")
     timestamp = (_seconds(frame[spec.timestamp], path, spec.timestamp) if spec.timestamp
                  else np.full(n, np.nan))
-    duration = (frame[spec.duration].to_numpy(dtype=np.float64) if spec.duration
-                else np.full(n, np.nan))
+    duration = np.full(n, np.nan)
+    if spec.duration:
+        duration = frame[spec.duration].to_numpy(dtype=np.float64)
+        bad = ~np.isfinite(duration) | (duration < 0)
+        if bad.any():
+            raise RawDataError(f"{path}: column {spec.duration!r} has {int(bad.sum())} missing,"
+                               f" negative or infinite values (rule: {DURATION_RULE})")
     oracle = None
     if spec.oracle:
         oracle = frame[spec.oracle].to_numpy(dtype=np.float64)
@@ -270,6 +294,9 @@ def build_tabular(spec: str | Path | TabularSpec, out_dir: str | Path) -> dict[s
     ordered_by = timestamp if spec.split.kind == "chronological" else None
     split_rows = splits.rows_by_split(codes, ordered_by)
     warnings = plausibility_warnings(path, label[train], split_rows)
+    dropped = dropped_warning(path, int((codes == splits.DROPPED).sum()), n, spec.split.kind)
+    if dropped:
+        warnings.append(dropped)
     manifest = {
         "dataset": spec.name,
         "source": {"path": str(path), "rows": n,
@@ -312,6 +339,19 @@ def plausibility_warnings(path: Path, train_label: np.ndarray,
         log.warning("%s", warning)
     return warnings
 
+
+
+def dropped_warning(path: Path | str, dropped: int, rows: int, kind: str) -> str | None:
+    """The warning (logged, and for the manifest) of rows a split could not place, or None."""
+    if not dropped:
+        return None
+    why = {"chronological": "no timestamp",
+           "forward": "no day in the window (before its first day, after as_of, or none)"
+           }.get(kind, "no split")
+    warning = (f"{path}: {dropped:,} of {rows:,} rows have {why} and are in no split (rule: a row"
+               " is dropped only with its count in the output and the manifest)")
+    log.warning("%s", warning)
+    return warning
 
 
 def _split_summary(split_rows: dict[str, np.ndarray], codes: np.ndarray, kind: str
@@ -364,7 +404,7 @@ def _read_parquet(path: Path, wanted: list[str], constants: dict[str, str] | Non
     missing = [c for c in wanted if c not in names and c not in constants]
     if missing:
         raise RawDataError(f"{path}: missing column(s) {missing} (rule: the spec's columns;"
-                           f" found {names})")
+                           f" {found(names, wanted)})")
     frame = pq.read_table(path, columns=[c for c in wanted if c in names]).to_pandas()
     for name, value in constants.items():
         if name in wanted:

@@ -28,6 +28,9 @@ from grmodel.pipeline.stages.record import StageRecord
 
 log = logging.getLogger(__name__)
 
+# The table of a simulation, rewritten after each day: its rows as JSON, and as Markdown.
+DAYS_FILES = ("days.json", "days.md")
+
 
 @dataclass
 class DayRow:
@@ -86,8 +89,8 @@ def simulate_days(out_dir: str | Path, synth: SynthConfig, days: DaysConfig, win
         log.info("day %s", day)
         run = run_local(base.with_values({"as_of": day.isoformat()}), work)
         rows.append(day_row(run))
-        write_json_atomic(out / "days.json", [dataclasses.asdict(r) for r in rows])
-        write_text_atomic(out / "days.md", days_table(rows) + "\n")
+        write_json_atomic(out / DAYS_FILES[0], [dataclasses.asdict(r) for r in rows])
+        write_text_atomic(out / DAYS_FILES[1], days_table(rows) + "\n")
     return rows
 
 

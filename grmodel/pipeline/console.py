@@ -23,12 +23,14 @@ from typing import Any, TextIO
 from tqdm import tqdm
 
 from grmodel.progress import PLAIN_INTERVAL_SECONDS, duration, parse_event
+from grmodel.redact import redact
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _START = re.compile(r"Executing task '([^']+)'")
 _END = re.compile(r"Task '([^']+)' finished with status (\w+)")
 # The last line of a step's traceback: "grmodel.validation.ValidationFailed: raw suite: ..."
-_ERROR = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Failed|Failure|Collapsed)): (.+)$")
+_ERROR = re.compile(r"^\s*([A-Za-z_][\w.]*(Error|Exception|Failed|Failure|Collapsed|Diverged)):"
+                    r" (.+)$")
 NAME_WIDTH = 18
 
 
@@ -75,6 +77,7 @@ class RunConsole(io.TextIOBase):
 
     def say(self, text: str) -> None:
         """A line of the view (kept in the log too)."""
+        text = redact(text)
         with self._lock:
             self.log.write(text + "\n")
             if self._bars and self.tty:
@@ -95,6 +98,9 @@ class RunConsole(io.TextIOBase):
     # ------------------------------------------------------------------------------ lines
 
     def _line(self, raw: str) -> None:
+        # Every line a step prints (kfp.local's dump of its inputs included) may hold a
+        # credentialed URL: redacted before it reaches the log or the terminal.
+        raw = redact(raw)
         line = _ANSI.sub("", raw).rstrip("\r")
         event = parse_event(line)
         self.log.write(line + "\n")

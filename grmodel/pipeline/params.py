@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,4 +80,63 @@ class PipelineParams:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown pipeline parameter(s) {unknown}; known: {sorted(known)}")
+        types = {f.name: f.type for f in dataclasses.fields(self)}
+        for name, value in values.items():
+            check_param(name, types[name], value)
         return dataclasses.replace(self, **values)
+
+
+# Whole-number parameters and their smallest value (the seed also has a largest).
+_AT_LEAST = {"seeds": 1, "train_replicas": 1, "data_seed": 0}
+_MAX_SEED = 2**32 - 1
+
+
+def check_param(name: str, kind: str, value: Any) -> None:
+    """Refuse, before any run starts, a parameter value of the wrong type or out of range: a
+    float threshold that is NaN or infinite, a count below 1, a list that is not of strings."""
+    def fail(rule: str) -> None:
+        raise ValueError(f"--param {name}={value!r}: {rule} (rule: pipeline parameters have the"
+                         " types and ranges of grmodel/pipeline/params.py)")
+
+    is_number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "str" and not isinstance(value, str):
+        fail("expected text")
+    if kind == "int":
+        if not (is_number and float(value).is_integer()):
+            fail("expected a whole number")
+        if value < _AT_LEAST.get(name, value) or (name == "data_seed" and value > _MAX_SEED):
+            fail(f"expected a whole number >= {_AT_LEAST[name]}"
+                 + (f" and <= {_MAX_SEED}" if name == "data_seed" else ""))
+    if kind == "float" and not (is_number and math.isfinite(value)):
+        fail("expected a finite number")
+    if kind == "list[str]" and not (isinstance(value, list)
+                                    and all(isinstance(v, str) for v in value)):
+        fail("expected a JSON list of strings")
+    _check_meaning(name, value, fail)
+
+
+def _check_meaning(name: str, value: Any, fail: Callable[[str], None]) -> None:
+    """The rules of the parameters whose values mean more than their type: a windowed run's
+    day and window, the drift policy and thresholds (each rule where the value is used)."""
+    # lazy: windows and drift bounds are needed only for these parameters
+    from grmodel.data.io import DataSpecError
+    from grmodel.data.windows import Window, parse_day
+
+    try:
+        if name == "as_of" and value:
+            parse_day(value, "as_of")
+        elif name == "window_days" and value:
+            Window(parse_day("1970-01-01"), value)
+        elif name == "drift_policy":
+            from grmodel.validation.drift import DRIFT_POLICIES
+
+            if value not in DRIFT_POLICIES:
+                fail(f"expected one of {list(DRIFT_POLICIES)}")
+        elif name.startswith("drift_"):
+            from grmodel.validation.drift import DriftBounds
+
+            DriftBounds(**{name.removeprefix("drift_"): value})
+    except (DataSpecError, ValueError) as exc:
+        if str(exc).startswith("--param"):
+            raise
+        raise ValueError(f"--param {name}={value!r}: {exc}") from None

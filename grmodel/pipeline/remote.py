@@ -61,6 +61,17 @@ def compile_pipeline(out_path: str | Path, train_pvc: str | None = None,
     return out
 
 
+def is_compiled_pipeline(path: str | Path) -> bool:
+    """Whether ``path`` holds a pipeline that ``grmodel pipeline compile`` wrote: the header the
+    KFP compiler writes, naming a grmodel pipeline (what a later compile may replace)."""
+    try:
+        with Path(path).open(encoding="utf-8") as handle:
+            head = [handle.readline() for _ in range(2)]
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head[0].strip() == "# PIPELINE DEFINITION" and head[1].startswith("# Name: grmodel")
+
+
 def load_compiled(path: str | Path = COMPILED_PIPELINE) -> tuple[dict[str, Any], dict[str, Any]]:
     """The pipeline spec of a compiled package and its Kubernetes platform spec (``{}`` if none):
     the YAML holds them as two documents."""

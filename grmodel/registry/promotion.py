@@ -539,10 +539,10 @@ def rollback(name: str, to_version: str | int, reason: str, tracking_uri: str | 
              by: str | None = None) -> AliasMove:
     """Move ``champion`` back to ``to_version``, a former champion, by hand; recorded with who
     and why (``reason``, required)."""
-    client = connect(tracking_uri)
     to_version = str(to_version)
-    if not reason or not reason.strip():
+    if not reason or not reason.strip():  # before any connection: nothing to reach to refuse it
         raise ValueError("--reason is empty (rule: a rollback says why)")
+    client = connect(tracking_uri)
     with _not_found_is_value_error(client):
         target = client.get_model_version(name, to_version)
     current = _alias_version(client, name, CHAMPION)

@@ -43,6 +43,10 @@ from grmodel.training.state import Progress, StateStore, restore
 log = logging.getLogger(__name__)
 
 
+class TrainingDiverged(ValueError, FloatingPointError):
+    """The loss became NaN or infinite: the config or the labels, not a bug (names the rule)."""
+
+
 def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: SplitArrays,
                out_dir: str | Path, ctx: DistContext, store: StateStore | None,
                saved: dict[str, Any] | None,
@@ -91,9 +95,10 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
             with autocast(ctx.device, tc.amp_bf16):
                 loss, parts = module(batch, p.step, total_steps)
             if not torch.isfinite(loss):
-                raise FloatingPointError(
+                raise TrainingDiverged(
                     f"{config.model_name}: loss became {loss.item()} at step {p.step} (epoch"
-                    f" {epoch}, rank {ctx.rank}); lower train.lr or check the labels"
+                    f" {epoch}, rank {ctx.rank}) (rule: the training loss stays finite: lower"
+                    " train.lr, or rescale labels too large for the model's loss)"
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -173,6 +178,8 @@ def run_epochs(config: RunConfig, model: WatchTimeModel, source: Any, valid: Spl
             message = (f"{config.model_name}: the trained model collapsed on the validation split:"
                        f" {verdict.reason}")
             if tc.on_collapse == "fail":
+                if store is not None:
+                    store.remove()  # the run is over: its state resumes to the same verdict
                 raise ModelCollapsed(f"{message}; nothing was written (train.on_collapse=warn"
                                      " keeps such a model, marked)")
             log.warning("%s; the model is kept and marked (train.on_collapse=warn)", message)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from grmodel.atomic import jsonable, through_json, write_text_atomic
-from grmodel.checkpoint import META_FILE, weights_path
+from grmodel.checkpoint import META_FILE, CheckpointError, trusted_meta, weights_path
 from grmodel.config import RunConfig
 from grmodel.data.io import sha256_file
 from grmodel.features import SPLITS
@@ -140,8 +140,13 @@ def finished_run(model_dir: Path, config: RunConfig, fingerprint: str) -> dict[s
         return None
     try:
         record = json.loads(path.read_text())
-        same = same_run(record["config"], record["dataset_fingerprint"], config, fingerprint,
-                        RESULT_NEUTRAL_KEYS)
+        # training.json is an editable record: the config it states must also be the one the
+        # checkpoint's digests cover (and so must the dataset, where the checkpoint names it).
+        meta = trusted_meta(model_dir)
+        same = (same_run(record["config"], record["dataset_fingerprint"], config, fingerprint,
+                         RESULT_NEUTRAL_KEYS)
+                and same_run(meta["config"], meta.get("dataset_fingerprint") or fingerprint,
+                             config, fingerprint, RESULT_NEUTRAL_KEYS))
     except (ValueError, KeyError, TypeError):  # unreadable, or written by another config version
         same = False
     if not same:
@@ -158,9 +163,12 @@ def finished_model(config: RunConfig, out_dir: str | Path) -> TrainResult | None
     if not (weights_path(out).is_file() and (out / META_FILE).is_file()):
         return None
     try:
-        meta = json.loads((out / META_FILE).read_text())
+        meta = trusted_meta(out)  # what decides reuse is covered by a digest
         same = same_run(meta["config"], meta.get("dataset_fingerprint"), config,
                         trained_on(config.data.processed_dir), RESUME_FREE_KEYS)
+    except CheckpointError as exc:
+        log.warning("%s: not reused (%s)", out, exc)
+        return None
     except (OSError, ValueError, KeyError, TypeError):  # unreadable or of another version
         return None
     if not same:

@@ -20,10 +20,17 @@ import torch
 
 from grmodel import __version__
 from grmodel.atomic import atomic_file, write_json_atomic
+from grmodel.checkpoint import save_tensors
 from grmodel.config import RunConfig
 from grmodel.distributed import DistContext, all_gather_tensor
 from grmodel.models import WatchTimeModel
-from grmodel.outputs import MARKER, OutputError, check_safe, marker_kind, write_marker
+from grmodel.outputs import (
+    MARKER,
+    OutputError,
+    check_safe,
+    marker_kind,
+    write_marker,
+)
 from grmodel.training.records import RESUME_FREE_KEYS, config_differences, through_json
 
 STATE_FORMAT = "grmodel.train_state/1"
@@ -96,6 +103,19 @@ class StateStore:
             cuda_rng = torch.stack(all_gather_tensor(torch.cuda.get_rng_state(ctx.device), ctx))
         if not ctx.is_main:
             return
+        fresh = not self.directory.exists()
+        try:
+            self._write(config, model, optimizer, best_state, p, ctx, rng, cuda_rng)
+        except BaseException:
+            # A first save that failed (a full disk) leaves no state directory behind that a
+            # later run would mistake for a state, or that blocks it.
+            if fresh and not self.path.is_file():
+                self._remove_files()
+            raise
+
+    def _write(self, config: RunConfig, model: WatchTimeModel, optimizer: torch.optim.Optimizer,
+               best_state: dict[str, torch.Tensor], p: Progress, ctx: DistContext,
+               rng: torch.Tensor, cuda_rng: torch.Tensor) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         if marker_kind(self.directory) != STATE_KIND:
             write_marker(self.directory, STATE_KIND)
@@ -117,7 +137,7 @@ class StateStore:
             "cuda_rng": cuda_rng,
         }
         with atomic_file(self.path) as tmp:
-            torch.save(payload, tmp)
+            save_tensors(payload, tmp)
         summary = {k: meta[k] for k in ("format", "world_size", "grmodel_version", "saved_at")}
         summary.update({k: getattr(p, k) for k in ("epoch", "batch", "step", "best", "stopped")})
         write_json_atomic(self.directory / STATE_SUMMARY, summary)
@@ -161,6 +181,9 @@ class StateStore:
         the directory if nothing else is left in it."""
         if marker_kind(self.directory) != STATE_KIND:
             return  # not a state this process wrote (it never saved one)
+        self._remove_files()
+
+    def _remove_files(self) -> None:
         for name in STATE_FILES:
             (self.directory / name).unlink(missing_ok=True)
         for name in (STATE_FILE, STATE_SUMMARY):

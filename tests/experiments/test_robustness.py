@@ -69,9 +69,10 @@ def test_other_data_settings_in_the_same_directory_are_refused(suite: Path, caps
 
 
 def test_bad_requests_fail_before_any_data_is_made(tmp_path: Path, capsys):
-    for extra in (["--rows", "gr,nope"], ["--seeds", "0"], ["train.nope=1"], ["--datasets", "z"]):
+    for extra, status in ((["--rows", "gr,nope"], 1), (["--seeds", "0"], 2),  # 2: an argument
+                          (["train.nope=1"], 1), (["--datasets", "z"], 1)):
         assert main(["experiment", "robustness", "--out", str(tmp_path / "s"), "--preset", "tiny",
-                     *extra]) == 1
+                     *extra]) == status
         assert "error" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 

@@ -86,3 +86,31 @@ def test_verbose_shows_everything(tmp_path):
 ])
 def test_key_results(record, expected):
     assert describe(json.loads(json.dumps(record))) == expected
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_credentials_never_reach_the_log_or_the_terminal(tmp_path, verbose):
+    """kfp.local dumps each step's inputs (a tracking URI with its password among them) and a
+    step logs its own warnings: every line is redacted before it is kept or shown."""
+    console, log, terminal = _console(tmp_path, tty=False, verbose=verbose)
+    uri = "http://alice:SEKRET@127.0.0.1:9"
+    console.write("07:00:00.000 - INFO - Executing task 'fetch-data'\n")
+    console.write(f'    "mlflow_tracking_uri": "{uri}",\n')
+    console.write(f"    [KFP Executor] WARNING: MLflow {uri} is unreachable from this stage\n")
+    console.write(f"    grmodel.pipeline.stages.StageError: {uri}?token=abc: refused\n")
+    console.write("07:00:01.000 - INFO - Task 'fetch-data' finished with status FAILURE\n")
+    console.say(f"a line of the view naming {uri}")
+    console.finish()
+    for text in (log.getvalue(), terminal.getvalue(), "; ".join(console.failures)):
+        assert "SEKRET" not in text and "token=abc" not in text, text
+    assert "http://***@127.0.0.1:9" in log.getvalue()
+
+
+def test_a_collapsed_step_names_the_collapse(tmp_path):
+    console, log, terminal = _console(tmp_path, tty=False)
+    console.write("07:00:00.000 - INFO - Executing task 'train-baseline'\n")
+    console.write("    grmodel.collapse.ModelCollapsed: cread: the trained model collapsed on the"
+                  " validation split: no better than the train median\n")
+    console.write("07:00:01.000 - INFO - Task 'train-baseline' finished with status FAILURE\n")
+    console.finish()
+    assert "failed: ModelCollapsed: cread: the trained model collapsed" in terminal.getvalue()

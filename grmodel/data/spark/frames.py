@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from grmodel.data import splits
-from grmodel.data.io import RawDataError, read_header
+from grmodel.data.io import RawDataError, found, read_header
 from grmodel.data.storage import Location
 
 # monotonically_increasing_id() puts the partition index above bit 33 and the row's place in
@@ -37,7 +37,7 @@ def read_csv(spark: SparkSession, path: Location, kinds: dict[str, str]) -> Data
     missing = [name for name in kinds if name not in header]
     if missing:
         raise RawDataError(f"{path}: missing column(s) {missing} (rule: the file's columns;"
-                           f" found {header})")
+                           f" {found(header, kinds)})")
     schema = T.StructType([T.StructField(name, _KINDS[kinds[name]] if name in kinds
                                          else T.StringType()) for name in header])
     frame = (spark.read.option("header", True).option("mode", "FAILFAST")

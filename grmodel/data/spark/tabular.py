@@ -27,7 +27,7 @@ from grmodel.atomic import atomic_directory
 from grmodel.counted import APPROX_RELATIVE_ERROR, MAX_DISTINCT, quantiles
 from grmodel.data import splits
 from grmodel.data.encoding import EncodedField, vocabulary
-from grmodel.data.io import DataSpecError, RawDataError
+from grmodel.data.io import DataSpecError, RawDataError, found
 from grmodel.data.processed import ROW_GROUP_ROWS, write_manifest
 from grmodel.data.spark.frames import (
     CODE,
@@ -47,7 +47,13 @@ from grmodel.data.spark.labels import label_stats
 from grmodel.data.spark.session import spark_session
 from grmodel.data.spark.write import LAYOUTS, write_split
 from grmodel.data.storage import Location, location
-from grmodel.data.tabular import TabularSpec, plausibility_warnings, source_files
+from grmodel.data.tabular import (
+    DURATION_RULE,
+    TabularSpec,
+    dropped_warning,
+    plausibility_warnings,
+    source_files,
+)
 from grmodel.data.windows import (
     PARTITION_KEY,
     Window,
@@ -59,6 +65,8 @@ from grmodel.data.windows import (
 from grmodel.features import (
     FIRST_KNOWN_ID,
     LABEL_COLUMN,
+    LABEL_MAX,
+    LABEL_RULE,
     MISSING_ID,
     SPLITS,
     FieldSpec,
@@ -92,8 +100,11 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     n = frame.count()
     if n == 0:
         raise RawDataError(f"{path}: no data rows (rule: a non-empty table)")
-    _check_nonnegative(frame, path, spec.label,
-                       "(rule: label non-negative and finite)", "missing, negative or infinite")
+    _check_nonnegative(frame, path, spec.label, f"(rule: {LABEL_RULE})",
+                       "missing, negative, infinite or too large", high=LABEL_MAX)
+    if spec.duration:
+        _check_nonnegative(frame, path, spec.duration, f"(rule: {DURATION_RULE})",
+                           "missing, negative or infinite")
     if spec.oracle:
         _check_nonnegative(frame, path, spec.oracle, "(rule: the oracle median is non-negative"
                            " and finite)", "missing, negative or infinite", count=False)
@@ -124,6 +135,9 @@ def build_tabular_spark(spec: str | Path | TabularSpec, out_dir: str | Path,
     low, high = label_train_stats["min"], label_train_stats["max"]
     warnings = plausibility_warnings(path, np.array([low, high]) if low == high else np.array([]),
                                      {name: range(rows[name]) for name in SPLITS})
+    dropped = dropped_warning(path, counts.get(splits.DROPPED, 0), n, spec.split.kind)
+    if dropped:
+        warnings.append(dropped)
     manifest = {
         "dataset": spec.name,
         "source": {"path": str(path), "rows": n,
@@ -217,7 +231,7 @@ def _read_table(spark: SparkSession, path: Location, spec: TabularSpec
         missing_columns = [c for c in wanted if c not in names]
         if missing_columns:
             raise RawDataError(f"{path}: missing column(s) {missing_columns} (rule: the spec's"
-                               f" columns; found {names})")
+                               f" columns; {found(names, wanted)})")
         if partitions:
             frame = (spark.read.option("basePath", path.uri).parquet(*[f.uri for f in files])
                      .withColumn("_f", F.input_file_name()))
@@ -259,9 +273,9 @@ def _seconds(frame: DataFrame, column: str | None, path: Location) -> Column:
 
 
 def _check_nonnegative(frame: DataFrame, path: Location, column: str, rule: str, what: str,
-                       count: bool = True) -> None:
+                       count: bool = True, high: float = float("inf")) -> None:
     bad = frame.filter(missing(column) | (F.abs(F.col(column)) == float("inf"))
-                       | (F.col(column) < 0)).count()
+                       | (F.col(column) < 0) | (F.col(column) > high)).count()
     if bad:
         counted = f"{bad} " if count else ""
         raise RawDataError(f"{path}: column {column!r} has {counted}{what} values {rule}")

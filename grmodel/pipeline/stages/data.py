@@ -20,11 +20,13 @@ from typing import Any
 from grmodel import versioning
 from grmodel.data.io import DataSpecError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
+from grmodel.data.storage import is_uri
 from grmodel.data.windows import Window, as_of_from_schedule
 from grmodel.datasource import (
     SOURCES,
     DataRecord,
     DataSourceError,
+    logs_partitions,
     resolve_generated,
     resolve_logs,
     resolve_path,
@@ -72,10 +74,8 @@ def fetch_data(
     stage = StageRun("fetch_data", tracking)
     if source not in DATA_SOURCES:
         raise StageError(f"data source {source!r}: expected one of {list(DATA_SOURCES)}")
-    window = run_window(as_of, window_days, scheduled_time)
-    if source == "logs" and window is None:
-        raise StageError("data source logs: window_days is 0 (rule: a run on logs by day reads a"
-                         " window: window_days >= 2, and as_of or the scheduled time)")
+    window = logs_window(as_of, window_days, scheduled_time) if source == "logs" else run_window(
+        as_of, window_days, scheduled_time)
     out = Path(out_dir)
     with stage.output(out) as tmp:
         raw = tmp / "raw"
@@ -128,6 +128,23 @@ def _resolve(source: str, raw: Path, data_repo: str, preset: str, seed: int,
         return record, f"{len(record.partitions or {})} partitions"
     except DataSourceError as exc:
         raise StageError(str(exc)) from None
+
+
+def logs_window(as_of: str, window_days: int, scheduled_time: str = "") -> Window:
+    """The window of a run on logs by day (data_source logs), which must read one."""
+    window = run_window(as_of, window_days, scheduled_time)
+    if window is None:
+        raise StageError("data source logs: window_days is 0 (rule: a run on logs by day reads a"
+                         " window: window_days >= 2, and as_of or the scheduled time)")
+    return window
+
+
+def check_local_logs(data_repo: str, as_of: str, window_days: int) -> None:
+    """A run on logs by day in a folder on this machine: the window's partitions are there,
+    checked before the run creates anything (logs on a URI are checked by the fetch)."""
+    window = logs_window(as_of, window_days)
+    if not is_uri(data_repo):
+        logs_partitions(data_repo, window)
 
 
 def run_window(as_of: str, window_days: int, scheduled_time: str = "") -> Window | None:

@@ -17,6 +17,12 @@ def gr_config(data: Path, overrides: list[str] | None) -> Any:
     return model_plan(data, [GR], overrides, 1).runs[0][2]
 
 
+def check_overrides(baselines: list[str], overrides: list[str] | None) -> None:
+    """Refuse, before a run starts, the overrides its plan stage would refuse (a malformed
+    item, an unknown key, a value out of its range): the plan of GR and ``baselines``."""
+    model_plan(Path("."), [GR, *baselines], overrides, 1)
+
+
 def model_plan(data: Path, models: list[str], overrides: list[str] | None, seeds: int
                ) -> ComparisonPlan:
     """Every (model, seed) run with its config: the library defaults, the models' named

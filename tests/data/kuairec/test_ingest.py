@@ -12,6 +12,7 @@ from grmodel.data.io import DataSpecError, RawDataError
 from grmodel.data.kuairec.ingest import IngestConfig, ingest_kuairec
 from grmodel.data.kuairec.synth import SynthConfig, generate_kuairec
 from grmodel.features import FeatureSchema, label_array, read_manifest, read_split
+from grmodel.outputs import OutputError
 
 
 def _splits(processed: Path) -> dict[str, pd.DataFrame]:
@@ -314,9 +315,12 @@ def test_missing_directory_and_bad_options(tmp_path: Path) -> None:
 def test_rerun_replaces_the_output_whole(tiny_raw: Path, tmp_path: Path) -> None:
     out = tmp_path / "p"
     ingest_kuairec(tiny_raw, out, IngestConfig(label_mode="watch_ratio"))
-    (out / "stale.txt").write_text("x")
+    (out / "notes.txt").write_text("x")  # a file grmodel did not write: never removed
+    with pytest.raises(OutputError, match="did not write: notes.txt"):
+        ingest_kuairec(tiny_raw, out, IngestConfig())
+    assert (out / "notes.txt").read_text() == "x"
+    (out / "notes.txt").unlink()
     ingest_kuairec(tiny_raw, out, IngestConfig())
-    assert not (out / "stale.txt").exists()
     assert json.loads((out / "manifest.json").read_text())["label"]["mode"] == "watch_time"
     assert [p.name for p in tmp_path.iterdir()] == ["p"]
     shutil.rmtree(out)

@@ -79,21 +79,26 @@ class DaysConfig:
     new_category_share: float = 0.5
 
     def validate(self) -> None:
-        def need(ok: bool, rule: str) -> None:
+        def need(ok: bool, name: str, rule: str) -> None:
             if not ok:
-                raise DataSpecError(f"DaysConfig: {rule}")
+                raise DataSpecError(f"DaysConfig.{name}={getattr(self, name)!r}: out of range"
+                                    f" (rule: {rule})")
 
-        need(isinstance(self.days, int) and self.days >= 1, "days >= 1")
+        need(isinstance(self.days, int) and self.days >= 1, "days", "days >= 1")
         parse_day(self.first_day, "DaysConfig.first_day")
-        need(self.rows_per_day >= 0, "rows_per_day >= 0 (0: the world's big_rows / 20)")
-        need(0 < self.start_share <= 1, "0 < start_share <= 1")
+        need(self.rows_per_day >= 0, "rows_per_day",
+             "rows_per_day >= 0 (0: the world's big_rows / 20)")
+        need(0 < self.start_share <= 1, "start_share", "0 < start_share <= 1")
         for name in ("label_shift_day", "mix_day", "new_category_day"):
             day = getattr(self, name)
-            need(day is None or 0 <= day < self.days, f"{name} is a day index in 0 .. days - 1"
-                 " (or null: no such drift)")
-        need(self.label_shift > 0, "label_shift > 0")
-        need(self.mix_factor > 0, "mix_factor > 0")
-        need(0 < self.new_category_share <= 1, "0 < new_category_share <= 1")
+            need(day is None or 0 <= day < self.days, name, f"{name} is a day index in 0 .."
+                 " days - 1 (or null: no such drift)")
+        need(self.label_shift > 0, "label_shift", "label_shift > 0 and finite")
+        need(self.mix_factor > 0, "mix_factor", "mix_factor > 0 and finite")
+        need(0 < self.new_category_share <= 1, "new_category_share",
+             "0 < new_category_share <= 1")
+        for name in ("label_shift", "mix_factor"):  # NaN fails the comparisons; infinity not
+            need(math.isfinite(getattr(self, name)), name, f"{name} > 0 and finite")
 
     def dates(self) -> list[dt.date]:
         first = dt.date.fromisoformat(self.first_day)
@@ -113,8 +118,8 @@ def drift_days(items: list[str]) -> dict[str, int]:
     for item in items:
         kind, _, day = item.partition("@")
         if kind not in DRIFT_DAYS or not day.isdigit():
-            raise DataSpecError(f"drift {item!r}: expected KIND@DAY with KIND one of"
-                                f" {list(DRIFT_DAYS)} and DAY a 0-based day")
+            raise DataSpecError(f"--drift {item!r}: expected KIND@DAY (rule: KIND one of"
+                                f" {list(DRIFT_DAYS)}, DAY a 0-based day index)")
         fields[DRIFT_DAYS[kind]] = int(day)
     return fields
 
@@ -131,7 +136,8 @@ def generate_days(out_dir: str | Path, config: SynthConfig, days: DaysConfig) ->
                             " side files only)")
     world = _days_world(config, days)
     if days.mix_day is not None and days.mix_field not in world.user_features:
-        raise DataSpecError(f"DaysConfig.mix_field {days.mix_field!r}: not a user field")
+        raise DataSpecError(f"DaysConfig.mix_field {days.mix_field!r}: not a user field (rule:"
+                            f" one of {sorted(world.user_features)})")
     user_arrival, item_arrival = _arrivals(config, days)
     rows_per_day = days.rows_per_day or max(config.big_rows // 20, 1)
     summary: dict[str, Any] = {"config": dataclasses.asdict(config),
