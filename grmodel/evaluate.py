@@ -2,7 +2,7 @@
 
 Every model reads the test rows through its own encoders: where its encoders are the
 dataset's, the dataset's ids; where they differ (a champion trained on another day, whose
-vocabularies were fitted on other rows), the test split's raw values encoded by the model
+encoders were fitted on other rows), the test split's raw values encoded by the model
 (values it never saw get its out-of-vocabulary id). Ids alone would be positions in another
 vocabulary: a crash when it grew, silently wrong rows when it kept its size.
 """

@@ -15,7 +15,7 @@ column named after the field, and:
   possible predictions given the model's features);
 * test splits carry, per field, ``raw__<field>``: the value its encoder read (see
   :data:`RAW_PREFIX`), so that a model trained on other data (a champion with other
-  vocabularies) scores the same rows through its own encoders.
+  encoders) scores the same rows through its own encoders.
 
 ``manifest.json`` holds ``{"format": FORMAT, "features": FeatureSchema.to_dict(), "label":
 {...}, "splits": {...}, ...}``; :class:`FeatureSchema` is the part a model needs.
@@ -148,7 +148,7 @@ def _is_integer_type(dtype: Any) -> bool:
 # ------------------------------------------------------------------------------- raw values
 # The test split keeps each field's raw value (what the ingest gave its encoder: a user's
 # profile value, a video's mean duration, ...) in the column RAW_PREFIX + field. Ids are
-# positions in vocabularies fitted on each dataset's training rows, so the same id means
+# positions in encoders fitted on each dataset's training rows, so the same id means
 # another value in another dataset; raw values mean the same everywhere.
 
 RAW_PREFIX = "raw__"

@@ -1,6 +1,6 @@
 """Batch prediction over arrays, DataFrames or Parquet files, for any model in the zoo.
 
-Inputs are strict: feature ids must be integers within the model's vocabularies (a float id
+Inputs are strict: feature ids must be integers within the model's encoders (a float id
 is refused, never truncated), or raw values that the model's own encoders map to ids. A
 Parquet file is scored in chunks, so memory stays bounded at any number of rows.
 """

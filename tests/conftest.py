@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,14 @@ import pytest
 import torch
 from tiny_runs import FAST_GR
 
-from grmodel.features import FORMAT, FeatureSchema, FieldSpec
+# pytest-xdist's workers run under execnet, whose __main__ has neither a spec nor a file:
+# pyspark's connect module then takes itself for a doctest run and exits the worker when
+# great_expectations imports it. Give __main__ a name before anything imports them.
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
+
+from grmodel.features import FORMAT, FeatureSchema, FieldSpec  # noqa: E402
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")

@@ -96,6 +96,7 @@ def test_training_killed_at_a_random_step_resumes_to_the_same_model(work, tmp_pa
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.long
 def test_evaluate_killed_at_a_random_moment_then_rerun(work, tmp_path):
     _run(["train", "--data", str(work / "p"), "--out", "m", *TINY], tmp_path)
     args = ["evaluate", "--data", str(work / "p"), "--model", "gr=m", "--out", "metrics.json"]
@@ -116,6 +117,7 @@ def test_evaluate_killed_at_a_random_moment_then_rerun(work, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".metrics.json")]
 
 
+@pytest.mark.long
 def test_vocabulary_stage_killed_at_a_random_moment_then_rerun(work, tmp_path):
     """The pipeline's build_vocab stage, run as its component runs it (a process)."""
     (tmp_path / "processed").symlink_to(work / "p")  # an ingest output is the processed dataset

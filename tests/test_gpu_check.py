@@ -34,6 +34,7 @@ def gpu_check(tmp_path: Path, *args: str, python: str | None = sys.executable):
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_cpu_dry_run_records_every_step_and_figure(tmp_path):
     done, report, out = gpu_check(tmp_path, "--device", "cpu")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -87,6 +87,7 @@ def _env() -> dict[str, str]:
             "GRMODEL_OVERRIDES": TINY, "MLFLOW_DISABLE_TELEMETRY": "true"}
 
 
+@pytest.mark.long
 def test_the_main_job_console_is_short(workdir):
     console = (workdir / "console.txt").read_text()
     assert len(console.splitlines()) <= 80, console
@@ -94,6 +95,7 @@ def test_the_main_job_console_is_short(workdir):
     assert "runs/main/latest/report/report.md" in console
 
 
+@pytest.mark.long
 def test_every_runnable_command_of_the_docs_runs_as_written(workdir):
     ran, failed = [], []
     for doc in DOCS:

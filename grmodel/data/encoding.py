@@ -1,4 +1,4 @@
-"""The encoding machinery every ingest shares: vocabularies fitted on training rows only (id 0
+"""The encoding machinery every ingest shares: encoders (id tables) fitted on training rows only (id 0
 missing, 1 unseen, 2.. known values in sorted order), quantile buckets for numeric fields and
 training-label statistics."""
 

@@ -46,7 +46,9 @@ def chain(tmp_path_factory, pipeline_overrides):
              "mlflow_artifact_root": str(root / "mlartifacts")}
     common = {"overrides": pipeline_overrides, "seeds": 1, **track}
     fetched = fetch_data.python_func(source="generate", data_version="", data_repo="",
-                                     preset="tiny", data_seed=3, raw=a["raw"], **track)
+                                     preset="tiny", data_seed=3, raw=a["raw"],
+                                     pipeline_run_id="components-test",
+                                     pipeline_name="components", **track)
     assert fetched.as_of == ""  # not a windowed run
     out["version"] = fetched.data_version
     v = out["version"]
@@ -84,7 +86,8 @@ def chain(tmp_path_factory, pipeline_overrides):
         baseline_models=[a["cread"], a["tpm"]], evaluation=a["evaluation"],
         data_version=v, pipeline_run_id="components-test", pipeline_name="components",
         model_name="components-gr", min_mae_rel_improvement=0.01, max_xauc_drop=0.005,
-        require_beats_baselines=[], decision_record=a["decision_record"], decision=a["decision"],
+        require_beats_baselines=[], max_champion_decay=0.2,
+        decision_record=a["decision_record"], decision=a["decision"],
         **track)
     return out
 

@@ -51,6 +51,7 @@ class StandInSparkOperator:
         return self.apps[name]
 
 
+@pytest.mark.long
 def test_spark_stages_run_as_spark_applications_through_a_stand_in_operator(spark, tmp_path: Path
                                                                             ) -> None:
     fetched = tmp_path / "fetched"

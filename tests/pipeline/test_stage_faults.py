@@ -172,6 +172,7 @@ def _comparable(decision: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in decision.items() if k not in ("decided_at", "run_id")}
 
 
+@pytest.mark.long
 def test_each_stage_killed_mid_write_then_rerun_ends_as_an_uninterrupted_run(reference, tmp_path):
     from mlflow import MlflowClient
 

@@ -157,6 +157,7 @@ def _run_to_end(launcher: subprocess.Popen, timeout: float) -> str:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads worker pids from /proc")
+@pytest.mark.long
 def test_torchrun_two_cpu_processes_kill_a_worker_and_resume(grouped_dataset, tmp_path):
     """``grmodel train --config-json`` under ``torchrun --nproc_per_node=2`` (gloo, streaming): rank 0 is
     SIGKILLed mid-epoch, torchrun stops the other rank, and the rerun with --resume continues

@@ -45,6 +45,7 @@ def _spec(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.long
 def test_approximate_quantiles_keep_their_rank_error_and_the_downstream_mae(
         spark, tmp_path: Path, gr_config) -> None:
     from grmodel.data.spark.tabular import build_tabular_spark
