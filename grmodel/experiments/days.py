@@ -77,8 +77,8 @@ def day_row(run: LocalRun) -> DayRow:
         champion_after=(decision["challenger_version"] if promoted
                         else decision.get("champion_version")),
         drift=drift["verdict"],
-        drifted=[f"{split} {column}" for split, columns in (drift.get("drifted") or {}).items()
-                 for column in columns],
+        drifted=[f"{table.removesuffix('.parquet')} {column}"
+                 for table, columns in (drift.get("drifted") or {}).items() for column in columns],
         champion_decay=decay.get("decay"),
         decay_flagged=bool(decay.get("flagged")),
         seconds=round(run.seconds, 1),
