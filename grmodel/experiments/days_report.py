@@ -71,14 +71,11 @@ def days_figure(rows: list[DayRow]) -> Figure:
     if promoted:
         ax.scatter(*zip(*promoted), s=160, facecolors="none", edgecolors="#2e7d32", linewidths=2,
                    zorder=3, label="promoted")
-    for k, r in enumerate(rows):
-        ax.annotate(f"v{r.champion_after}" if r.champion_after else "–", (k, 0), xytext=(0, 4),
-                    textcoords="offset points", xycoords=("data", "axes fraction"),
-                    ha="center", fontsize=8, color="#37474f")
-    ax.set_xticks(x, [r.as_of for r in rows], rotation=20, fontsize=8)
+    ax.set_xticks(x, [f"{r.as_of}\nchampion " + (f"v{r.champion_after}" if r.champion_after
+                                                   else "–") for r in rows], fontsize=8)
     ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel("test MAE on the day")
-    ax.set_title("MAE per day (champion version after each day at the bottom)", fontsize=10)
+    ax.set_title("MAE per day (under each day: the champion after its run)", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3)
     return figure
