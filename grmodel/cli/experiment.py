@@ -180,6 +180,8 @@ def _add_days(names: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="simulation directory (logs, runs, the report)")
     p.add_argument("--preset", default="tiny", choices=("tiny", "default", "full"),
                    help="the world's size and rows per day (its big_rows / 20)")
+    p.add_argument("--rows-per-day", type=int, default=0,
+                   help="interactions a day (default 0: the preset's big_rows / 20)")
     p.add_argument("--days", type=int, default=5,
                    help="days simulated: one pipeline run as of each (default 5)")
     p.add_argument("--window-days", type=int, default=2,
@@ -222,7 +224,8 @@ def _days(args: argparse.Namespace) -> int:
             raise DataSpecError(f"--drift {item!r}: expected KIND@DAY with KIND one of"
                                 f" {list(DRIFT_DAYS)} and DAY a simulated day, 1 .. {args.days}")
         planted[DRIFT_DAYS[kind]] = args.window_days + int(day) - 1
-    days = DaysConfig(days=args.days + args.window_days, **planted)
+    days = DaysConfig(days=args.days + args.window_days, rows_per_day=args.rows_per_day,
+                      **planted)
     days.validate()
     params = apply_params(PipelineParams(), args.param)
     params = params.with_values({"overrides": [*params.overrides, *args.overrides]})

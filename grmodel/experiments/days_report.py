@@ -117,10 +117,14 @@ def write_days_report(out_dir: str | Path, rows: list[DayRow]) -> None:
     write_text_atomic(out / HTML_FILE, days_html(rows, out / FIGURE_FILE))
 
 
-def _drift(row: DayRow) -> str:
-    if row.drift == "drift":
-        return "DRIFT: " + "; ".join(row.drifted) if row.drifted else "DRIFT"
-    return row.drift or "–"
+def _drift(row: DayRow, most: int = 3) -> str:
+    """The verdict; for a drift its columns, each once whatever the splits (the page lists
+    every split and column)."""
+    if row.drift != "drift":
+        return row.drift or "–"
+    columns = list(dict.fromkeys(item.partition(" ")[2] for item in row.drifted))
+    more = f" (+{len(columns) - most} more)" if len(columns) > most else ""
+    return "DRIFT" + (": " + ", ".join(columns[:most]) + more if columns else "")
 
 
 def _decay(row: DayRow) -> str:

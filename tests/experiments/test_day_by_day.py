@@ -33,8 +33,14 @@ def test_the_table_has_one_row_per_day() -> None:
     assert table[2] == ("| 2020-09-08 | e72cc3fd | 3 | 862 / 431 / 431 | 19 / 62 | – |"
                         " no reference | – | 14.0300 | – | promoted | 1 |")
     assert table[3] == ("| 2020-09-09 | 0a1b2c3d | 3 | 862 / 431 / 431 | 19 / 62 | label_shift |"
-                        " DRIFT: test label; test duration_s | 21.2500 | 19.5000 |"
+                        " DRIFT: label, duration_s | 21.2500 | 19.5000 |"
                         " +51.5% (flagged) | rejected | 1 |")
+
+
+def test_a_drift_cell_names_each_column_once_and_counts_the_rest() -> None:
+    row = dataclasses.replace(FIRST, drift="drift", drifted=[
+        f"{split} {column}" for split in ("train", "test") for column in "abcde"])
+    assert days_table([row]).splitlines()[2].split(" | ")[6] == "DRIFT: a, b, c (+2 more)"
 
 
 def test_the_report_is_written_from_the_recorded_rows(tmp_path) -> None:
@@ -73,15 +79,19 @@ def test_three_days_run_as_of_each_day(tmp_path, pipeline_overrides, monkeypatch
     challenger, the drift check reads the champion's reference from the second day on."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "sim"
+    # A tiny world's 400 rows a day teach the tests' small GR nothing (a constant, which the gate
+    # rejects): 3,000 rows a day and 6 epochs give a champion to carry across.
     assert main(["experiment", "days", "--out", str(out), "--preset", "tiny", "--days", "3",
-                 "--window-days", "2", "--drift", "label_shift@3",
-                 "--param", "require_beats_baselines=[]", *pipeline_overrides]) == 0
+                 "--rows-per-day", "3000", "--window-days", "2", "--drift", "label_shift@3",
+                 "--param", "require_beats_baselines=[]", *pipeline_overrides,
+                 "train.epochs=6"]) == 0
     rows = load_rows(out)
     assert [r.as_of for r in rows] == ["2020-09-08", "2020-09-09", "2020-09-10"]
     assert len({r.data_version for r in rows}) == 3  # each day trains on new data
-    assert all(r.partitions == 3 for r in rows)
+    assert all(r.partitions == 3 for r in rows) and rows[0].rows["train"] >= 3000
     assert [r.drifts for r in rows] == [[], [], ["label_shift"]]
     assert rows[0].drift == "no reference" and rows[0].champion_mae is None
+    assert rows[0].verdict == "promoted" and rows[0].champion_after == "1"
     for r in rows[1:]:
         assert r.drift in ("no drift", "drift") and r.champion_mae is not None
     assert all(r.verdict in ("promoted", "rejected") for r in rows)
