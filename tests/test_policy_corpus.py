@@ -535,9 +535,12 @@ CASES: dict[str, Case] = {
     "args-range/days_first_day_not_a_day": Case(
         ["data", "days", "d", "--first-day", "2020-02-30"], 1, "YYYY-MM-DD", absent=("d",)),
     # The day-by-day simulation: every argument checked before its directory is claimed.
-    "args-range/experiment_days_window_not_below_days": Case(
-        ["experiment", "days", "--out", "sim", "--days", "3", "--window-days", "3"], 1,
-        "--window-days < --days", absent=("sim",)),
+    "args-range/experiment_days_rows_per_day_negative": Case(
+        ["experiment", "days", "--out", "sim", "--rows-per-day", "-5"], 2,
+        "--rows-per-day is a whole number", absent=("sim",)),
+    "args-range/experiment_days_drift_on_day_zero": Case(
+        ["experiment", "days", "--out", "sim", "--days", "3", "--drift", "label_shift@0"], 1,
+        "DAY a simulated day, 1 .. 3", absent=("sim",)),
     "args-range/experiment_days_window_of_one_day": Case(
         ["experiment", "days", "--out", "sim", "--window-days", "1"], 2,
         "--window-days is a whole number >= 2", absent=("sim",)),
@@ -548,8 +551,11 @@ CASES: dict[str, Case] = {
         ["experiment", "days", "--out", "sim", "--data-seed", "-1"], 2, "a seed is a whole number",
         absent=("sim",)),
     "args-range/experiment_days_drift_after_the_last_day": Case(
-        ["experiment", "days", "--out", "sim", "--days", "3", "--drift", "feature_mix@3"], 1,
-        "mix_day is a day index", absent=("sim",)),
+        ["experiment", "days", "--out", "sim", "--days", "3", "--drift", "feature_mix@4"], 1,
+        "DAY a simulated day, 1 .. 3", absent=("sim",)),
+    "args-range/experiment_days_param_unknown": Case(
+        ["experiment", "days", "--out", "sim", "--param", "no_such_param=1"], 1,
+        "no_such_param", absent=("sim",)),
     "args-range/experiment_days_override_out_of_range": Case(
         ["experiment", "days", "--out", "sim", "gr:model.decode_level=2"], 1,
         "model.decode_level must be in", absent=("sim",)),

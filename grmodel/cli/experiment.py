@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from grmodel.cli import CommandError, seed_number, whole_number
+from grmodel.cli import seed_number, whole_number
 from grmodel.comparison.report import results_table
 from grmodel.config import load_config
 from grmodel.data.windows import MIN_WINDOW_DAYS
@@ -183,25 +183,31 @@ def _robustness(args: argparse.Namespace) -> int:
 def _add_days(names: argparse._SubParsersAction) -> None:
     title = "day by day: generated days of logs, the local pipeline as of each day (one table)"
     p = names.add_parser("days", help=title, description=title + ": OUT/logs holds the days"
-                         " (grmodel data days), OUT/runs the pipeline runs (one MLflow store and"
-                         " registry), OUT/days.md and OUT/days.json one row per day"
-                         " (grmodel/experiments/days.py).")
-    p.add_argument("--out", required=True, help="simulation directory (logs, runs, the table)")
+                         " (grmodel data days: --window-days days of history, then one day per"
+                         " run), OUT/runs the pipeline runs (one MLflow store and registry),"
+                         " OUT/days.md, OUT/days.html (with the timeline OUT/days.png) and"
+                         " OUT/days.json one row per day (grmodel/experiments/days.py).")
+    p.add_argument("--out", required=True, help="simulation directory (logs, runs, the report)")
     p.add_argument("--preset", default="tiny", choices=("tiny", "default", "full"),
                    help="the world's size and rows per day (its big_rows / 20)")
+    p.add_argument("--rows-per-day", type=whole_number(0, what="--rows-per-day"), default=0,
+                   help="interactions a day (default 0: the preset's big_rows / 20)")
     p.add_argument("--days", type=whole_number(1, what="--days"), default=5,
-                   help="days of logs (default 5)")
+                   help="days simulated: one pipeline run as of each (default 5)")
     p.add_argument("--window-days", type=whole_number(MIN_WINDOW_DAYS, what="--window-days"),
                    default=2,
-                   help="each run trains on this many days before its day (default 2); the"
-                        " runs are as of every later day")
+                   help="each run trains on this many days before its day (default 2); the logs"
+                        " start this many days before the first simulated day")
     p.add_argument("--drift", action="append", default=[], metavar="KIND@DAY",
-                   help="plant a drift from day DAY (0-based): label_shift, feature_mix or"
-                        " new_category (repeatable)")
+                   help="plant a drift in force from simulated day DAY (1 .. --days) on:"
+                        " label_shift, feature_mix or new_category (repeatable)")
     p.add_argument("--data-seed", type=seed_number, default=2024,
                    help="seed of the generated world")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a pipeline parameter, as for grmodel pipeline run (repeatable); the"
+                        " data source, window, as_of and MLflow store are the simulation's")
     p.add_argument("overrides", nargs="*", metavar="[MODEL:]KEY=VALUE",
-                   help="config overrides of the pipeline (its overrides parameter)")
+                   help="config overrides of the pipeline (added to its overrides parameter)")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an existing directory that grmodel wrote for another purpose")
     p.set_defaults(handler=_days)
@@ -209,31 +215,41 @@ def _add_days(names: argparse._SubParsersAction) -> None:
 
 def _days(args: argparse.Namespace) -> int:
     # lazy: the pipeline (kfp) loads only when this command runs
+    from grmodel.cli.pipeline import apply_params
+    from grmodel.data.io import DataSpecError
     from grmodel.data.kuairec.synth import DaysConfig, SynthConfig
-    from grmodel.data.kuairec.synth.days import drift_days
-    from grmodel.experiments.days import DAYS_FILES, days_table, simulate_days
+    from grmodel.data.kuairec.synth.days import DRIFT_DAYS
+    from grmodel.experiments.days import ROWS_FILE, simulate_days
+    from grmodel.experiments.days_report import REPORT_FILES, days_table
     from grmodel.pipeline.params import PipelineParams
     from grmodel.pipeline.stages.plan import check_overrides
 
     # Every argument is checked before the directory is claimed: a refused run leaves none.
-    days = DaysConfig(days=args.days, **drift_days(args.drift))
+    # A simulated day DAY is the log day window_days + DAY - 1 (0-based): the first runs'
+    # windows are history only.
+    planted = {}
+    for item in args.drift:
+        kind, _, day = item.partition("@")
+        if kind not in DRIFT_DAYS or not day.isdigit() or not 1 <= int(day) <= args.days:
+            raise DataSpecError(f"--drift {item!r}: expected KIND@DAY (rule: KIND one of"
+                                f" {list(DRIFT_DAYS)}, DAY a simulated day, 1 .. {args.days})")
+        planted[DRIFT_DAYS[kind]] = args.window_days + int(day) - 1
+    days = DaysConfig(days=args.days + args.window_days, rows_per_day=args.rows_per_day,
+                      **planted)
     days.validate()
-    if args.window_days >= args.days:
-        raise CommandError(f"--window-days {args.window_days} with --days {args.days}: no day"
-                           " is left to run as of (rule: the runs are as of each day after the"
-                           " first --window-days, so --window-days < --days)")
-    params = PipelineParams().with_values({"overrides": [*PipelineParams().overrides,
-                                                         *args.overrides]})
+    params = apply_params(PipelineParams(), args.param)
+    params = params.with_values({"overrides": [*params.overrides, *args.overrides]})
     check_overrides(params.baselines, params.overrides)
     with output_lock(args.out):  # one simulation at a time per directory
         claim_directory(args.out, overwrite=args.overwrite)
         # Replaced as the runs go: never a file grmodel did not write there.
-        foreign = [name for name in foreign_files(args.out) if name in DAYS_FILES]
+        foreign = [name for name in foreign_files(args.out)
+                   if name in (ROWS_FILE, *REPORT_FILES)]
         if foreign:
             raise OutputError(f"output {args.out}: holds {', '.join(foreign)}, which grmodel did"
                               f" not write (rule: {FOREIGN_RULE})")
         rows = simulate_days(args.out, SynthConfig.preset(args.preset, seed=args.data_seed), days,
                              args.window_days, params)
     print(days_table(rows))
-    print(f"\ntable: {args.out}/days.md")
+    print(f"\nreport: {args.out}/{REPORT_FILES[0]}, {args.out}/{REPORT_FILES[1]}")
     return 0

@@ -6,9 +6,9 @@ per day of what the run resolved and what the gate decided.
 workdir, ``out_dir/runs`` (one MLflow store, so the registry's champion carries over), as of
 every day that has ``window_days`` days before it. ``day_row`` reads a finished run's own
 records: the fetch's data record, the processed manifest (window, rows, out-of-vocabulary
-test rows), the generator's record of the test day (new ids, drifts in force), the evaluation
-and the gate's decision. ``days_table`` is the Markdown table; ``days.json`` and ``days.md``
-are written beside the runs.
+test rows), the generator's record of the test day (new ids, drifts in force), the drift
+stage's verdict and the gate's decision. ``days.json`` holds the rows;
+``days_report.py`` renders them (``days.md``, ``days.html``, ``days.png``) beside the runs.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from grmodel.atomic import write_json_atomic, write_text_atomic
+from grmodel.atomic import write_json_atomic
 from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days
+from grmodel.experiments.days_report import write_days_report
 from grmodel.features import read_manifest
 from grmodel.pipeline.local import LocalRun, local_tracking, run_local
 from grmodel.pipeline.params import PipelineParams
@@ -28,8 +28,8 @@ from grmodel.pipeline.stages.record import StageRecord
 
 log = logging.getLogger(__name__)
 
-# The table of a simulation, rewritten after each day: its rows as JSON, and as Markdown.
-DAYS_FILES = ("days.json", "days.md")
+# The rows of a simulation, rewritten after each day (the report beside them: days_report.py).
+ROWS_FILE = "days.json"
 
 
 @dataclass
@@ -46,7 +46,11 @@ class DayRow:
     champion_mae: float | None  # the previous champion on the same test day, when there was one
     verdict: str
     champion_after: str | None  # the registry version holding the champion alias afterwards
-    extra: dict[str, Any] = field(default_factory=dict)  # other stages' verdicts, by name
+    drift: str = ""  # the check-drift stage's verdict: no reference, no drift or drift
+    drifted: list[str] = field(default_factory=list)  # "split column" items it flagged
+    champion_decay: float | None = None  # the champion's MAE today / at its promotion - 1
+    decay_flagged: bool = False
+    seconds: float = 0.0  # the run's wall time
 
 
 def day_row(run: LocalRun) -> DayRow:
@@ -55,7 +59,9 @@ def day_row(run: LocalRun) -> DayRow:
     processed = run.output("ingest", "processed")
     manifest = read_manifest(processed)
     test = manifest["splits"]["per_split"]["test"]
+    drift = StageRecord.read(run.output("check-drift", "report")).params["drift"]
     decision = run.decision
+    decay = decision.get("champion_decay") or {}
     metrics = decision.get("metrics") or {}
     promoted = decision["verdict"] == "promoted"
     return DayRow(
@@ -70,13 +76,20 @@ def day_row(run: LocalRun) -> DayRow:
         verdict=decision["verdict"],
         champion_after=(decision["challenger_version"] if promoted
                         else decision.get("champion_version")),
+        drift=drift["verdict"],
+        drifted=[f"{table.removesuffix('.parquet')} {column}"
+                 for table, columns in (drift.get("drifted") or {}).items() for column in columns],
+        champion_decay=decay.get("decay"),
+        decay_flagged=bool(decay.get("flagged")),
+        seconds=round(run.seconds, 1),
     )
 
 
 def simulate_days(out_dir: str | Path, synth: SynthConfig, days: DaysConfig, window_days: int,
                   params: PipelineParams | None = None) -> list[DayRow]:
     """Generate the days, run the pipeline as of each day after the first ``window_days``,
-    write ``days.json`` and ``days.md`` into ``out_dir``; return the rows."""
+    write ``days.json`` and the report (``days_report.write_days_report``) into ``out_dir``
+    after every day; return the rows."""
     out = Path(out_dir)
     logs = out / "logs"
     generate_days(logs, synth, days)
@@ -89,26 +102,6 @@ def simulate_days(out_dir: str | Path, synth: SynthConfig, days: DaysConfig, win
         log.info("day %s", day)
         run = run_local(base.with_values({"as_of": day.isoformat()}), work)
         rows.append(day_row(run))
-        write_json_atomic(out / DAYS_FILES[0], [dataclasses.asdict(r) for r in rows])
-        write_text_atomic(out / DAYS_FILES[1], days_table(rows) + "\n")
+        write_json_atomic(out / ROWS_FILE, [dataclasses.asdict(r) for r in rows])
+        write_days_report(out, rows)
     return rows
-
-
-def days_table(rows: list[DayRow]) -> str:
-    """One Markdown row per day."""
-    lines = ["| as of | data version | partitions | train / valid / test rows | new users /"
-             " videos in test | drift planted | challenger MAE | champion MAE | gate |"
-             " champion after |",
-             "|---|---|---:|---|---|---|---:|---:|---|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r.as_of} | {r.data_version.removesuffix('.dir')[:8]} | {r.partitions} |"
-            f" {r.rows['train']:,} / {r.rows['valid']:,} / {r.rows['test']:,} |"
-            f" {r.oov_test_rows['users']:,} / {r.oov_test_rows['videos']:,} |"
-            f" {', '.join(r.drifts) or '–'} | {_number(r.challenger_mae)} |"
-            f" {_number(r.champion_mae)} | {r.verdict} | {r.champion_after or '–'} |")
-    return "\n".join(lines)
-
-
-def _number(value: float | None) -> str:
-    return "–" if value is None else f"{value:.4f}"

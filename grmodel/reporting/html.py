@@ -81,12 +81,24 @@ def render_report_html(report: dict[str, Any], figures_dir: Path,
         _figures(report, figures_dir),
         _paper(report.get("paper") or PAPER_ANCHORS.get(report["experiment"])),
     ]
+    return html_page(title, body)
+
+
+def html_page(title: str, parts: list[str]) -> str:
+    """A self-contained page (this module's style) of ``parts``, HTML already escaped;
+    ``title`` is escaped HTML too."""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{title}</title><style>{_CSS}</style></head>\n"
-        "<body><main>\n" + "\n".join(part for part in body if part) + "\n</main></body></html>\n"
+        "<body><main>\n" + "\n".join(part for part in parts if part) + "\n</main></body></html>\n"
     )
+
+
+def png_img(path: Path, alt: str) -> str:
+    """An ``<img>`` holding the PNG at ``path`` inline (base64), so the page needs no other file."""
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{escape(alt)}">'
 
 
 # -- sections --------------------------------------------------------------------------------
@@ -207,10 +219,9 @@ def _configs(report: dict[str, Any]) -> str:
 def _figures(report: dict[str, Any], figures_dir: Path) -> str:
     parts = []
     for name in report["figures"]:
-        data = base64.b64encode((figures_dir / name).read_bytes()).decode("ascii")
         caption = figure_caption(name)
-        parts.append(f'<figure><img alt="{escape(caption)}" src="data:image/png;base64,{data}">'
-                     f"<figcaption>{escape(caption)} <code>{escape(name)}</code></figcaption></figure>")
+        parts.append(f"<figure>{png_img(figures_dir / name, caption)}<figcaption>"
+                     f"{escape(caption)} <code>{escape(name)}</code></figcaption></figure>")
     return f'<section id="figures"><h2>Figures</h2>{"".join(parts)}</section>' if parts else ""
 
 

@@ -253,3 +253,48 @@ def test_a_pinned_recurring_run_is_kept_and_warned_about(caplog):
     with pytest.raises(SubmitError, match="logs' object-store URI"):
         cluster_params(PipelineParams(data_source="logs", data_repo="/srv/logs",
                                       mlflow_tracking_uri="http://m"), recurring=True)
+
+
+def test_a_recurring_run_on_logs_trains_on_each_night_s_window(kfp_server, tmp_path, monkeypatch,
+                                                                capsys):
+    """A recurring run on day-partitioned logs: the (stand-in) KFP API receives no data version
+    and no as_of; two nights started from its parameters with their scheduled times, a new day
+    landing between them, resolve two windows, two versions (the shared days hash the same).
+    The object-store URI stands in as a local copy of the logs for the fetches."""
+    import shutil
+
+    from grmodel.data.kuairec.synth import DaysConfig, SynthConfig, generate_days
+    from grmodel.pipeline.stages.data import fetch_data
+
+    server, host = kfp_server
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example.com")
+    assert main(["pipeline", "schedule", "--host", host, "--cron", "0 3 * * *",
+                 "--param", "data_source=logs", "--param", "data_repo=s3a://bucket/logs",
+                 "--param", "window_days=2"]) == 0
+    capsys.readouterr()
+    parameters = _posts(server, "/recurringruns")[0]["body"]["runtime_config"]["parameters"]
+    assert parameters["data_version"] == "" and parameters["as_of"] == ""
+    assert (parameters["data_source"], parameters["window_days"]) == ("logs", 2)
+
+    world = tmp_path / "world"
+    generate_days(world, SynthConfig.preset("tiny"), DaysConfig(days=4))
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for day in ("2020-09-06", "2020-09-07", "2020-09-08"):
+        shutil.copytree(world / f"date={day}", logs / f"date={day}")
+
+    def night(scheduled: str) -> dict:
+        fetched = fetch_data(tmp_path / scheduled / "raw", source=parameters["data_source"],
+                             data_version=parameters["data_version"], data_repo=str(logs),
+                             as_of=parameters["as_of"], window_days=parameters["window_days"],
+                             scheduled_time=scheduled)
+        return fetched["record"]
+
+    first = night("2020-09-09T03:00:00Z")
+    shutil.copytree(world / "date=2020-09-09", logs / "date=2020-09-09")  # a new day lands
+    second = night("2020-09-10T03:00:00Z")
+    assert list(first["partitions"]) == ["2020-09-06", "2020-09-07", "2020-09-08"]
+    assert list(second["partitions"]) == ["2020-09-07", "2020-09-08", "2020-09-09"]
+    assert first["data_version"] != second["data_version"]
+    for day in ("2020-09-07", "2020-09-08"):
+        assert first["partitions"][day] == second["partitions"][day]
