@@ -331,6 +331,10 @@ CASES: dict[str, Case] = {
     "tracking-store/locked_by_another_process": Case(
         ["registry", "history", "grmodel-gr", "--tracking-uri", "sqlite:///busy.db"], 3,
         "locked by another process", locked_store),
+    "tracking-store/pipeline_run_with_an_unreachable_server_stops_before_any_stage": Case(
+        ["pipeline", "run", "--local", "--workdir", "w", "--param",
+         "mlflow_tracking_uri=http://alice:hunter2@127.0.0.1:9"], 3,
+        "http://127.0.0.1:9: not reachable", absent=("w",)),
     "tracking-store/unknown_run_id_is_bad_input": Case(
         ["registry", "register", "grmodel-gr", "--run-id", "0" * 32, "--tracking-uri",
          "sqlite:///store.db"], 1, "not found"),

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grmodel.cli import seed_number, whole_number
+from grmodel.cli import EnvironmentFault, seed_number, whole_number
 from grmodel.outputs import check_output_file, claim_directory, output_lock
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
 from grmodel.pipeline.local import local_params, run_local, summary
@@ -162,10 +162,24 @@ def _run(args: argparse.Namespace) -> int:
     check_overrides(params.baselines, params.overrides)
     if params.data_source == "logs":
         check_local_logs(params.data_repo, params.as_of, params.window_days)
+    check_tracking_server(params.mlflow_tracking_uri)
     with output_lock(workdir):  # one run at a time per workdir; its cached stages are reused
         claim_directory(workdir, overwrite=args.overwrite, reuse=True)
         print(summary(run_local(params, workdir, verbose=args.verbose)))
     return 0
+
+
+def check_tracking_server(uri: str) -> None:
+    """A tracking server that does not answer fails the run now, before any stage (the first
+    stage to log would otherwise find out minutes later)."""
+    from grmodel.pipeline.live import unreachable
+    from grmodel.redact import strip_credentials
+
+    why = unreachable(uri) if uri.startswith(("http://", "https://")) else ""
+    if why:
+        raise EnvironmentFault(f"{strip_credentials(uri)}: not reachable ({why}) (rule: the"
+                               " MLflow tracking server must answer before a run starts; check"
+                               " the URL, the network and MLFLOW_TRACKING_URI)")
 
 
 def _cluster_params(args: argparse.Namespace, recurring: bool = False) -> Any:
