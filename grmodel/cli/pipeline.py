@@ -177,6 +177,8 @@ def check_tracking_server(uri: str) -> None:
 
     why = unreachable(uri) if uri.startswith(("http://", "https://")) else ""
     if why:
+        why = ("connection refused" if "refused" in why.lower() else
+               "timed out" if "timed out" in why.lower() else why)
         raise EnvironmentFault(f"{strip_credentials(uri)}: not reachable ({why}) (rule: the"
                                " MLflow tracking server must answer before a run starts; check"
                                " the URL, the network and MLFLOW_TRACKING_URI)")
