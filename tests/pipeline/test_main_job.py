@@ -109,7 +109,7 @@ def test_two_main_jobs_at_once_in_one_clone(tmp_path, pipeline_overrides):
     assert third.returncode == 1, out + err
     assert err.strip().splitlines() == [
         "grmodel main: error: output runs/a: another grmodel process is writing it (rule: one"
-        " writer per output; wait for it, or choose another directory)"]
+        " writer per output; wait for it, or choose another path)"]
     results = [(p.communicate(timeout=1800), p.returncode) for p in (first, second)]
     for (out, err), code in results:
         assert code == 0, out[-3000:] + err[-3000:]
