@@ -7,13 +7,13 @@ A profile summarises one split of a processed dataset, column by column, in *raw
   quantiles (0%, 1%, .., 100%), count, missing, mean and standard deviation;
 * every categorical field as category frequencies of its raw values, most frequent first.
 
-Raw values, never ids: an id is a position in a vocabulary fitted on each run's own training
+Raw values, never ids: an id is a position in encoders fitted on each run's own training
 rows, so id 7 of today's run and id 7 of the champion's are unrelated values (a value inserted
 in the middle of a sorted vocabulary shifts every later id). A field's raw values come from its
 ``<field>_raw`` column where the split has one (``user_id_raw``, ``item_id_raw``), else from
 inverting the dataset's ``encoders.json``: id 0 is a missing value, id 1 a value this run's
 training rows never had (its raw value is not kept: :data:`UNKNOWN`), id ``k >= 2`` is the
-vocabulary's value ``k - 2``. A bucketed number without a raw column is not profiled: its
+encoder's value ``k - 2``. A bucketed number without a raw column is not profiled: its
 buckets are quantiles of each run's own training rows, so they cannot be compared either.
 
 Profiles are built when a model is registered (``grmodel.registry.log_model`` stores
@@ -213,10 +213,25 @@ def profile_split(processed_dir: str | Path, split: str = "train") -> dict[str, 
     }
 
 
-def write_profile(processed_dir: str | Path, out_dir: str | Path, split: str = "train") -> Path:
-    """Write the profile of ``processed_dir``'s ``split`` as ``out_dir/PROFILE_FILE``."""
+# The splits profiled beside the training rows (see :func:`profile_dataset`).
+OTHER_SPLITS = ("valid", "test")
+
+
+def profile_dataset(processed_dir: str | Path) -> dict[str, Any]:
+    """The training rows' profile, and under ``splits`` each other split's rows and columns
+    (what the drift check compares a split with where the split protocol makes it a population
+    of its own)."""
+    profile = profile_split(processed_dir, "train")
+    profile["splits"] = {split: {"rows": other["rows"], "columns": other["columns"]}
+                         for split in OTHER_SPLITS
+                         for other in [profile_split(processed_dir, split)]}
+    return profile
+
+
+def write_profile(processed_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write :func:`profile_dataset` of ``processed_dir`` as ``out_dir/PROFILE_FILE``."""
     path = Path(out_dir) / PROFILE_FILE
-    write_json_atomic(path, profile_split(processed_dir, split))
+    write_json_atomic(path, profile_dataset(processed_dir))
     return path
 
 

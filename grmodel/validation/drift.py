@@ -1,5 +1,7 @@
 """Drift: the new data (each split: its window and its test day) against the champion's training
-reference (grmodel/data/profile.py), with great_expectations' distribution expectations.
+reference (grmodel/data/profile.py), with great_expectations' distribution expectations. Where
+the split protocol makes the test split a population of its own (:data:`OWN_POPULATION_SPLITS`),
+each split is compared with the same split of the champion's data instead.
 
 Per split and compared column:
 
@@ -331,6 +333,14 @@ def _read(parquet: pq.ParquetFile, sources: list[str], max_rows: int) -> pd.Data
                         index=pd.RangeIndex(min(n, max_rows)))
 
 
+# Split protocols whose valid and test splits are populations of their own: KuaiRec's authors
+# protocol tests on the small matrix (a dense block of other users and videos), a column split
+# is whatever its column says. Their splits are compared with the same split of the reference
+# (where it has one); every other protocol's splits continue the training rows (a forward
+# split's valid and test days follow its window) and are compared with the training rows.
+OWN_POPULATION_SPLITS = ("authors", "column")
+
+
 def check_drift(processed_dir: str | Path, reference: dict[str, Any] | None,
                 bounds: DriftBounds | None = None, *, about: dict[str, Any] | None = None,
                 no_reference: str = "") -> DriftReport:
@@ -346,9 +356,11 @@ def check_drift(processed_dir: str | Path, reference: dict[str, Any] | None,
                            no_reference=no_reference or "none given")
     manifest = read_manifest(processed_dir)
     encoders = read_encoders(processed_dir)
-    ref_columns = reference["columns"]
+    own = manifest.get("splits", {}).get("kind") in OWN_POPULATION_SPLITS
     tables, columns_by_split, results = [], {}, []
     for split in bounds.splits:
+        ref_columns = (reference.get("splits", {}).get(split, reference) if own
+                       else reference)["columns"]
         path = processed_dir / f"{split}.parquet"
         parquet = pq.ParquetFile(path)
         plans = column_plan(manifest, encoders, parquet.schema_arrow.names)

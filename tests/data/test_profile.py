@@ -84,7 +84,9 @@ def test_profile_file_round_trip_and_bad_files(tmp_path, days_dataset):
     data = days_dataset(tmp_path / "d", seed=3)
     path = write_profile(data, tmp_path / "model")
     assert path.name == PROFILE_FILE
-    assert read_profile(tmp_path / "model")["columns"].keys() == profile_split(data)["columns"].keys()
+    written = read_profile(tmp_path / "model")
+    assert written["columns"].keys() == profile_split(data)["columns"].keys()
+    assert written["splits"]["test"]["columns"] == profile_split(data, "test")["columns"]
     assert read_profile(tmp_path / "nothing") is None
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / PROFILE_FILE).write_text(json.dumps({"format": "other/1"}))

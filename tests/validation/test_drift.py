@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from grmodel.data.profile import profile_split
+from grmodel.data.profile import profile_dataset, profile_split
 from grmodel.validation.drift import (
     DRIFT,
     NO_DRIFT,
@@ -46,6 +46,33 @@ def test_a_same_distribution_run_passes(tmp_path, days_dataset, reference, seed)
     compared = {(c["table"], c["column"]) for c in report.comparisons}
     assert {("train.parquet", "label"), ("test.parquet", "label"), ("test.parquet", "tier"),
             ("test.parquet", "user_id"), ("test.parquet", "duration_s")} <= compared
+
+
+def test_a_test_split_of_its_own_population_is_compared_with_the_references(tmp_path,
+                                                                           days_dataset):
+    """Under the authors protocol (KuaiRec's test split is the small matrix, other users and
+    videos) the test split is compared with the reference's test split: the same data checked
+    against its own reference compares each split with itself. A forward split's test day is
+    compared with the training rows, as is every split against a reference that kept only
+    those."""
+    data = days_dataset(tmp_path / "d", seed=7)
+    manifest = json.loads((data / "manifest.json").read_text())
+    full = profile_dataset(data)
+
+    def label_rows(reference, kind):
+        manifest.setdefault("splits", {})["kind"] = kind
+        (data / "manifest.json").write_text(json.dumps(manifest))
+        report = check_drift(data, reference, about=CHAMPION)
+        assert report.verdict == NO_DRIFT, report.summary()
+        return {c["table"]: c["reference_rows"] for c in report.comparisons
+                if c["column"] == "label"}
+
+    assert label_rows(full, "authors") == {
+        "train.parquet": full["rows"], "valid.parquet": full["splits"]["valid"]["rows"],
+        "test.parquet": full["splits"]["test"]["rows"]}
+    assert set(label_rows(full, "forward").values()) == {full["rows"]}
+    train_only = {k: v for k, v in full.items() if k != "splits"}
+    assert set(label_rows(train_only, "authors").values()) == {full["rows"]}
 
 
 def test_moved_ids_are_not_drift(tmp_path, days_dataset, reference):
