@@ -62,7 +62,7 @@ def test_hash_codes_per_partition_equal_numpys(spark) -> None:
     # through pyarrow's filesystem, Spark reads the URI; the long cases read a local path).
     {"raw_as_uri": True},
     pytest.param({"split": "chronological", "label_mode": "norm_ratio", "dedupe": True,
-                  "row_group_rows": 256}, marks=pytest.mark.long),  # CI's 15 min: pytest -m long
+                  "row_group_rows": 256}, marks=pytest.mark.long),  # make test's 8 min: pytest -m long
     # The seeded hash split (no driver-side array): the same rows in each split as pandas.
     pytest.param({"split_draw": "hash"}, marks=pytest.mark.long),
     pytest.param({"split": "random", "split_draw": "hash", "dedupe": True},
@@ -89,7 +89,8 @@ def test_spark_ingest_equals_the_pandas_ingest(spark, tiny_raw: Path, tmp_path: 
 
 @pytest.mark.parametrize("options", [
     # Logs by day, through a file:// URI (the object-storage path): the window's partitions.
-    {"split": "forward", "as_of": "2020-09-10", "window_days": 2},
+    pytest.param({"split": "forward", "as_of": "2020-09-10", "window_days": 2},
+                 marks=pytest.mark.long),
     # The flat layout split forward by the timestamps' days (rows without one dropped).
     pytest.param({"split": "forward", "as_of": "2020-09-05", "window_days": 7, "dedupe": True},
                  marks=pytest.mark.long),
