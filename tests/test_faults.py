@@ -185,6 +185,7 @@ def _predict(out: str, root: Path) -> list[str]:
             "--output", out, "--batch-size", "512"]
 
 
+@pytest.mark.long
 def test_a_second_writer_of_one_output_is_refused(scoring, tmp_path):
     """Two predict (or train) runs to one output: the second is refused at once while the first
     goes on (before, both exited 0 and the later one silently replaced the earlier)."""
@@ -212,6 +213,7 @@ def test_a_second_writer_of_one_output_is_refused(scoring, tmp_path):
     assert _leftovers(tmp_path) == [] and not list(tmp_path.glob(".*.lock"))
 
 
+@pytest.mark.long
 def test_predict_killed_mid_write_leaves_a_temporary_that_the_next_run_sweeps(scoring, tmp_path):
     _kill_when(_predict("out.parquet", scoring), tmp_path,
                lambda: any(tmp_path.glob(".out.parquet.*.tmp")))
@@ -235,7 +237,7 @@ def _limited(args: list[str], cwd: Path, max_bytes: int) -> subprocess.Completed
                           preexec_fn=cap, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize("command", ["predict", "train"])
+@pytest.mark.parametrize("command", ["predict", pytest.param("train", marks=pytest.mark.long)])
 def test_a_full_disk_is_the_environments_fault_and_leaves_nothing(command, scoring, tmp_path):
     """Before: predict blamed its input (exit 1), train called it a bug (exit 70) and left an
     empty m.state/. Now: exit 3, the file that could not be written, nothing left behind."""
