@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from grmodel.cli import EnvironmentFault, seed_number, whole_number
+from grmodel.cli import seed_number, whole_number
 from grmodel.outputs import check_output_file, claim_directory, output_lock
 from grmodel.pipeline.diagram import PIPELINE_DOC, update_doc
 from grmodel.pipeline.local import local_params, run_local, summary
@@ -176,12 +176,8 @@ def check_tracking_server(uri: str) -> None:
     from grmodel.redact import strip_credentials
 
     why = unreachable(uri) if uri.startswith(("http://", "https://")) else ""
-    if why:
-        why = ("connection refused" if "refused" in why.lower() else
-               "timed out" if "timed out" in why.lower() else why)
-        raise EnvironmentFault(f"{strip_credentials(uri)}: not reachable ({why}) (rule: the"
-                               " MLflow tracking server must answer before a run starts; check"
-                               " the URL, the network and MLFLOW_TRACKING_URI)")
+    if why:  # worded by error_line, as every unreachable service is
+        raise ConnectionError(f"{strip_credentials(uri)} ({why})")
 
 
 def _cluster_params(args: argparse.Namespace, recurring: bool = False) -> Any:
