@@ -216,9 +216,8 @@ def _add_days(names: argparse._SubParsersAction) -> None:
 def _days(args: argparse.Namespace) -> int:
     # lazy: the pipeline (kfp) loads only when this command runs
     from grmodel.cli.pipeline import apply_params
-    from grmodel.data.io import DataSpecError
     from grmodel.data.kuairec.synth import DaysConfig, SynthConfig
-    from grmodel.data.kuairec.synth.days import DRIFT_DAYS
+    from grmodel.data.kuairec.synth.days import drift_days
     from grmodel.experiments.days import ROWS_FILE, simulate_days
     from grmodel.experiments.days_report import REPORT_FILES, days_table
     from grmodel.pipeline.params import PipelineParams
@@ -227,13 +226,8 @@ def _days(args: argparse.Namespace) -> int:
     # Every argument is checked before the directory is claimed: a refused run leaves none.
     # A simulated day DAY is the log day window_days + DAY - 1 (0-based): the first runs'
     # windows are history only.
-    planted = {}
-    for item in args.drift:
-        kind, _, day = item.partition("@")
-        if kind not in DRIFT_DAYS or not day.isdigit() or not 1 <= int(day) <= args.days:
-            raise DataSpecError(f"--drift {item!r}: expected KIND@DAY (rule: KIND one of"
-                                f" {list(DRIFT_DAYS)}, DAY a simulated day, 1 .. {args.days})")
-        planted[DRIFT_DAYS[kind]] = args.window_days + int(day) - 1
+    planted = {field: args.window_days + day - 1 for field, day in drift_days(
+        args.drift, range(1, args.days + 1), f"a simulated day, 1 .. {args.days}").items()}
     days = DaysConfig(days=args.days + args.window_days, rows_per_day=args.rows_per_day,
                       **planted)
     days.validate()

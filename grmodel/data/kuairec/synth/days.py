@@ -111,15 +111,18 @@ class DaysConfig:
         return [name for name, start in planted if start is not None and day >= start]
 
 
-def drift_days(items: list[str]) -> dict[str, int]:
+def drift_days(items: list[str], days: range | None = None,
+               meaning: str = "a 0-based day index") -> dict[str, int]:
     """DaysConfig fields from ``KIND@DAY`` items (``label_shift@3``: labels shift from the
-    fourth day); one line naming a bad item."""
+    fourth day), DAY as given; one line naming a bad item (``days``: the DAYs allowed,
+    ``meaning``: what a DAY is, for that line)."""
     fields = {}
     for item in items:
         kind, _, day = item.partition("@")
-        if kind not in DRIFT_DAYS or not day.isdigit():
+        if kind not in DRIFT_DAYS or not day.isdigit() or (days is not None
+                                                           and int(day) not in days):
             raise DataSpecError(f"--drift {item!r}: expected KIND@DAY (rule: KIND one of"
-                                f" {list(DRIFT_DAYS)}, DAY a 0-based day index)")
+                                f" {list(DRIFT_DAYS)}, DAY {meaning})")
         fields[DRIFT_DAYS[kind]] = int(day)
     return fields
 
