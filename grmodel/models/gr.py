@@ -300,9 +300,9 @@ class GRModel(WatchTimeModel):
         """Choose on the validation split how the decoded distribution is read
         (``model.decode_level`` and ``model.decode_soft``, each where it is null): the first
         step's level, from 0.5 in steps of 0.1 then 0.05 in whichever direction lowers the
-        validation MAE, within [0.05, 0.95]; at each level the soft-argmax weight of
-        ``DECODE_SOFT_WEIGHTS`` with the lowest MAE. The median's 0.5 and the paper's weight 1
-        stay unless another choice is strictly better.
+        validation MAE, within [0.05, 0.95], for each soft-argmax weight of
+        ``DECODE_SOFT_WEIGHTS``; then the pair of the lowest MAE. The median's 0.5 and the
+        paper's weight 1 stay unless another choice is strictly better.
 
         The level decides which rows are 0 (``<eos>`` holds at least that mass) and where the
         first token sits; the weight, whether a step is worth its token's value (the value
@@ -322,7 +322,7 @@ class GRModel(WatchTimeModel):
             self.label_state["decode_level"], self.label_state["decode_soft"] = level, weight
             return predict()
 
-        def score(level: float) -> float:
+        def score(level: float, weight: float) -> float:
             if level not in tried:
                 if len(weights) == 1:
                     tried[level] = {weights[0]: metrics.mae(valid_label, read_at(level, weights[0]))}
@@ -330,23 +330,27 @@ class GRModel(WatchTimeModel):
                     tokens, soft = read_at(level, 0.0), read_at(level, 1.0)
                     tried[level] = {w: metrics.mae(valid_label, tokens + w * (soft - tokens))
                                     for w in weights}
-            return min(tried[level].values())
+            return tried[level][weight]
 
-        best = 0.5 if chosen.decode_level is None else chosen.decode_level
-        score(best)
-        for step in ((0.1, 0.05) if search_level else ()):
-            for direction in (-1, 1):
-                while 0.05 <= (nearby := round(best + direction * step, 2)) <= 0.95 and (
-                        score(nearby) < score(best)):
-                    best = nearby
-        # The highest weight of the lowest MAE: the paper's reading unless another is better.
-        weight = min(sorted(tried[best], reverse=True), key=tried[best].__getitem__)
-        self.label_state["decode_level"], self.label_state["decode_soft"] = best, weight
+        # A level search per weight (decodes are shared between them), the paper's weight
+        # first; another weight wins only with a strictly lower MAE.
+        best = None
+        for weight in sorted(weights, reverse=True):
+            level = 0.5 if chosen.decode_level is None else chosen.decode_level
+            for step in ((0.1, 0.05) if search_level else ()):
+                for direction in (-1, 1):
+                    while 0.05 <= (nearby := round(level + direction * step, 2)) <= 0.95 and (
+                            score(nearby, weight) < score(level, weight)):
+                        level = nearby
+            if best is None or score(level, weight) < score(*best):
+                best = (level, weight)
+        level, weight = best
+        self.label_state["decode_level"], self.label_state["decode_soft"] = level, weight
         paper = tried.get(0.5, {}).get(1.0)
-        return {"decode_level": best, "decode_soft": weight, "valid_mae": tried[best][weight],
+        return {"decode_level": level, "decode_soft": weight, "valid_mae": tried[level][weight],
                 "valid_mae_at_0.5": paper,
-                "tried": {f"{level:.2f}": {f"{w:g}": mae for w, mae in sorted(by_weight.items())}
-                          for level, by_weight in sorted(tried.items())}}
+                "tried": {f"{at:.2f}": {f"{w:g}": mae for w, mae in sorted(by_weight.items())}
+                          for at, by_weight in sorted(tried.items())}}
 
     def sequence_tie_value(self, token_sum: torch.Tensor, soft_sum: torch.Tensor) -> torch.Tensor:
         """What a row read at its token sum adds to break ties with rows of the same sum
