@@ -2,6 +2,7 @@
 
     python bench/bench_pipeline.py                       # the main job's run; target <= 600 s
     python bench/bench_pipeline.py --preset tiny         # a small run (CI-sized)
+    python bench/bench_pipeline.py --baselines cread,tpm,gbdt   # with other baselines
 
 Runs ``grmodel.pipeline.main_job``'s pipeline through kfp.local in a temporary directory (the default
 preset and seed are the DVC-recorded data of this checkout). Stage times come from each stage's
@@ -12,6 +13,7 @@ imports); peak RSS is the largest of any stage process (``ru_maxrss`` of the chi
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -27,6 +29,7 @@ def main() -> None:
     parser.add_argument("--preset", default="default", help="data preset (tiny, default, full)")
     parser.add_argument("--seed", type=int, default=2024)
     parser.add_argument("--repo", default=".", help="checkout whose data.dvc holds the default data")
+    parser.add_argument("--baselines", help="comma-separated baselines instead of the main job's")
     parser.add_argument("overrides", nargs="*", help="extra [MODEL:]key=value config overrides")
     args = parser.parse_args()
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -39,6 +42,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         work = Path(tmp)
         params = main_job_params(work, args.preset, args.seed, args.overrides, Path(args.repo))
+        if args.baselines:
+            params = dataclasses.replace(params, baselines=args.baselines.split(","))
         start = time.perf_counter()
         run = run_local(params, work)
         wall = time.perf_counter() - start
@@ -50,7 +55,8 @@ def main() -> None:
         rows = report["dataset"]["manifest"]["splits"]["rows"]
     peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     print(f"data: {args.preset} preset, {rows['train']} train / {rows['valid']} valid /"
-          f" {rows['test']} test rows; {os.cpu_count()} CPUs; source {params.data_source}")
+          f" {rows['test']} test rows; {os.cpu_count()} CPUs; source {params.data_source};"
+          f" baselines {','.join(params.baselines)}")
     for name, seconds in sorted(stages.items(), key=lambda kv: -kv[1]):
         print(f"  {name:<20} {seconds:7.1f} s")
     print(f"stages' own work {sum(stages.values()):.1f} s; wall {wall:.1f} s"

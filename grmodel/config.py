@@ -89,6 +89,12 @@ class ModelConfig:
     # (GRModel.calibrate: the level of the lowest validation MAE, 0.5 unless another is better);
     # a number fixes it (0.5: the plain value median). Later steps read their median.
     decode_level: float | None = None
+    # What a decoded step is worth: this weight of eq. 11's windowed soft-argmax (Σ p_k·v_k over
+    # the window) plus the rest of the decoded token's own value. 1 = the paper's reading; 0 =
+    # the decoded sequence's sum, the point the value median aims at (rows with the same sum
+    # are then ranked by their soft value). None = chosen with decode_level on the validation
+    # split (GRModel.calibrate, from DECODE_SOFT_WEIGHTS; 1 unless another is better).
+    decode_soft: float | None = None
     # A row decoded as 0 (<eos> first) predicts 0 + ε·P(first token is not <eos>), ε a
     # thousandth of the smallest token value: its MAE moves by less than ε, and the rows the
     # median calls 0 (most rows of a zero-inflated table) are ranked by their chance of a
@@ -346,6 +352,7 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "model.ffn_dim": (1, None), "model.n_layers": (1, None), "model.window_size": (1, None),
     "model.max_decode_len": (1, None), "model.dropout": (0, 0.999999),
     "model.d_model": (1, None), "model.init_range": (0, None), "model.decode_level": (0.01, 0.99),
+    "model.decode_soft": (0, 1),
     "vocab.q_start": (0, 1), "vocab.q_end": (0, 1), "vocab.decay": (1e-12, 1), "vocab.eps": (0, None),
     "train.seed": (0, 2**32 - 1), "train.huber_unit": (1e-12, None), "train.tf_omega": (1e-12, None),
     "train.tf_k": (1e-12, None), "train.collapse_std_ratio": (0, None),

@@ -54,7 +54,7 @@ def predict_arrays(
         batch_ids = torch.as_tensor(ids[start:stop], device=device, dtype=torch.long)
         batch_mask = torch.as_tensor(mask[start:stop], device=device, dtype=torch.float32)
         with autocast(device, use_amp):
-            out[start:stop] = model.predict(batch_ids, batch_mask).float().cpu().numpy()
+            out[start:stop] = model.predict(batch_ids, batch_mask).double().cpu().numpy()
     model.train(was_training)
     return out
 

@@ -137,6 +137,14 @@ class GRModel(WatchTimeModel):
         fixed = self.config.model.decode_level
         return float(self.label_state.get("decode_level", 0.5 if fixed is None else fixed))
 
+    @property
+    def decode_soft(self) -> float:
+        """The weight of eq. 11's soft-argmax in a decoded step's value: the one calibrated on
+        the validation split (in the label state), else ``model.decode_soft``, else the paper's
+        1."""
+        fixed = self.config.model.decode_soft
+        return float(self.label_state.get("decode_soft", 1.0 if fixed is None else fixed))
+
     def step_value(self, logits: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
         """The windowed soft-argmax value of each step, around the decoded token (``chosen``,
         when the caller has it already)."""
@@ -219,7 +227,9 @@ class GRModel(WatchTimeModel):
         return_tokens: bool = False,
         early_exit: bool = True,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Greedy decoding; returns the windowed soft-argmax sum per row in label units.
+        """Greedy decoding; returns each row's decoded value in label units: per step, the
+        decoded token's value moved by ``decode_soft`` towards eq. 11's windowed soft-argmax
+        (1, the paper's: the soft-argmax sum).
 
         With ``return_tokens`` also returns the argmax token ids per step (``<pad>`` after a
         row's ``<eos>``), shape [B, max_decode_len + 1], which the codec decodes.
@@ -233,7 +243,8 @@ class GRModel(WatchTimeModel):
         """
         cross = self.encode(ids, mask)
         batch = ids.shape[0]
-        total = torch.zeros(batch, device=ids.device)
+        total = torch.zeros(batch, device=ids.device)  # the soft-argmax sum (eq. 11)
+        token_sum = torch.zeros(batch, device=ids.device)  # the decoded tokens' values
         rows = torch.arange(batch, device=ids.device)  # original index of each working row
         alive = torch.ones(batch, dtype=torch.bool, device=ids.device)  # no <eos> emitted yet
         x = self.token_embedding.weight[SOS].expand(batch, 1, -1)
@@ -257,6 +268,7 @@ class GRModel(WatchTimeModel):
             if step == 0 and self.zero_tie_break:  # every row is still in the batch
                 tie_break = self.zero_tie_value(logits, chosen)
             total[rows] += self.step_value(logits, chosen) * alive
+            token_sum[rows] += self.token_values[chosen] * alive
             tokens[rows[alive], step] = chosen[alive]
             alive = alive & (chosen != EOS)
             n_alive = int(alive.sum())
@@ -272,42 +284,83 @@ class GRModel(WatchTimeModel):
                     prefix = [p[keep] for p in prefix]
             if cache is None:
                 prefix.append(x)
+        # In float64: the tie-breaks are far below float32's resolution of a long token sum.
+        token_sum, total = token_sum.double(), total.double()
+        weight = self.decode_soft
+        value = token_sum + weight * (total - token_sum)
+        if weight == 0.0:
+            value = value + self.sequence_tie_value(token_sum, total)
         if self.zero_tie_break:
-            total = total + tie_break
-        prediction = total / self.vocab.label_scale
+            value = value + tie_break.double()
+        prediction = value / self.vocab.label_scale
         return (prediction, tokens) if return_tokens else prediction
 
     def calibrate(self, predict: Callable[[], np.ndarray], valid_label: np.ndarray
                   ) -> dict[str, Any] | None:
-        """Choose the first step's decode level on the validation split (``model.decode_level:
-        null``): from 0.5, steps of 0.1 then 0.05 in whichever direction lowers the validation
-        MAE, within [0.05, 0.95]; 0.5 stays unless another level is strictly better.
+        """Choose on the validation split how the decoded distribution is read
+        (``model.decode_level`` and ``model.decode_soft``, each where it is null): the first
+        step's level, from 0.5 in steps of 0.1 then 0.05 in whichever direction lowers the
+        validation MAE, within [0.05, 0.95], for each soft-argmax weight of
+        ``DECODE_SOFT_WEIGHTS``; then the pair of the lowest MAE. The median's 0.5 and the
+        paper's weight 1 stay unless another choice is strictly better.
 
         The level decides which rows are 0 (``<eos>`` holds at least that mass) and where the
-        first token sits. The training split's law fixes the model's probabilities; the
-        validation split, which is later in time under a forward split, says where the MAE's
-        optimum lies now (docs/deviations.md)."""
-        if self.decode_rule != "median" or self.config.model.decode_level is not None:
+        first token sits; the weight, whether a step is worth its token's value (the value
+        median's own point) or the window's probability-weighted sum. The training split's law
+        fixes the model's probabilities; the validation split, which is later in time under a
+        forward split, says where the MAE's optimum lies now (docs/deviations.md)."""
+        chosen = self.config.model
+        search_level = self.decode_rule == "median" and chosen.decode_level is None
+        weights = DECODE_SOFT_WEIGHTS if chosen.decode_soft is None else (chosen.decode_soft,)
+        if not search_level and len(weights) == 1:
             return None
         self.label_state.pop("decode_level", None)
-        scores: dict[float, float] = {}
+        self.label_state.pop("decode_soft", None)
+        tried: dict[float, dict[float, float]] = {}
 
-        def score(level: float) -> float:
-            if level not in scores:
-                self.label_state["decode_level"] = level
-                scores[level] = metrics.mae(valid_label, predict())
-            return scores[level]
+        def read_at(level: float, weight: float) -> np.ndarray:
+            self.label_state["decode_level"], self.label_state["decode_soft"] = level, weight
+            return predict()
 
-        best = 0.5
-        score(best)
-        for step in (0.1, 0.05):
-            for direction in (-1, 1):
-                while 0.05 <= (nearby := round(best + direction * step, 2)) <= 0.95 and (
-                        score(nearby) < scores[best]):
-                    best = nearby
-        self.label_state["decode_level"] = best
-        return {"decode_level": best, "valid_mae": scores[best], "valid_mae_at_0.5": scores[0.5],
-                "tried": {f"{k:.2f}": v for k, v in sorted(scores.items())}}
+        def score(level: float, weight: float) -> float:
+            if level not in tried:
+                if len(weights) == 1:
+                    tried[level] = {weights[0]: metrics.mae(valid_label, read_at(level, weights[0]))}
+                else:  # the value is linear in the weight: two decodes give every blend
+                    tokens, soft = read_at(level, 0.0), read_at(level, 1.0)
+                    tried[level] = {w: metrics.mae(valid_label, tokens + w * (soft - tokens))
+                                    for w in weights}
+            return tried[level][weight]
+
+        # A level search per weight (decodes are shared between them), the paper's weight
+        # first; another weight wins only with a strictly lower MAE.
+        best = None
+        for weight in sorted(weights, reverse=True):
+            level = 0.5 if chosen.decode_level is None else chosen.decode_level
+            for step in ((0.1, 0.05) if search_level else ()):
+                for direction in (-1, 1):
+                    while 0.05 <= (nearby := round(level + direction * step, 2)) <= 0.95 and (
+                            score(nearby, weight) < score(level, weight)):
+                        level = nearby
+            if best is None or score(level, weight) < score(*best):
+                best = (level, weight)
+        level, weight = best
+        self.label_state["decode_level"], self.label_state["decode_soft"] = level, weight
+        paper = tried.get(0.5, {}).get(1.0)
+        return {"decode_level": level, "decode_soft": weight, "valid_mae": tried[level][weight],
+                "valid_mae_at_0.5": paper,
+                "tried": {f"{at:.2f}": {f"{w:g}": mae for w, mae in sorted(by_weight.items())}
+                          for at, by_weight in sorted(tried.items())}}
+
+    def sequence_tie_value(self, token_sum: torch.Tensor, soft_sum: torch.Tensor) -> torch.Tensor:
+        """What a row read at its token sum adds to break ties with rows of the same sum
+        (scaled units): less than ε (zero_tie_value's), rising with its soft-argmax sum's excess
+        over the token sum, so such rows are ranked by their soft value; 0 for rows decoded as
+        0, which zero_tie_value ranks."""
+        smallest = float(self.token_values[N_SPECIAL:].min())
+        excess = (soft_sum - token_sum) / token_sum.clamp_min(smallest)
+        rank = 0.5e-3 * smallest * (1.0 + torch.tanh(excess))
+        return torch.where(token_sum > 0, rank, torch.zeros_like(rank))
 
     def zero_tie_value(self, first_logits: torch.Tensor, first_chosen: torch.Tensor
                        ) -> torch.Tensor:
@@ -435,6 +488,11 @@ def window_mask(logits: torch.Tensor, window: int, centre: torch.Tensor | None =
     near = ((rank - centre_rank).abs() <= window // 2) & (rank >= 0)
     ids = torch.arange(logits.shape[-1], device=logits.device)
     return torch.where(centre_rank > 0, near, ids == centre.unsqueeze(-1))
+
+
+# The soft-argmax weights GRModel.calibrate chooses among (model.decode_soft: null): the decoded
+# token's value (0), blends, and eq. 11's windowed soft-argmax (1, the paper's).
+DECODE_SOFT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def value_median(logits: torch.Tensor, level: float = 0.5) -> torch.Tensor:

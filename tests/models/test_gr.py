@@ -17,7 +17,7 @@ from grmodel.models.gr import (
     window_mask,
     windowed_soft_argmax,
 )
-from grmodel.vocab import EOS, PAD, SOS, Vocabulary
+from grmodel.vocab import EOS, N_SPECIAL, PAD, SOS, Vocabulary
 
 SMALL = ["model.emb_dim=16", "model.encoder_hidden=32", "model.d_model=32", "model.n_heads=4",
          "model.ffn_dim=64", "model.n_layers=2"]
@@ -166,7 +166,8 @@ def test_rows_stop_at_eos_and_decoding_is_capped(planted_dataset):
         model.head.bias.fill_(0.0)
         model.head.weight.zero_()
         model.head.bias[2] = 100.0  # <eos> always wins: one step per row, value ≈ 0
-    assert torch.allclose(model.predict(batch["ids"], batch["mask"]), torch.zeros(64), atol=1e-3)
+    predicted = model.predict(batch["ids"], batch["mask"])
+    assert torch.allclose(predicted, torch.zeros(64, dtype=predicted.dtype), atol=1e-3)
     with torch.no_grad():
         model.head.bias[2] = -100.0
         model.head.bias[3] = 100.0  # the largest token always wins: capped at max length + 1
@@ -325,7 +326,55 @@ def test_the_decode_level_is_calibrated_on_valid_and_saved(planted_dataset, tmp_
     chosen = predict()
     model.label_state["decode_level"] = 0.5
     assert chosen.mean() < predict().mean()  # more rows decoded as 0, smaller first tokens
-    # A fixed level is never calibrated, and is what the model decodes with.
-    fixed = GRModel(model.schema, cfg.with_overrides(["model.decode_level=0.5"]), meta["label_state"]
-                    | {"decode_level": 0.5})
-    assert fixed.calibrate(predict, label) is None and fixed.decode_level == 0.5
+    # A fixed level is never calibrated, and is what the model decodes with; the soft-argmax
+    # weight is still chosen unless it is fixed too.
+    state = meta["label_state"] | {"decode_level": 0.5}
+    fixed = GRModel(model.schema, cfg.with_overrides(["model.decode_level=0.5"]), state)
+    record = fixed.calibrate(predict, label)
+    assert record["decode_level"] == fixed.decode_level == 0.5
+    assert record["decode_soft"] == fixed.decode_soft and list(record["tried"]) == ["0.50"]
+    both = cfg.with_overrides(["model.decode_level=0.5", "model.decode_soft=1"])
+    fixed = GRModel(model.schema, both, state | {"decode_soft": 1.0})
+    assert fixed.calibrate(predict, label) is None and fixed.decode_soft == 1.0
+
+
+def test_the_soft_weight_reads_the_token_sum_or_the_soft_argmax_and_is_chosen_on_valid(
+        planted_dataset, tmp_path, gr_config):
+    """Weight 0 predicts the decoded sequence's value (ties ranked by the soft value, within ε),
+    1 the paper's soft-argmax sum, and between them the blend; calibration picks the weight of
+    the lowest validation MAE at the chosen level."""
+    from grmodel.training.loop import train_model
+
+    cfg = gr_config(planted_dataset, "train.epochs=1", "train.max_steps=20", "model.decode_level=0.5")
+    model, meta = load_checkpoint(train_model(cfg, tmp_path / "m").model_dir)
+    frame = read_split(planted_dataset, "valid")
+    ids, mask = (torch.as_tensor(a) for a in model.schema.arrays(frame))
+
+    def read(weight: float) -> np.ndarray:
+        model.label_state["decode_soft"] = weight
+        return model.predict(ids, mask).double().numpy()
+
+    model.label_state["decode_soft"] = 0.0
+    _, tokens = model.generate(ids, mask, return_tokens=True)
+    sequence = model.codec.decode(tokens.numpy())
+    epsilon = 1e-3 * float(model.token_values[N_SPECIAL:].min()) / model.vocab.label_scale
+    token_read, soft_read = read(0.0), read(1.0)
+    np.testing.assert_allclose(token_read, sequence + epsilon, atol=epsilon, rtol=1e-6)
+    np.testing.assert_allclose(read(0.25), token_read + 0.25 * (soft_read - token_read),
+                               atol=2 * epsilon, rtol=1e-6)
+    # Rows with the same decoded sequence are ordered as their soft values are.
+    values, counts = np.unique(sequence[sequence > 0], return_counts=True)
+    same = sequence == values[counts.argmax()]
+    assert same.sum() >= 2
+    assert np.array_equal(np.argsort(token_read[same], kind="stable"),
+                          np.argsort(soft_read[same], kind="stable"))
+    # The label is the token reading itself: weight 0 is chosen; the soft reading: weight 1.
+    free = GRModel(model.schema, cfg.with_overrides(["model.decode_level=0.5"]), meta["label_state"])
+    free.load_state_dict(model.state_dict())
+    free.eval()
+
+    def predict() -> np.ndarray:
+        return free.predict(ids, mask).double().numpy()
+
+    assert free.calibrate(predict, token_read)["decode_soft"] == free.decode_soft == 0.0
+    assert free.calibrate(predict, soft_read)["decode_soft"] == free.decode_soft == 1.0
