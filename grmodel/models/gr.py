@@ -134,16 +134,20 @@ class GRModel(WatchTimeModel):
     def decode_level(self) -> float:
         """The first decoding step's level: the one calibrated on the validation split (in the
         label state), else ``model.decode_level``, else the median's 0.5."""
-        fixed = self.config.model.decode_level
-        return float(self.label_state.get("decode_level", 0.5 if fixed is None else fixed))
+        return self._reading("decode_level", 0.5)
 
     @property
     def decode_soft(self) -> float:
         """The weight of eq. 11's soft-argmax in a decoded step's value: the one calibrated on
         the validation split (in the label state), else ``model.decode_soft``, else the paper's
         1."""
-        fixed = self.config.model.decode_soft
-        return float(self.label_state.get("decode_soft", 1.0 if fixed is None else fixed))
+        return self._reading("decode_soft", 1.0)
+
+    def _reading(self, key: str, unset: float) -> float:
+        """A decoding choice: calibrated (label state), else fixed (``model.<key>``), else
+        ``unset``."""
+        fixed = getattr(self.config.model, key)
+        return float(self.label_state.get(key, unset if fixed is None else fixed))
 
     def step_value(self, logits: torch.Tensor, chosen: torch.Tensor | None = None) -> torch.Tensor:
         """The windowed soft-argmax value of each step, around the decoded token (``chosen``,
@@ -354,12 +358,12 @@ class GRModel(WatchTimeModel):
 
     def sequence_tie_value(self, token_sum: torch.Tensor, soft_sum: torch.Tensor) -> torch.Tensor:
         """What a row read at its token sum adds to break ties with rows of the same sum
-        (scaled units): less than ε (zero_tie_value's), rising with its soft-argmax sum's excess
+        (scaled units): less than ε (tie_epsilon), rising with its soft-argmax sum's excess
         over the token sum, so such rows are ranked by their soft value; 0 for rows decoded as
         0, which zero_tie_value ranks."""
-        smallest = float(self.token_values[N_SPECIAL:].min())
-        excess = (soft_sum - token_sum) / token_sum.clamp_min(smallest)
-        rank = 0.5e-3 * smallest * (1.0 + torch.tanh(excess))
+        # A positive sum holds at least one token; the clamp only keeps 0-rows finite.
+        excess = (soft_sum - token_sum) / token_sum.clamp_min(1.0)
+        rank = 0.5 * self.tie_epsilon * (1.0 + torch.tanh(excess))
         return torch.where(token_sum > 0, rank, torch.zeros_like(rank))
 
     def zero_tie_value(self, first_logits: torch.Tensor, first_chosen: torch.Tensor
@@ -367,10 +371,16 @@ class GRModel(WatchTimeModel):
         """What a row decoded as 0 adds to break its tie with the others (scaled units): ε times
         its first step's probability of a token other than ``<eos>``, ε a thousandth of the
         smallest token value; 0 for every other row."""
-        values = self.token_values[N_SPECIAL:]
-        epsilon = 1e-3 * float(values.min()) if values.numel() else 0.0
         nonzero = 1.0 - torch.softmax(first_logits.float(), dim=-1)[:, EOS]
-        return torch.where(first_chosen == EOS, epsilon * nonzero, torch.zeros_like(nonzero))
+        return torch.where(first_chosen == EOS, self.tie_epsilon * nonzero,
+                           torch.zeros_like(nonzero))
+
+    @property
+    def tie_epsilon(self) -> float:
+        """ε of the tie-breaks (scaled units): a thousandth of the smallest token value, so that
+        a tie-break never reaches the next token."""
+        values = self.token_values[N_SPECIAL:]
+        return 1e-3 * float(values.min()) if values.numel() else 0.0
 
 
 # -- the decoder's layers --------------------------------------------------------------------
